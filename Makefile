@@ -1,0 +1,51 @@
+# Every target sets up what it needs from nothing: the venv, pip packages, Debian packages.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEBIAN_PACKAGES := prometheus
+
+.PHONY: all venv deps lint test demo bench k8s-bins clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-*; touch $@
+
+venv: $(STAMP)
+
+# Debian packages for the real tools the tests run (promtool, prometheus, ...). The guard keeps
+# apt from starting their system services: we start our own instances on 127.0.0.1 only.
+deps:
+	@missing=(); for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing+=($$p); done; \
+	if (( $${#missing[@]} )); then \
+	  echo "installing Debian packages: $${missing[*]}"; \
+	  guard=0; if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null; $(SUDO) chmod +x /usr/sbin/policy-rc.d; guard=1; fi; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $${missing[@]} >/dev/null; rc=$$?; \
+	  if (( guard )); then $(SUDO) rm -f /usr/sbin/policy-rc.d; fi; exit $$rc; \
+	fi
+
+lint: venv
+	$(VENV)/bin/ruff check .
+
+test: venv deps
+	$(VENV)/bin/pytest
+
+demo: venv
+	$(PY) scripts/demo.py $(DEMO_ARGS)
+
+bench: venv deps
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+
+# The local Kubernetes control plane's binaries, built from the Go module proxy and cached under
+# ~/.cache/vigil/k8s/<version>/ (cold: about 7 minutes on 2 cores; warm: nothing to do).
+k8s-bins:
+	scripts/k8s-bins.sh

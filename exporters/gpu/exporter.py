@@ -1,0 +1,75 @@
+"""Assembles one GPU exporter (backend, session, sampler, XID thread, registry) without globals,
+so `main()` and each test build their own."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+
+from exporters.gpu.collector import GpuCollector
+from exporters.gpu.errors import ErrorCounts
+from exporters.gpu.exposition import Renderer
+from exporters.gpu.metrics import DEFAULT_XIDS
+from exporters.gpu.sampler import Sampler
+from exporters.gpu.session import NvmlSession
+from exporters.gpu.simulated import SimulatedNVML
+from exporters.gpu.xid import XidCounts, XidWatcher
+
+
+@dataclass
+class GpuExporter:
+    nvml: Any
+    session: NvmlSession
+    sampler: Sampler
+    xids: XidCounts
+    watcher: XidWatcher
+    collector: GpuCollector
+    registry: CollectorRegistry  # the GPU collector, for library consumers and tests
+    process: CollectorRegistry  # process_* metrics of the exporter itself
+    errors: ErrorCounts
+    renderer: Renderer = field(default_factory=Renderer)
+
+    def exposition(self) -> bytes:
+        """What /metrics serves: the GPU collector's fast path, then the process metrics."""
+        return self.collector.render(self.renderer).encode() + generate_latest(self.process)
+
+    @property
+    def simulated(self) -> SimulatedNVML | None:
+        return self.nvml if isinstance(self.nvml, SimulatedNVML) else None
+
+    collector_timeout: float = 5.0
+
+    def start(self) -> None:
+        self.sampler.sample(timeout=self.collector_timeout)  # first init, off the scrape path
+        self.watcher.start()
+
+
+def load_backend(name: str, simulated_gpus: int = 8) -> Any:
+    if name == "simulated":
+        return SimulatedNVML(simulated_gpus)
+    if name == "nvml":
+        import pynvml  # nvidia-ml-py; loads libnvidia-ml.so.1 only at nvmlInit
+
+        return pynvml
+    raise ValueError(f"unknown backend {name!r}")
+
+
+def build(nvml: Any, *, collect_timeout: float = 5.0, min_interval: float = 0.0, nvlink_interval: float = 10.0,
+          xid_precreate: tuple[int, ...] = DEFAULT_XIDS,
+          backoff: tuple[float, float] = (1.0, 30.0), xid_wait_ms: int = 1000) -> GpuExporter:
+    errors = ErrorCounts()
+    session = NvmlSession(nvml, errors=errors, backoff=backoff)
+    sampler = Sampler(session, errors, min_interval=min_interval, nvlink_interval=nvlink_interval)
+    xids = XidCounts(xid_precreate)
+    watcher = XidWatcher(session, xids, errors, wait_ms=xid_wait_ms, backoff=backoff,
+                         request_init=lambda: sampler.sample(collect_timeout))
+    collector = GpuCollector(sampler, session, xids, errors, timeout=collect_timeout)
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(collector)
+    process = CollectorRegistry()
+    ProcessCollector(registry=process)
+    exp = GpuExporter(nvml, session, sampler, xids, watcher, collector, registry, process, errors)
+    exp.collector_timeout = collect_timeout
+    return exp

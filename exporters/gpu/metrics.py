@@ -1,0 +1,98 @@
+"""The GPU exporter's metric names, types, help and label names: one table, used by the collector,
+the docs and the tests (so a rename is one edit and cannot silently empty a dashboard)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    kind: str  # "gauge" | "counter"
+    help: str
+    labels: tuple[str, ...] = ("gpu", "uuid")
+
+
+_SPECS = [
+    Spec("gpu_info", "gauge", "GPU identity; always 1. Join on uuid for name, driver and bus id.",
+         ("gpu", "uuid", "name", "pci_bus_id", "serial", "vbios_version", "driver_version",
+          "cuda_driver_version", "mig_mode")),
+    Spec("gpu_accessible", "gauge", "1 if NVML can read the GPU, 0 if it is lost (fell off the bus) or needs a reset."),
+    Spec("gpu_utilization_ratio", "gauge", "Share of the last sample period a kernel ran on the GPU (0-1)."),
+    Spec("gpu_memory_utilization_ratio", "gauge",
+         "Share of the last sample period device memory was read or written (0-1)."),
+    Spec("gpu_encoder_utilization_ratio", "gauge", "Video encoder utilization (0-1)."),
+    Spec("gpu_decoder_utilization_ratio", "gauge", "Video decoder utilization (0-1)."),
+    Spec("gpu_memory_used_bytes", "gauge", "Device memory allocated by processes."),
+    Spec("gpu_memory_free_bytes", "gauge", "Device memory free for allocation."),
+    Spec("gpu_memory_reserved_bytes", "gauge", "Device memory reserved by the driver and firmware."),
+    Spec("gpu_memory_total_bytes", "gauge", "Total installed device memory."),
+    Spec("gpu_sm_clock_hertz", "gauge", "Current SM clock."),
+    Spec("gpu_memory_clock_hertz", "gauge", "Current memory clock."),
+    Spec("gpu_temperature_celsius", "gauge", "GPU core temperature."),
+    Spec("gpu_memory_temperature_celsius", "gauge", "HBM memory temperature."),
+    Spec("gpu_power_usage_watts", "gauge", "Power draw of the board."),
+    Spec("gpu_power_limit_watts", "gauge", "Enforced power limit."),
+    Spec("gpu_energy_consumption_joules_total", "counter", "Energy used since the driver was loaded."),
+    Spec("gpu_pcie_replay_errors_total", "counter", "PCIe replays (link-level retransmissions)."),
+    Spec("gpu_pcie_link_generation", "gauge", "Current PCIe link generation."),
+    Spec("gpu_pcie_link_width", "gauge", "Current PCIe link width in lanes."),
+    Spec("gpu_nvlink_errors_total", "counter",
+         "NVLink data-link errors per active link and error type; re-read every --nvlink-interval seconds.",
+         ("gpu", "uuid", "link", "error")),
+    Spec("gpu_ecc_corrected_errors_total", "counter", "Corrected (single-bit) ECC errors since driver load."),
+    Spec("gpu_ecc_uncorrected_errors_total", "counter", "Uncorrected (double-bit) ECC errors since driver load."),
+    Spec("gpu_remapped_rows_total", "counter", "Memory rows remapped, by the kind of error that caused it.",
+         ("gpu", "uuid", "cause")),
+    Spec("gpu_row_remap_pending", "gauge", "1 if a row remap is pending and the GPU needs a reset to apply it."),
+    Spec("gpu_row_remap_failed", "gauge", "1 if a row remap failed; the GPU should be drained and serviced."),
+    Spec("gpu_retired_pages_total", "counter", "Retired memory pages (pre-Ampere GPUs), by cause.",
+         ("gpu", "uuid", "cause")),
+    Spec("gpu_retired_pages_pending", "gauge", "1 if page retirement is pending until the next reset."),
+    Spec("gpu_clock_event_active", "gauge", "1 while this reason holds clocks down (throttling).",
+         ("gpu", "uuid", "reason")),
+    Spec("gpu_xid_errors_total", "counter",
+         "XID errors reported by the driver, per code. Known codes are pre-created at 0.",
+         ("gpu", "uuid", "xid")),
+    Spec("gpu_xid_last_timestamp_seconds", "gauge", "Unix time of the last XID of this code on this GPU.",
+         ("gpu", "uuid", "xid")),
+    Spec("gpu_recovery_action", "gauge",
+         "Driver-requested recovery: 0 none, 1 GPU reset, 2 node reboot, 3 drain P2P, 4 drain and reset."),
+    Spec("gpu_performance_state", "gauge", "Performance state (P-state), 0 is maximum performance."),
+    Spec("gpu_exporter_nvml_up", "gauge", "1 if NVML is initialised and answers.", ()),
+    Spec("gpu_exporter_devices", "gauge", "GPUs NVML reports on this host.", ()),
+    Spec("gpu_exporter_collect_duration_seconds", "gauge", "Duration of the last NVML collection.", ()),
+    Spec("gpu_exporter_last_collect_success", "gauge",
+         "1 if the last collection finished within its time bound; 0 and per-GPU values are omitted otherwise.", ()),
+    Spec("gpu_exporter_nvml_errors_total", "counter", "NVML calls that failed, by error.", ("error",)),
+    Spec("gpu_exporter_build_info", "gauge", "Exporter build; always 1.",
+         ("version", "nvml_version", "nvidia_ml_py_version")),
+]
+SPECS: dict[str, Spec] = {s.name: s for s in _SPECS}
+
+CLOCK_EVENT_REASONS: dict[str, str] = {
+    # label value -> pynvml constant name
+    "gpu_idle": "nvmlClocksEventReasonGpuIdle",
+    "applications_clocks_setting": "nvmlClocksEventReasonApplicationsClocksSetting",
+    "sw_power_cap": "nvmlClocksEventReasonSwPowerCap",
+    "hw_slowdown": "nvmlClocksEventReasonHwSlowdown",
+    "sync_boost": "nvmlClocksEventReasonSyncBoost",
+    "sw_thermal": "nvmlClocksEventReasonSwThermalSlowdown",
+    "hw_thermal": "nvmlClocksEventReasonHwThermalSlowdown",
+    "hw_power_brake": "nvmlClocksEventReasonHwPowerBrakeSlowdown",
+    "display_clock_setting": "nvmlClocksEventReasonDisplayClockSetting",
+}
+
+NVLINK_ERRORS: dict[str, str] = {
+    "crc_flit": "NVML_NVLINK_ERROR_DL_CRC_FLIT",
+    "crc_data": "NVML_NVLINK_ERROR_DL_CRC_DATA",
+    "replay": "NVML_NVLINK_ERROR_DL_REPLAY",
+    "recovery": "NVML_NVLINK_ERROR_DL_RECOVERY",
+}
+
+# XID codes whose series exist at 0 from the start, so increase() sees the first event.
+# The node-level codes of NVIDIA's catalog plus the application codes the rules tell apart.
+DEFAULT_XIDS: tuple[int, ...] = (
+    13, 31, 43, 45, 46, 48, 54, 62, 63, 64, 74, 79, 92, 94, 95, 109, 119, 120, 154,
+)

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Build the pinned Kubernetes control plane, etcd and kwok from the Go module proxy into a
+# versioned cache, rebuilding only what is missing. Nothing here is committed.
+#
+# k8s.io/kubernetes cannot be `go install`ed (its go.mod replaces every staging module with a
+# local path), so a throw-away wrapper module requires it and pins each staging module to the
+# matching v0.Y.Z tag. kwok is built on its own: it needs newer staging modules than the wrapper.
+set -euo pipefail
+
+K8S_VERSION=${K8S_VERSION:-v1.34.4}
+KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
+GATEWAY_API_VERSION=${GATEWAY_API_VERSION:-v1.4.1}
+CACHE_ROOT=${VIGIL_K8S_CACHE:-$HOME/.cache/vigil/k8s}
+OUT="$CACHE_ROOT/$K8S_VERSION"
+
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-trimpath GOWORK=off
+mkdir -p "$OUT"
+
+log() { printf '[k8s-bins] %s\n' "$*" >&2; }
+
+# Binaries an envtest install already provides are used from there.
+have() {
+  local name=$1
+  [[ -x "$OUT/$name" ]] && return 0
+  [[ -n "${KUBEBUILDER_ASSETS:-}" && -x "$KUBEBUILDER_ASSETS/$name" ]] && return 0
+  return 1
+}
+
+missing=()
+for b in kube-apiserver kube-controller-manager kube-scheduler kubectl etcd; do
+  have "$b" || missing+=("$b")
+done
+
+if ((${#missing[@]})); then
+  log "building ${missing[*]} for Kubernetes $K8S_VERSION (cold builds take 15-40 min on 2 cores)"
+  start=$(date +%s)
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  cd "$work"
+  go mod init example.invalid/k8sbins >/dev/null 2>&1
+  upstream_mod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+  go_line=$(awk '$1=="go"{print $2; exit}' "$upstream_mod")
+  go mod edit -go="$go_line"
+  awk '$1=="godebug" && $2 ~ /=/{print $2}' "$upstream_mod" | while read -r kv; do go mod edit -godebug="$kv"; done
+  staging_tag="v0.${K8S_VERSION#v1.}"
+  grep -Eo 'k8s.io/[a-z0-9-]+ => ./staging/src/k8s.io/[a-z0-9-]+' "$upstream_mod" | awk '{print $1}' | sort -u |
+    while read -r mod; do go mod edit -replace="$mod=$mod@$staging_tag"; done
+  go get "k8s.io/kubernetes@$K8S_VERSION" >/dev/null 2>&1 || true
+  go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" \
+    "k8s.io/kubernetes/cmd/kube-controller-manager@$K8S_VERSION" \
+    "k8s.io/kubernetes/cmd/kube-scheduler@$K8S_VERSION" \
+    "k8s.io/kubernetes/cmd/kubectl@$K8S_VERSION"
+  etcd_version=$(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
+  go get "go.etcd.io/etcd/server/v3@$etcd_version"
+  minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  ld="-s -w"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ld+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  pkgs=()
+  for b in "${missing[@]}"; do
+    [[ $b == etcd ]] || pkgs+=("k8s.io/kubernetes/cmd/$b")
+  done
+  if ((${#pkgs[@]})); then
+    go build -p 2 -ldflags "$ld" -o "$OUT/" "${pkgs[@]}"
+  fi
+  if [[ " ${missing[*]} " == *" etcd "* ]]; then
+    go build -ldflags "-s -w" -o "$OUT/etcd" go.etcd.io/etcd/server/v3
+  fi
+  log "built ${missing[*]} in $(($(date +%s) - start)) s"
+fi
+
+if [[ ! -x "$OUT/kwok" ]]; then
+  log "building kwok $KWOK_VERSION"
+  GOBIN="$OUT" go install "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+fi
+
+crds="$OUT/gateway-api-$GATEWAY_API_VERSION-standard.yaml"
+if [[ ! -s "$crds" ]]; then
+  dir=$(cd /tmp && go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  for f in "$dir"/config/crd/standard/*.yaml; do printf -- '---\n'; cat "$f"; done > "$crds.tmp"
+  mv "$crds.tmp" "$crds"
+fi
+
+log "binaries ready in $OUT"
+du -sh "$OUT" >&2
