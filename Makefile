@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_PACKAGES := prometheus
 
-.PHONY: all venv deps lint test demo bench k8s-bins clean
+.PHONY: all venv deps lint test demo bench k8s-bins cluster cluster-down clean
 
 all: test
 
@@ -33,7 +33,7 @@ deps:
 lint: venv
 	$(VENV)/bin/ruff check .
 
-test: venv deps
+test: venv deps k8s-bins
 	$(VENV)/bin/pytest
 
 demo: venv
@@ -49,3 +49,11 @@ clean:
 # ~/.cache/vigil/k8s/<version>/ (cold: about 7 minutes on 2 cores; warm: nothing to do).
 k8s-bins:
 	scripts/k8s-bins.sh
+
+NODES ?= 4
+# A persistent local cluster: NODES simulated 8-GPU nodes, kubeconfig at .local/kubeconfig.
+cluster: venv k8s-bins
+	$(PY) -m tests.k8s up --nodes $(NODES)
+
+cluster-down: venv
+	$(PY) -m tests.k8s down

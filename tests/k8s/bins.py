@@ -1,0 +1,34 @@
+"""Where the control plane's binaries are: built by `make k8s-bins`, or an envtest install."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+K8S_VERSION = "v1.34.4"
+GATEWAY_API_VERSION = "v1.4.1"
+CACHE = Path(os.environ.get("VIGIL_K8S_CACHE", Path.home() / ".cache/vigil/k8s")) / K8S_VERSION
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
+
+
+class MissingBinary(RuntimeError):
+    pass
+
+
+def binary(name: str) -> Path:
+    """An envtest install ($KUBEBUILDER_ASSETS) wins for the binaries it has."""
+    candidates = []
+    if os.environ.get("KUBEBUILDER_ASSETS"):
+        candidates.append(Path(os.environ["KUBEBUILDER_ASSETS"]) / name)
+    candidates.append(CACHE / name)
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    raise MissingBinary(f"{name} not found in {' or '.join(map(str, candidates))}: run `make k8s-bins`")
+
+
+def gateway_api_crds() -> Path:
+    path = CACHE / f"gateway-api-{GATEWAY_API_VERSION}-standard.yaml"
+    if not path.is_file():
+        raise MissingBinary(f"{path} is missing: run `make k8s-bins`")
+    return path
