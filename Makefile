@@ -40,6 +40,7 @@ demo: venv
 	$(PY) scripts/demo.py $(DEMO_ARGS)
 
 bench: venv deps
+	@$(MAKE) --no-print-directory deps DEBIAN_PACKAGES=wrk
 	$(PY) -m bench
 
 clean:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import gpu_exporter
+from bench import gpu_exporter, remediator
 
-BENCHES = [gpu_exporter.run]
+BENCHES = [gpu_exporter.run, remediator.run]
 
 
 def main() -> int:

@@ -1,13 +1,186 @@
-"""`remediator`: the webhook receiver and remediation engine (not implemented yet)."""
+"""`remediator`: serve the webhook, explain a payload's decision, or check a config.
+
+    remediator serve --config vigil.yaml [--listen 127.0.0.1:9095] [--insecure-no-auth]
+    remediator explain --config vigil.yaml payload.json
+    remediator check-config vigil.yaml
+"""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import signal
 import sys
+import threading
+from pathlib import Path
+
+from remediator.config import Config, ConfigError, load_config
+
+log = logging.getLogger("remediator")
+
+
+def _die(message: str) -> int:
+    print(f"remediator: {message}", file=sys.stderr)
+    return 2
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host or "127.0.0.1", int(port)
+
+
+def _kube(config: Config):
+    """The cluster client, or None where there is none (allowed in dry-run only)."""
+    from remediator.kube import Kube
+
+    if config.kubeconfig:
+        return Kube(os.path.expanduser(config.kubeconfig), event_namespace=config.event_namespace,
+                    node_selector=config.node_selector)
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return Kube(None, event_namespace=config.event_namespace, node_selector=config.node_selector)
+    return None
+
+
+def serve(args: argparse.Namespace) -> int:
+    from waitress import create_server
+
+    from remediator import logs
+    from remediator.app import create_app
+    from remediator.engine import Engine
+    from remediator.ledger import SQLiteLedger
+    from remediator.metrics import Metrics
+
+    logs.setup(args.log_level)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _die(str(exc))
+    if not config.auth.configured and not args.insecure_no_auth:
+        return _die(f"{args.config}: no webhook credentials configured (auth.bearer_token_file/_env or "
+                    "auth.basic_auth); refusing to start. Use --insecure-no-auth only for local experiments.")
+    kube = _kube(config)
+    if kube is None and not config.safety.dry_run:
+        return _die(f"{args.config}: no Kubernetes configuration (kubernetes.kubeconfig, or run in a cluster); "
+                    "only safety.dry_run may run without one")
+    try:
+        ledger = SQLiteLedger(config.ledger_path)
+    except Exception as exc:
+        return _die(f"cannot open the ledger {config.ledger_path}: {exc}")
+    metrics = Metrics(ledger.counts_by_status)
+    engine = Engine(config, ledger, kube, metrics)
+    app = create_app(config, ledger, engine, metrics, insecure_no_auth=args.insecure_no_auth)
+    host, port = args.listen or config.listen
+    try:
+        server = create_server(app, host=host, port=port, threads=8, ident="vigil",
+                               max_request_body_size=config.max_body_bytes + 1024, clear_untrusted_proxy_headers=True)
+    except OSError as exc:
+        return _die(f"cannot listen on {host}:{port}: {exc.strerror}")
+    engine.start()
+    log.info("remediator listening on http://%s:%s (dry_run=%s, auth=%s, ledger=%s)", host,
+             server.effective_port, config.safety.dry_run, "off" if args.insecure_no_auth else "on",
+             config.ledger_path)
+    if args.insecure_no_auth:
+        log.warning("webhook authentication is OFF (--insecure-no-auth)")
+
+    def stop(*_: object) -> None:
+        threading.Thread(target=server.close, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    with contextlib.suppress(OSError):  # closed by the signal handler
+        server.run()
+    engine.stop()
+    return 0
+
+
+def explain(args: argparse.Namespace) -> int:
+    from remediator.core import ClusterView, Incident, SafetyState, decide
+    from remediator.kube import KubeError
+    from remediator.ledger import SQLiteLedger
+    from remediator.payload import PayloadError, parse
+
+    try:
+        config = load_config(args.config)
+        body = Path(args.payload).read_bytes() if args.payload != "-" else sys.stdin.buffer.read()
+        note = parse(body)
+    except ConfigError as exc:
+        return _die(str(exc))
+    except OSError as exc:
+        return _die(f"{args.payload}: {exc.strerror}")
+    except PayloadError as exc:
+        return _die(f"{args.payload}: {exc.error}: {exc.detail}")
+    now = dt.datetime.now(dt.UTC)
+    cluster, history, state = ClusterView(available=False), [], SafetyState()
+    kube = None
+    try:
+        kube = _kube(config)
+        if kube is not None:
+            cluster = kube.cluster_view()
+    except (KubeError, Exception) as exc:
+        print(f"# cluster view unavailable ({type(exc).__name__}); budget and node checks skipped")
+    if os.path.exists(config.ledger_path):
+        ledger = SQLiteLedger(config.ledger_path)
+        window = max([config.safety.breaker.window, *(max(r.window, r.cooldown) for r in config.rules)])
+        history = ledger.history(now - dt.timedelta(seconds=window))
+        state = SafetyState(paused=ledger.get_state("paused") == "true",
+                            breaker_open=ledger.get_state("breaker_opened_at") is not None)
+    results = []
+    for a in note.alerts:
+        incident = Incident(a.fingerprint, a.starts_at, a.labels, a.annotations, a.status)
+        d = decide(incident, config.rules, history, cluster, config.safety, state, now)
+        results.append({"alert": a.labels, "outcome": d.outcome, "rule": d.rule, "reason": d.reason,
+                        "detail": d.detail, "actions": [vars(p) for p in d.actions], "trace": list(d.trace)})
+    if args.json:
+        print(json.dumps(results, indent=2, default=str))
+    else:
+        for r in results:
+            print(f"== {r['alert'].get('alertname', '?')} {json.dumps(r['alert'], sort_keys=True)}")
+            for line in r["trace"]:
+                print(f"   {line}")
+            print(f"   => {r['outcome']}" + (f" ({r['reason']}: {r['detail']})" if r["reason"] else ""))
+    return 0
+
+
+def check_config(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        return _die(str(exc))
+    print(f"{args.config}: ok ({len(config.rules)} rules, dry_run={config.safety.dry_run}, "
+          f"auth={'configured' if config.auth.configured else 'NOT configured'})")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="remediator", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the webhook receiver and the engine")
+    s.add_argument("--config", required=True)
+    s.add_argument("--listen", type=_listen, default=None, help="HOST:PORT (default from config, 127.0.0.1:9095)")
+    s.add_argument("--insecure-no-auth", action="store_true", help="accept unauthenticated webhooks (local only)")
+    s.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    s.set_defaults(func=serve)
+    e = sub.add_parser("explain", help="print the decision trace for a payload without acting")
+    e.add_argument("--config", required=True)
+    e.add_argument("--json", action="store_true")
+    e.add_argument("payload", help="an Alertmanager v4 webhook body (file, or - for stdin)")
+    e.set_defaults(func=explain)
+    c = sub.add_parser("check-config", help="validate a config")
+    c.add_argument("config")
+    c.set_defaults(func=check_config)
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("remediator: not implemented yet", file=sys.stderr)
-    return 2
+    args = parser().parse_args(argv)
+    return args.func(args)
 
 
 if __name__ == "__main__":

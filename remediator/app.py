@@ -1,0 +1,163 @@
+"""The Flask app (factory): webhook intake, the incidents API, breaker and pause, health and
+metrics. The 200 to Alertmanager is sent only after every alert of the body is in the ledger;
+the work happens on the engine's threads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sqlite3
+from functools import wraps
+
+from flask import Flask, Response, jsonify, request
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from werkzeug.exceptions import HTTPException
+
+from remediator.auth import authorized
+from remediator.config import Config
+from remediator.engine import Engine, utcnow
+from remediator.kube import KubeError
+from remediator.ledger import Ledger
+from remediator.metrics import Metrics
+from remediator.payload import PayloadError, parse
+
+log = logging.getLogger(__name__)
+
+
+def _error(status: int, error: str, detail: str):
+    resp = jsonify({"error": error, "detail": detail})
+    resp.status_code = status
+    return resp
+
+
+def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics, *,
+               insecure_no_auth: bool = False) -> Flask:
+    app = Flask("vigil-remediator")
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    app.extensions["vigil"] = {"config": config, "ledger": ledger, "engine": engine, "metrics": metrics}
+
+    def require_auth(view):
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            if not insecure_no_auth and not authorized(config.auth, request.headers.get("Authorization")):
+                resp = _error(401, "unauthorized", "missing or wrong credentials")
+                resp.headers["WWW-Authenticate"] = 'Bearer realm="vigil"'
+                return resp
+            return view(*args, **kwargs)
+        return wrapped
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return _error(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _error(500, "internal_error", "see the remediator's log")
+
+    @app.after_request
+    def count(resp: Response) -> Response:
+        if request.path == "/webhook/alertmanager":
+            metrics.webhook_requests.labels(str(resp.status_code)).inc()
+        return resp
+
+    @app.post("/webhook/alertmanager")
+    @require_auth
+    def webhook():
+        body = request.get_data(cache=False)  # 413 above MAX_CONTENT_LENGTH
+        try:
+            note = parse(body)
+        except PayloadError as exc:
+            return _error(400, exc.error, exc.detail)
+        try:
+            rec = ledger.record(note.alerts, utcnow())
+        except sqlite3.Error as exc:  # not the sender's fault: 503 so Alertmanager resends
+            log.error("ledger write failed: %s", exc)
+            return _error(503, "ledger_unavailable", "the ledger could not record the alerts; retry")
+        for a in note.alerts:
+            metrics.notifications.labels(a.status).inc()
+        if rec.duplicates:
+            metrics.dedupe_hits.inc(rec.duplicates)
+        if note.truncated_alerts:
+            metrics.truncated.inc(note.truncated_alerts)
+            log.warning("Alertmanager truncated %d alerts of group %s", note.truncated_alerts, note.group_key)
+        if rec.new or rec.resolved:
+            engine.wake()
+        return jsonify({"status": "recorded", "alerts": len(note.alerts), "new": rec.new,
+                        "duplicates": rec.duplicates, "resolved": rec.resolved, "cancelled": rec.cancelled})
+
+    @app.get("/api/incidents")
+    @require_auth
+    def incidents():
+        try:
+            limit = int(request.args.get("limit", 50))
+            offset = int(request.args.get("offset", 0))
+        except ValueError:
+            return _error(400, "invalid_query", "limit and offset must be integers")
+        if not 1 <= limit <= 500 or offset < 0:
+            return _error(400, "invalid_query", "limit must be 1-500 and offset at least 0")
+        items, total = ledger.list_incidents(status=request.args.get("status") or None,
+                                             alertname=request.args.get("alertname") or None,
+                                             limit=limit, offset=offset)
+        nxt = offset + limit if offset + limit < total else None
+        return jsonify({"items": items, "total": total, "limit": limit, "offset": offset, "next_offset": nxt})
+
+    @app.get("/api/incidents/<int:incident_id>")
+    @require_auth
+    def incident(incident_id: int):
+        found = ledger.get_incident(incident_id)
+        return jsonify(found) if found else _error(404, "not_found", f"no incident {incident_id}")
+
+    @app.post("/api/breaker/reset")
+    @require_auth
+    def breaker_reset():
+        was_open = engine.reset_breaker(utcnow(), by=request.remote_addr or "api")
+        engine.wake()
+        return jsonify({"breaker_open": False, "was_open": was_open})
+
+    @app.post("/api/pause")
+    @require_auth
+    def pause():
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not isinstance(body.get("paused"), bool):
+            return _error(400, "invalid_body", 'expected {"paused": true} or {"paused": false}')
+        engine.set_paused(body["paused"], utcnow(), by=request.remote_addr or "api")
+        return jsonify({"paused": body["paused"]})
+
+    @app.get("/api/state")
+    @require_auth
+    def state():
+        s = engine.safety_state(utcnow())
+        return jsonify({"paused": s.paused, "breaker_open": s.breaker_open, "dry_run": config.safety.dry_run})
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz():
+        checks = {}
+        try:
+            ledger.ping()
+            checks["ledger"] = "ok"
+        except sqlite3.Error as exc:
+            checks["ledger"] = f"error: {exc}"
+        if engine.kube is None:
+            checks["kubernetes"] = "not configured (dry-run without a cluster)"
+        else:
+            try:
+                engine.kube.ping()
+                checks["kubernetes"] = "ok"
+            except (KubeError, OSError, Exception) as exc:  # urllib3 connection errors included
+                checks["kubernetes"] = f"error: {type(exc).__name__}"
+        ok = all(v == "ok" or v.startswith("not configured") for v in checks.values())
+        resp = jsonify({"status": "ok" if ok else "unavailable", "checks": checks})
+        resp.status_code = 200 if ok else 503
+        return resp
+
+    @app.get("/metrics")
+    def prom():
+        return Response(generate_latest(metrics.registry), content_type=CONTENT_TYPE_PLAIN_0_0_4)
+
+    app.extensions["vigil"]["started"] = dt.datetime.now(dt.UTC)
+    return app

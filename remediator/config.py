@@ -1,0 +1,271 @@
+"""vigil.yaml: typed, validated once at start. Every error names the file, the rule and the key;
+unknown keys are errors too (a typo in a safety setting must not pass silently)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from remediator.durations import parse_duration
+from remediator.policy import ACTIONS, Action, Matcher, PolicyError, Rule, compile_template
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Auth:
+    bearer_token: str | None = None
+    basic_username: str | None = None
+    basic_password: str | None = None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.bearer_token or (self.basic_username and self.basic_password))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Nodes out of service at once, across every action type. `min_nodes` is the floor that
+    lets a small pool repair one node even where a percentage would allow none."""
+    max_nodes: int | None = None
+    max_percent: float | None = None
+    max_gpu_percent: float | None = None
+    min_nodes: int = 1
+
+
+@dataclass(frozen=True)
+class Breaker:
+    max_actions: int = 10  # actions in `window` that open the breaker (an alert storm)
+    window: float = 300.0
+    reset_after: float = 0.0  # 0: only an authenticated POST /api/breaker/reset closes it
+
+
+@dataclass(frozen=True)
+class Safety:
+    dry_run: bool = False
+    max_alert_age: float = 3600.0  # older startsAt: recorded, not acted on (unless the rule allows)
+    budget: Budget = field(default_factory=Budget)
+    breaker: Breaker = field(default_factory=Breaker)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: str = "<defaults>"
+    listen: tuple[str, int] = ("127.0.0.1", 9095)
+    max_body_bytes: int = 10 * 1024 * 1024
+    auth: Auth = field(default_factory=Auth)
+    ledger_path: str = "vigil-ledger.db"
+    kubeconfig: str | None = None  # None: in-cluster config
+    event_namespace: str = "default"
+    node_selector: str = ""  # label selector of the nodes Vigil manages and budgets over; "" = all
+    workers: int = 4
+    safety: Safety = field(default_factory=Safety)
+    rules: tuple[Rule, ...] = ()
+
+
+class _Section:
+    """A mapping read with a path for errors and a check for unknown keys."""
+
+    def __init__(self, raw: Any, where: str, known: tuple[str, ...]) -> None:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: must be a mapping")
+        unknown = sorted(set(raw) - set(known))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(known)})")
+        self.raw, self.where = raw, where
+
+    def key(self, k: str) -> str:
+        return f"{self.where}: key {k!r}"
+
+    def get(self, k: str, default: Any = None) -> Any:
+        return self.raw.get(k, default)
+
+    def number(self, k: str, default: Any, *, integer: bool = False, minimum: float = 0) -> Any:
+        v = self.raw.get(k, default)
+        if v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int | float) or (integer and not isinstance(v, int)):
+            raise ConfigError(f"{self.key(k)}: expected {'an integer' if integer else 'a number'}, got {v!r}")
+        if v < minimum:
+            raise ConfigError(f"{self.key(k)}: must be at least {minimum}")
+        return v
+
+    def duration(self, k: str, default: float) -> float:
+        v = self.raw.get(k)
+        if v is None:
+            return default
+        try:
+            return parse_duration(v)
+        except ValueError as exc:
+            raise ConfigError(f"{self.key(k)}: {exc}") from exc
+
+    def boolean(self, k: str, default: bool) -> bool:
+        v = self.raw.get(k, default)
+        if not isinstance(v, bool):
+            raise ConfigError(f"{self.key(k)}: expected true or false, got {v!r}")
+        return v
+
+    def string(self, k: str, default: str | None) -> str | None:
+        v = self.raw.get(k, default)
+        if v is not None and not isinstance(v, str):
+            raise ConfigError(f"{self.key(k)}: expected a string, got {v!r}")
+        return v
+
+
+def _secret(sec: _Section, file_key: str, env_key: str) -> str | None:
+    """A secret from a file or an environment variable, never from the config itself."""
+    path, env = sec.string(file_key, None), sec.string(env_key, None)
+    if path and env:
+        raise ConfigError(f"{sec.where}: set {file_key!r} or {env_key!r}, not both")
+    if path:
+        try:
+            value = Path(os.path.expanduser(path)).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"{sec.key(file_key)}: cannot read {path}: {exc.strerror}") from exc
+        if not value:
+            raise ConfigError(f"{sec.key(file_key)}: {path} is empty")
+        return value
+    if env:
+        value = os.environ.get(env, "").strip()
+        if not value:
+            raise ConfigError(f"{sec.key(env_key)}: environment variable {env} is not set or empty")
+        return value
+    return None
+
+
+def _auth(raw: Any, where: str) -> Auth:
+    sec = _Section(raw, where, ("bearer_token_file", "bearer_token_env", "basic_auth"))
+    token = _secret(sec, "bearer_token_file", "bearer_token_env")
+    user = password = None
+    if sec.get("basic_auth") is not None:
+        basic = _Section(sec.get("basic_auth"), f"{where}.basic_auth", ("username", "password_file", "password_env"))
+        user = basic.string("username", None)
+        password = _secret(basic, "password_file", "password_env")
+        if not user or not password:
+            raise ConfigError(f"{where}.basic_auth: needs 'username' and 'password_file' or 'password_env'")
+    return Auth(token, user, password)
+
+
+def _rule(raw: Any, i: int, where: str) -> Rule:
+    name = raw.get("name") if isinstance(raw, dict) else None
+    rw = f"{where}: rule {name!r}" if isinstance(name, str) and name else f"{where}: rule #{i + 1}"
+    sec = _Section(raw, rw, ("name", "match", "actions", "cooldown", "max_actions", "window", "min_firing",
+                             "allow_stale", "guard", "verify", "escalate", "on_resolved", "description"))
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{rw}: key 'name': required")
+    match = sec.get("match")
+    if not isinstance(match, list) or not match:
+        raise ConfigError(f"{sec.key('match')}: a non-empty list of matchers such as 'alertname=\"X\"'")
+    try:
+        matchers = tuple(Matcher.parse(m) for m in match)
+    except PolicyError as exc:
+        raise ConfigError(f"{sec.key('match')}: {exc}") from exc
+    raw_actions = sec.get("actions")
+    if not isinstance(raw_actions, list) or not raw_actions:
+        raise ConfigError(f"{sec.key('actions')}: a non-empty list of actions")
+    actions = []
+    for j, a in enumerate(raw_actions):
+        aw = f"{rw}: key 'actions[{j}]'"
+        if not isinstance(a, dict) or not isinstance(a.get("type"), str):
+            raise ConfigError(f"{aw}: each action needs a 'type'")
+        spec = ACTIONS.get(a["type"])
+        if spec is None:
+            raise ConfigError(f"{aw}: unknown action type {a['type']!r} (known: {', '.join(sorted(ACTIONS))})")
+        unknown = sorted(set(a) - {"type", "params"})
+        if unknown:
+            raise ConfigError(f"{aw}: unknown key {unknown[0]!r}")
+        params = a.get("params") or {}
+        if not isinstance(params, dict):
+            raise ConfigError(f"{aw}.params: must be a mapping")
+        missing = [p for p in spec.required if p not in params]
+        if missing:
+            raise ConfigError(f"{aw}.params: {a['type']} needs {missing[0]!r}")
+        extra = sorted(set(params) - set(spec.required) - set(spec.optional))
+        if extra:
+            raise ConfigError(f"{aw}.params: {a['type']} has no parameter {extra[0]!r}")
+        try:
+            compiled = {k: compile_template(v, f"{aw}.params.{k}") for k, v in params.items()}
+        except PolicyError as exc:
+            raise ConfigError(str(exc)) from exc
+        actions.append(Action(a["type"], compiled))
+    for k in ("guard", "verify", "on_resolved"):
+        if sec.get(k) is not None and not isinstance(sec.get(k), dict):
+            raise ConfigError(f"{sec.key(k)}: must be a mapping")
+    if sec.get("escalate") is not None and not isinstance(sec.get("escalate"), list):
+        raise ConfigError(f"{sec.key('escalate')}: must be a list")
+    return Rule(
+        name=name, matchers=matchers, actions=tuple(actions), cooldown=sec.duration("cooldown", 0.0),
+        max_actions=sec.number("max_actions", 0, integer=True), window=sec.duration("window", 3600.0),
+        min_firing=sec.duration("min_firing", 0.0), allow_stale=sec.boolean("allow_stale", False),
+        guard=sec.get("guard") or {}, verify=sec.get("verify") or {}, escalate=sec.get("escalate") or [],
+        on_resolved=sec.get("on_resolved") or {},
+    )
+
+
+def parse_config(data: Any, path: str = "<config>") -> Config:
+    top = _Section(data, path, ("server", "auth", "ledger", "kubernetes", "engine", "safety", "policy"))
+    server = _Section(top.get("server"), f"{path}: server", ("listen", "max_body_bytes"))
+    listen = server.string("listen", "127.0.0.1:9095")
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"{server.key('listen')}: expected HOST:PORT, got {listen!r}")
+    ledger = _Section(top.get("ledger"), f"{path}: ledger", ("path",))
+    kube = _Section(top.get("kubernetes"), f"{path}: kubernetes", ("kubeconfig", "event_namespace", "node_selector"))
+    engine = _Section(top.get("engine"), f"{path}: engine", ("workers",))
+    safety = _Section(top.get("safety"), f"{path}: safety", ("dry_run", "max_alert_age", "budget", "breaker"))
+    budget = _Section(safety.get("budget"), f"{path}: safety.budget",
+                      ("max_nodes", "max_percent", "max_gpu_percent", "min_nodes"))
+    breaker = _Section(safety.get("breaker"), f"{path}: safety.breaker", ("max_actions", "window", "reset_after"))
+    for k in ("max_percent", "max_gpu_percent"):
+        v = budget.number(k, None)
+        if v is not None and v > 100:
+            raise ConfigError(f"{budget.key(k)}: a percentage, at most 100")
+    policy = _Section(top.get("policy"), f"{path}: policy", ("rules",))
+    raw_rules = policy.get("rules") or []
+    if not isinstance(raw_rules, list):
+        raise ConfigError(f"{policy.key('rules')}: must be a list")
+    rules = tuple(_rule(r, i, f"{path}: policy") for i, r in enumerate(raw_rules))
+    names = [r.name for r in rules]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{path}: policy: rule {dupes[0]!r}: key 'name': used twice")
+    return Config(
+        path=path, listen=(host or "127.0.0.1", int(port)),
+        max_body_bytes=server.number("max_body_bytes", 10 * 1024 * 1024, integer=True, minimum=1024),
+        auth=_auth(top.get("auth"), f"{path}: auth"),
+        ledger_path=ledger.string("path", "vigil-ledger.db"),
+        kubeconfig=kube.string("kubeconfig", None), event_namespace=kube.string("event_namespace", "default"),
+        node_selector=kube.string("node_selector", ""),
+        workers=engine.number("workers", 4, integer=True, minimum=1),
+        safety=Safety(
+            dry_run=safety.boolean("dry_run", False), max_alert_age=safety.duration("max_alert_age", 3600.0),
+            budget=Budget(max_nodes=budget.number("max_nodes", None, integer=True),
+                          max_percent=budget.number("max_percent", None),
+                          max_gpu_percent=budget.number("max_gpu_percent", None),
+                          min_nodes=budget.number("min_nodes", 1, integer=True)),
+            breaker=Breaker(max_actions=breaker.number("max_actions", 10, integer=True, minimum=1),
+                            window=breaker.duration("window", 300.0),
+                            reset_after=breaker.duration("reset_after", 0.0)),
+        ),
+        rules=rules,
+    )
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    path = str(path)
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_config(data, path)

@@ -1,0 +1,254 @@
+"""The decision core: (incident, policy, history, cluster view, safety state, now) -> Decision.
+
+Pure: no I/O, no clock, no Kubernetes, no SQLite. `remediator explain`, dry-run, the engine and
+the tests all call `decide`, so what is explained is what runs. Decisions are made one at a
+time by the engine, so the budget and the breaker see every earlier plan.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+
+from remediator.config import Safety
+from remediator.policy import ACTIONS, Rule
+
+PAUSE_ANNOTATION = "vigil.io/remediation"  # value "disabled" on a node or namespace
+CORDONED_BY_ANNOTATION = "vigil.io/cordoned-by"  # set by Vigil's own cordon; uncordon needs it
+LIVE_STATES = ("planned", "running", "succeeded")  # actions that count for cooldowns and rate limits
+ATTEMPTED = (*LIVE_STATES, "failed", "blocked")  # what the breaker counts: a storm is attempts, kept or not
+IN_FLIGHT = ("planned", "running")
+
+
+@dataclass(frozen=True)
+class Incident:
+    fingerprint: str
+    starts_at: dt.datetime
+    labels: dict[str, str]
+    annotations: dict[str, str] = field(default_factory=dict)
+    alert_status: str = "firing"
+    id: int | None = None
+
+    @property
+    def alertname(self) -> str:
+        return self.labels.get("alertname", "")
+
+
+@dataclass(frozen=True)
+class NodeView:
+    name: str
+    unschedulable: bool = False
+    gpus: int = 0
+    annotations: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    nodes: dict[str, NodeView] = field(default_factory=dict)
+    paused_namespaces: frozenset[str] = frozenset()
+    available: bool = True  # False: the cluster could not be read (explain without a cluster)
+
+
+@dataclass(frozen=True)
+class PastAction:
+    incident_id: int
+    rule: str
+    type: str
+    target: str
+    at: dt.datetime
+    state: str  # planned | running | succeeded | failed | dry_run | cancelled
+    incident_firing: bool = True
+
+
+@dataclass(frozen=True)
+class SafetyState:
+    paused: bool = False
+    breaker_open: bool = False
+
+
+@dataclass(frozen=True)
+class PlannedAction:
+    type: str
+    target: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class BudgetUse:
+    nodes_out: int
+    nodes_allowed: int
+    total_nodes: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: str  # act | dry_run | blocked | defer | no_match | resolved
+    rule: str | None = None
+    actions: tuple[PlannedAction, ...] = ()
+    reason: str = ""  # for blocked: cooldown, rate_limit, budget, breaker_open, paused, stale, ...
+    detail: str = ""
+    trace: tuple[str, ...] = ()
+    not_before: dt.datetime | None = None
+    open_breaker: bool = False
+    budget: BudgetUse | None = None
+
+
+class _Trace(list):
+    def add(self, text: str) -> None:
+        self.append(text)
+
+
+def _blocked(trace: _Trace, rule: Rule | None, reason: str, detail: str, **kw: Any) -> Decision:
+    trace.add(f"blocked ({reason}): {detail}")
+    return Decision("blocked", rule.name if rule else None, reason=reason, detail=detail, trace=tuple(trace), **kw)
+
+
+def _render(rule: Rule, incident: Incident) -> list[PlannedAction]:
+    context = {"labels": incident.labels, "annotations": incident.annotations,
+               "alert": {"fingerprint": incident.fingerprint, "startsAt": incident.starts_at.isoformat(),
+                         "alertname": incident.alertname}}
+    planned = []
+    for action in rule.actions:
+        params = action.render(context)
+        target = str(params.get(ACTIONS[action.type].target, ""))
+        planned.append(PlannedAction(action.type, target, params))
+    return planned
+
+
+def _removes_node(action_type: str) -> bool:
+    spec = ACTIONS.get(action_type)
+    return bool(spec and spec.removes_node)
+
+
+def node_budget(safety: Safety, cluster: ClusterView, out: set[str]) -> tuple[bool, int, str]:
+    """Whether `out` nodes out of service at once is within the budget: (ok, allowed, why)."""
+    b = safety.budget
+    total = len(cluster.nodes)
+    limits = []
+    if b.max_nodes is not None:
+        limits.append((b.max_nodes, f"max_nodes {b.max_nodes}"))
+    if b.max_percent is not None:
+        n = math.floor(total * b.max_percent / 100)
+        limits.append((n, f"max_percent {b.max_percent:g}% of {total} = {n}"))
+    allowed = min([n for n, _ in limits], default=total)
+    allowed = max(allowed, b.min_nodes)
+    ok = len(out) <= allowed
+    why = ", ".join(w for _, w in limits) or "no node limit"
+    if b.max_gpu_percent is not None and len(out) > b.min_nodes:
+        total_gpus = sum(n.gpus for n in cluster.nodes.values())
+        out_gpus = sum(cluster.nodes[n].gpus for n in out if n in cluster.nodes)
+        gpu_allowed = total_gpus * b.max_gpu_percent / 100
+        why += f", max_gpu_percent {b.max_gpu_percent:g}% of {total_gpus} GPUs = {gpu_allowed:g} ({out_gpus} out)"
+        ok = ok and out_gpus <= gpu_allowed
+    return ok, allowed, f"{why}, floor min_nodes {b.min_nodes}"
+
+
+def decide(incident: Incident, rules: Sequence[Rule], history: Sequence[PastAction], cluster: ClusterView,
+           safety: Safety, state: SafetyState, now: dt.datetime, *, dry_run: bool | None = None) -> Decision:
+    dry = safety.dry_run if dry_run is None else dry_run
+    trace = _Trace()
+    trace.add(f"alert {incident.alertname or '?'} fingerprint {incident.fingerprint} "
+              f"startsAt {incident.starts_at.isoformat()} status {incident.alert_status}")
+    if incident.alert_status != "firing":
+        trace.add("resolved: never act on a resolved alert")
+        return Decision("resolved", trace=tuple(trace), reason="resolved", detail="the alert resolved")
+
+    rule = next((r for r in rules if r.matches(incident.labels)), None)
+    for r in rules:
+        if r is rule:
+            trace.add(f"rule {r.name!r} matches ({', '.join(map(str, r.matchers))})")
+            break
+        trace.add(f"rule {r.name!r} does not match")
+    if rule is None:
+        return Decision("no_match", trace=tuple(trace), reason="no_match", detail="no rule matches this alert")
+
+    try:
+        planned = _render(rule, incident)
+    except jinja2.UndefinedError as exc:
+        return _blocked(trace, rule, "template_error", f"a parameter needs a label the alert lacks: {exc.message}")
+    except jinja2.TemplateError as exc:
+        return _blocked(trace, rule, "template_error", f"a parameter template failed: {exc}")
+    for p in planned:
+        if not p.target:
+            return _blocked(trace, rule, "template_error", f"{p.type}: the target rendered empty")
+    trace.add("plan: " + ", ".join(f"{p.type}({p.target})" for p in planned))
+
+    if state.paused:
+        return _blocked(trace, rule, "paused", "remediation is paused globally")
+    age = (now - incident.starts_at).total_seconds()
+    if age > safety.max_alert_age and not rule.allow_stale:
+        return _blocked(trace, rule, "stale",
+                        f"the alert started {age:.0f} s ago, more than max_alert_age {safety.max_alert_age:.0f} s")
+    if age < rule.min_firing:
+        not_before = incident.starts_at + dt.timedelta(seconds=rule.min_firing)
+        trace.add(f"defer: firing for {max(age, 0):.1f} s, the rule needs {rule.min_firing:.0f} s")
+        return Decision("defer", rule.name, reason="min_firing", detail=f"not before {not_before.isoformat()}",
+                        trace=tuple(trace), not_before=not_before)
+
+    for p in planned:
+        if ACTIONS[p.type].target == "node" and cluster.available:
+            node = cluster.nodes.get(p.target)
+            if node is None:
+                return _blocked(trace, rule, "unknown_target", f"{p.type}: no node named {p.target!r}")
+            if node.annotations.get(PAUSE_ANNOTATION) == "disabled":
+                return _blocked(trace, rule, "paused", f"node {p.target} has {PAUSE_ANNOTATION}=disabled")
+            if p.type == "uncordon_node" and node.unschedulable and \
+                    node.annotations.get(CORDONED_BY_ANNOTATION) != "vigil":
+                return _blocked(trace, rule, "foreign_cordon",
+                                f"node {p.target} was cordoned by someone else; Vigil never undoes that")
+
+    counted = (*LIVE_STATES, "dry_run") if dry else LIVE_STATES
+    live = [a for a in history if a.state in counted]
+    if rule.cooldown:
+        since = now - dt.timedelta(seconds=rule.cooldown)
+        for p in planned:
+            recent = [a for a in live if a.rule == rule.name and a.target == p.target and a.at >= since]
+            if recent:
+                return _blocked(trace, rule, "cooldown",
+                                f"{p.target}: rule acted at {max(a.at for a in recent).isoformat()}, "
+                                f"cooldown {rule.cooldown:.0f} s")
+    if rule.max_actions:
+        since = now - dt.timedelta(seconds=rule.window)
+        acted = {a.incident_id for a in live if a.rule == rule.name and a.at >= since}
+        if len(acted) >= rule.max_actions:
+            return _blocked(trace, rule, "rate_limit",
+                            f"{len(acted)} incidents acted on in {rule.window:.0f} s, max_actions {rule.max_actions}")
+
+    if state.breaker_open:
+        return _blocked(trace, rule, "breaker_open", "the circuit breaker is open; reset it after checking the storm")
+    br = safety.breaker
+    since = now - dt.timedelta(seconds=br.window)
+    attempted = (*ATTEMPTED, "dry_run") if dry else ATTEMPTED
+    recent = sum(1 for a in history if a.state in attempted and a.at >= since)
+    if recent + len(planned) > br.max_actions:
+        return _blocked(trace, rule, "breaker_open",
+                        f"{recent} actions in the last {br.window:.0f} s plus {len(planned)} would exceed "
+                        f"{br.max_actions}: opening the circuit breaker", open_breaker=True)
+
+    budget = None
+    removing = [p for p in planned if ACTIONS[p.type].removes_node]
+    if removing and cluster.available:
+        out = {n.name for n in cluster.nodes.values() if n.unschedulable}
+        out |= {a.target for a in history if a.state in IN_FLIGHT and _removes_node(a.type)}
+        if dry:  # what dry-run would have taken out, while its alert still fires
+            out |= {a.target for a in history if a.state == "dry_run" and a.incident_firing and _removes_node(a.type)}
+        after = out | {p.target for p in removing}
+        ok, allowed, why = node_budget(safety, cluster, after)
+        budget = BudgetUse(len(after), allowed, len(cluster.nodes))
+        trace.add(f"budget: {len(after)} of {len(cluster.nodes)} nodes out of service with this plan ({why})")
+        if not ok and after != out:
+            return _blocked(trace, rule, "budget",
+                            f"{len(after)} nodes out of service would exceed the budget ({why}); "
+                            f"out now: {', '.join(sorted(out)) or 'none'}", budget=budget,
+                            actions=tuple(planned))  # kept as blocked attempts: the breaker counts them
+    elif removing:
+        trace.add("budget: cluster view unavailable; not checked")
+
+    outcome = "dry_run" if dry else "act"
+    trace.add("dry-run: would act, changing nothing" if dry else "act")
+    return Decision(outcome, rule.name, tuple(planned), trace=tuple(trace), budget=budget)

@@ -1,0 +1,197 @@
+"""The engine: takes incidents the ledger holds, decides them one at a time with the pure core,
+and runs the resulting actions on a small worker pool. After a crash it resumes the actions the
+ledger holds as planned or running; every action is idempotent, so each takes effect once."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from remediator import actions
+from remediator.config import Config
+from remediator.core import ClusterView, Decision, Incident, PastAction, SafetyState, decide
+from remediator.kube import Kube, KubeError
+from remediator.ledger import Ledger, from_ts, ts
+from remediator.metrics import Metrics
+
+log = logging.getLogger(__name__)
+BREAKER_KEY = "breaker_opened_at"
+PAUSE_KEY = "paused"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class _Context:
+    """What the decisions of one tick share: the ledger's history, extended by each new plan
+    (decisions are serial, so this is exact), the safety state, and a cluster view at most 2 s old.
+    A storm of 10,000 alerts is then 10,000 decisions, not 10,000 history and cluster reads."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        now = engine.clock()
+        config = engine.config
+        window = max([config.safety.breaker.window, *(max(r.window, r.cooldown) for r in config.rules)])
+        self.history: list[PastAction] = engine.ledger.history(now - dt.timedelta(seconds=window))
+        self.state: SafetyState = engine.safety_state(now)
+        self._view: ClusterView | None = None
+        self._view_at = 0.0
+
+    def cluster(self) -> ClusterView:
+        if self._view is None or time.monotonic() - self._view_at > 2.0:
+            self._view, self._view_at = self.engine._cluster_view(), time.monotonic()
+        return self._view
+
+
+class Engine:
+    def __init__(self, config: Config, ledger: Ledger, kube: Kube | None, metrics: Metrics,
+                 clock: Callable[[], dt.datetime] = utcnow) -> None:
+        self.config, self.ledger, self.kube, self.metrics, self.clock = config, ledger, kube, metrics, clock
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="vigil-action")
+        self._thread = threading.Thread(target=self._run, name="vigil-engine", daemon=True)
+        self._busy: set[int] = set()
+        self._busy_lock = threading.Lock()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(10)
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # ---- safety state shared with the API -------------------------------------------------
+
+    def safety_state(self, now: dt.datetime) -> SafetyState:
+        opened = self.ledger.get_state(BREAKER_KEY)
+        reset_after = self.config.safety.breaker.reset_after
+        if opened and reset_after and (now - from_ts(opened)).total_seconds() >= reset_after:
+            self.reset_breaker(now, by="timeout")
+            opened = None
+        return SafetyState(paused=self.ledger.get_state(PAUSE_KEY) == "true", breaker_open=bool(opened))
+
+    def reset_breaker(self, now: dt.datetime, by: str) -> bool:
+        was_open = self.ledger.get_state(BREAKER_KEY) is not None
+        self.ledger.set_state(BREAKER_KEY, None)
+        if was_open:
+            self.ledger.audit("breaker_reset", {"by": by}, now)
+            log.warning("circuit breaker reset by %s", by)
+        self.metrics.breaker_open.set(0)
+        return was_open
+
+    def set_paused(self, paused: bool, now: dt.datetime, by: str) -> None:
+        self.ledger.set_state(PAUSE_KEY, "true" if paused else None)
+        self.ledger.audit("pause" if paused else "unpause", {"by": by}, now)
+        self.metrics.paused.set(1 if paused else 0)
+
+    # ---- the loop -----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            for incident_id, chain in self.ledger.incomplete_actions().items():
+                log.info("resuming incident %d after a restart (%d actions)", incident_id, len(chain))
+                self._submit(incident_id, chain)
+        except Exception:
+            log.exception("could not resume incomplete actions")
+        while not self._stop.is_set():
+            try:
+                self._tick()
+            except Exception:  # the loop must survive a bad incident or a ledger hiccup
+                log.exception("engine tick failed")
+                self._stop.wait(1.0)
+            timeout = 1.0
+            wake_at = self.ledger.next_wake()
+            if wake_at is not None:
+                timeout = min(timeout, max((wake_at - self.clock()).total_seconds(), 0.0))
+            self._wake.wait(timeout)
+            self._wake.clear()
+
+    def _cluster_view(self) -> ClusterView:
+        if self.kube is None:
+            return ClusterView(available=False)
+        try:
+            return self.kube.cluster_view()
+        except KubeError as exc:
+            log.warning("cluster view unavailable: %s", exc)
+            return ClusterView(available=False)
+
+    def _tick(self) -> None:
+        due = self.ledger.due(self.clock())
+        ctx = _Context(self) if due else None
+        for incident in due:
+            if self._stop.is_set():
+                return
+            self.decide_and_record(incident, ctx)
+
+    def decide_and_record(self, incident: Incident, ctx: _Context | None = None) -> Decision:
+        ctx = ctx or _Context(self)
+        now = self.clock()
+        history, cluster, state = ctx.history, ctx.cluster(), ctx.state
+        if self.kube is not None and not cluster.available:
+            decision = Decision("defer", reason="cluster_unavailable", detail="Kubernetes did not answer",
+                                trace=("the cluster view is unavailable; retrying",),
+                                not_before=now + dt.timedelta(seconds=5))
+        else:
+            decision = decide(incident, self.config.rules, history, cluster, self.config.safety, state, now)
+        if decision.open_breaker:
+            ctx.state = dataclasses.replace(ctx.state, breaker_open=True)
+            self.ledger.set_state(BREAKER_KEY, ts(now))
+            self.ledger.audit("breaker_open", {"detail": decision.detail}, now, incident_id=incident.id)
+            self.metrics.breaker_open.set(1)
+            log.error("circuit breaker opened: %s", decision.detail)
+        ids = self.ledger.save_decision(incident.id, decision, now)
+        kept = {"act": "planned", "dry_run": "dry_run", "blocked": "blocked"}.get(decision.outcome)
+        if kept:  # later decisions of this tick see this plan (budget, breaker, cooldown)
+            ctx.history.extend(PastAction(incident.id, decision.rule or "", a.type, a.target, now, kept)
+                               for a in decision.actions)
+        self.metrics.observe_decision(decision)
+        log.info("incident %s %s: %s %s", incident.id, incident.alertname, decision.outcome,
+                 decision.detail or ", ".join(f"{a.type}({a.target})" for a in decision.actions))
+        if ids:
+            self._submit(incident.id, ids)
+        return decision
+
+    def _submit(self, incident_id: int, chain: list[int]) -> None:
+        with self._busy_lock:
+            if incident_id in self._busy:
+                return
+            self._busy.add(incident_id)
+        self._pool.submit(self._run_chain, incident_id, chain)
+
+    def _run_chain(self, incident_id: int, chain: list[int]) -> None:
+        try:
+            for action_id in chain:
+                row = self.ledger.claim_action(action_id, self.clock())
+                if row is None:  # cancelled (the alert resolved) or finished before a restart
+                    continue
+                incident = self.ledger.get_incident(incident_id) or {}
+                outcome = actions.execute(self.kube, row.type, row.params, str(incident_id))
+                now = self.clock()
+                self.ledger.finish_action(action_id, outcome.state, outcome.as_result(), now)
+                self.ledger.audit(f"action:{row.type}", {"target": row.target, "state": outcome.state,
+                                                         "detail": outcome.detail}, now,
+                                  incident_id=incident_id, action_id=action_id)
+                starts = from_ts(incident.get("startsAt"))
+                self.metrics.observe_action(row.type, outcome.state,
+                                            (now - starts).total_seconds() if starts else None, outcome.reason)
+                log.info("incident %d: %s(%s) %s: %s", incident_id, row.type, row.target, outcome.state,
+                         outcome.detail)
+                if outcome.state != "succeeded":
+                    break
+        except Exception:
+            log.exception("incident %d: action chain failed", incident_id)
+        finally:
+            with self._busy_lock:
+                self._busy.discard(incident_id)

@@ -1,0 +1,443 @@
+"""The durable ledger: incidents keyed by (fingerprint, startsAt), their decisions, actions and the
+audit trail. Alertmanager delivers at least once, resends whole groups, and HA peers send
+duplicates minutes apart, so idempotency lives here, on disk, not in a cache.
+
+`Ledger` is the interface the engine uses; `SQLiteLedger` (one WAL file) is the embedded default.
+A Kubernetes-backed ledger (custom resources plus a Lease for several replicas) implements the same
+methods; the decision core never sees it.
+
+Durability: intake commits with synchronous=FULL, so what got a 2xx survives a power cut, and
+concurrent webhooks share one commit (group commit: each waits for the commit that holds its
+alerts). The engine's own writes use synchronous=NORMAL: a power cut can lose only its latest
+bookkeeping, which the engine redoes, and every action is idempotent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from remediator.core import Decision, Incident, PastAction
+from remediator.payload import Alert
+
+TERMINAL = ("succeeded", "failed", "blocked", "dry_run", "cancelled", "ignored", "resolved")
+
+
+@functools.lru_cache(maxsize=4096)
+def ts(t: dt.datetime) -> str:
+    """Fixed-width UTC text, so string order is time order in SQL (cached: storms share startsAt)."""
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode  # one encoder, not one per call
+
+
+def from_ts(s: str | None) -> dt.datetime | None:
+    return dt.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC) if s else None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    new: int = 0  # new firing incidents
+    duplicates: int = 0  # notifications of incidents already known (dedupe hits)
+    resolved: int = 0  # incidents marked resolved by this body
+    cancelled: int = 0  # incidents whose pending work the resolution cancelled
+
+
+@dataclass(frozen=True)
+class ActionRow:
+    id: int
+    incident_id: int
+    seq: int
+    rule: str
+    type: str
+    target: str
+    params: dict[str, Any]
+    state: str
+
+
+class Ledger(Protocol):
+    def record(self, alerts: Iterable[Alert], now: dt.datetime) -> Recorded: ...
+    def due(self, now: dt.datetime) -> list[Incident]: ...
+    def next_wake(self) -> dt.datetime | None: ...
+    def save_decision(self, incident_id: int, decision: Decision, now: dt.datetime) -> list[int]: ...
+    def claim_action(self, action_id: int, now: dt.datetime) -> ActionRow | None: ...
+    def finish_action(self, action_id: int, state: str, result: dict, now: dt.datetime) -> None: ...
+    def incomplete_actions(self) -> dict[int, list[int]]: ...
+    def history(self, since: dt.datetime) -> list[PastAction]: ...
+    def get_state(self, key: str) -> str | None: ...
+    def set_state(self, key: str, value: str | None) -> None: ...
+    def audit(self, event: str, detail: dict, now: dt.datetime, *, incident_id: int | None = None,
+              action_id: int | None = None) -> None: ...
+    def list_incidents(self, *, status: str | None, alertname: str | None, limit: int,
+                       offset: int) -> tuple[list[dict], int]: ...
+    def get_incident(self, incident_id: int) -> dict | None: ...
+    def counts_by_status(self) -> dict[str, int]: ...
+    def ping(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS incidents (
+    id INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    alertname TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    annotations TEXT NOT NULL,
+    alert_status TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '',
+    rule TEXT,
+    not_before TEXT,
+    trace TEXT NOT NULL DEFAULT '[]',
+    notifications INTEGER NOT NULL DEFAULT 1,
+    received_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    resolved_at TEXT,
+    UNIQUE (fingerprint, starts_at)
+);
+CREATE INDEX IF NOT EXISTS incidents_status ON incidents (status, not_before);
+CREATE INDEX IF NOT EXISTS incidents_alertname ON incidents (alertname);
+CREATE TABLE IF NOT EXISTS actions (
+    id INTEGER PRIMARY KEY,
+    incident_id INTEGER NOT NULL REFERENCES incidents (id),
+    seq INTEGER NOT NULL,
+    rule TEXT NOT NULL,
+    type TEXT NOT NULL,
+    target TEXT NOT NULL,
+    params TEXT NOT NULL,
+    state TEXT NOT NULL,
+    result TEXT NOT NULL DEFAULT '{}',
+    planned_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT,
+    UNIQUE (incident_id, seq)
+);
+CREATE INDEX IF NOT EXISTS actions_planned ON actions (planned_at);
+CREATE INDEX IF NOT EXISTS actions_state ON actions (state);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    incident_id INTEGER,
+    action_id INTEGER,
+    event TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def _incident(row: sqlite3.Row) -> Incident:
+    return Incident(fingerprint=row["fingerprint"], starts_at=from_ts(row["starts_at"]),
+                    labels=json.loads(row["labels"]), annotations=json.loads(row["annotations"]),
+                    alert_status=row["alert_status"], id=row["id"])
+
+
+def _connect(path: str, synchronous: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+    db.row_factory = sqlite3.Row
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
+    db.execute("PRAGMA foreign_keys=ON")
+    return db
+
+
+class _Job:
+    __slots__ = ("alerts", "done", "error", "now", "result")
+
+    def __init__(self, alerts: list[Alert], now: dt.datetime) -> None:
+        self.alerts, self.now = alerts, now
+        self.done, self.result, self.error = False, None, None
+
+
+class SQLiteLedger:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._intake = _connect(path, "FULL")
+        self._intake.executescript(_SCHEMA)
+        self._intake_lock = threading.Lock()
+        self._queue: list[_Job] = []
+        self._queue_lock = threading.Lock()
+        self._db = _connect(path, "NORMAL")
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._intake_lock, self._lock:
+            self._intake.close()
+            self._db.close()
+
+    def _tx(self):
+        return _Tx(self._db, self._lock)
+
+    # ---- intake ----------------------------------------------------------------------------
+
+    def record(self, alerts: Iterable[Alert], now: dt.datetime) -> Recorded:
+        """Durable when it returns. Concurrent callers are committed together by whichever of them
+        holds the intake lock first (group commit): one fsync for the batch, none returns early."""
+        job = _Job(list(alerts), now)
+        with self._queue_lock:
+            self._queue.append(job)
+        with self._intake_lock:
+            if not job.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                db = self._intake
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                    for j in batch:
+                        j.result = self._record(db, j.alerts, j.now)
+                    db.execute("COMMIT")
+                except BaseException as exc:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    for j in batch:
+                        j.error = exc
+                finally:
+                    for j in batch:
+                        j.done = True
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _record(self, db: sqlite3.Connection, alerts: list[Alert], now: dt.datetime) -> Recorded:
+        new = dupes = resolved = cancelled = 0
+        t = ts(now)
+        keyed = [(a.fingerprint, ts(a.starts_at), a) for a in alerts]
+        existing: set[tuple[str, str]] = set()
+        fingerprints = sorted({fp for fp, _, _ in keyed})
+        for i in range(0, len(fingerprints), 900):
+            chunk = fingerprints[i:i + 900]
+            existing.update((r[0], r[1]) for r in db.execute(
+                f"SELECT fingerprint, starts_at FROM incidents WHERE fingerprint IN ({','.join('?' * len(chunk))})",
+                chunk))
+        fresh, seen = [], set()
+        for fp, starts, a in keyed:
+            if (fp, starts) in existing or (fp, starts) in seen:
+                continue
+            seen.add((fp, starts))
+            firing = a.status == "firing"
+            fresh.append((fp, starts, a.labels.get("alertname", ""), _canonical(a.labels),
+                          _canonical(a.annotations), a.status, "pending" if firing else "resolved",
+                          "" if firing else "resolved before Vigil saw it firing", t, t, None if firing else t))
+            new += firing
+            resolved += not firing
+        db.executemany("INSERT INTO incidents (fingerprint, starts_at, alertname, labels, annotations, alert_status,"
+                       " status, reason, received_at, updated_at, resolved_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", fresh)
+        for fp, starts, a in keyed:
+            if (fp, starts) not in existing:
+                continue
+            db.execute("UPDATE incidents SET notifications = notifications + 1 WHERE fingerprint=? AND"
+                       " starts_at=?", (fp, starts))
+            dupes += 1
+            if a.status == "firing":
+                continue  # a repeat, a retry or the other HA peer: nothing new
+            row = db.execute("SELECT id, alert_status, status FROM incidents WHERE fingerprint=? AND"
+                             " starts_at=?", (fp, starts)).fetchone()
+            if row["alert_status"] == "resolved":
+                continue
+            resolved += 1
+            db.execute("UPDATE incidents SET alert_status='resolved', resolved_at=?, updated_at=? WHERE id=?",
+                       (t, t, row["id"]))
+            n = db.execute("UPDATE actions SET state='cancelled', finished_at=?, result=? WHERE incident_id=?"
+                           " AND state='planned'", (t, json.dumps({"detail": "the alert resolved"}), row["id"]))
+            if row["status"] in ("pending", "deferred") or (row["status"] == "acting" and n.rowcount):
+                cancelled += 1
+                db.execute("UPDATE incidents SET status='cancelled', reason='resolved',"
+                           " detail='the alert resolved before the action ran', updated_at=? WHERE id=?",
+                           (t, row["id"]))
+                self._audit(db, "cancelled", {"reason": "the alert resolved before the action ran"}, t,
+                            row["id"], None)
+        return Recorded(new, dupes, resolved, cancelled)
+
+    # ---- the engine's side -----------------------------------------------------------------
+
+    def due(self, now: dt.datetime) -> list[Incident]:
+        with self._tx() as db:
+            rows = db.execute("SELECT * FROM incidents WHERE status='pending' OR (status='deferred' AND"
+                              " not_before <= ?) ORDER BY id", (ts(now),)).fetchall()
+        return [_incident(r) for r in rows]
+
+    def next_wake(self) -> dt.datetime | None:
+        with self._tx() as db:
+            row = db.execute("SELECT MIN(not_before) AS t FROM incidents WHERE status='deferred'").fetchone()
+        return from_ts(row["t"])
+
+    def save_decision(self, incident_id: int, decision: Decision, now: dt.datetime) -> list[int]:
+        """Store the decision and its actions in one transaction; returns the ids of actions to run."""
+        t = ts(now)
+        status = {"act": "acting", "dry_run": "dry_run", "blocked": "blocked", "defer": "deferred",
+                  "no_match": "ignored", "resolved": "resolved"}[decision.outcome]
+        state = {"act": "planned", "dry_run": "dry_run", "blocked": "blocked"}.get(decision.outcome)
+        ids = []
+        with self._tx() as db:
+            row = db.execute("SELECT alert_status, status FROM incidents WHERE id=?", (incident_id,)).fetchone()
+            if row is None or row["status"] not in ("pending", "deferred"):
+                return []  # resolved (cancelled) meanwhile, or already decided
+            db.execute("UPDATE incidents SET status=?, reason=?, detail=?, rule=?, not_before=?, trace=?,"
+                       " updated_at=? WHERE id=?",
+                       (status, decision.reason, decision.detail, decision.rule,
+                        ts(decision.not_before) if decision.not_before else None, json.dumps(list(decision.trace)),
+                        t, incident_id))
+            if state is not None:  # blocked plans are kept too: attempts the breaker counts
+                for seq, p in enumerate(decision.actions):
+                    cur = db.execute("INSERT INTO actions (incident_id, seq, rule, type, target, params, state,"
+                                     " planned_at) VALUES (?,?,?,?,?,?,?,?)",
+                                     (incident_id, seq, decision.rule, p.type, p.target,
+                                      json.dumps(p.params, default=str), state, t))
+                    ids.append(cur.lastrowid)
+            self._audit(db, f"decision:{decision.outcome}", {"rule": decision.rule, "reason": decision.reason,
+                                                             "detail": decision.detail}, t, incident_id, None)
+        return ids if decision.outcome == "act" else []
+
+    def claim_action(self, action_id: int, now: dt.datetime) -> ActionRow | None:
+        """planned (or running, after a crash) -> running; None if cancelled or already finished."""
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM actions WHERE id=?", (action_id,)).fetchone()
+            if row is None or row["state"] not in ("planned", "running"):
+                return None
+            db.execute("UPDATE actions SET state='running', started_at=COALESCE(started_at, ?) WHERE id=?",
+                       (ts(now), action_id))
+        return ActionRow(row["id"], row["incident_id"], row["seq"], row["rule"], row["type"], row["target"],
+                         json.loads(row["params"]), "running")
+
+    def finish_action(self, action_id: int, state: str, result: dict, now: dt.datetime) -> None:
+        t = ts(now)
+        with self._tx() as db:
+            row = db.execute("UPDATE actions SET state=?, result=?, finished_at=? WHERE id=? RETURNING incident_id",
+                             (state, json.dumps(result, default=str), t, action_id)).fetchone()
+            inc = row["incident_id"]
+            if state != "succeeded":  # the rest of the chain does not run
+                db.execute("UPDATE actions SET state='cancelled', finished_at=?, result=? WHERE incident_id=? AND"
+                           " state='planned'", (t, json.dumps({"detail": f"an earlier action {state}"}), inc))
+            left = db.execute("SELECT COUNT(*) FROM actions WHERE incident_id=? AND state IN ('planned','running')",
+                              (inc,)).fetchone()[0]
+            if not left:
+                states = {r[0] for r in db.execute("SELECT state FROM actions WHERE incident_id=?", (inc,))}
+                final = "succeeded" if states == {"succeeded"} else ("blocked" if "blocked" in states else
+                                                                      "failed" if "failed" in states else "cancelled")
+                db.execute("UPDATE incidents SET status=?, reason=CASE WHEN ?='succeeded' THEN '' ELSE ? END,"
+                           " detail=?, updated_at=? WHERE id=? AND status='acting'",
+                           (final, final, result.get("reason", final), result.get("detail", ""), t, inc))
+
+    def incomplete_actions(self) -> dict[int, list[int]]:
+        with self._tx() as db:
+            rows = db.execute("SELECT id, incident_id FROM actions WHERE state IN ('planned','running')"
+                              " ORDER BY incident_id, seq").fetchall()
+        chains: dict[int, list[int]] = {}
+        for r in rows:
+            chains.setdefault(r["incident_id"], []).append(r["id"])
+        return chains
+
+    def history(self, since: dt.datetime) -> list[PastAction]:
+        with self._tx() as db:
+            rows = db.execute("SELECT a.*, i.alert_status FROM actions a JOIN incidents i ON i.id = a.incident_id"
+                              " WHERE a.planned_at >= ? OR a.state IN ('planned','running')"
+                              " OR (a.state='dry_run' AND i.alert_status='firing')", (ts(since),)).fetchall()
+        return [PastAction(r["incident_id"], r["rule"], r["type"], r["target"], from_ts(r["planned_at"]),
+                           r["state"], r["alert_status"] == "firing") for r in rows]
+
+    # ---- state, audit, queries ---------------------------------------------------------------
+
+    def get_state(self, key: str) -> str | None:
+        with self._tx() as db:
+            row = db.execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
+        return row["value"] if row else None
+
+    def set_state(self, key: str, value: str | None) -> None:
+        with self._tx() as db:
+            if value is None:
+                db.execute("DELETE FROM state WHERE key=?", (key,))
+            else:
+                db.execute("INSERT INTO state (key, value) VALUES (?,?) ON CONFLICT (key) DO UPDATE SET"
+                           " value=excluded.value", (key, value))
+
+    @staticmethod
+    def _audit(db: sqlite3.Connection, event: str, detail: dict, t: str, incident_id: int | None,
+               action_id: int | None) -> None:
+        db.execute("INSERT INTO audit (at, incident_id, action_id, event, detail) VALUES (?,?,?,?,?)",
+                   (t, incident_id, action_id, event, json.dumps(detail, default=str, sort_keys=True)))
+
+    def audit(self, event: str, detail: dict, now: dt.datetime, *, incident_id: int | None = None,
+              action_id: int | None = None) -> None:
+        with self._tx() as db:
+            self._audit(db, event, detail, ts(now), incident_id, action_id)
+
+    def list_incidents(self, *, status: str | None, alertname: str | None, limit: int,
+                       offset: int) -> tuple[list[dict], int]:
+        where, args = [], []
+        if status:
+            where.append("status=?")
+            args.append(status)
+        if alertname:
+            where.append("alertname=?")
+            args.append(alertname)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        with self._tx() as db:
+            total = db.execute(f"SELECT COUNT(*) FROM incidents {clause}", args).fetchone()[0]
+            rows = db.execute(f"SELECT * FROM incidents {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
+                              [*args, limit, offset]).fetchall()
+        return [self._summary(r) for r in rows], total
+
+    @staticmethod
+    def _summary(r: sqlite3.Row) -> dict:
+        return {"id": r["id"], "fingerprint": r["fingerprint"], "startsAt": r["starts_at"],
+                "alertname": r["alertname"], "labels": json.loads(r["labels"]), "alert_status": r["alert_status"],
+                "status": r["status"], "reason": r["reason"], "detail": r["detail"], "rule": r["rule"],
+                "notifications": r["notifications"], "received_at": r["received_at"], "updated_at": r["updated_at"],
+                "resolved_at": r["resolved_at"]}
+
+    def get_incident(self, incident_id: int) -> dict | None:
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM incidents WHERE id=?", (incident_id,)).fetchone()
+            if row is None:
+                return None
+            actions = db.execute("SELECT * FROM actions WHERE incident_id=? ORDER BY seq", (incident_id,)).fetchall()
+            audit = db.execute("SELECT * FROM audit WHERE incident_id=? ORDER BY id", (incident_id,)).fetchall()
+        out = self._summary(row)
+        out["annotations"] = json.loads(row["annotations"])
+        out["not_before"] = row["not_before"]
+        out["trace"] = json.loads(row["trace"])
+        out["actions"] = [{"id": a["id"], "seq": a["seq"], "type": a["type"], "target": a["target"],
+                           "params": json.loads(a["params"]), "state": a["state"], "result": json.loads(a["result"]),
+                           "planned_at": a["planned_at"], "started_at": a["started_at"],
+                           "finished_at": a["finished_at"]} for a in actions]
+        out["audit"] = [{"at": a["at"], "event": a["event"], "action_id": a["action_id"],
+                         "detail": json.loads(a["detail"])} for a in audit]
+        return out
+
+    def counts_by_status(self) -> dict[str, int]:
+        with self._tx() as db:
+            return {r[0]: r[1] for r in db.execute("SELECT status, COUNT(*) FROM incidents GROUP BY status")}
+
+    def ping(self) -> None:
+        with self._tx() as db:
+            db.execute("SELECT 1").fetchone()
+
+
+class _Tx:
+    """One serialised transaction on the shared connection; commits on success."""
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.Lock) -> None:
+        self.db, self.lock = db, lock
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.lock.acquire()
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        finally:
+            self.lock.release()

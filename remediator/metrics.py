@@ -1,0 +1,90 @@
+"""The remediator's own metrics, in a registry built per app (no import-time globals)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from remediator import __version__
+from remediator.core import Decision
+
+INCIDENT_STATUSES = ("pending", "deferred", "acting", "succeeded", "failed", "blocked", "dry_run", "cancelled",
+                     "ignored", "resolved")
+DELAY_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
+
+
+class _IncidentCollector:
+    """Incidents by status, read from the ledger at scrape time (it survives restarts)."""
+
+    def __init__(self, counts: Callable[[], dict[str, int]]) -> None:
+        self._counts = counts
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        fam = GaugeMetricFamily("vigil_incidents", "Incidents in the ledger by status.", labels=["status"])
+        try:
+            counts = self._counts()
+        except Exception:  # the ledger being unreachable shows in /readyz, not as a scrape error
+            return
+        for status in INCIDENT_STATUSES:
+            fam.add_metric([status], counts.get(status, 0))
+        yield fam
+
+
+class Metrics:
+    def __init__(self, incident_counts: Callable[[], dict[str, int]] | None = None) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.notifications = Counter("vigil_notifications_total", "Alerts received in webhooks, by alert status.",
+                                     ["status"], registry=r)
+        self.webhook_requests = Counter("vigil_webhook_requests_total", "Webhook requests by HTTP status code.",
+                                        ["code"], registry=r)
+        self.dedupe_hits = Counter("vigil_dedupe_hits_total",
+                                   "Notifications of incidents already in the ledger (repeats, retries, HA peers).",
+                                   registry=r)
+        self.truncated = Counter("vigil_truncated_alerts_total",
+                                 "Alerts Alertmanager left out of webhooks (max_alerts); Vigil never saw them.",
+                                 registry=r)
+        self.decisions = Counter("vigil_decisions_total", "Decisions by outcome.", ["outcome"], registry=r)
+        self.blocked = Counter("vigil_blocked_total", "Incidents or actions blocked, by reason.", ["reason"],
+                               registry=r)
+        self.actions = Counter("vigil_actions_total",
+                               "Actions by type and result (dry_run: would have acted).", ["action", "result"],
+                               registry=r)
+        self.delay = Histogram("vigil_action_delay_seconds",
+                               "Seconds from the alert's startsAt to the action taking effect.",
+                               ["action"], buckets=DELAY_BUCKETS, registry=r)
+        self.breaker_open = Gauge("vigil_breaker_open", "1 while the circuit breaker is open.", registry=r)
+        self.paused = Gauge("vigil_paused", "1 while remediation is paused globally.", registry=r)
+        self.budget_in_use = Gauge("vigil_disruption_budget_nodes_in_use",
+                                   "Nodes out of service at the last budget check (with that plan).", registry=r)
+        self.budget_allowed = Gauge("vigil_disruption_budget_nodes_allowed",
+                                    "Nodes the disruption budget allows out of service at once.", registry=r)
+        Gauge("vigil_build_info", "Remediator build; always 1.", ["version"], registry=r).labels(__version__).set(1)
+        for outcome in ("act", "dry_run", "blocked", "defer", "no_match", "resolved"):
+            self.decisions.labels(outcome)
+        for status in ("firing", "resolved"):
+            self.notifications.labels(status)
+        if incident_counts is not None:
+            r.register(_IncidentCollector(incident_counts))
+
+    def observe_decision(self, d: Decision) -> None:
+        self.decisions.labels(d.outcome).inc()
+        if d.outcome == "blocked":
+            self.blocked.labels(d.reason).inc()
+        if d.outcome == "dry_run":
+            for a in d.actions:
+                self.actions.labels(a.type, "dry_run").inc()
+        if d.budget is not None:
+            self.budget_in_use.set(d.budget.nodes_out)
+            self.budget_allowed.set(d.budget.nodes_allowed)
+
+    def observe_action(self, action: str, result: str, delay: float | None, reason: str = "") -> None:
+        self.actions.labels(action, result).inc()
+        if result == "blocked":
+            self.blocked.labels(reason or "action").inc()
+        if result == "succeeded" and delay is not None:
+            self.delay.labels(action).observe(max(delay, 0.0))

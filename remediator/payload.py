@@ -1,0 +1,140 @@
+"""Alertmanager webhook payload, version 4: parsed and validated into typed alerts.
+
+Identity comes from each alert's fingerprint and startsAt, never from the group's commonLabels,
+which change as alerts join and leave the group. Unknown fields are tolerated (0.32+ adds
+`notification_reason`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class PayloadError(ValueError):
+    """The body is not a v4 webhook payload; `detail` says which field and why."""
+
+    def __init__(self, error: str, detail: str) -> None:
+        super().__init__(detail)
+        self.error, self.detail = error, detail
+
+
+ZERO_TIME = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
+_HEX = re.compile(r"[0-9a-fA-F]{1,64}").fullmatch
+_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_rfc3339(value: str) -> dt.datetime | str:
+    """Cached: the alerts of one rule evaluation, and every firing endsAt, share their timestamps."""
+    m = _RFC3339.match(value)
+    if not m:
+        return f"is not RFC 3339: {value[:64]!r}"
+    frac = (m.group(2) or "")[:7]  # Go writes nanoseconds; Python keeps microseconds
+    tz = "+00:00" if m.group(3) in ("Z", "z") else m.group(3)
+    try:
+        return dt.datetime.fromisoformat(m.group(1).replace("t", "T").replace(" ", "T") + frac + tz)
+    except ValueError as exc:
+        return str(exc)
+
+
+def parse_time(value: Any, where: str) -> dt.datetime:
+    if not isinstance(value, str):
+        raise PayloadError("invalid_payload", f"{where} must be an RFC 3339 string")
+    parsed = _parse_rfc3339(value)
+    if isinstance(parsed, str):
+        raise PayloadError("invalid_payload", f"{where} {parsed}")
+    return parsed
+
+
+def format_time(t: dt.datetime) -> str:
+    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class Alert:
+    status: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    fingerprint: str
+    generator_url: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The incident key: the same alert episode, however often and by whom it is sent."""
+        return self.fingerprint, format_time(self.starts_at)
+
+
+@dataclass(frozen=True)
+class Notification:
+    receiver: str
+    status: str
+    group_key: str
+    truncated_alerts: int
+    alerts: list[Alert] = field(default_factory=list)
+    external_url: str = ""
+
+
+def _str_map(value: Any, where: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if type(value) is not dict:
+        raise PayloadError("invalid_payload", f"{where} must be an object of strings")
+    for k, v in value.items():
+        if type(v) is not str or type(k) is not str:
+            raise PayloadError("invalid_payload", f"{where} must be an object of strings")
+    return value
+
+
+def _alert(raw: Any, i: int) -> Alert:
+    where = f"alerts[{i}]"
+    if not isinstance(raw, dict):
+        raise PayloadError("invalid_payload", f"{where} must be an object")
+    status = raw.get("status")
+    if status not in ("firing", "resolved"):
+        raise PayloadError("invalid_payload", f"{where}.status must be 'firing' or 'resolved'")
+    labels = _str_map(raw.get("labels"), f"{where}.labels")
+    if not labels:
+        raise PayloadError("invalid_payload", f"{where}.labels must not be empty")
+    fingerprint = raw.get("fingerprint")
+    if not isinstance(fingerprint, str) or not _HEX(fingerprint):
+        raise PayloadError("invalid_payload", f"{where}.fingerprint must be a hex string")
+    ends_raw = raw.get("endsAt")
+    gen = raw.get("generatorURL", "")
+    return Alert(
+        status=status, labels=labels, annotations=_str_map(raw.get("annotations"), f"{where}.annotations"),
+        starts_at=parse_time(raw.get("startsAt"), f"{where}.startsAt"),
+        ends_at=ZERO_TIME if ends_raw in (None, "") else parse_time(ends_raw, f"{where}.endsAt"),
+        fingerprint=fingerprint.lower(), generator_url=gen if isinstance(gen, str) else "",
+    )
+
+
+def parse(body: bytes) -> Notification:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PayloadError("invalid_json", str(exc)) from exc
+    if not isinstance(data, dict):
+        raise PayloadError("invalid_payload", "the body must be a JSON object")
+    if data.get("version") != "4":
+        raise PayloadError("invalid_payload", f"version must be \"4\", got {data.get('version')!r}")
+    alerts = data.get("alerts")
+    if not isinstance(alerts, list):
+        raise PayloadError("invalid_payload", "alerts must be an array")
+    truncated = data.get("truncatedAlerts", 0)
+    if not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0:
+        raise PayloadError("invalid_payload", "truncatedAlerts must be a non-negative integer")
+    status = data.get("status")
+    if status not in ("firing", "resolved"):
+        raise PayloadError("invalid_payload", "status must be 'firing' or 'resolved'")
+    for name in ("receiver", "groupKey", "externalURL"):
+        if not isinstance(data.get(name, ""), str):
+            raise PayloadError("invalid_payload", f"{name} must be a string")
+    return Notification(receiver=data.get("receiver", ""), status=status, group_key=data.get("groupKey", ""),
+                        truncated_alerts=truncated, alerts=[_alert(a, i) for i, a in enumerate(alerts)],
+                        external_url=data.get("externalURL", ""))

@@ -1,0 +1,95 @@
+"""Config validation: every error names the file, the rule and the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from remediator.config import ConfigError, load_config, parse_config
+
+EXAMPLE = Path("remediator/examples/vigil.yaml")
+
+
+def rule(**over):
+    r = {"name": "r1", "match": ['alertname="X"'], "actions": [{"type": "cordon_node",
+                                                                "params": {"node": "{{ labels.node }}"}}]}
+    r.update(over)
+    return {"policy": {"rules": [r]}}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"safety": {"dryrun": True}}, "safety: unknown key 'dryrun'"),
+        ({"safety": {"budget": {"max_percent": 120}}}, "safety.budget: key 'max_percent': a percentage"),
+        ({"safety": {"breaker": {"window": "5 minutes"}}}, "safety.breaker: key 'window'"),
+        ({"server": {"listen": "nowhere"}}, "server: key 'listen'"),
+        (rule(match=["alertname~X"]), "rule 'r1': key 'match'"),
+        (rule(match=['alertname=~"("']), "bad regex"),
+        (rule(actions=[{"type": "reboot_datacenter"}]), "rule 'r1': key 'actions[0]': unknown action type"),
+        (rule(actions=[{"type": "cordon_node", "params": {}}]), "cordon_node needs 'node'"),
+        (rule(actions=[{"type": "cordon_node", "params": {"node": "x", "nod": "y"}}]), "no parameter 'nod'"),
+        (rule(actions=[{"type": "cordon_node", "params": {"node": "{{ labels.node "}}]), "template syntax error"),
+        (rule(cooldown="soon"), "rule 'r1': key 'cooldown'"),
+        (rule(max_actions=-1), "rule 'r1': key 'max_actions'"),
+        ({"policy": {"rules": [{"match": ['a="b"']}]}}, "rule #1: key 'name': required"),
+        ({"auth": {"bearer_token_file": "/nonexistent/token"}}, "auth: key 'bearer_token_file': cannot read"),
+        ({"auth": {"bearer_token_env": "VIGIL_TEST_UNSET_VAR"}}, "VIGIL_TEST_UNSET_VAR is not set"),
+    ],
+)
+def test_errors_name_the_file_the_rule_and_the_key(data, message):
+    with pytest.raises(ConfigError) as err:
+        parse_config(data, "vigil.yaml")
+    assert str(err.value).startswith("vigil.yaml:") and message in str(err.value), str(err.value)
+
+
+def test_secrets_come_from_files_or_environment(tmp_path, monkeypatch):
+    token = tmp_path / "token"
+    token.write_text("from-file\n")
+    assert parse_config({"auth": {"bearer_token_file": str(token)}}).auth.bearer_token == "from-file"
+    monkeypatch.setenv("VIGIL_T", "from-env")
+    pw = tmp_path / "pw"
+    pw.write_text("pw")
+    cfg = parse_config({"auth": {"bearer_token_env": "VIGIL_T",
+                                 "basic_auth": {"username": "am", "password_file": str(pw)}}})
+    assert cfg.auth.bearer_token == "from-env" and cfg.auth.basic_password == "pw"
+
+
+def test_the_example_config_is_valid(monkeypatch):
+    monkeypatch.setenv("VIGIL_WEBHOOK_TOKEN", "t")
+    cfg = load_config(EXAMPLE)
+    assert [r.name for r in cfg.rules] == ["gpu-xid-node-fatal", "gpu-lost"]
+    assert [a.type for a in cfg.rules[0].actions] == ["cordon_node", "drain_node"]
+
+
+def test_check_config_cli(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(rule(actions=[{"type": "nuke"}])))
+    r = subprocess.run([sys.executable, "-m", "remediator.cli", "check-config", str(bad)], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "unknown action type 'nuke'" in r.stderr and "Traceback" not in r.stderr
+    bad.write_text("policy: [unclosed")
+    r = subprocess.run([sys.executable, "-m", "remediator.cli", "check-config", str(bad)], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "not valid YAML" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "remediator.cli", "check-config", str(EXAMPLE)], capture_output=True,
+                       text=True, env={"VIGIL_WEBHOOK_TOKEN": "t", "PATH": "/usr/bin"})
+    assert r.returncode == 0, r.stderr
+
+
+def test_serve_refuses_to_start_without_credentials(tmp_path):
+    cfg = tmp_path / "v.yaml"
+    cfg.write_text(yaml.safe_dump({"safety": {"dry_run": True}, "ledger": {"path": str(tmp_path / "l.db")}}))
+    r = subprocess.run([sys.executable, "-m", "remediator.cli", "serve", "--config", str(cfg),
+                        "--listen", "127.0.0.1:0"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "refusing to start" in r.stderr
+
+
+def test_unknown_cli_flag_is_exit_2():
+    r = subprocess.run([sys.executable, "-m", "remediator.cli", "serve", "--frobnicate"], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "usage:" in r.stderr
