@@ -5,9 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_PACKAGES := prometheus
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager
 
-.PHONY: all venv deps lint test demo bench k8s-bins cluster cluster-down clean
+.PHONY: all venv deps lint test demo bench k8s-bins cluster cluster-down alerts clean
 
 all: test
 
@@ -58,3 +58,7 @@ cluster: venv k8s-bins
 
 cluster-down: venv
 	$(PY) -m tests.k8s down
+
+# Rule files, PrometheusRule, promtool unit tests and runbooks from alerts/generate.py.
+alerts: venv
+	$(PY) -m alerts.generate
