@@ -36,7 +36,7 @@ lint: venv
 test: venv deps k8s-bins
 	$(VENV)/bin/pytest
 
-demo: venv
+demo: venv deps k8s-bins
 	$(PY) scripts/demo.py $(DEMO_ARGS)
 
 bench: venv deps

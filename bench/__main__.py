@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import gpu_exporter, remediator
+from bench import gpu_exporter, pipeline, remediator
 
-BENCHES = [gpu_exporter.run, remediator.run]
+BENCHES = [gpu_exporter.run, remediator.run, pipeline.run]
 
 
 def main() -> int:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
 
 from exporters.gpu.exporter import build, load_backend
+from exporters.gpu.fastpath import DEFAULT_EVENTS, PushConfig
 from exporters.gpu.server import make_app, serve
 
 log = logging.getLogger("gpu-exporter")
@@ -27,6 +29,55 @@ def positive_int(value: str) -> int:
     return int(value)
 
 
+def _duration(value: str) -> float:
+    from remediator.durations import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _read_secret(path: str, flag: str) -> str:
+    try:
+        with open(path) as f:
+            value = f.read().strip()
+    except OSError as exc:
+        raise SystemExit(f"gpu-exporter: {flag}: cannot read {path}: {exc.strerror}") from exc
+    if not value:
+        raise SystemExit(f"gpu-exporter: {flag}: {path} is empty")
+    return value
+
+
+def push_config(args: argparse.Namespace, p: argparse.ArgumentParser) -> PushConfig | None:
+    if not args.alertmanager_url:
+        return None
+    node = args.node_name or os.environ.get("NODE_NAME")
+    if not node:
+        p.error("--alertmanager-url needs the node name: --node-name or the NODE_NAME environment variable")
+    labels = {}
+    for kv in args.alert_label:
+        k, sep, v = kv.partition("=")
+        if not sep or not k:
+            p.error(f"--alert-label expects KEY=VALUE, got {kv!r}")
+        labels[k] = v
+    events = tuple(e.strip() for e in args.alert_events.split(",") if e.strip())
+    unknown = [e for e in events if e not in DEFAULT_EVENTS]
+    if unknown:
+        p.error(f"--alert-events: unknown event {unknown[0]!r} (known: {', '.join(DEFAULT_EVENTS)})")
+    basic = None
+    if args.alertmanager_basic_auth_user:
+        if not args.alertmanager_basic_auth_password_file:
+            p.error("--alertmanager-basic-auth-user needs --alertmanager-basic-auth-password-file")
+        basic = (args.alertmanager_basic_auth_user,
+                 _read_secret(args.alertmanager_basic_auth_password_file, "--alertmanager-basic-auth-password-file"))
+    token = (_read_secret(args.alertmanager_bearer_token_file, "--alertmanager-bearer-token-file")
+             if args.alertmanager_bearer_token_file else None)
+    return PushConfig(urls=args.alertmanager_url, node=node, events=events, extra_labels=labels,
+                      xid_window=args.alert_xid_window, resend=args.alert_resend, bearer_token=token,
+                      basic_auth=basic, ca_file=args.alertmanager_ca_file)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gpu-exporter", description=__doc__)
     p.add_argument("--listen", type=listen_address, default=("127.0.0.1", 9835),
@@ -42,15 +93,32 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds between reads of the NVLink error counters, 4 NVML calls a link (default 10)")
     p.add_argument("--fail-without-gpu", action="store_true",
                    help="exit 1 if NVML cannot be initialised or sees no GPU, instead of serving nvml_up 0")
+    fp = p.add_argument_group("event fast path (push critical GPU events to Alertmanager)")
+    fp.add_argument("--alertmanager-url", action="append", default=[],
+                    help="an Alertmanager to push to; repeat for every replica (enables the fast path)")
+    fp.add_argument("--node-name", default=None, help="this node's name (default: $NODE_NAME)")
+    fp.add_argument("--alert-events", default=",".join(DEFAULT_EVENTS),
+                    help=f"which events become alerts (default: {','.join(DEFAULT_EVENTS)})")
+    fp.add_argument("--alert-label", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra label on pushed alerts: Prometheus' external labels, so both alerts match")
+    fp.add_argument("--alert-xid-window", type=_duration, default=600.0,
+                    help="how long an XID alert lasts after the event, as the rule's (default 10m)")
+    fp.add_argument("--alert-resend", type=_duration, default=15.0, help="re-send interval (default 15s)")
+    fp.add_argument("--alertmanager-bearer-token-file", default=None)
+    fp.add_argument("--alertmanager-basic-auth-user", default=None)
+    fp.add_argument("--alertmanager-basic-auth-password-file", default=None)
+    fp.add_argument("--alertmanager-ca-file", default=None)
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)  # unknown flags: usage and exit 2
+    p = parser()
+    args = p.parse_args(argv)  # unknown flags: usage and exit 2
+    push = push_config(args, p)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     exporter = build(load_backend(args.backend, args.simulated_gpus), collect_timeout=args.collect_timeout,
-                     min_interval=args.min_interval, nvlink_interval=args.nvlink_interval)
+                     min_interval=args.min_interval, nvlink_interval=args.nvlink_interval, push=push)
     exporter.start()
     if args.fail_without_gpu and (not exporter.session.up or exporter.session.visible == 0):
         log.error("no usable GPU (NVML up=%s, GPUs=%d) and --fail-without-gpu is set",
@@ -64,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     where = f"http://{host}:{httpd.server_port}"
     log.info("serving %s/metrics (backend %s, %d GPU(s))", where, args.backend, exporter.session.visible)
+    if push is not None:
+        log.info("fast path: pushing %s to %s as node %s", ",".join(push.events), ", ".join(push.urls), push.node)
     if exporter.simulated is not None:
         log.info("inject faults: curl -XPOST %s/simulate -d '{\"gpu\":3,\"fault\":\"xid\",\"xid\":79}'", where)
     stop = threading.Event()

@@ -45,8 +45,9 @@ def _ml_py_version() -> str:
 
 class GpuCollector:
     def __init__(self, sampler: Sampler, session: NvmlSession, xids: XidCounts,
-                 errors: ErrorCounts, *, timeout: float = 5.0) -> None:
+                 errors: ErrorCounts, *, timeout: float = 5.0, pushes: ErrorCounts | None = None) -> None:
         self.sampler, self.session, self.xids, self.errors = sampler, session, xids, errors
+        self.pushes = pushes  # fast-path push results, when the fast path is on
         self.timeout = timeout
         self._ml_py = _ml_py_version()
 
@@ -93,5 +94,8 @@ class GpuCollector:
         ]
         own += [Sample("gpu_exporter_nvml_errors_total", (label,), n)
                 for label, n in sorted(self.errors.snapshot().items())]
+        if self.pushes is not None:
+            own += [Sample("gpu_exporter_alert_pushes_total", (label,), n)
+                    for label, n in sorted(self.pushes.snapshot().items())]
         own.append(Sample("gpu_exporter_build_info", (__version__, self.session.nvml_version, self._ml_py), 1))
         return head, (snap.samples if snap is not None else []), (xids, version), own

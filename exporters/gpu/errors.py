@@ -44,15 +44,16 @@ def classify(err: pynvml.NVMLError) -> tuple[str, Outcome]:
 
 
 class ErrorCounts:
-    """Thread-safe counts per bounded error label; the scrape and the XID thread both write."""
+    """Thread-safe counts per bounded label; the scrape and the XID thread both write."""
 
-    def __init__(self) -> None:
+    def __init__(self, labels: tuple[str, ...] = ERROR_LABELS, fallback: str = OTHER) -> None:
         self._lock = threading.Lock()
-        self._counts = dict.fromkeys(ERROR_LABELS, 0)
+        self._counts = dict.fromkeys(labels, 0)
+        self._fallback = fallback
 
     def inc(self, label: str) -> None:
         with self._lock:
-            self._counts[label if label in self._counts else OTHER] += 1
+            self._counts[label if label in self._counts else self._fallback] += 1
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:

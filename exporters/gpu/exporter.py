@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, ProcessCollector, generate_late
 from exporters.gpu.collector import GpuCollector
 from exporters.gpu.errors import ErrorCounts
 from exporters.gpu.exposition import Renderer
+from exporters.gpu.fastpath import AlertPusher, PushConfig
 from exporters.gpu.metrics import DEFAULT_XIDS
 from exporters.gpu.sampler import Sampler
 from exporters.gpu.session import NvmlSession
@@ -30,6 +31,7 @@ class GpuExporter:
     process: CollectorRegistry  # process_* metrics of the exporter itself
     errors: ErrorCounts
     renderer: Renderer = field(default_factory=Renderer)
+    pusher: AlertPusher | None = None
 
     def exposition(self) -> bytes:
         """What /metrics serves: the GPU collector's fast path, then the process metrics."""
@@ -44,6 +46,8 @@ class GpuExporter:
     def start(self) -> None:
         self.sampler.sample(timeout=self.collector_timeout)  # first init, off the scrape path
         self.watcher.start()
+        if self.pusher is not None:
+            self.pusher.start()
 
 
 def load_backend(name: str, simulated_gpus: int = 8) -> Any:
@@ -58,18 +62,23 @@ def load_backend(name: str, simulated_gpus: int = 8) -> Any:
 
 def build(nvml: Any, *, collect_timeout: float = 5.0, min_interval: float = 0.0, nvlink_interval: float = 10.0,
           xid_precreate: tuple[int, ...] = DEFAULT_XIDS,
-          backoff: tuple[float, float] = (1.0, 30.0), xid_wait_ms: int = 1000) -> GpuExporter:
+          backoff: tuple[float, float] = (1.0, 30.0), xid_wait_ms: int = 1000,
+          push: PushConfig | None = None) -> GpuExporter:
     errors = ErrorCounts()
     session = NvmlSession(nvml, errors=errors, backoff=backoff)
     sampler = Sampler(session, errors, min_interval=min_interval, nvlink_interval=nvlink_interval)
     xids = XidCounts(xid_precreate)
     watcher = XidWatcher(session, xids, errors, wait_ms=xid_wait_ms, backoff=backoff,
                          request_init=lambda: sampler.sample(collect_timeout))
-    collector = GpuCollector(sampler, session, xids, errors, timeout=collect_timeout)
+    pushes = ErrorCounts(("dropped", "failure", "success"), "failure") if push else None
+    collector = GpuCollector(sampler, session, xids, errors, timeout=collect_timeout, pushes=pushes)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(collector)
     process = CollectorRegistry()
     ProcessCollector(registry=process)
     exp = GpuExporter(nvml, session, sampler, xids, watcher, collector, registry, process, errors)
+    if push is not None:
+        exp.pusher = AlertPusher(push, sampler, count=pushes.inc)
+        watcher.listeners.append(exp.pusher.on_xid)
     exp.collector_timeout = collect_timeout
     return exp

@@ -66,6 +66,8 @@ _SPECS = [
     Spec("gpu_exporter_last_collect_success", "gauge",
          "1 if the last collection finished within its time bound; 0 and per-GPU values are omitted otherwise.", ()),
     Spec("gpu_exporter_nvml_errors_total", "counter", "NVML calls that failed, by error.", ("error",)),
+    Spec("gpu_exporter_alert_pushes_total", "counter",
+         "Fast-path pushes to Alertmanager by result (success, failure per replica; dropped events).", ("result",)),
     Spec("gpu_exporter_build_info", "gauge", "Exporter build; always 1.",
          ("version", "nvml_version", "nvidia_ml_py_version")),
 ]

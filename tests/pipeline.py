@@ -1,0 +1,187 @@
+"""The whole pipeline on 127.0.0.1: a local cluster with simulated GPU nodes, one simulated GPU
+exporter per node, Prometheus with Vigil's rules, Alertmanager with Vigil's routing, and the
+remediator acting on the cluster. Used by the demo and the benchmarks.
+
+Some nodes' exporters push through the fast path, the others are seen only through the pull
+path (scrape -> rule -> Alertmanager), so one run measures both side by side."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+import yaml
+from kubernetes import client
+
+from alerts import generate
+from tests.k8s.__main__ import _sample_workload
+from tests.k8s.controlplane import ControlPlane, add_gpu_nodes, free_port, start, wait_until
+from tests.stack import Proc, Stack
+
+REPO = Path(__file__).resolve().parents[1]
+SCRAPE = "5s"  # as alerts/prometheus.yml's GPU job; the GPU rule group evaluates every 5s
+
+
+@dataclass
+class Timeline:
+    node: str
+    path: str  # "fast" or "pull"
+    injected: float  # wall-clock seconds
+    scraped: float | None = None  # Prometheus has the XID
+    firing: float | None = None  # the rule's alert fires in Prometheus
+    received: float | None = None  # the remediator recorded the incident
+    acted: float | None = None  # the node became unschedulable
+    drained: float | None = None  # the incident's actions all succeeded (pods moved)
+
+    def hop(self, t: float | None) -> str:
+        return f"{t - self.injected:6.2f} s" if t is not None else "   -   "
+
+
+def _epoch(text: str) -> float:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass
+class Pipeline:
+    workdir: Path
+    nodes: int = 4
+    fast_nodes: int = 2  # the first `fast_nodes` exporters push to Alertmanager
+    cp: ControlPlane | None = None
+    stack: Stack | None = None
+    remediator_url: str = ""
+    token: str = field(default_factory=lambda: secrets.token_hex(16))
+    exporters: dict[str, str] = field(default_factory=dict)  # node -> exporter URL
+    procs: list[Proc] = field(default_factory=list)
+
+    @property
+    def node_names(self) -> list[str]:
+        return [f"gpu-node-{i}" for i in range(self.nodes)]
+
+    def _spawn(self, name: str, args: list[str], env: dict | None = None) -> Proc:
+        log = self.workdir / f"{name}.log"
+        with open(log, "wb") as out:
+            p = Proc(name, subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
+                                            env={**os.environ, **(env or {})}), log)
+        self.procs.append(p)
+        return p
+
+    def _wait(self, proc: Proc, url: str) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"{proc.name} exited: {proc.log.read_text()[-2000:]}")
+            try:
+                requests.get(url, timeout=1)
+                return
+            except requests.RequestException:
+                time.sleep(0.1)
+        raise RuntimeError(f"{proc.name} did not start: {proc.log.read_text()[-2000:]}")
+
+    def start(self) -> Pipeline:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.cp = start(self.workdir / "k8s", "cluster")
+        api = self.cp.api_client()
+        add_gpu_nodes(api, self.node_names)
+        core = client.CoreV1Api(api)
+        wait_until(lambda: all(any(c.type == "Ready" and c.status == "True"
+                                   for c in core.read_node(n).status.conditions or []) for n in self.node_names),
+                   60, what="nodes Ready")
+        _sample_workload(api)
+        self._start_remediator()
+        self.stack = Stack(self.workdir)
+        self.stack.start_alertmanager(f"{self.remediator_url}/webhook/alertmanager", self.token)
+        for i, node in enumerate(self.node_names):
+            port = free_port()
+            args = [sys.executable, "-m", "exporters.gpu.cli", "--backend", "simulated", "--simulated-gpus", "8",
+                    "--listen", f"127.0.0.1:{port}", "--node-name", node]
+            if i < self.fast_nodes:
+                args += ["--alertmanager-url", self.stack.alertmanager_url, "--alert-resend", "5s"]
+            proc = self._spawn(f"gpu-exporter-{node}", args)
+            self.exporters[node] = f"http://127.0.0.1:{port}"
+            self._wait(proc, f"{self.exporters[node]}/healthz")
+        self.stack.start_prometheus([
+            {"job_name": "vigil-gpu-exporter", "static_configs": [
+                {"targets": [u.removeprefix("http://")], "labels": {"node": n}} for n, u in self.exporters.items()]},
+            {"job_name": "vigil-remediator", "static_configs": [{"targets": [self.remediator_url.removeprefix("http://")]}]},
+        ], scrape_interval=SCRAPE)
+        self.stack.wait_targets_up("vigil-gpu-exporter", self.nodes)
+        return self
+
+    def _start_remediator(self) -> None:
+        cfg = yaml.safe_load((REPO / "remediator/examples/vigil.yaml").read_text())
+        cfg["auth"] = {"bearer_token_env": "VIGIL_WEBHOOK_TOKEN"}
+        cfg["ledger"] = {"path": str(self.workdir / "ledger.db")}
+        cfg["kubernetes"] = {"kubeconfig": str(self.cp.kubeconfig)}
+        cfg["safety"]["budget"] = {"max_nodes": self.nodes // 2, "min_nodes": 1}
+        path = self.workdir / "vigil.yaml"
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        port = free_port()
+        self.remediator_url = f"http://127.0.0.1:{port}"
+        proc = self._spawn("remediator", [sys.executable, "-m", "remediator.cli", "serve", "--config", str(path),
+                                          "--listen", f"127.0.0.1:{port}"], {"VIGIL_WEBHOOK_TOKEN": self.token})
+        self._wait(proc, f"{self.remediator_url}/healthz")
+
+    # ---- faults and their timelines -----------------------------------------------------------
+
+    def inject(self, node: str, body: dict) -> float:
+        t = time.time()
+        requests.post(f"{self.exporters[node]}/simulate", json=body, timeout=10).raise_for_status()
+        return t
+
+    def incidents(self) -> list[dict]:
+        r = requests.get(f"{self.remediator_url}/api/incidents", params={"limit": 500},
+                         headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
+        return r.json()["items"]
+
+    def xid_timeline(self, node: str, gpu: int = 3, xid: int = 79, timeout: float = 60) -> Timeline:
+        core = client.CoreV1Api(self.cp.api_client())
+        tl = Timeline(node, "fast" if self.node_names.index(node) < self.fast_nodes else "pull",
+                      self.inject(node, {"gpu": gpu, "fault": "xid", "xid": xid}))
+        sel = f'node="{node}", gpu="{gpu}", xid="{xid}"'
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and (tl.acted is None or tl.scraped is None or tl.firing is None):
+            now = time.time()
+            if tl.acted is None and core.read_node(node).spec.unschedulable:
+                tl.acted = now
+            if tl.scraped is None and self.stack.query(f"gpu_xid_errors_total{{{sel}}} > 0"):
+                tl.scraped = now
+            if tl.firing is None and self.stack.query(f'ALERTS{{alertname="GpuXidCritical", alertstate="firing", '
+                                                      f"{sel}}}"):
+                tl.firing = now
+            time.sleep(0.02)
+        while time.monotonic() < deadline and tl.drained is None:
+            for inc in self.incidents():
+                if inc["labels"].get("node") == node and inc["alertname"] == "GpuXidCritical":
+                    tl.received = _epoch(inc["received_at"])
+                    if inc["status"] == "succeeded":
+                        tl.drained = _epoch(inc["updated_at"])
+            time.sleep(0.1)
+        return tl
+
+    @staticmethod
+    def floors() -> dict[str, str]:
+        ev = generate._seconds(generate.Settings().gpu_interval)
+        scrape = generate._seconds(SCRAPE)
+        return {"pull": f"{scrape + ev + 0 + 1} s (scrape {scrape} s + evaluation {ev} s + for 0 s + group_wait 1 s)",
+                "fast": "1 s (group_wait 1 s; the NVML event is immediate)"}
+
+    def stop(self) -> None:
+        if self.stack:
+            self.stack.stop()
+        for p in reversed(self.procs):
+            p.stop()
+        if self.cp:
+            self.cp.stop()
+
+    def describe(self) -> str:
+        return json.dumps({"remediator": self.remediator_url, "prometheus": self.stack.prometheus_url,
+                           "alertmanager": self.stack.alertmanager_url, "kubeconfig": str(self.cp.kubeconfig),
+                           "exporters": self.exporters}, indent=2)
