@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kubernetes import client  # noqa: E402
+from kubernetes import client
 
-from tests.pipeline import Pipeline, Timeline  # noqa: E402
+from tests.pipeline import Pipeline, Timeline
 
 
 def pods_by_node(p: Pipeline) -> dict[str, int]:

@@ -32,7 +32,7 @@ def test_pushed_alerts_carry_exactly_the_rules_labels(kind):
     assert tuple(x.strip() for x in by.split(",")) == spec.by
     assert rule["annotations"]["summary"] == spec.summary
     assert rule["annotations"]["runbook_url"] == RUNBOOK.format(alertname=spec.alertname)
-    assert RUNBOOK == generate.Settings().runbook_url
+    assert generate.Settings().runbook_url == RUNBOOK
 
 
 def test_the_xid_class_is_the_rules():
