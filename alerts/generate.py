@@ -282,7 +282,8 @@ def service_alerts(s: Settings) -> list[Alert]:
               "{{ $labels.node }} has failed its probe for 1 minute.",
               Runbook("The service exporter's active probe of this endpoint (HTTP health or a tiny inference "
                       "request) fails.", "Requests routed to this replica fail or time out.",
-                      "`service_probe_failures_total{pod=...}` by reason; the pod's logs and events.",
+                      "`probe_success{pod=...}`; the exporter's `/probe?target=...&module=...` for the reason; "
+                      "the pod's logs and events.",
                       "Restart the pod; if several pods fail, look at the node or the model server.",
                       "With the service policy the remediator restarts exactly this pod (its controller "
                       "replaces it), within the per-workload restart budget, then verifies the probe."),

@@ -6,7 +6,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable
 
-from exporters.gpu.server import CONTENT_TYPE, serve
+from exporters.http import CONTENT_TYPE, serve
 
 
 def main() -> None:

@@ -8,18 +8,16 @@ import json
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, make_server
-
-from prometheus_client.exposition import ThreadingWSGIServer
 
 from exporters.gpu.collector import scrape_timeout
 from exporters.gpu.exporter import GpuExporter
 from exporters.gpu.simulated import FaultError, SimulatedNVML
+from exporters.http import CONTENT_TYPE, SCRAPE_TIMEOUT_OFFSET, serve
+
+__all__ = ["CONTENT_TYPE", "make_app", "serve"]
 
 MAX_CONCURRENT_SCRAPES = 40
 MAX_BODY = 64 * 1024
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what every Prometheus 2.x and 3.x parses
-SCRAPE_TIMEOUT_OFFSET = 0.5  # as blackbox_exporter: answer before Prometheus gives up
 
 StartResponse = Callable[..., Any]
 
@@ -118,14 +116,3 @@ def make_app(exporter: GpuExporter) -> Callable:
 
     return app
 
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-def serve(app: Callable, host: str, port: int) -> Any:
-    """Start serving in a daemon thread; returns the server (call .shutdown() to stop)."""
-    httpd = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
-    threading.Thread(target=httpd.serve_forever, name="http", daemon=True).start()
-    return httpd

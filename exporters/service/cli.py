@@ -1,13 +1,51 @@
-"""`service-exporter`: active probes of inference endpoints (not implemented yet)."""
+"""`service-exporter`: active health and inference probes of serving endpoints, for Prometheus."""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import signal
 import sys
+import threading
+
+from exporters.gpu.cli import listen_address
+from exporters.http import serve
+from exporters.service.config import ConfigError, load_config
+from exporters.service.exporter import build
+from exporters.service.server import make_app
+
+log = logging.getLogger("service-exporter")
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("service-exporter: not implemented yet", file=sys.stderr)
-    return 2
+    p = argparse.ArgumentParser(prog="service-exporter", description=__doc__)
+    p.add_argument("--config", required=True, help="services.yaml")
+    p.add_argument("--listen", type=listen_address, default=("127.0.0.1", 9836))
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"service-exporter: {exc}", file=sys.stderr)
+        return 2
+    exp = build(config)
+    host, port = args.listen
+    try:
+        httpd = serve(make_app(exp), host, port)
+    except OSError as exc:
+        print(f"service-exporter: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return 2
+    exp.start()
+    log.info("serving http://%s:%d/metrics: %d static targets, %d discovered services, interval %.1fs",
+             host, httpd.server_port, len(config.targets), len(config.discovery), config.interval)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    exp.stop()
+    httpd.shutdown()
+    return 0
 
 
 if __name__ == "__main__":
