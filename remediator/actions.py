@@ -7,6 +7,7 @@ from typing import Any
 
 from remediator.durations import parse_duration
 from remediator.kube import Kube, KubeError
+from remediator.kube_workloads import ServiceActions
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,55 @@ def _seconds(params: dict, key: str, default: float) -> float:
     return default if v in (None, "") else parse_duration(v)
 
 
+def _truthy(v: Any) -> bool:
+    return str(v).lower() in ("true", "1", "yes")
+
+
+def _int(v: Any, default: int | None) -> int | None:
+    return default if v in (None, "") else int(v)
+
+
+def _service(w: ServiceActions, type_: str, p: dict[str, Any], incident: str) -> Outcome | None:
+    if type_ == "restart_pod":
+        return Outcome("succeeded", w.restart_pod(p["namespace"], p["pod"], allow_bare=_truthy(p.get("allow_bare")),
+                                                  grace=_int(p.get("grace_period"), None), incident=incident))
+    if type_ == "rollout_restart":
+        return Outcome("succeeded", w.rollout_restart(p.get("kind", "Deployment"), p["namespace"], p["name"],
+                                                      incident))
+    if type_ == "rollback_deployment":
+        return Outcome("succeeded", w.rollback_deployment(p["namespace"], p["name"], incident))
+    if type_ == "scale_deployment":
+        r = w.scale_deployment(p["namespace"], p["name"], replicas=_int(p.get("replicas"), None),
+                               step=_int(p.get("step"), None), low=_int(p.get("min"), 0),
+                               high=_int(p.get("max"), 1000), incident=incident)
+        return Outcome("succeeded", r.pop("detail"), r)
+    if type_ == "quarantine_pod":
+        r = w.quarantine_pod(p["namespace"], p["pod"], p.get("label", "vigil.io/serving"), str(p.get("value", "false")),
+                             incident)
+        return Outcome("succeeded", r.pop("detail"), r)
+    if type_ == "shift_traffic":
+        r = w.shift_traffic(p["namespace"], p["route"], p["from"], p["to"], float(p.get("step", 100)),
+                            _int(p.get("rule_index"), 0), incident)
+        return Outcome("succeeded", r.pop("detail"), r)
+    if type_ == "failover_service":
+        r = w.failover_service(p["namespace"], p["service"], dict(p["selector"]), incident)
+        return Outcome("succeeded", r.pop("detail"), r)
+    return None
+
+
+def restore(w: ServiceActions, type_: str, p: dict[str, Any], result: dict[str, Any], incident: str) -> str:
+    """Undo a shift_traffic or failover_service with the state recorded when it ran."""
+    if type_ == "shift_traffic":
+        return w.restore_route(p["namespace"], p["route"], result["original"], int(result.get("rule_index", 0)),
+                               incident)
+    return w.restore_service(p["namespace"], p["service"], result["original"], incident)
+
+
 def execute(kube: Kube, type_: str, params: dict[str, Any], incident: str) -> Outcome:
     try:
+        service = _service(ServiceActions(kube), type_, params, incident)
+        if service is not None:
+            return service
         if type_ == "cordon_node":
             return Outcome("succeeded", kube.cordon(params["node"], incident))
         if type_ == "uncordon_node":

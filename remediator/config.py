@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from remediator.durations import parse_duration
-from remediator.policy import ACTIONS, Action, Matcher, PolicyError, Rule, compile_template
+from remediator.policy import ACTIONS, Action, Check, Escalation, Matcher, PolicyError, Rule, compile_template
 
 
 class ConfigError(ValueError):
@@ -37,6 +37,9 @@ class Budget:
     max_percent: float | None = None
     max_gpu_percent: float | None = None
     min_nodes: int = 1
+    max_pod_restarts_per_workload: int = 0  # pods restarted or quarantined per workload per window; 0 = no cap
+    max_traffic_shift_percent: float | None = None  # share of a route's traffic moved per window
+    window: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,8 @@ class Config:
     event_namespace: str = "default"
     node_selector: str = ""  # label selector of the nodes Vigil manages and budgets over; "" = all
     workers: int = 4
+    prometheus_url: str | None = None  # for guard and verify (prometheus-api-client)
+    prometheus_timeout: float = 5.0
     safety: Safety = field(default_factory=Safety)
     rules: tuple[Rule, ...] = ()
 
@@ -154,26 +159,14 @@ def _auth(raw: Any, where: str) -> Auth:
     return Auth(token, user, password)
 
 
-def _rule(raw: Any, i: int, where: str) -> Rule:
-    name = raw.get("name") if isinstance(raw, dict) else None
-    rw = f"{where}: rule {name!r}" if isinstance(name, str) and name else f"{where}: rule #{i + 1}"
-    sec = _Section(raw, rw, ("name", "match", "actions", "cooldown", "max_actions", "window", "min_firing",
-                             "allow_stale", "guard", "verify", "escalate", "on_resolved", "description"))
-    if not isinstance(name, str) or not name:
-        raise ConfigError(f"{rw}: key 'name': required")
-    match = sec.get("match")
-    if not isinstance(match, list) or not match:
-        raise ConfigError(f"{sec.key('match')}: a non-empty list of matchers such as 'alertname=\"X\"'")
-    try:
-        matchers = tuple(Matcher.parse(m) for m in match)
-    except PolicyError as exc:
-        raise ConfigError(f"{sec.key('match')}: {exc}") from exc
-    raw_actions = sec.get("actions")
-    if not isinstance(raw_actions, list) or not raw_actions:
-        raise ConfigError(f"{sec.key('actions')}: a non-empty list of actions")
+def _actions(raw: Any, where: str, *, required: bool) -> list[Action]:
+    if raw is None and not required:
+        return []
+    if not isinstance(raw, list) or (required and not raw):
+        raise ConfigError(f"{where}': a non-empty list of actions")
     actions = []
-    for j, a in enumerate(raw_actions):
-        aw = f"{rw}: key 'actions[{j}]'"
+    for j, a in enumerate(raw):
+        aw = f"{where}[{j}]'"
         if not isinstance(a, dict) or not isinstance(a.get("type"), str):
             raise ConfigError(f"{aw}: each action needs a 'type'")
         spec = ACTIONS.get(a["type"])
@@ -196,22 +189,65 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
         except PolicyError as exc:
             raise ConfigError(str(exc)) from exc
         actions.append(Action(a["type"], compiled))
-    for k in ("guard", "verify", "on_resolved"):
-        if sec.get(k) is not None and not isinstance(sec.get(k), dict):
-            raise ConfigError(f"{sec.key(k)}: must be a mapping")
-    if sec.get("escalate") is not None and not isinstance(sec.get("escalate"), list):
-        raise ConfigError(f"{sec.key('escalate')}: must be a list")
+    return actions
+
+
+def _check(raw: Any, where: str) -> Check | None:
+    if raw is None:
+        return None
+    sec = _Section(raw, where, ("query", "mode", "deadline", "interval", "alert_resolved"))
+    query = sec.string("query", None)
+    if query is None and not sec.boolean("alert_resolved", False):
+        raise ConfigError(f"{where}: needs 'query' (PromQL) or 'alert_resolved: true'")
+    mode = sec.string("mode", "fail_closed")
+    if mode not in ("fail_closed", "fail_open"):
+        raise ConfigError(f"{sec.key('mode')}: fail_closed or fail_open, got {mode!r}")
+    try:
+        compiled = compile_template(query, f"{where}.query") if query else None
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from exc
+    return Check(query=compiled, mode=mode, deadline=sec.duration("deadline", 60.0),
+                 interval=sec.duration("interval", 5.0), alert_resolved=sec.boolean("alert_resolved", False))
+
+
+def _rule(raw: Any, i: int, where: str) -> Rule:
+    name = raw.get("name") if isinstance(raw, dict) else None
+    rw = f"{where}: rule {name!r}" if isinstance(name, str) and name else f"{where}: rule #{i + 1}"
+    sec = _Section(raw, rw, ("name", "match", "actions", "cooldown", "max_actions", "window", "min_firing",
+                             "allow_stale", "guard", "verify", "escalate", "on_resolved", "description"))
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{rw}: key 'name': required")
+    match = sec.get("match")
+    if not isinstance(match, list) or not match:
+        raise ConfigError(f"{sec.key('match')}: a non-empty list of matchers such as 'alertname=\"X\"'")
+    try:
+        matchers = tuple(Matcher.parse(m) for m in match)
+    except PolicyError as exc:
+        raise ConfigError(f"{sec.key('match')}: {exc}") from exc
+    actions = _actions(sec.get("actions"), f"{rw}: key 'actions", required=True)
+    esc = _Section(sec.get("escalate"), f"{rw}: key 'escalate'", ("steps", "max_steps", "max_loops_per_target",
+                                                                    "window"))
+    steps = _actions(esc.get("steps"), f"{rw}: key 'escalate.steps", required=False)
+    on_resolved = _Section(sec.get("on_resolved"), f"{rw}: key 'on_resolved'", ("uncordon", "verify"))
+    uncordon = on_resolved.boolean("uncordon", False)
+    if uncordon and not any(a.type in ("cordon_node", "drain_node", "taint_node") for a in actions):
+        raise ConfigError(f"{rw}: key 'on_resolved.uncordon': only for rules that take a node out")
     return Rule(
         name=name, matchers=matchers, actions=tuple(actions), cooldown=sec.duration("cooldown", 0.0),
         max_actions=sec.number("max_actions", 0, integer=True), window=sec.duration("window", 3600.0),
         min_firing=sec.duration("min_firing", 0.0), allow_stale=sec.boolean("allow_stale", False),
-        guard=sec.get("guard") or {}, verify=sec.get("verify") or {}, escalate=sec.get("escalate") or [],
-        on_resolved=sec.get("on_resolved") or {},
+        guard=_check(sec.get("guard"), f"{rw}: key 'guard'"), verify=_check(sec.get("verify"), f"{rw}: key 'verify'"),
+        escalate=Escalation(steps=tuple(steps), max_steps=esc.number("max_steps", 3, integer=True),
+                            max_loops_per_target=esc.number("max_loops_per_target", 1, integer=True),
+                            window=esc.duration("window", 86400.0)),
+        uncordon_on_resolved=(_check(on_resolved.get("verify"), f"{rw}: key 'on_resolved.verify'") or Check())
+        if uncordon else None,
     )
 
 
 def parse_config(data: Any, path: str = "<config>") -> Config:
-    top = _Section(data, path, ("server", "auth", "ledger", "kubernetes", "engine", "safety", "policy"))
+    top = _Section(data, path, ("server", "auth", "ledger", "kubernetes", "engine", "safety", "policy", "prometheus"))
+    prom = _Section(top.get("prometheus"), f"{path}: prometheus", ("url", "timeout"))
     server = _Section(top.get("server"), f"{path}: server", ("listen", "max_body_bytes"))
     listen = server.string("listen", "127.0.0.1:9095")
     host, sep, port = listen.rpartition(":")
@@ -222,9 +258,10 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
     engine = _Section(top.get("engine"), f"{path}: engine", ("workers",))
     safety = _Section(top.get("safety"), f"{path}: safety", ("dry_run", "max_alert_age", "budget", "breaker"))
     budget = _Section(safety.get("budget"), f"{path}: safety.budget",
-                      ("max_nodes", "max_percent", "max_gpu_percent", "min_nodes"))
+                      ("max_nodes", "max_percent", "max_gpu_percent", "min_nodes", "max_pod_restarts_per_workload",
+                       "max_traffic_shift_percent", "window"))
     breaker = _Section(safety.get("breaker"), f"{path}: safety.breaker", ("max_actions", "window", "reset_after"))
-    for k in ("max_percent", "max_gpu_percent"):
+    for k in ("max_percent", "max_gpu_percent", "max_traffic_shift_percent"):
         v = budget.number(k, None)
         if v is not None and v > 100:
             raise ConfigError(f"{budget.key(k)}: a percentage, at most 100")
@@ -233,6 +270,10 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
     if not isinstance(raw_rules, list):
         raise ConfigError(f"{policy.key('rules')}: must be a list")
     rules = tuple(_rule(r, i, f"{path}: policy") for i, r in enumerate(raw_rules))
+    needs_prometheus = [r.name for r in rules if (r.guard and r.guard.query) or (r.verify and r.verify.query)
+                        or (r.uncordon_on_resolved and r.uncordon_on_resolved.query)]
+    if needs_prometheus and not prom.string("url", None):
+        raise ConfigError(f"{path}: prometheus: key 'url': rule {needs_prometheus[0]!r} has a PromQL guard or verify")
     names = [r.name for r in rules]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -245,12 +286,16 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
         kubeconfig=kube.string("kubeconfig", None), event_namespace=kube.string("event_namespace", "default"),
         node_selector=kube.string("node_selector", ""),
         workers=engine.number("workers", 4, integer=True, minimum=1),
+        prometheus_url=prom.string("url", None), prometheus_timeout=prom.duration("timeout", 5.0),
         safety=Safety(
             dry_run=safety.boolean("dry_run", False), max_alert_age=safety.duration("max_alert_age", 3600.0),
             budget=Budget(max_nodes=budget.number("max_nodes", None, integer=True),
                           max_percent=budget.number("max_percent", None),
                           max_gpu_percent=budget.number("max_gpu_percent", None),
-                          min_nodes=budget.number("min_nodes", 1, integer=True)),
+                          min_nodes=budget.number("min_nodes", 1, integer=True),
+                          max_pod_restarts_per_workload=budget.number("max_pod_restarts_per_workload", 0, integer=True),
+                          max_traffic_shift_percent=budget.number("max_traffic_shift_percent", None),
+                          window=budget.duration("window", 3600.0)),
             breaker=Breaker(max_actions=breaker.number("max_actions", 10, integer=True, minimum=1),
                             window=breaker.duration("window", 300.0),
                             reset_after=breaker.duration("reset_after", 0.0)),

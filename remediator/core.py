@@ -16,7 +16,7 @@ from typing import Any
 import jinja2
 
 from remediator.config import Safety
-from remediator.policy import ACTIONS, Rule
+from remediator.policy import ACTIONS, Rule, context_of, target_of
 
 PAUSE_ANNOTATION = "vigil.io/remediation"  # value "disabled" on a node or namespace
 CORDONED_BY_ANNOTATION = "vigil.io/cordoned-by"  # set by Vigil's own cordon; uncordon needs it
@@ -52,6 +52,14 @@ class ClusterView:
     nodes: dict[str, NodeView] = field(default_factory=dict)
     paused_namespaces: frozenset[str] = frozenset()
     available: bool = True  # False: the cluster could not be read (explain without a cluster)
+    pods: dict[str, str] = field(default_factory=dict)  # "ns/pod" -> its workload "Kind/ns/name" ("" = bare)
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    """A rule's guard, evaluated by the shell: holds (True), does not (False), or unavailable (None)."""
+    holds: bool | None
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,8 @@ class PastAction:
     at: dt.datetime
     state: str  # planned | running | succeeded | failed | dry_run | cancelled
     incident_firing: bool = True
+    workload: str = ""  # for pod actions: the pod's workload, for the per-workload budget
+    amount: float = 0.0  # for shift_traffic: the share of traffic moved (percent)
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,8 @@ class PlannedAction:
     type: str
     target: str
     params: dict[str, Any]
+    workload: str = ""
+    amount: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -115,9 +127,14 @@ def _render(rule: Rule, incident: Incident) -> list[PlannedAction]:
     planned = []
     for action in rule.actions:
         params = action.render(context)
-        target = str(params.get(ACTIONS[action.type].target, ""))
-        planned.append(PlannedAction(action.type, target, params))
+        amount = float(params.get("step", 100)) if action.type == "shift_traffic" else 0.0
+        planned.append(PlannedAction(action.type, target_of(action.type, params), params, amount=amount))
     return planned
+
+
+def guard_query(rule: Rule, incident: Incident) -> str | None:
+    """The rule's guard PromQL, rendered from the alert, for the shell to evaluate."""
+    return rule.guard.render(context_of(incident.labels, incident.annotations)) if rule.guard else None
 
 
 def _removes_node(action_type: str) -> bool:
@@ -149,7 +166,8 @@ def node_budget(safety: Safety, cluster: ClusterView, out: set[str]) -> tuple[bo
 
 
 def decide(incident: Incident, rules: Sequence[Rule], history: Sequence[PastAction], cluster: ClusterView,
-           safety: Safety, state: SafetyState, now: dt.datetime, *, dry_run: bool | None = None) -> Decision:
+           safety: Safety, state: SafetyState, now: dt.datetime, *, dry_run: bool | None = None,
+           guard: GuardResult | None = None) -> Decision:
     dry = safety.dry_run if dry_run is None else dry_run
     trace = _Trace()
     trace.add(f"alert {incident.alertname or '?'} fingerprint {incident.fingerprint} "
@@ -174,8 +192,8 @@ def decide(incident: Incident, rules: Sequence[Rule], history: Sequence[PastActi
     except jinja2.TemplateError as exc:
         return _blocked(trace, rule, "template_error", f"a parameter template failed: {exc}")
     for p in planned:
-        if not p.target:
-            return _blocked(trace, rule, "template_error", f"{p.type}: the target rendered empty")
+        if not all(p.target.split("/")):
+            return _blocked(trace, rule, "template_error", f"{p.type}: the target rendered empty ({p.target!r})")
     trace.add("plan: " + ", ".join(f"{p.type}({p.target})" for p in planned))
 
     if state.paused:
@@ -190,8 +208,19 @@ def decide(incident: Incident, rules: Sequence[Rule], history: Sequence[PastActi
         return Decision("defer", rule.name, reason="min_firing", detail=f"not before {not_before.isoformat()}",
                         trace=tuple(trace), not_before=not_before)
 
-    for p in planned:
-        if ACTIONS[p.type].target == "node" and cluster.available:
+    for i, p in enumerate(planned):
+        ns = p.params.get("namespace")
+        if ns is not None and ns in cluster.paused_namespaces:
+            return _blocked(trace, rule, "paused", f"namespace {ns} has {PAUSE_ANNOTATION}=disabled")
+        if p.type in ("restart_pod", "quarantine_pod") and cluster.available:
+            if p.target not in cluster.pods:
+                return _blocked(trace, rule, "unknown_target", f"{p.type}: no pod {p.target}")
+            workload = cluster.pods[p.target]
+            if not workload and str(p.params.get("allow_bare", "")).lower() not in ("true", "1", "yes"):
+                return _blocked(trace, rule, "bare_pod", f"{p.target} has no controller; the rule does not "
+                                "allow restarting bare pods")
+            planned[i] = p = PlannedAction(p.type, p.target, p.params, workload, p.amount)
+        if ACTIONS[p.type].target == ("node",) and cluster.available:
             node = cluster.nodes.get(p.target)
             if node is None:
                 return _blocked(trace, rule, "unknown_target", f"{p.type}: no node named {p.target!r}")
@@ -219,6 +248,20 @@ def decide(incident: Incident, rules: Sequence[Rule], history: Sequence[PastActi
             return _blocked(trace, rule, "rate_limit",
                             f"{len(acted)} incidents acted on in {rule.window:.0f} s, max_actions {rule.max_actions}")
 
+    if rule.guard:
+        mode = rule.guard.mode
+        if guard is None:
+            trace.add("guard: not evaluated here (no Prometheus); the engine evaluates it before acting")
+        elif guard.holds is None:
+            if mode != "fail_open":
+                return _blocked(trace, rule, "guard_unavailable",
+                                f"the guard could not be evaluated ({guard.detail}); failing closed")
+            trace.add(f"guard: unavailable ({guard.detail}); the rule fails open")
+        elif not guard.holds:
+            return _blocked(trace, rule, "guard", f"the guard does not hold: {guard.detail}")
+        else:
+            trace.add(f"guard holds: {guard.detail}")
+
     if state.breaker_open:
         return _blocked(trace, rule, "breaker_open", "the circuit breaker is open; reset it after checking the storm")
     br = safety.breaker
@@ -229,6 +272,20 @@ def decide(incident: Incident, rules: Sequence[Rule], history: Sequence[PastActi
         return _blocked(trace, rule, "breaker_open",
                         f"{recent} actions in the last {br.window:.0f} s plus {len(planned)} would exceed "
                         f"{br.max_actions}: opening the circuit breaker", open_breaker=True)
+
+    b = safety.budget
+    since = now - dt.timedelta(seconds=b.window)
+    for p in planned:
+        if p.workload and b.max_pod_restarts_per_workload:
+            done = sum(1 for a in live if a.workload == p.workload and a.at >= since)
+            if done >= b.max_pod_restarts_per_workload:
+                return _blocked(trace, rule, "budget", f"{p.workload}: {done} pods restarted in {b.window:.0f} s, "
+                                f"max_pod_restarts_per_workload {b.max_pod_restarts_per_workload}")
+        if p.type == "shift_traffic" and b.max_traffic_shift_percent is not None:
+            moved = sum(a.amount for a in live if a.type == "shift_traffic" and a.target == p.target and a.at >= since)
+            if moved + p.amount > b.max_traffic_shift_percent:
+                return _blocked(trace, rule, "budget", f"{p.target}: {moved:g}% of traffic moved in {b.window:.0f} s "
+                                f"plus {p.amount:g}% exceeds max_traffic_shift_percent {b.max_traffic_shift_percent:g}")
 
     budget = None
     removing = [p for p in planned if ACTIONS[p.type].removes_node]

@@ -14,10 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from remediator import actions
 from remediator.config import Config
-from remediator.core import ClusterView, Decision, Incident, PastAction, SafetyState, decide
+from remediator.core import ClusterView, Decision, GuardResult, Incident, PastAction, SafetyState, decide, guard_query
 from remediator.kube import Kube, KubeError
+from remediator.kube_workloads import ServiceActions
 from remediator.ledger import Ledger, from_ts, ts
 from remediator.metrics import Metrics
+from remediator.prom import PromChecker
 
 log = logging.getLogger(__name__)
 BREAKER_KEY = "breaker_opened_at"
@@ -53,12 +55,18 @@ class Engine:
     def __init__(self, config: Config, ledger: Ledger, kube: Kube | None, metrics: Metrics,
                  clock: Callable[[], dt.datetime] = utcnow) -> None:
         self.config, self.ledger, self.kube, self.metrics, self.clock = config, ledger, kube, metrics, clock
+        self.prom = PromChecker(config.prometheus_url, config.prometheus_timeout) if config.prometheus_url else None
+        self.workloads = ServiceActions(kube) if kube is not None else None
+        self.rules = {r.name: r for r in config.rules}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="vigil-action")
         self._thread = threading.Thread(target=self._run, name="vigil-engine", daemon=True)
-        self._busy: set[int] = set()
+        self._busy: set[object] = set()
         self._busy_lock = threading.Lock()
+        from remediator.followup import Followup
+
+        self.followup = Followup(self)
 
     def start(self) -> None:
         self._thread.start()
@@ -122,7 +130,8 @@ class Engine:
         if self.kube is None:
             return ClusterView(available=False)
         try:
-            return self.kube.cluster_view()
+            view = self.kube.cluster_view()
+            return dataclasses.replace(view, pods=self.workloads.pods()) if self.workloads else view
         except KubeError as exc:
             log.warning("cluster view unavailable: %s", exc)
             return ClusterView(available=False)
@@ -134,6 +143,8 @@ class Engine:
             if self._stop.is_set():
                 return
             self.decide_and_record(incident, ctx)
+        for inc in self.ledger.resolved_followups():
+            self._submit_task(f"after:{inc['id']}", self.followup.after_resolve, inc)
 
     def decide_and_record(self, incident: Incident, ctx: _Context | None = None) -> Decision:
         ctx = ctx or _Context(self)
@@ -144,7 +155,8 @@ class Engine:
                                 trace=("the cluster view is unavailable; retrying",),
                                 not_before=now + dt.timedelta(seconds=5))
         else:
-            decision = decide(incident, self.config.rules, history, cluster, self.config.safety, state, now)
+            decision = decide(incident, self.config.rules, history, cluster, self.config.safety, state, now,
+                              guard=self._guard(incident))
         if decision.open_breaker:
             ctx.state = dataclasses.replace(ctx.state, breaker_open=True)
             self.ledger.set_state(BREAKER_KEY, ts(now))
@@ -163,35 +175,59 @@ class Engine:
             self._submit(incident.id, ids)
         return decision
 
+    def _guard(self, incident: Incident) -> GuardResult | None:
+        rule = next((r for r in self.config.rules if r.matches(incident.labels)), None)
+        if rule is None or rule.guard is None or incident.alert_status != "firing":
+            return None
+        query = guard_query(rule, incident)
+        if self.prom is None or query is None:
+            return GuardResult(None, "no Prometheus configured")
+        return self.prom.check(query)
+
     def _submit(self, incident_id: int, chain: list[int]) -> None:
+        self._submit_task(incident_id, self._run_chain, incident_id, chain)
+
+    def _submit_task(self, key: object, fn: Callable, *args: object) -> None:
         with self._busy_lock:
-            if incident_id in self._busy:
+            if key in self._busy:
                 return
-            self._busy.add(incident_id)
-        self._pool.submit(self._run_chain, incident_id, chain)
+            self._busy.add(key)
+
+        def run() -> None:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("task %s failed", key)
+            finally:
+                with self._busy_lock:
+                    self._busy.discard(key)
+
+        self._pool.submit(run)
+
+    def run_action(self, incident_id: int, action_id: int) -> actions.Outcome | None:
+        """Claim, execute and record one action; None if it was cancelled or already finished."""
+        row = self.ledger.claim_action(action_id, self.clock())
+        if row is None:  # cancelled (the alert resolved) or finished before a restart
+            return None
+        incident = self.ledger.get_incident(incident_id) or {}
+        outcome = actions.execute(self.kube, row.type, row.params, str(incident_id))
+        now = self.clock()
+        self.ledger.finish_action(action_id, outcome.state, outcome.as_result(), now)
+        self.ledger.audit(f"action:{row.type}", {"target": row.target, "state": outcome.state,
+                                                 "detail": outcome.detail}, now,
+                          incident_id=incident_id, action_id=action_id)
+        starts = from_ts(incident.get("startsAt"))
+        self.metrics.observe_action(row.type, outcome.state, (now - starts).total_seconds() if starts else None,
+                                    outcome.reason)
+        log.info("incident %d: %s(%s) %s: %s", incident_id, row.type, row.target, outcome.state, outcome.detail)
+        return outcome
 
     def _run_chain(self, incident_id: int, chain: list[int]) -> None:
-        try:
-            for action_id in chain:
-                row = self.ledger.claim_action(action_id, self.clock())
-                if row is None:  # cancelled (the alert resolved) or finished before a restart
-                    continue
-                incident = self.ledger.get_incident(incident_id) or {}
-                outcome = actions.execute(self.kube, row.type, row.params, str(incident_id))
-                now = self.clock()
-                self.ledger.finish_action(action_id, outcome.state, outcome.as_result(), now)
-                self.ledger.audit(f"action:{row.type}", {"target": row.target, "state": outcome.state,
-                                                         "detail": outcome.detail}, now,
-                                  incident_id=incident_id, action_id=action_id)
-                starts = from_ts(incident.get("startsAt"))
-                self.metrics.observe_action(row.type, outcome.state,
-                                            (now - starts).total_seconds() if starts else None, outcome.reason)
-                log.info("incident %d: %s(%s) %s: %s", incident_id, row.type, row.target, outcome.state,
-                         outcome.detail)
-                if outcome.state != "succeeded":
-                    break
-        except Exception:
-            log.exception("incident %d: action chain failed", incident_id)
-        finally:
-            with self._busy_lock:
-                self._busy.discard(incident_id)
+        ok = True
+        for action_id in chain:
+            outcome = self.run_action(incident_id, action_id)
+            if outcome is not None and outcome.state != "succeeded":
+                ok = False
+                break
+        if ok and not self._stop.is_set():
+            self.followup.verify_and_escalate(incident_id)

@@ -251,3 +251,4 @@ class Kube:
             self.core.create_namespaced_event(namespace, body)
         except ApiException as exc:  # an Event is a courtesy; the audit record is the record
             log.warning("could not record event %s on %s: %s", reason, obj.metadata.name, exc.reason)
+

@@ -15,7 +15,6 @@ bookkeeping, which the engine redoes, and every action is idempotent.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 import sqlite3
 import threading
@@ -24,22 +23,13 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from remediator.core import Decision, Incident, PastAction
+from remediator.ledger_views import LedgerViews, from_ts, ts
 from remediator.payload import Alert
 
 TERMINAL = ("succeeded", "failed", "blocked", "dry_run", "cancelled", "ignored", "resolved")
 
 
-@functools.lru_cache(maxsize=4096)
-def ts(t: dt.datetime) -> str:
-    """Fixed-width UTC text, so string order is time order in SQL (cached: storms share startsAt)."""
-    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 _canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode  # one encoder, not one per call
-
-
-def from_ts(s: str | None) -> dt.datetime | None:
-    return dt.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC) if s else None
 
 
 @dataclass(frozen=True)
@@ -71,6 +61,11 @@ class Ledger(Protocol):
     def finish_action(self, action_id: int, state: str, result: dict, now: dt.datetime) -> None: ...
     def incomplete_actions(self) -> dict[int, list[int]]: ...
     def history(self, since: dt.datetime) -> list[PastAction]: ...
+    def append_action(self, incident_id: int, rule: str, type_: str, target: str, params: dict,
+                      now: dt.datetime) -> int: ...
+    def set_verification(self, incident_id: int, result: str, detail: str, now: dt.datetime) -> None: ...
+    def resolved_followups(self) -> list[dict]: ...
+    def mark_after_resolve(self, incident_id: int, outcome: str, now: dt.datetime) -> None: ...
     def get_state(self, key: str) -> str | None: ...
     def set_state(self, key: str, value: str | None) -> None: ...
     def audit(self, event: str, detail: dict, now: dt.datetime, *, incident_id: int | None = None,
@@ -98,6 +93,8 @@ CREATE TABLE IF NOT EXISTS incidents (
     not_before TEXT,
     trace TEXT NOT NULL DEFAULT '[]',
     notifications INTEGER NOT NULL DEFAULT 1,
+    verification TEXT NOT NULL DEFAULT '',
+    after_resolve TEXT NOT NULL DEFAULT '',
     received_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     resolved_at TEXT,
@@ -115,6 +112,8 @@ CREATE TABLE IF NOT EXISTS actions (
     params TEXT NOT NULL,
     state TEXT NOT NULL,
     result TEXT NOT NULL DEFAULT '{}',
+    workload TEXT NOT NULL DEFAULT '',
+    amount REAL NOT NULL DEFAULT 0,
     planned_at TEXT NOT NULL,
     started_at TEXT,
     finished_at TEXT,
@@ -157,7 +156,7 @@ class _Job:
         self.done, self.result, self.error = False, None, None
 
 
-class SQLiteLedger:
+class SQLiteLedger(LedgerViews):
     def __init__(self, path: str) -> None:
         self.path = path
         self._intake = _connect(path, "FULL")
@@ -288,9 +287,9 @@ class SQLiteLedger:
             if state is not None:  # blocked plans are kept too: attempts the breaker counts
                 for seq, p in enumerate(decision.actions):
                     cur = db.execute("INSERT INTO actions (incident_id, seq, rule, type, target, params, state,"
-                                     " planned_at) VALUES (?,?,?,?,?,?,?,?)",
+                                     " workload, amount, planned_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
                                      (incident_id, seq, decision.rule, p.type, p.target,
-                                      json.dumps(p.params, default=str), state, t))
+                                      json.dumps(p.params, default=str), state, p.workload, p.amount, t))
                     ids.append(cur.lastrowid)
             self._audit(db, f"decision:{decision.outcome}", {"rule": decision.rule, "reason": decision.reason,
                                                              "detail": decision.detail}, t, incident_id, None)
@@ -341,7 +340,43 @@ class SQLiteLedger:
                               " WHERE a.planned_at >= ? OR a.state IN ('planned','running')"
                               " OR (a.state='dry_run' AND i.alert_status='firing')", (ts(since),)).fetchall()
         return [PastAction(r["incident_id"], r["rule"], r["type"], r["target"], from_ts(r["planned_at"]),
-                           r["state"], r["alert_status"] == "firing") for r in rows]
+                           r["state"], r["alert_status"] == "firing", r["workload"], r["amount"]) for r in rows]
+
+    # ---- verification, escalation, after the alert resolves --------------------------------
+
+    def append_action(self, incident_id: int, rule: str, type_: str, target: str, params: dict,
+                      now: dt.datetime) -> int:
+        """An escalation step: one more planned action on the incident, which is acting again."""
+        t = ts(now)
+        with self._tx() as db:
+            seq = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM actions WHERE incident_id=?",
+                             (incident_id,)).fetchone()[0]
+            cur = db.execute("INSERT INTO actions (incident_id, seq, rule, type, target, params, state, planned_at)"
+                             " VALUES (?,?,?,?,?,?,'planned',?)",
+                             (incident_id, seq, rule, type_, target, json.dumps(params, default=str), t))
+            db.execute("UPDATE incidents SET status='acting', updated_at=? WHERE id=?", (t, incident_id))
+            self._audit(db, "escalate", {"type": type_, "target": target}, t, incident_id, cur.lastrowid)
+        return cur.lastrowid
+
+    def set_verification(self, incident_id: int, result: str, detail: str, now: dt.datetime) -> None:
+        t = ts(now)
+        with self._tx() as db:
+            db.execute("UPDATE incidents SET verification=?, updated_at=? WHERE id=?", (result, t, incident_id))
+            self._audit(db, f"verify:{result}", {"detail": detail}, t, incident_id, None)
+
+    def resolved_followups(self) -> list[dict]:
+        """Incidents acted on whose alert has resolved and whose follow-up (restore, uncordon) is due."""
+        with self._tx() as db:
+            ids = [r[0] for r in db.execute("SELECT id FROM incidents WHERE alert_status='resolved' AND"
+                                            " after_resolve='' AND status IN ('succeeded','failed','blocked')"
+                                            " AND rule IS NOT NULL")]
+        return [self.get_incident(i) for i in ids]
+
+    def mark_after_resolve(self, incident_id: int, outcome: str, now: dt.datetime) -> None:
+        t = ts(now)
+        with self._tx() as db:
+            db.execute("UPDATE incidents SET after_resolve=?, updated_at=? WHERE id=?", (outcome, t, incident_id))
+            self._audit(db, "after_resolve", {"outcome": outcome}, t, incident_id, None)
 
     # ---- state, audit, queries ---------------------------------------------------------------
 
@@ -368,53 +403,6 @@ class SQLiteLedger:
               action_id: int | None = None) -> None:
         with self._tx() as db:
             self._audit(db, event, detail, ts(now), incident_id, action_id)
-
-    def list_incidents(self, *, status: str | None, alertname: str | None, limit: int,
-                       offset: int) -> tuple[list[dict], int]:
-        where, args = [], []
-        if status:
-            where.append("status=?")
-            args.append(status)
-        if alertname:
-            where.append("alertname=?")
-            args.append(alertname)
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        with self._tx() as db:
-            total = db.execute(f"SELECT COUNT(*) FROM incidents {clause}", args).fetchone()[0]
-            rows = db.execute(f"SELECT * FROM incidents {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
-                              [*args, limit, offset]).fetchall()
-        return [self._summary(r) for r in rows], total
-
-    @staticmethod
-    def _summary(r: sqlite3.Row) -> dict:
-        return {"id": r["id"], "fingerprint": r["fingerprint"], "startsAt": r["starts_at"],
-                "alertname": r["alertname"], "labels": json.loads(r["labels"]), "alert_status": r["alert_status"],
-                "status": r["status"], "reason": r["reason"], "detail": r["detail"], "rule": r["rule"],
-                "notifications": r["notifications"], "received_at": r["received_at"], "updated_at": r["updated_at"],
-                "resolved_at": r["resolved_at"]}
-
-    def get_incident(self, incident_id: int) -> dict | None:
-        with self._tx() as db:
-            row = db.execute("SELECT * FROM incidents WHERE id=?", (incident_id,)).fetchone()
-            if row is None:
-                return None
-            actions = db.execute("SELECT * FROM actions WHERE incident_id=? ORDER BY seq", (incident_id,)).fetchall()
-            audit = db.execute("SELECT * FROM audit WHERE incident_id=? ORDER BY id", (incident_id,)).fetchall()
-        out = self._summary(row)
-        out["annotations"] = json.loads(row["annotations"])
-        out["not_before"] = row["not_before"]
-        out["trace"] = json.loads(row["trace"])
-        out["actions"] = [{"id": a["id"], "seq": a["seq"], "type": a["type"], "target": a["target"],
-                           "params": json.loads(a["params"]), "state": a["state"], "result": json.loads(a["result"]),
-                           "planned_at": a["planned_at"], "started_at": a["started_at"],
-                           "finished_at": a["finished_at"]} for a in actions]
-        out["audit"] = [{"at": a["at"], "event": a["event"], "action_id": a["action_id"],
-                         "detail": json.loads(a["detail"])} for a in audit]
-        return out
-
-    def counts_by_status(self) -> dict[str, int]:
-        with self._tx() as db:
-            return {r[0]: r[1] for r in db.execute("SELECT status, COUNT(*) FROM incidents GROUP BY status")}
 
     def ping(self) -> None:
         with self._tx() as db:

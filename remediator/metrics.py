@@ -57,6 +57,11 @@ class Metrics:
         self.delay = Histogram("vigil_action_delay_seconds",
                                "Seconds from the alert's startsAt to the action taking effect.",
                                ["action"], buckets=DELAY_BUCKETS, registry=r)
+        self.verifications = Counter("vigil_verifications_total",
+                                     "Post-action verifications by the last action and result (verified, failed).",
+                                     ["action", "result"], registry=r)
+        self.escalations = Counter("vigil_escalations_total", "Escalation steps taken, by action.", ["action"],
+                                   registry=r)
         self.breaker_open = Gauge("vigil_breaker_open", "1 while the circuit breaker is open.", registry=r)
         self.paused = Gauge("vigil_paused", "1 while remediation is paused globally.", registry=r)
         self.budget_in_use = Gauge("vigil_disruption_budget_nodes_in_use",

@@ -19,16 +19,31 @@ _MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(?:"((?:[^
 class ActionSpec:
     required: tuple[str, ...]
     optional: tuple[str, ...] = ()
-    target: str = "node"  # the param that names what the action changes
+    target: tuple[str, ...] = ("node",)  # the params that name what the action changes, joined by "/"
     removes_node: bool = False  # counts against the node disruption budget
+    restores: bool = False  # can be undone when the alert resolves (restore_on_resolve)
 
 
+_WORKLOAD = ("namespace", "name")
 ACTIONS: dict[str, ActionSpec] = {
     "cordon_node": ActionSpec(("node",), removes_node=True),
     "uncordon_node": ActionSpec(("node",)),
     "taint_node": ActionSpec(("node",), ("key", "value", "effect"), removes_node=True),
     "drain_node": ActionSpec(("node",), ("timeout", "force_after", "grace_period"), removes_node=True),
+    "restart_pod": ActionSpec(("namespace", "pod"), ("allow_bare", "grace_period"), ("namespace", "pod")),
+    "rollout_restart": ActionSpec(_WORKLOAD, ("kind",), _WORKLOAD),
+    "rollback_deployment": ActionSpec(_WORKLOAD, (), _WORKLOAD),
+    "scale_deployment": ActionSpec(_WORKLOAD, ("replicas", "step", "min", "max"), _WORKLOAD),
+    "quarantine_pod": ActionSpec(("namespace", "pod"), ("label", "value"), ("namespace", "pod")),
+    "shift_traffic": ActionSpec(("namespace", "route", "from", "to"), ("step", "rule_index", "restore_on_resolve"),
+                                ("namespace", "route"), restores=True),
+    "failover_service": ActionSpec(("namespace", "service", "selector"), ("restore_on_resolve",),
+                                   ("namespace", "service"), restores=True),
 }
+
+
+def target_of(action_type: str, params: dict[str, Any]) -> str:
+    return "/".join(str(params.get(k, "")) for k in ACTIONS[action_type].target)
 
 
 class PolicyError(ValueError):
@@ -76,7 +91,41 @@ class Action:
 
     def render(self, context: dict[str, Any]) -> dict[str, Any]:
         """Raises jinja2.UndefinedError (missing label) or jinja2.TemplateError."""
-        return {k: (v.render(context) if isinstance(v, jinja2.Template) else v) for k, v in self.params.items()}
+        return {k: _render(v, context) for k, v in self.params.items()}
+
+
+def _render(value: Any, context: dict[str, Any]) -> Any:
+    if isinstance(value, jinja2.Template):
+        return value.render(context)
+    if isinstance(value, dict):
+        return {k: _render(v, context) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class Check:
+    """A PromQL condition (a template over the alert): it holds when the query returns a sample."""
+    query: Any = None
+    mode: str = "fail_closed"  # when Prometheus cannot answer: fail_closed (block) or fail_open
+    deadline: float = 60.0  # verify: how long the condition may take to hold
+    interval: float = 5.0
+    alert_resolved: bool = False  # verify: the triggering alert resolving counts as holding
+
+    def render(self, context: dict[str, Any]) -> str | None:
+        return None if self.query is None else str(_render(self.query, context))
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """What to run, in order, when verification fails; capped in length and per target."""
+    steps: tuple[Action, ...] = ()
+    max_steps: int = 3
+    max_loops_per_target: int = 1
+    window: float = 86400.0
+
+
+def context_of(labels: dict[str, str], annotations: dict[str, str], **extra: Any) -> dict[str, Any]:
+    return {"labels": labels, "annotations": annotations, **extra}
 
 
 @dataclass(frozen=True)
@@ -89,16 +138,18 @@ class Rule:
     window: float = 3600.0
     min_firing: float = 0.0  # seconds since startsAt before acting
     allow_stale: bool = False
-    guard: dict[str, Any] = field(default_factory=dict)  # reserved: the service-actions issue
-    verify: dict[str, Any] = field(default_factory=dict)
-    escalate: list[Any] = field(default_factory=list)
-    on_resolved: dict[str, Any] = field(default_factory=dict)
+    guard: Check | None = None
+    verify: Check | None = None
+    escalate: Escalation = field(default_factory=Escalation)
+    uncordon_on_resolved: Check | None = None  # node rules: uncordon once this recovery check holds
 
     def matches(self, labels: dict[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
 
 
 def compile_template(value: Any, where: str) -> Any:
+    if isinstance(value, dict):
+        return {k: compile_template(v, f"{where}.{k}") for k, v in value.items()}
     if not isinstance(value, str) or "{" not in value:
         return value
     try:

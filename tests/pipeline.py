@@ -95,6 +95,7 @@ class Pipeline:
                                    for c in core.read_node(n).status.conditions or []) for n in self.node_names),
                    60, what="nodes Ready")
         _sample_workload(api)
+        self._prometheus_port = free_port()
         self._start_remediator()
         self.stack = Stack(self.workdir)
         self.stack.start_alertmanager(f"{self.remediator_url}/webhook/alertmanager", self.token)
@@ -111,7 +112,7 @@ class Pipeline:
             {"job_name": "vigil-gpu-exporter", "static_configs": [
                 {"targets": [u.removeprefix("http://")], "labels": {"node": n}} for n, u in self.exporters.items()]},
             {"job_name": "vigil-remediator", "static_configs": [{"targets": [self.remediator_url.removeprefix("http://")]}]},
-        ], scrape_interval=SCRAPE)
+        ], scrape_interval=SCRAPE, port=self._prometheus_port)
         self.stack.wait_targets_up("vigil-gpu-exporter", self.nodes)
         return self
 
@@ -120,6 +121,7 @@ class Pipeline:
         cfg["auth"] = {"bearer_token_env": "VIGIL_WEBHOOK_TOKEN"}
         cfg["ledger"] = {"path": str(self.workdir / "ledger.db")}
         cfg["kubernetes"] = {"kubeconfig": str(self.cp.kubeconfig)}
+        cfg["prometheus"] = {"url": f"http://127.0.0.1:{self._prometheus_port}"}
         cfg["safety"]["budget"] = {"max_nodes": self.nodes // 2, "min_nodes": 1}
         path = self.workdir / "vigil.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -141,7 +141,8 @@ class Stack:
         return self.alertmanager_url
 
     def start_prometheus(self, scrape_configs: list[dict], *, scrape_interval: str = "1s",
-                         settings: generate.Settings | None = None, extra_rule_files: dict | None = None) -> str:
+                         settings: generate.Settings | None = None, extra_rule_files: dict | None = None,
+                         port: int | None = None) -> str:
         settings = settings or generate.Settings()
         rules = self.workdir / "rules"
         rules.mkdir(exist_ok=True)
@@ -155,7 +156,7 @@ class Stack:
                "scrape_configs": scrape_configs}
         path = self.workdir / "prometheus.yml"
         path.write_text(yaml.safe_dump(cfg))
-        port = free_port()
+        port = port or free_port()
         proc = self.spawn("prometheus", [tool("prometheus"), f"--config.file={path}",
                                          f"--storage.tsdb.path={self.workdir / 'prom-data'}",
                                          f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"])

@@ -62,7 +62,8 @@ def test_secrets_come_from_files_or_environment(tmp_path, monkeypatch):
 def test_the_example_config_is_valid(monkeypatch):
     monkeypatch.setenv("VIGIL_WEBHOOK_TOKEN", "t")
     cfg = load_config(EXAMPLE)
-    assert [r.name for r in cfg.rules] == ["gpu-xid-node-fatal", "gpu-lost"]
+    assert [r.name for r in cfg.rules] == ["gpu-xid-node-fatal", "gpu-lost", "endpoint-down", "latency-burn-in-a-zone"]
+    assert [s.type for s in cfg.rules[2].escalate.steps] == ["rollout_restart", "rollback_deployment"]
     assert [a.type for a in cfg.rules[0].actions] == ["cordon_node", "drain_node"]
 
 

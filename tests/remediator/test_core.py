@@ -188,3 +188,48 @@ def test_first_matching_rule_wins_and_regex_is_anchored():
     d = run(incident(alertname="GpuPowerBrake", age=600))
     assert d.rule == "slow"
     assert run(incident(alertname="XGpuPowerBrake", age=600)).outcome == "no_match"
+
+
+SERVICE_RULES = parse_config({"policy": {"rules": [
+    {"name": "restart", "match": ['alertname="InferenceEndpointDown"'],
+     "actions": [{"type": "restart_pod",
+                  "params": {"namespace": "{{ labels.namespace }}", "pod": "{{ labels.pod }}"}}]},
+    {"name": "shift", "match": ['alertname="InferenceLatencyBudgetBurn"'],
+     "actions": [{"type": "shift_traffic", "params": {"namespace": "ml", "route": "llm", "from": "a", "to": "b",
+                                                      "step": 30}}]},
+]}}).rules
+POD_VIEW = ClusterView({}, pods={"ml/llm-1": "Deployment/ml/llm", "ml/llm-2": "Deployment/ml/llm", "ml/bare": ""})
+
+
+def test_pod_restarts_are_budgeted_per_workload():
+    safety = Safety(budget=Budget(max_pod_restarts_per_workload=2, window=3600))
+    inc = Incident("f", NOW, {"alertname": "InferenceEndpointDown", "namespace": "ml", "pod": "llm-1"}, id=5)
+    history = [PastAction(i, "restart", "restart_pod", f"ml/llm-{i}", NOW - dt.timedelta(minutes=5), "succeeded",
+                          workload="Deployment/ml/llm") for i in (7, 8)]
+    d = decide(inc, SERVICE_RULES, history, POD_VIEW, safety, SafetyState(), NOW)
+    assert d.reason == "budget" and "Deployment/ml/llm" in d.detail
+    d = decide(inc, SERVICE_RULES, history[:1], POD_VIEW, safety, SafetyState(), NOW)
+    assert d.outcome == "act" and d.actions[0].workload == "Deployment/ml/llm"
+
+
+def test_traffic_moved_is_budgeted_per_route():
+    safety = Safety(budget=Budget(max_traffic_shift_percent=50, window=3600))
+    inc = Incident("f", NOW, {"alertname": "InferenceLatencyBudgetBurn"}, id=5)
+    one = [PastAction(1, "shift", "shift_traffic", "ml/llm", NOW - dt.timedelta(minutes=5), "succeeded", amount=30)]
+    assert decide(inc, SERVICE_RULES, one, POD_VIEW, safety, SafetyState(), NOW).reason == "budget"
+    assert decide(inc, SERVICE_RULES, [], POD_VIEW, safety, SafetyState(), NOW).outcome == "act"
+
+
+def test_guard_results_decide():
+    from remediator.core import GuardResult
+    from remediator.policy import Check
+
+    rules = [dataclasses.replace(SERVICE_RULES[1], guard=Check(query="up"))]
+    inc = Incident("f", NOW, {"alertname": "InferenceLatencyBudgetBurn"}, id=5)
+    run_ = lambda g: decide(inc, rules, [], POD_VIEW, SAFETY, SafetyState(), NOW, guard=g)  # noqa: E731
+    assert run_(GuardResult(True, "ok")).outcome == "act"
+    assert run_(GuardResult(False, "no")).reason == "guard"
+    assert run_(GuardResult(None, "down")).reason == "guard_unavailable"
+    open_rules = [dataclasses.replace(rules[0], guard=Check(query="up", mode="fail_open"))]
+    assert decide(inc, open_rules, [], POD_VIEW, SAFETY, SafetyState(), NOW,
+                  guard=GuardResult(None, "down")).outcome == "act"

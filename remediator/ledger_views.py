@@ -1,0 +1,70 @@
+"""The ledger's read side: incident lists, one incident's trace, counts by status. Shared by the
+SQLite ledger and the API; kept apart so the write path (intake, decisions) stays small."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import sqlite3
+
+
+@functools.lru_cache(maxsize=4096)
+def ts(t: dt.datetime) -> str:
+    """Fixed-width UTC text, so string order is time order in SQL (cached: storms share startsAt)."""
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+def from_ts(s: str | None) -> dt.datetime | None:
+    return dt.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC) if s else None
+
+
+class LedgerViews:
+    """Mixed into SQLiteLedger; uses its `_tx()`."""
+
+    def list_incidents(self, *, status: str | None, alertname: str | None, limit: int,
+                       offset: int) -> tuple[list[dict], int]:
+        where, args = [], []
+        if status:
+            where.append("status=?")
+            args.append(status)
+        if alertname:
+            where.append("alertname=?")
+            args.append(alertname)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        with self._tx() as db:
+            total = db.execute(f"SELECT COUNT(*) FROM incidents {clause}", args).fetchone()[0]
+            rows = db.execute(f"SELECT * FROM incidents {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
+                              [*args, limit, offset]).fetchall()
+        return [self._summary(r) for r in rows], total
+
+    @staticmethod
+    def _summary(r: sqlite3.Row) -> dict:
+        return {"id": r["id"], "fingerprint": r["fingerprint"], "startsAt": r["starts_at"],
+                "alertname": r["alertname"], "labels": json.loads(r["labels"]), "alert_status": r["alert_status"],
+                "status": r["status"], "reason": r["reason"], "detail": r["detail"], "rule": r["rule"],
+                "notifications": r["notifications"], "received_at": r["received_at"], "updated_at": r["updated_at"],
+                "resolved_at": r["resolved_at"], "verification": r["verification"],
+                "after_resolve": r["after_resolve"]}
+
+    def get_incident(self, incident_id: int) -> dict | None:
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM incidents WHERE id=?", (incident_id,)).fetchone()
+            if row is None:
+                return None
+            actions = db.execute("SELECT * FROM actions WHERE incident_id=? ORDER BY seq", (incident_id,)).fetchall()
+            audit = db.execute("SELECT * FROM audit WHERE incident_id=? ORDER BY id", (incident_id,)).fetchall()
+        out = self._summary(row)
+        out["annotations"] = json.loads(row["annotations"])
+        out["not_before"] = row["not_before"]
+        out["trace"] = json.loads(row["trace"])
+        out["actions"] = [{"id": a["id"], "seq": a["seq"], "rule": a["rule"], "type": a["type"], "target": a["target"],
+                           "params": json.loads(a["params"]), "state": a["state"], "result": json.loads(a["result"]),
+                           "planned_at": a["planned_at"], "started_at": a["started_at"],
+                           "finished_at": a["finished_at"]} for a in actions]
+        out["audit"] = [{"at": a["at"], "event": a["event"], "action_id": a["action_id"],
+                         "detail": json.loads(a["detail"])} for a in audit]
+        return out
+
+    def counts_by_status(self) -> dict[str, int]:
+        with self._tx() as db:
+            return {r[0]: r[1] for r in db.execute("SELECT status, COUNT(*) FROM incidents GROUP BY status")}

@@ -1,0 +1,24 @@
+"""Guard and verify conditions evaluated against Prometheus (prometheus-api-client)."""
+
+from __future__ import annotations
+
+from prometheus_api_client import PrometheusConnect
+
+from remediator.core import GuardResult
+
+
+class PromChecker:
+    def __init__(self, url: str, timeout: float = 5.0) -> None:
+        self._prom = PrometheusConnect(url=url, disable_ssl=not url.startswith("https"))
+        self._timeout = timeout
+        self.url = url
+
+    def check(self, query: str) -> GuardResult:
+        """Holds when the query returns at least one sample (as an alert expression does)."""
+        try:
+            result = self._prom.custom_query(query, params={"timeout": f"{self._timeout:g}"})  # seconds
+        except Exception as exc:  # unreachable, bad query, HTTP errors: the rule's mode decides
+            return GuardResult(None, f"Prometheus at {self.url} did not answer {query!r}: {type(exc).__name__}")
+        if result:
+            return GuardResult(True, f"{query} returned {len(result)} series")
+        return GuardResult(False, f"{query} returned nothing")
