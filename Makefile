@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEBIAN_PACKAGES := prometheus prometheus-alertmanager
 
-.PHONY: all venv deps lint test demo bench k8s-bins cluster cluster-down alerts clean
+.PHONY: all venv deps lint test demo bench k8s-bins cluster cluster-down alerts dashboards clean
 
 all: test
 
@@ -62,3 +62,7 @@ cluster-down: venv
 # Rule files, PrometheusRule, promtool unit tests and runbooks from alerts/generate.py.
 alerts: venv
 	$(PY) -m alerts.generate
+
+# Grafana dashboards (dashboards/json, dashboards/export) and provisioning from dashboards/build.py.
+dashboards: venv
+	$(PY) -m dashboards.build

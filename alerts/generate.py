@@ -38,8 +38,10 @@ class Settings:
     nvlink_errors_per_second: float = 1.0
     service_failing_share: float = 0.25
     slo_objective: float = 0.99  # probes within the latency / TTFT bound, 30-day
-    latency_bound_seconds: str = "2.5"  # a bucket boundary of service_probe_duration_seconds
-    ttft_bound_seconds: str = "1"  # a bucket boundary of service_probe_time_to_first_token_seconds
+    # Bucket boundaries as the exporter writes them: Prometheus 2.x does not normalise `le`, and
+    # prometheus_client renders 1 as "1.0".
+    latency_bound_seconds: str = "2.5"  # of service_probe_duration_seconds
+    ttft_bound_seconds: str = "1.0"  # of service_probe_time_to_first_token_seconds
     gpu_interval: str = "5s"  # rule group evaluation; the fault -> webhook floor includes it
 
 

@@ -139,7 +139,7 @@ def cases() -> dict[str, list[Case]]:
         *_burn("InferenceLatencyBudgetBurn", "service_probe_duration_seconds_bucket",
                "service_probe_duration_seconds_count", "2.5", "probes slower than 2.5 s"),
         *_burn("InferenceTtftBudgetBurn", "service_probe_time_to_first_token_seconds_bucket",
-               "service_probe_time_to_first_token_seconds_count", "1", "time to first token over 1 s"),
+               "service_probe_time_to_first_token_seconds_count", "1.0", "time to first token over 1.0 s"),
     ]
     pipeline = [
         Case("Watchdog", "1m", [], [({"severity": "info"},

@@ -73,6 +73,11 @@ class Metrics:
             self.decisions.labels(outcome)
         for status in ("firing", "resolved"):
             self.notifications.labels(status)
+        from remediator.policy import ACTIONS
+
+        for action in ACTIONS:  # at 0 from the start, so increase() sees the first action
+            for result in ("succeeded", "failed", "blocked", "dry_run"):
+                self.actions.labels(action, result)
         if incident_counts is not None:
             r.register(_IncidentCollector(incident_counts))
 

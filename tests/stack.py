@@ -169,6 +169,13 @@ class Stack:
         r.raise_for_status()
         return r.json()["data"]["result"]
 
+    def query_range(self, expr: str, seconds: float = 300, step: float = 5) -> list[dict]:
+        now = time.time()
+        r = requests.get(f"{self.prometheus_url}/api/v1/query_range",
+                         params={"query": expr, "start": now - seconds, "end": now, "step": step}, timeout=10)
+        r.raise_for_status()
+        return r.json()["data"]["result"]
+
     def wait_targets_up(self, job: str, n: int = 1, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
