@@ -56,13 +56,13 @@ def test_structure_follows_the_current_json_model(name):
     declared = {v["name"] for v in d["templating"]["list"]}
     ids = [p["id"] for p in d["panels"]]
     assert len(ids) == len(set(ids))
-    titles = {l["title"] for l in d["links"]}
+    titles = {link["title"] for link in d["links"]}
     assert {"Vigil dashboards", "Runbooks"} <= titles
     for p in panels(d):
         assert p["type"] in PANEL_TYPES and p["type"] not in ("graph", "singlestat"), p["type"]
         assert p["description"] and p["title"]
         assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
-        assert 0 <= p["gridPos"]["x"] and p["gridPos"]["x"] + p["gridPos"]["w"] <= 24 and p["gridPos"]["h"] > 0
+        assert p["gridPos"]["x"] >= 0 and p["gridPos"]["x"] + p["gridPos"]["w"] <= 24 and p["gridPos"]["h"] > 0
         assert p["fieldConfig"]["defaults"]["unit"]
         assert p["fieldConfig"]["defaults"]["thresholds"]["steps"]
         assert p["targets"]
@@ -99,7 +99,8 @@ def test_every_query_parses_with_promtool(tmp_path):
     promtool = shutil.which("promtool")
     assert promtool
     rules = {"groups": [{"name": "dashboards", "rules": [
-        {"record": f"dashboard:query_{i}:check", "expr": substitute(expr)} for i, (_, _, expr) in enumerate(queries())]}]}
+        {"record": f"dashboard:query_{i}:check", "expr": substitute(expr)}
+        for i, (_, _, expr) in enumerate(queries())]}]}
     path = tmp_path / "queries.yml"
     path.write_text(yaml.safe_dump(rules))
     r = subprocess.run([promtool, "check", "rules", "--lint=none", str(path)], capture_output=True, text=True)
@@ -162,6 +163,7 @@ def test_every_panel_that_should_have_data_has_data(tmp_path):
     """A real Prometheus with Vigil's rules scrapes a simulated GPU exporter, the service exporter
     probing a local inference server, and the remediator (dry-run) after an alert."""
     from exporters.gpu.server import make_app as gpu_app
+    from exporters.gpu.simulated import SimulatedNVML
     from exporters.http import serve
     from exporters.service.config import parse_config
     from exporters.service.exporter import build as build_service
@@ -171,8 +173,6 @@ def test_every_panel_that_should_have_data_has_data(tmp_path):
     from tests.remediator.payloads import alert, body, xid_labels
     from tests.service.servers import Endpoint
     from tests.stack import Stack
-
-    from exporters.gpu.simulated import SimulatedNVML
 
     sim = SimulatedNVML(8)
     gpu = make_exporter(sim, nvlink_interval=1)
