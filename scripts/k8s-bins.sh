@@ -10,6 +10,7 @@ set -euo pipefail
 K8S_VERSION=${K8S_VERSION:-v1.34.4}
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
 GATEWAY_API_VERSION=${GATEWAY_API_VERSION:-v1.4.1}
+PROMETHEUS_OPERATOR_VERSION=${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}
 CACHE_ROOT=${VIGIL_K8S_CACHE:-$HOME/.cache/vigil/k8s}
 OUT="$CACHE_ROOT/$K8S_VERSION"
 
@@ -81,6 +82,16 @@ if [[ ! -s "$crds" ]]; then
   dir=$(cd /tmp && go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
   for f in "$dir"/config/crd/standard/*.yaml; do printf -- '---\n'; cat "$f"; done > "$crds.tmp"
   mv "$crds.tmp" "$crds"
+fi
+
+# The Prometheus Operator CRDs the deploy/prometheus-operator overlay uses, for its dry-run test.
+pcrds="$OUT/prometheus-operator-$PROMETHEUS_OPERATOR_VERSION-crds.yaml"
+if [[ ! -s "$pcrds" ]]; then
+  dir=$(cd /tmp && go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  for k in servicemonitors podmonitors prometheusrules; do
+    printf -- '---\n'; cat "$dir/example/prometheus-operator-crd/monitoring.coreos.com_$k.yaml"
+  done > "$pcrds.tmp"
+  mv "$pcrds.tmp" "$pcrds"
 fi
 
 log "binaries ready in $OUT"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 K8S_VERSION = "v1.34.4"
 GATEWAY_API_VERSION = "v1.4.1"
+PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
 CACHE = Path(os.environ.get("VIGIL_K8S_CACHE", Path.home() / ".cache/vigil/k8s")) / K8S_VERSION
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
 
@@ -25,6 +26,13 @@ def binary(name: str) -> Path:
         if path.is_file() and os.access(path, os.X_OK):
             return path
     raise MissingBinary(f"{name} not found in {' or '.join(map(str, candidates))}: run `make k8s-bins`")
+
+
+def prometheus_operator_crds() -> Path:
+    path = CACHE / f"prometheus-operator-{PROMETHEUS_OPERATOR_VERSION}-crds.yaml"
+    if not path.is_file():
+        raise MissingBinary(f"{path} is missing: run `make k8s-bins`")
+    return path
 
 
 def gateway_api_crds() -> Path:
