@@ -4,6 +4,8 @@ rules, Alertmanager with Vigil's routing and the remediator acting on the cluste
 (XID 79, "fallen off the bus"): one seen through the exporter's fast path, one only through the
 pull path. For each: injected -> scraped -> alert firing -> webhook received -> node cordoned ->
 drained (pods moved), with seconds per hop and the floor implied by the configured intervals.
+Then a service fault: zone A's model servers slow down, the latency SLO burn alert fires, and
+the remediator moves the HTTPRoute's weight to zone B (restored when the alert resolves).
 
     make demo                   # run the scenario, then tear everything down
     make demo DEMO_ARGS=--keep  # leave it all running to explore (Ctrl-C stops it)
@@ -71,6 +73,16 @@ def main() -> int:
         show_timeline(pull, floors["pull"])
         print("\n== the cluster now (the remediator cordoned and drained both nodes; pods moved):")
         show_cluster(p)
+        print(f"\n== fault 3: zone A's model servers slow down (3 s to the first token); HTTPRoute inference/llm "
+              f"weights {p.route_weights()}")
+        lat = p.latency_timeline()
+        print(f"   {'injected':10} 0.00 s   (zone A's inference server answers slowly)")
+        for name, t in (("probed", lat.scraped), ("firing", lat.firing), ("webhook", lat.received),
+                        ("shifted", lat.acted)):
+            print(f"   {name:10} {lat.hop(t).strip()}")
+        print(f"   HTTPRoute weights now {p.route_weights()} (restored when the burn alert resolves)")
+        print("   floor: a slow probe (3 s) + a scrape (5 s) + the SLO recording rules (30 s) + evaluation (5 s) "
+              "+ group_wait (1 s)")
         print("\n   managed auto-repair for comparison: EKS acts on GPU conditions after 10 min, GKE after ~10 min "
               "NotReady")
         print(f"\n== look at:\n   Prometheus    {p.stack.prometheus_url}/alerts\n   Alertmanager  "
@@ -80,7 +92,7 @@ def main() -> int:
             print("   running; Ctrl-C to stop")
             while True:
                 time.sleep(3600)
-        ok = fast.acted is not None and pull.acted is not None
+        ok = fast.acted is not None and pull.acted is not None and lat.acted is not None
         return 0 if ok else 1
     except KeyboardInterrupt:
         return 0

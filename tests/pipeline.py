@@ -24,6 +24,7 @@ from kubernetes import client
 from alerts import generate
 from tests.k8s.__main__ import _sample_workload
 from tests.k8s.controlplane import ControlPlane, add_gpu_nodes, free_port, start, wait_until
+from tests.service.servers import Endpoint
 from tests.stack import Proc, Stack
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,6 +61,7 @@ class Pipeline:
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     exporters: dict[str, str] = field(default_factory=dict)  # node -> exporter URL
     procs: list[Proc] = field(default_factory=list)
+    endpoints: dict[str, Endpoint] = field(default_factory=dict)  # zone -> a local inference server
 
     @property
     def node_names(self) -> list[str]:
@@ -95,6 +97,7 @@ class Pipeline:
                                    for c in core.read_node(n).status.conditions or []) for n in self.node_names),
                    60, what="nodes Ready")
         _sample_workload(api)
+        self._routing(api)
         self._prometheus_port = free_port()
         self._start_remediator()
         self.stack = Stack(self.workdir)
@@ -108,13 +111,71 @@ class Pipeline:
             proc = self._spawn(f"gpu-exporter-{node}", args)
             self.exporters[node] = f"http://127.0.0.1:{port}"
             self._wait(proc, f"{self.exporters[node]}/healthz")
+        service_url = self._start_service_exporter()
         self.stack.start_prometheus([
+            {"job_name": "vigil-service-exporter", "honor_labels": True,
+             "static_configs": [{"targets": [service_url.removeprefix("http://")]}]},
             {"job_name": "vigil-gpu-exporter", "static_configs": [
                 {"targets": [u.removeprefix("http://")], "labels": {"node": n}} for n, u in self.exporters.items()]},
             {"job_name": "vigil-remediator", "static_configs": [{"targets": [self.remediator_url.removeprefix("http://")]}]},
         ], scrape_interval=SCRAPE, port=self._prometheus_port)
         self.stack.wait_targets_up("vigil-gpu-exporter", self.nodes)
         return self
+
+    def _routing(self, api) -> None:
+        """The sample inference Service split by zone, behind an HTTPRoute at 50/50."""
+        core = client.CoreV1Api(api)
+        for zone in ("zone-a", "zone-b"):
+            core.create_namespaced_service("inference", {"metadata": {"name": f"llm-{zone}"}, "spec": {
+                "selector": {"app": "llm"}, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]}})
+        client.CustomObjectsApi(api).create_namespaced_custom_object(
+            "gateway.networking.k8s.io", "v1", "inference", "httproutes", {
+                "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "llm"},
+                "spec": {"parentRefs": [{"name": "inference-gateway"}], "rules": [{"backendRefs": [
+                    {"name": "llm-zone-a", "port": 80, "weight": 50},
+                    {"name": "llm-zone-b", "port": 80, "weight": 50}]}]}})
+
+    def _start_service_exporter(self) -> str:
+        """The model servers of each zone are local HTTP servers (the simulated pods' IPs are data)."""
+        self.endpoints = {zone: Endpoint() for zone in ("zone-a", "zone-b")}
+        cfg = {"interval": "2s", "modules": {"completion": {"prober": "inference", "timeout": "10s",
+                                                            "inference": {"model": "llm"}}},
+               "targets": [{"name": f"llm-{z}", "url": e.url, "module": "completion",
+                            "labels": {"namespace": "inference", "service": "llm", "zone": z}}
+                           for z, e in self.endpoints.items()]}
+        path = self.workdir / "services.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        port = free_port()
+        proc = self._spawn("service-exporter", [sys.executable, "-m", "exporters.service.cli", "--config", str(path),
+                                                "--listen", f"127.0.0.1:{port}"])
+        self._wait(proc, f"http://127.0.0.1:{port}/healthz")
+        return f"http://127.0.0.1:{port}"
+
+    def route_weights(self) -> dict[str, int]:
+        r = client.CustomObjectsApi(self.cp.api_client()).get_namespaced_custom_object(
+            "gateway.networking.k8s.io", "v1", "inference", "httproutes", "llm")
+        return {b["name"]: b["weight"] for b in r["spec"]["rules"][0]["backendRefs"]}
+
+    def latency_timeline(self, timeout: float = 150) -> Timeline:
+        """Zone A's model servers get slow (3 s to the first token, over the 2.5 s latency bound)."""
+        tl = Timeline("zone-a", "pull", time.time())
+        self.endpoints["zone-a"].first_token_delay = 3.0
+        sel = 'namespace="inference", service="llm", zone="zone-a"'
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and tl.acted is None:
+            now = time.time()
+            if tl.scraped is None and self.stack.query(f"probe_duration_seconds{{{sel}}} > 2.5"):
+                tl.scraped = now
+            if tl.firing is None and self.stack.query(f'ALERTS{{alertname="InferenceLatencyBudgetBurn", '
+                                                      f'alertstate="firing", severity="critical", {sel}}}'):
+                tl.firing = now
+            if self.route_weights().get("llm-zone-a") == 0:
+                tl.acted = now
+            time.sleep(0.2)
+        for inc in self.incidents():
+            if inc["alertname"] == "InferenceLatencyBudgetBurn":
+                tl.received = _epoch(inc["received_at"])
+        return tl
 
     def _start_remediator(self) -> None:
         cfg = yaml.safe_load((REPO / "remediator/examples/vigil.yaml").read_text())
@@ -182,8 +243,11 @@ class Pipeline:
             p.stop()
         if self.cp:
             self.cp.stop()
+        for e in self.endpoints.values():
+            e.close()
 
     def describe(self) -> str:
         return json.dumps({"remediator": self.remediator_url, "prometheus": self.stack.prometheus_url,
+                           "endpoints": {z: e.url for z, e in self.endpoints.items()},
                            "alertmanager": self.stack.alertmanager_url, "kubeconfig": str(self.cp.kubeconfig),
                            "exporters": self.exporters}, indent=2)

@@ -12,7 +12,7 @@ from tests.pipeline import Pipeline
 pytestmark = [pytest.mark.k8s, pytest.mark.integration]
 
 
-def test_xid_cordons_the_node_through_both_paths(tmp_path):
+def test_gpu_faults_cordon_and_a_latency_burn_shifts_traffic(tmp_path):
     p = Pipeline(tmp_path / "pipeline")
     try:
         p.start()
@@ -31,5 +31,10 @@ def test_xid_cordons_the_node_through_both_paths(tmp_path):
         assert len(incidents) == 2, "one incident per node: the push and the rule's alert merged"
         wait_until(lambda: all(i["status"] == "succeeded" for i in p.incidents()
                                if i["alertname"] == "GpuXidCritical"), 60, what="incidents succeeded")
+        assert p.route_weights() == {"llm-zone-a": 50, "llm-zone-b": 50}
+        lat = p.latency_timeline()
+        print(f"latency burn in zone A: firing {lat.hop(lat.firing)}, traffic shifted {lat.hop(lat.acted)}")
+        assert lat.acted, "the latency burn moved the traffic"
+        assert p.route_weights() == {"llm-zone-a": 0, "llm-zone-b": 100}
     finally:
         p.stop()
