@@ -26,6 +26,7 @@ MODULES = {
     "slow": {"prober": "http", "timeout": "1s", "http": {"path": "/slow"}},
     "err": {"prober": "http", "timeout": "1s", "http": {"path": "/err"}},
     "hang": {"prober": "http", "timeout": "1s", "http": {"path": "/hang"}},
+    "hang5": {"prober": "http", "timeout": "5s", "http": {"path": "/hang"}},
     "body": {"prober": "http", "timeout": "1s", "http": {"path": "/health", "body_regex": "^healthy$"}},
     "completion": {"prober": "inference", "timeout": "3s", "inference": {"api": "openai_completions", "model": "m"}},
     "chat": {"prober": "inference", "timeout": "3s", "inference": {"api": "openai_chat", "model": "m"}},
@@ -139,9 +140,11 @@ def test_probe_success_flips_within_one_interval(running, endpoint):
     wait_until(lambda: exp.scheduler.snapshot(), 5, what="first probe")
     assert value(metrics(url), "probe_success", target="llm-a", namespace="ml") == 1
     endpoint.health_status = 500
-    flipped_at = time.monotonic()
-    wait_until(lambda: value(metrics(url), "probe_success", target="llm-a") == 0, 5, interval=0.05, what="flip")
-    assert time.monotonic() - flipped_at <= 1.0 + 1.0  # one interval, plus a probe's own time
+    requests_before = endpoint.requests
+    wait_until(lambda: value(metrics(url), "probe_success", target="llm-a") == 0, 10, interval=0.05, what="flip")
+    # Within one interval, counted in probes (not seconds, which a loaded machine stretches): the
+    # first probe after the change, or the one already in flight and the next.
+    assert endpoint.requests - requests_before <= 2
     m = metrics(url)
     assert value(m, "probe_http_status_code", target="llm-a") == 500
     assert value(m, "service_probe_failures_total", service="llm", zone="zone-a", reason="status") >= 1
@@ -158,7 +161,7 @@ def test_a_hanging_target_never_harms_the_others(running, endpoint):
     assert value(m, "probe_success", target="ok") == 1
     assert value(m, "probe_success", target="closed") == 0
     ok_probes = value(m, "service_probe_duration_seconds_count", module="health")
-    assert ok_probes >= 2 * 5, "the healthy and the closed target kept their 0.5 s schedule"
+    assert ok_probes >= 8, "the healthy and the closed target kept (roughly) their 0.5 s schedule"
     assert value(m, "service_exporter_probes_skipped_total") >= 1, "the hanging one was skipped, not stacked"
     assert value(m, "service_probe_failures_total", reason="timeout", module="hang") >= 1
 
@@ -172,9 +175,9 @@ def test_probe_endpoint_answers_like_blackbox(running, endpoint):
     assert 0 < m["probe_time_to_first_token_seconds"] <= m["probe_duration_seconds"]
     assert "service_probe_duration_seconds_count" not in r.text, "self-metrics only on /metrics"
     t = time.monotonic()
-    r = requests.get(f"{url}/probe", params={"target": endpoint.url, "module": "hang"},
+    r = requests.get(f"{url}/probe", params={"target": endpoint.url, "module": "hang5"},
                      headers={"X-Prometheus-Scrape-Timeout-Seconds": "0.8"}, timeout=10)
-    assert time.monotonic() - t < 0.9 + 0.5
+    assert time.monotonic() - t < 4, "bounded by the header (0.8 - 0.5 s), not the module's 5 s"
     m = {(s.name, s.labels.get("reason")): s.value for f in text_string_to_metric_families(r.text) for s in f.samples}
     assert m[("probe_success", None)] == 0 and m[("probe_failed_due_to", "timeout")] == 1
     bad = requests.get(f"{url}/probe", params={"target": "file:///etc/passwd", "module": "health"}, timeout=10)
