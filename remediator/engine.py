@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from remediator import actions
 from remediator.config import Config
 from remediator.core import ClusterView, Decision, GuardResult, Incident, PastAction, SafetyState, decide, guard_query
+from remediator.followup import Followup
 from remediator.kube import Kube, KubeError
 from remediator.kube_workloads import ServiceActions
 from remediator.ledger import Ledger, from_ts, ts
@@ -64,8 +65,6 @@ class Engine:
         self._thread = threading.Thread(target=self._run, name="vigil-engine", daemon=True)
         self._busy: set[object] = set()
         self._busy_lock = threading.Lock()
-        from remediator.followup import Followup
-
         self.followup = Followup(self)
 
     def start(self) -> None:
@@ -166,8 +165,8 @@ class Engine:
         ids = self.ledger.save_decision(incident.id, decision, now)
         kept = {"act": "planned", "dry_run": "dry_run", "blocked": "blocked"}.get(decision.outcome)
         if kept:  # later decisions of this tick see this plan (budget, breaker, cooldown)
-            ctx.history.extend(PastAction(incident.id, decision.rule or "", a.type, a.target, now, kept)
-                               for a in decision.actions)
+            ctx.history.extend(PastAction(incident.id, decision.rule or "", a.type, a.target, now, kept,
+                                          workload=a.workload, amount=a.amount) for a in decision.actions)
         self.metrics.observe_decision(decision)
         log.info("incident %s %s: %s %s", incident.id, incident.alertname, decision.outcome,
                  decision.detail or ", ".join(f"{a.type}({a.target})" for a in decision.actions))

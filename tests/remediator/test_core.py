@@ -233,3 +233,15 @@ def test_guard_results_decide():
     open_rules = [dataclasses.replace(rules[0], guard=Check(query="up", mode="fail_open"))]
     assert decide(inc, open_rules, [], POD_VIEW, SAFETY, SafetyState(), NOW,
                   guard=GuardResult(None, "down")).outcome == "act"
+
+
+def test_same_tick_plans_count_for_the_workload_budget():
+    """The engine extends a tick's history with each plan; the workload must travel with it."""
+    safety = Safety(budget=Budget(max_pod_restarts_per_workload=1, window=3600))
+    first = decide(Incident("a", NOW, {"alertname": "InferenceEndpointDown", "namespace": "ml", "pod": "llm-1"},
+                            id=1), SERVICE_RULES, [], POD_VIEW, safety, SafetyState(), NOW)
+    planned = [PastAction(1, first.rule, a.type, a.target, NOW, "planned", workload=a.workload)
+               for a in first.actions]
+    second = decide(Incident("b", NOW, {"alertname": "InferenceEndpointDown", "namespace": "ml", "pod": "llm-2"},
+                             id=2), SERVICE_RULES, planned, POD_VIEW, safety, SafetyState(), NOW)
+    assert first.outcome == "act" and second.reason == "budget"
