@@ -101,7 +101,7 @@ def serve(args: argparse.Namespace) -> int:
 
 def explain(args: argparse.Namespace) -> int:
     from remediator.core import ClusterView, Incident, SafetyState, decide
-    from remediator.kube import KubeError
+    from remediator.engine import read_safety_state
     from remediator.ledger import SQLiteLedger
     from remediator.payload import PayloadError, parse
 
@@ -117,19 +117,16 @@ def explain(args: argparse.Namespace) -> int:
         return _die(f"{args.payload}: {exc.error}: {exc.detail}")
     now = dt.datetime.now(dt.UTC)
     cluster, history, state = ClusterView(available=False), [], SafetyState()
-    kube = None
     try:
         kube = _kube(config)
         if kube is not None:
             cluster = kube.cluster_view()
-    except (KubeError, Exception) as exc:
+    except Exception as exc:  # no cluster at hand is normal for explain
         print(f"# cluster view unavailable ({type(exc).__name__}); budget and node checks skipped")
     if os.path.exists(config.ledger_path):
         ledger = SQLiteLedger(config.ledger_path)
-        window = max([config.safety.breaker.window, *(max(r.window, r.cooldown) for r in config.rules)])
-        history = ledger.history(now - dt.timedelta(seconds=window))
-        state = SafetyState(paused=ledger.get_state("paused") == "true",
-                            breaker_open=ledger.get_state("breaker_opened_at") is not None)
+        history = ledger.history(now - dt.timedelta(seconds=config.history_window))
+        state = read_safety_state(ledger)
     results = []
     for a in note.alerts:
         incident = Incident(a.fingerprint, a.starts_at, a.labels, a.annotations, a.status)

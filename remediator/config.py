@@ -73,6 +73,11 @@ class Config:
     safety: Safety = field(default_factory=Safety)
     rules: tuple[Rule, ...] = ()
 
+    @property
+    def history_window(self) -> float:
+        """How far back decisions look: the breaker's window and every rule's window and cooldown."""
+        return max([self.safety.breaker.window, *(max(r.window, r.cooldown) for r in self.rules)])
+
 
 class _Section:
     """A mapping read with a path for errors and a check for unknown keys."""

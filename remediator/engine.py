@@ -31,6 +31,12 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def read_safety_state(ledger: Ledger) -> SafetyState:
+    """Pause and breaker as the ledger holds them (no timeout handling: see Engine.safety_state)."""
+    return SafetyState(paused=ledger.get_state(PAUSE_KEY) == "true",
+                       breaker_open=ledger.get_state(BREAKER_KEY) is not None)
+
+
 class _Context:
     """What the decisions of one tick share: the ledger's history, extended by each new plan
     (decisions are serial, so this is exact), the safety state, and a cluster view at most 2 s old.
@@ -39,9 +45,8 @@ class _Context:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         now = engine.clock()
-        config = engine.config
-        window = max([config.safety.breaker.window, *(max(r.window, r.cooldown) for r in config.rules)])
-        self.history: list[PastAction] = engine.ledger.history(now - dt.timedelta(seconds=window))
+        window = dt.timedelta(seconds=engine.config.history_window)
+        self.history: list[PastAction] = engine.ledger.history(now - window)
         self.state: SafetyState = engine.safety_state(now)
         self._view: ClusterView | None = None
         self._view_at = 0.0
@@ -86,8 +91,7 @@ class Engine:
         reset_after = self.config.safety.breaker.reset_after
         if opened and reset_after and (now - from_ts(opened)).total_seconds() >= reset_after:
             self.reset_breaker(now, by="timeout")
-            opened = None
-        return SafetyState(paused=self.ledger.get_state(PAUSE_KEY) == "true", breaker_open=bool(opened))
+        return read_safety_state(self.ledger)
 
     def reset_breaker(self, now: dt.datetime, by: str) -> bool:
         was_open = self.ledger.get_state(BREAKER_KEY) is not None

@@ -26,9 +26,6 @@ from remediator.core import Decision, Incident, PastAction
 from remediator.ledger_views import LedgerViews, from_ts, ts
 from remediator.payload import Alert
 
-TERMINAL = ("succeeded", "failed", "blocked", "dry_run", "cancelled", "ignored", "resolved")
-
-
 _canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode  # one encoder, not one per call
 
 

@@ -9,6 +9,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from remediator import __version__
 from remediator.core import Decision
+from remediator.policy import ACTIONS
 
 INCIDENT_STATUSES = ("pending", "deferred", "acting", "succeeded", "failed", "blocked", "dry_run", "cancelled",
                      "ignored", "resolved")
@@ -73,8 +74,6 @@ class Metrics:
             self.decisions.labels(outcome)
         for status in ("firing", "resolved"):
             self.notifications.labels(status)
-        from remediator.policy import ACTIONS
-
         for action in ACTIONS:  # at 0 from the start, so increase() sees the first action
             for result in ("succeeded", "failed", "blocked", "dry_run"):
                 self.actions.labels(action, result)
