@@ -3,6 +3,8 @@ the exposition content type and blackbox's scrape-timeout offset."""
 
 from __future__ import annotations
 
+import signal
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -24,3 +26,20 @@ def serve(app: Callable, host: str, port: int) -> Any:
     httpd = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
     threading.Thread(target=httpd.serve_forever, name="http", daemon=True).start()
     return httpd
+
+
+def serve_or_report(app: Callable, host: str, port: int, prog: str) -> Any | None:
+    """`serve`, or one line on stderr and None when the address cannot be bound (the CLI exits 2)."""
+    try:
+        return serve(app, host, port)
+    except OSError as exc:
+        print(f"{prog}: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        return None
+
+
+def wait_for_termination() -> None:
+    """Block until SIGINT or SIGTERM."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()

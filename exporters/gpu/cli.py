@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 
 from exporters.gpu.exporter import build, load_backend
 from exporters.gpu.fastpath import DEFAULT_EVENTS, PushConfig
-from exporters.gpu.server import make_app, serve
+from exporters.gpu.server import make_app
+from exporters.http import serve_or_report, wait_for_termination
 
 log = logging.getLogger("gpu-exporter")
 
@@ -125,10 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                   exporter.session.up, exporter.session.visible)
         return 1
     host, port = args.listen
-    try:
-        httpd = serve(make_app(exporter), host, port)
-    except OSError as exc:
-        print(f"gpu-exporter: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+    httpd = serve_or_report(make_app(exporter), host, port, "gpu-exporter")
+    if httpd is None:
         return 2
     where = f"http://{host}:{httpd.server_port}"
     log.info("serving %s/metrics (backend %s, %d GPU(s))", where, args.backend, exporter.session.visible)
@@ -136,10 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("fast path: pushing %s to %s as node %s", ",".join(push.events), ", ".join(push.urls), push.node)
     if exporter.simulated is not None:
         log.info("inject faults: curl -XPOST %s/simulate -d '{\"gpu\":3,\"fault\":\"xid\",\"xid\":79}'", where)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    wait_for_termination()
     httpd.shutdown()
     return 0
 

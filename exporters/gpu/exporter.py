@@ -30,6 +30,7 @@ class GpuExporter:
     registry: CollectorRegistry  # the GPU collector, for library consumers and tests
     process: CollectorRegistry  # process_* metrics of the exporter itself
     errors: ErrorCounts
+    collect_timeout: float = 5.0
     renderer: Renderer = field(default_factory=Renderer)
     pusher: AlertPusher | None = None
 
@@ -41,10 +42,8 @@ class GpuExporter:
     def simulated(self) -> SimulatedNVML | None:
         return self.nvml if isinstance(self.nvml, SimulatedNVML) else None
 
-    collector_timeout: float = 5.0
-
     def start(self) -> None:
-        self.sampler.sample(timeout=self.collector_timeout)  # first init, off the scrape path
+        self.sampler.sample(timeout=self.collect_timeout)  # first init, off the scrape path
         self.watcher.start()
         if self.pusher is not None:
             self.pusher.start()
@@ -76,9 +75,8 @@ def build(nvml: Any, *, collect_timeout: float = 5.0, min_interval: float = 0.0,
     registry.register(collector)
     process = CollectorRegistry()
     ProcessCollector(registry=process)
-    exp = GpuExporter(nvml, session, sampler, xids, watcher, collector, registry, process, errors)
+    exp = GpuExporter(nvml, session, sampler, xids, watcher, collector, registry, process, errors, collect_timeout)
     if push is not None:
         exp.pusher = AlertPusher(push, sampler, count=pushes.inc)
         watcher.listeners.append(exp.pusher.on_xid)
-    exp.collector_timeout = collect_timeout
     return exp

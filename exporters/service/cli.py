@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 
 from exporters.gpu.cli import listen_address
-from exporters.http import serve
+from exporters.http import serve_or_report, wait_for_termination
 from exporters.service.config import ConfigError, load_config
 from exporters.service.exporter import build
 from exporters.service.server import make_app
@@ -31,18 +29,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     exp = build(config)
     host, port = args.listen
-    try:
-        httpd = serve(make_app(exp), host, port)
-    except OSError as exc:
-        print(f"service-exporter: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+    httpd = serve_or_report(make_app(exp), host, port, "service-exporter")
+    if httpd is None:
         return 2
     exp.start()
     log.info("serving http://%s:%d/metrics: %d static targets, %d discovered services, interval %.1fs",
              host, httpd.server_port, len(config.targets), len(config.discovery), config.interval)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    stop.wait()
+    wait_for_termination()
     exp.stop()
     httpd.shutdown()
     return 0
