@@ -8,14 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from remediator.durations import parse_duration
+from remediator.config_section import ConfigError, Section, load_yaml
 from remediator.policy import ACTIONS, Action, Check, Escalation, Matcher, PolicyError, Rule, compile_template
-
-
-class ConfigError(ValueError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -79,58 +73,7 @@ class Config:
         return max([self.safety.breaker.window, *(max(r.window, r.cooldown) for r in self.rules)])
 
 
-class _Section:
-    """A mapping read with a path for errors and a check for unknown keys."""
-
-    def __init__(self, raw: Any, where: str, known: tuple[str, ...]) -> None:
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{where}: must be a mapping")
-        unknown = sorted(set(raw) - set(known))
-        if unknown:
-            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(known)})")
-        self.raw, self.where = raw, where
-
-    def key(self, k: str) -> str:
-        return f"{self.where}: key {k!r}"
-
-    def get(self, k: str, default: Any = None) -> Any:
-        return self.raw.get(k, default)
-
-    def number(self, k: str, default: Any, *, integer: bool = False, minimum: float = 0) -> Any:
-        v = self.raw.get(k, default)
-        if v is None:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int | float) or (integer and not isinstance(v, int)):
-            raise ConfigError(f"{self.key(k)}: expected {'an integer' if integer else 'a number'}, got {v!r}")
-        if v < minimum:
-            raise ConfigError(f"{self.key(k)}: must be at least {minimum}")
-        return v
-
-    def duration(self, k: str, default: float) -> float:
-        v = self.raw.get(k)
-        if v is None:
-            return default
-        try:
-            return parse_duration(v)
-        except ValueError as exc:
-            raise ConfigError(f"{self.key(k)}: {exc}") from exc
-
-    def boolean(self, k: str, default: bool) -> bool:
-        v = self.raw.get(k, default)
-        if not isinstance(v, bool):
-            raise ConfigError(f"{self.key(k)}: expected true or false, got {v!r}")
-        return v
-
-    def string(self, k: str, default: str | None) -> str | None:
-        v = self.raw.get(k, default)
-        if v is not None and not isinstance(v, str):
-            raise ConfigError(f"{self.key(k)}: expected a string, got {v!r}")
-        return v
-
-
-def _secret(sec: _Section, file_key: str, env_key: str) -> str | None:
+def _secret(sec: Section, file_key: str, env_key: str) -> str | None:
     """A secret from a file or an environment variable, never from the config itself."""
     path, env = sec.string(file_key, None), sec.string(env_key, None)
     if path and env:
@@ -152,11 +95,11 @@ def _secret(sec: _Section, file_key: str, env_key: str) -> str | None:
 
 
 def _auth(raw: Any, where: str) -> Auth:
-    sec = _Section(raw, where, ("bearer_token_file", "bearer_token_env", "basic_auth"))
+    sec = Section(raw, where, ("bearer_token_file", "bearer_token_env", "basic_auth"))
     token = _secret(sec, "bearer_token_file", "bearer_token_env")
     user = password = None
     if sec.get("basic_auth") is not None:
-        basic = _Section(sec.get("basic_auth"), f"{where}.basic_auth", ("username", "password_file", "password_env"))
+        basic = Section(sec.get("basic_auth"), f"{where}.basic_auth", ("username", "password_file", "password_env"))
         user = basic.string("username", None)
         password = _secret(basic, "password_file", "password_env")
         if not user or not password:
@@ -200,7 +143,7 @@ def _actions(raw: Any, where: str, *, required: bool) -> list[Action]:
 def _check(raw: Any, where: str) -> Check | None:
     if raw is None:
         return None
-    sec = _Section(raw, where, ("query", "mode", "deadline", "interval", "alert_resolved"))
+    sec = Section(raw, where, ("query", "mode", "deadline", "interval", "alert_resolved"))
     query = sec.string("query", None)
     if query is None and not sec.boolean("alert_resolved", False):
         raise ConfigError(f"{where}: needs 'query' (PromQL) or 'alert_resolved: true'")
@@ -218,7 +161,7 @@ def _check(raw: Any, where: str) -> Check | None:
 def _rule(raw: Any, i: int, where: str) -> Rule:
     name = raw.get("name") if isinstance(raw, dict) else None
     rw = f"{where}: rule {name!r}" if isinstance(name, str) and name else f"{where}: rule #{i + 1}"
-    sec = _Section(raw, rw, ("name", "match", "actions", "cooldown", "max_actions", "window", "min_firing",
+    sec = Section(raw, rw, ("name", "match", "actions", "cooldown", "max_actions", "window", "min_firing",
                              "allow_stale", "guard", "verify", "escalate", "on_resolved", "description"))
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{rw}: key 'name': required")
@@ -230,10 +173,10 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
     except PolicyError as exc:
         raise ConfigError(f"{sec.key('match')}: {exc}") from exc
     actions = _actions(sec.get("actions"), f"{rw}: key 'actions", required=True)
-    esc = _Section(sec.get("escalate"), f"{rw}: key 'escalate'", ("steps", "max_steps", "max_loops_per_target",
+    esc = Section(sec.get("escalate"), f"{rw}: key 'escalate'", ("steps", "max_steps", "max_loops_per_target",
                                                                     "window"))
     steps = _actions(esc.get("steps"), f"{rw}: key 'escalate.steps", required=False)
-    on_resolved = _Section(sec.get("on_resolved"), f"{rw}: key 'on_resolved'", ("uncordon", "verify"))
+    on_resolved = Section(sec.get("on_resolved"), f"{rw}: key 'on_resolved'", ("uncordon", "verify"))
     uncordon = on_resolved.boolean("uncordon", False)
     if uncordon and not any(a.type in ("cordon_node", "drain_node", "taint_node") for a in actions):
         raise ConfigError(f"{rw}: key 'on_resolved.uncordon': only for rules that take a node out")
@@ -251,26 +194,26 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
 
 
 def parse_config(data: Any, path: str = "<config>") -> Config:
-    top = _Section(data, path, ("server", "auth", "ledger", "kubernetes", "engine", "safety", "policy", "prometheus"))
-    prom = _Section(top.get("prometheus"), f"{path}: prometheus", ("url", "timeout"))
-    server = _Section(top.get("server"), f"{path}: server", ("listen", "max_body_bytes"))
+    top = Section(data, path, ("server", "auth", "ledger", "kubernetes", "engine", "safety", "policy", "prometheus"))
+    prom = Section(top.get("prometheus"), f"{path}: prometheus", ("url", "timeout"))
+    server = Section(top.get("server"), f"{path}: server", ("listen", "max_body_bytes"))
     listen = server.string("listen", "127.0.0.1:9095")
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise ConfigError(f"{server.key('listen')}: expected HOST:PORT, got {listen!r}")
-    ledger = _Section(top.get("ledger"), f"{path}: ledger", ("path",))
-    kube = _Section(top.get("kubernetes"), f"{path}: kubernetes", ("kubeconfig", "event_namespace", "node_selector"))
-    engine = _Section(top.get("engine"), f"{path}: engine", ("workers",))
-    safety = _Section(top.get("safety"), f"{path}: safety", ("dry_run", "max_alert_age", "budget", "breaker"))
-    budget = _Section(safety.get("budget"), f"{path}: safety.budget",
+    ledger = Section(top.get("ledger"), f"{path}: ledger", ("path",))
+    kube = Section(top.get("kubernetes"), f"{path}: kubernetes", ("kubeconfig", "event_namespace", "node_selector"))
+    engine = Section(top.get("engine"), f"{path}: engine", ("workers",))
+    safety = Section(top.get("safety"), f"{path}: safety", ("dry_run", "max_alert_age", "budget", "breaker"))
+    budget = Section(safety.get("budget"), f"{path}: safety.budget",
                       ("max_nodes", "max_percent", "max_gpu_percent", "min_nodes", "max_pod_restarts_per_workload",
                        "max_traffic_shift_percent", "window"))
-    breaker = _Section(safety.get("breaker"), f"{path}: safety.breaker", ("max_actions", "window", "reset_after"))
+    breaker = Section(safety.get("breaker"), f"{path}: safety.breaker", ("max_actions", "window", "reset_after"))
     for k in ("max_percent", "max_gpu_percent", "max_traffic_shift_percent"):
         v = budget.number(k, None)
         if v is not None and v > 100:
             raise ConfigError(f"{budget.key(k)}: a percentage, at most 100")
-    policy = _Section(top.get("policy"), f"{path}: policy", ("rules",))
+    policy = Section(top.get("policy"), f"{path}: policy", ("rules",))
     raw_rules = policy.get("rules") or []
     if not isinstance(raw_rules, list):
         raise ConfigError(f"{policy.key('rules')}: must be a list")
@@ -311,11 +254,4 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
 
 def load_config(path: str | os.PathLike) -> Config:
     path = str(path)
-    try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return parse_config(data, path)
+    return parse_config(load_yaml(path), path)
