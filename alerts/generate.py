@@ -483,6 +483,22 @@ def outputs(s: Settings = Settings(), root: Path = ROOT) -> dict[Path, str]:
     return files
 
 
+def write_or_check(files: dict[Path, str], root: Path, *, check: bool, target: str) -> int:
+    """Write the generated files, or (check) report those whose committed text differs: exit 1."""
+    stale = []
+    for path, text in files.items():
+        if check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path.relative_to(root)))
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    if stale:
+        print(f"stale (run `make {target}`): " + ", ".join(stale), file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m alerts.generate")
     ap.add_argument("--check", action="store_true", help="exit 1 if a committed file differs")
@@ -490,18 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--xid-window", default=None, help="override Settings.xid_window")
     args = ap.parse_args(argv)
     s = Settings() if args.xid_window is None else replace(Settings(), xid_window=args.xid_window)
-    stale = []
-    for path, text in outputs(s, args.out).items():
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(str(path.relative_to(args.out)))
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    if stale:
-        print("stale (run `make alerts`): " + ", ".join(stale), file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(outputs(s, args.out), args.out, check=args.check, target="alerts")
 
 
 if __name__ == "__main__":

@@ -14,11 +14,14 @@ from pathlib import Path
 
 import yaml
 
+from alerts import generate
+from alerts.generate import write_or_check
 from dashboards.model import Dashboard, Panel, Row, Target, Variable, export_variant
 
 ROOT = Path(__file__).resolve().parent
-RUNBOOKS = "https://github.com/vigil-gpu/vigil/blob/main/docs/runbooks"
-CRITICAL_XIDS = "46|48|54|62|64|74|79|95|109|119|120|140|143|154"
+# The alert rules own the runbook location and the XID classes; the panels follow them.
+RUNBOOKS = generate.Settings().runbook_url.rsplit("/", 1)[0]
+CRITICAL_XIDS = "|".join(str(c) for c in generate.XID_NODE_ACTION)
 GPU = 'job="vigil-gpu-exporter", node=~"$node"'
 SVC = 'job="vigil-service-exporter", namespace=~"$namespace", service=~"$service"'
 REM = 'job="vigil-remediator"'
@@ -274,18 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m dashboards.build")
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args(argv)
-    stale = []
-    for path, text in outputs().items():
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(str(path.relative_to(ROOT.parent)))
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    if stale:
-        print("stale (run `make dashboards`): " + ", ".join(stale), file=sys.stderr)
-        return 1
-    return 0
+    return write_or_check(outputs(), ROOT.parent, check=args.check, target="dashboards")
 
 
 if __name__ == "__main__":
