@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import secrets
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -60,35 +58,21 @@ class Pipeline:
     remediator_url: str = ""
     token: str = field(default_factory=lambda: secrets.token_hex(16))
     exporters: dict[str, str] = field(default_factory=dict)  # node -> exporter URL
-    procs: list[Proc] = field(default_factory=list)
     endpoints: dict[str, Endpoint] = field(default_factory=dict)  # zone -> a local inference server
 
     @property
     def node_names(self) -> list[str]:
         return [f"gpu-node-{i}" for i in range(self.nodes)]
 
-    def _spawn(self, name: str, args: list[str], env: dict | None = None) -> Proc:
-        log = self.workdir / f"{name}.log"
-        with open(log, "wb") as out:
-            p = Proc(name, subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=REPO,
-                                            env={**os.environ, **(env or {})}), log)
-        self.procs.append(p)
-        return p
-
-    def _wait(self, proc: Proc, url: str) -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.popen.poll() is not None:
-                raise RuntimeError(f"{proc.name} exited: {proc.log.read_text()[-2000:]}")
-            try:
-                requests.get(url, timeout=1)
-                return
-            except requests.RequestException:
-                time.sleep(0.1)
-        raise RuntimeError(f"{proc.name} did not start: {proc.log.read_text()[-2000:]}")
+    def _spawn(self, name: str, args: list[str], url: str, env: dict | None = None) -> Proc:
+        """A component run from the repository, ready once `url` answers."""
+        proc = self.stack.spawn(name, args, cwd=REPO, env=env)
+        self.stack.wait_http(proc, url)
+        return proc
 
     def start(self) -> Pipeline:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        self.stack = Stack(self.workdir)
         self.cp = start(self.workdir / "k8s", "cluster")
         api = self.cp.api_client()
         add_gpu_nodes(api, self.node_names)
@@ -100,7 +84,6 @@ class Pipeline:
         self._routing(api)
         self._prometheus_port = free_port()
         self._start_remediator()
-        self.stack = Stack(self.workdir)
         self.stack.start_alertmanager(f"{self.remediator_url}/webhook/alertmanager", self.token)
         for i, node in enumerate(self.node_names):
             port = free_port()
@@ -108,9 +91,8 @@ class Pipeline:
                     "--listen", f"127.0.0.1:{port}", "--node-name", node]
             if i < self.fast_nodes:
                 args += ["--alertmanager-url", self.stack.alertmanager_url, "--alert-resend", "5s"]
-            proc = self._spawn(f"gpu-exporter-{node}", args)
             self.exporters[node] = f"http://127.0.0.1:{port}"
-            self._wait(proc, f"{self.exporters[node]}/healthz")
+            self._spawn(f"gpu-exporter-{node}", args, f"{self.exporters[node]}/healthz")
         service_url = self._start_service_exporter()
         self.stack.start_prometheus([
             {"job_name": "vigil-service-exporter", "honor_labels": True,
@@ -146,9 +128,8 @@ class Pipeline:
         path = self.workdir / "services.yaml"
         path.write_text(yaml.safe_dump(cfg))
         port = free_port()
-        proc = self._spawn("service-exporter", [sys.executable, "-m", "exporters.service.cli", "--config", str(path),
-                                                "--listen", f"127.0.0.1:{port}"])
-        self._wait(proc, f"http://127.0.0.1:{port}/healthz")
+        self._spawn("service-exporter", [sys.executable, "-m", "exporters.service.cli", "--config", str(path),
+                                         "--listen", f"127.0.0.1:{port}"], f"http://127.0.0.1:{port}/healthz")
         return f"http://127.0.0.1:{port}"
 
     def route_weights(self) -> dict[str, int]:
@@ -188,9 +169,9 @@ class Pipeline:
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         port = free_port()
         self.remediator_url = f"http://127.0.0.1:{port}"
-        proc = self._spawn("remediator", [sys.executable, "-m", "remediator.cli", "serve", "--config", str(path),
-                                          "--listen", f"127.0.0.1:{port}"], {"VIGIL_WEBHOOK_TOKEN": self.token})
-        self._wait(proc, f"{self.remediator_url}/healthz")
+        self._spawn("remediator", [sys.executable, "-m", "remediator.cli", "serve", "--config", str(path),
+                                   "--listen", f"127.0.0.1:{port}"], f"{self.remediator_url}/healthz",
+                    {"VIGIL_WEBHOOK_TOKEN": self.token})
 
     # ---- faults and their timelines -----------------------------------------------------------
 
@@ -239,8 +220,6 @@ class Pipeline:
     def stop(self) -> None:
         if self.stack:
             self.stack.stop()
-        for p in reversed(self.procs):
-            p.stop()
         if self.cp:
             self.cp.stop()
         for e in self.endpoints.values():

@@ -4,6 +4,7 @@ the integration tests, the benchmarks and the demo."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -100,10 +101,11 @@ class Stack:
     prometheus_url: str = ""
     alertmanager_url: str = ""
 
-    def spawn(self, name: str, args: list[str]) -> Proc:
+    def spawn(self, name: str, args: list[str], *, cwd: Path | None = None, env: dict | None = None) -> Proc:
         log = self.workdir / f"{name}.log"
         with open(log, "wb") as out:
-            p = Proc(name, subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=self.workdir), log)
+            p = Proc(name, subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=cwd or self.workdir,
+                                            env={**os.environ, **env} if env else None), log)
         self.procs.append(p)
         return p
 
