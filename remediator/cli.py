@@ -14,8 +14,10 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
+import uuid
 from pathlib import Path
 
 from remediator.config import Config, ConfigError, load_config
@@ -41,13 +43,37 @@ def _kube(config: Config):
     return None
 
 
+def _leader(config: Config, kube, on_change):
+    """A Lease elector whenever Vigil acts on a cluster (whatever the ledger backend), so two
+    replicas never act at once; AlwaysLeader only without a cluster (dry-run)."""
+    from remediator.cluster.lease import AlwaysLeader, LeaseElector
+
+    if kube is None or not config.leader_election.enabled:
+        return AlwaysLeader()
+    identity = config.leader_election.identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+    return LeaseElector(kube.api, config.leader_election, identity, on_change=on_change)
+
+
+def _ledger(config: Config, kube):
+    """The ledger backend the config names: SQLite (one replica) or VigilIncident objects."""
+    if config.ledger.backend == "kubernetes":
+        from remediator.cluster.incidents_api import IncidentsAPI
+        from remediator.store.kubernetes import KubernetesLedger
+
+        if kube is None:
+            raise ValueError("ledger.backend kubernetes needs a cluster (kubernetes.kubeconfig or in-cluster)")
+        return KubernetesLedger(IncidentsAPI(kube.api, config.ledger.namespace), retention=config.ledger.retention)
+    from remediator.store.ledger import SQLiteLedger
+
+    return SQLiteLedger(config.ledger_path)
+
+
 def serve(args: argparse.Namespace) -> int:
     from waitress import create_server
 
     from remediator.runtime import logs
     from remediator.runtime.engine import Engine
     from remediator.runtime.metrics import Metrics
-    from remediator.store.ledger import SQLiteLedger
     from remediator.web.app import create_app
 
     logs.setup(args.log_level)
@@ -63,11 +89,17 @@ def serve(args: argparse.Namespace) -> int:
         return _die(f"{args.config}: no Kubernetes configuration (kubernetes.kubeconfig, or run in a cluster); "
                     "only safety.dry_run may run without one")
     try:
-        ledger = SQLiteLedger(config.ledger_path)
+        ledger = _ledger(config, kube)
     except Exception as exc:
-        return _die(f"cannot open the ledger {config.ledger_path}: {exc}")
+        return _die(f"cannot open the ledger ({config.ledger.backend}): {exc}")
     metrics = Metrics(ledger.counts_by_status)
-    engine = Engine(config, ledger, kube, metrics)
+
+    def leadership_changed(leading: bool) -> None:  # called from the lease thread, started after the engine
+        metrics.leader.set(1 if leading else 0)
+        engine.wake()
+
+    leader = _leader(config, kube, leadership_changed)
+    engine = Engine(config, ledger, kube, metrics, leader=leader)
     app = create_app(config, ledger, engine, metrics, insecure_no_auth=args.insecure_no_auth)
     host, port = args.listen or config.listen
     try:
@@ -75,10 +107,13 @@ def serve(args: argparse.Namespace) -> int:
                                max_request_body_size=config.max_body_bytes + 1024, clear_untrusted_proxy_headers=True)
     except OSError as exc:
         return _die(f"cannot listen on {host}:{port}: {exc.strerror}")
+    if hasattr(leader, "start"):
+        leader.start()
     engine.start()
-    log.info("remediator listening on http://%s:%s (dry_run=%s, auth=%s, ledger=%s)", host,
+    log.info("remediator listening on http://%s:%s (dry_run=%s, auth=%s, ledger=%s, identity=%s)", host,
              server.effective_port, config.safety.dry_run, "off" if args.insecure_no_auth else "on",
-             config.ledger_path)
+             config.ledger_path if config.ledger.backend == "sqlite" else f"kubernetes:{config.ledger.namespace}",
+             leader.identity)
     if args.insecure_no_auth:
         log.warning("webhook authentication is OFF (--insecure-no-auth)")
 
@@ -89,6 +124,8 @@ def serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     with contextlib.suppress(OSError):  # closed by the signal handler
         server.run()
+    if hasattr(leader, "stop"):
+        leader.stop(release=True)  # stop acting first, then hand the lease over
     engine.stop()
     return 0
 
@@ -144,8 +181,12 @@ def check_config(args: argparse.Namespace) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         return _die(str(exc))
+    le = config.leader_election
+    election = (f"lease {le.namespace}/{le.name} {le.lease_duration:g}/{le.renew_deadline:g}/{le.retry_period:g}s"
+                if le.enabled else "off")
     print(f"{args.config}: ok ({len(config.rules)} rules, dry_run={config.safety.dry_run}, "
-          f"auth={'configured' if config.auth.configured else 'NOT configured'})")
+          f"auth={'configured' if config.auth.configured else 'NOT configured'}, ledger={config.ledger.backend}, "
+          f"leader_election={election})")
     return 0
 
 

@@ -26,12 +26,34 @@ class Auth:
 
 
 @dataclass(frozen=True)
+class LeaderElection:
+    """A Lease in coordination.k8s.io/v1; defaults as controller-runtime's (15 s / 10 s / 2 s).
+    On whenever Vigil acts on a cluster: only the holder decides and acts."""
+    enabled: bool = True
+    name: str = "vigil-remediator"
+    namespace: str = "vigil"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    identity: str = ""  # "" = hostname + a random suffix (one per process)
+
+
+@dataclass(frozen=True)
+class LedgerSettings:
+    backend: str = "sqlite"  # sqlite (one replica) | kubernetes (VigilIncident objects, several replicas)
+    namespace: str = "vigil"  # kubernetes: where the VigilIncident and VigilState objects live
+    retention: float = 7 * 86400.0  # kubernetes: resolved incidents older than this are deleted
+
+
+@dataclass(frozen=True)
 class Config:
     path: str = "<defaults>"
     listen: tuple[str, int] = ("127.0.0.1", 9095)
     max_body_bytes: int = 10 * 1024 * 1024
     auth: Auth = field(default_factory=Auth)
     ledger_path: str = "vigil-ledger.db"
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    leader_election: LeaderElection = field(default_factory=LeaderElection)
     kubeconfig: str | None = None  # None: in-cluster config
     event_namespace: str = "default"
     node_selector: str = ""  # label selector of the nodes Vigil manages and budgets over; "" = all
@@ -167,8 +189,43 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
     )
 
 
+LEDGER_BACKENDS = ("sqlite", "kubernetes")
+
+
+def _ledger(raw: Any, where: str) -> tuple[str, LedgerSettings]:
+    sec = Section(raw, where, ("path", "backend", "namespace", "retention"))
+    backend = sec.string("backend", "sqlite")
+    if backend not in LEDGER_BACKENDS:
+        raise ConfigError(f"{sec.key('backend')}: one of {', '.join(LEDGER_BACKENDS)}, got {backend!r}")
+    return sec.string("path", "vigil-ledger.db"), LedgerSettings(
+        backend=backend, namespace=sec.string("namespace", "vigil"),
+        retention=sec.duration("retention", 7 * 86400.0, positive=True))
+
+
+def _leader_election(raw: Any, where: str) -> LeaderElection:
+    """client-go's rule: lease_duration > renew_deadline > 1.2 x retry_period, each at least 1 s."""
+    sec = Section(raw, where, ("enabled", "name", "namespace", "lease_duration", "renew_deadline", "retry_period",
+                               "identity"))
+    le = LeaderElection(enabled=sec.boolean("enabled", True), name=sec.string("name", "vigil-remediator"),
+                        namespace=sec.string("namespace", "vigil"),
+                        lease_duration=sec.duration("lease_duration", 15.0),
+                        renew_deadline=sec.duration("renew_deadline", 10.0),
+                        retry_period=sec.duration("retry_period", 2.0), identity=sec.string("identity", "") or "")
+    for k in ("lease_duration", "renew_deadline", "retry_period"):
+        if getattr(le, k) < 1:
+            raise ConfigError(f"{sec.key(k)}: at least 1s")
+    if not le.lease_duration > le.renew_deadline:
+        raise ConfigError(f"{sec.key('lease_duration')}: must be longer than renew_deadline "
+                          f"({le.lease_duration:g}s <= {le.renew_deadline:g}s)")
+    if not le.renew_deadline > 1.2 * le.retry_period:
+        raise ConfigError(f"{sec.key('renew_deadline')}: must be longer than 1.2 x retry_period "
+                          f"({le.renew_deadline:g}s <= {1.2 * le.retry_period:g}s)")
+    return le
+
+
 def parse_config(data: Any, path: str = "<config>") -> Config:
-    top = Section(data, path, ("server", "auth", "ledger", "kubernetes", "engine", "safety", "policy", "prometheus"))
+    top = Section(data, path, ("server", "auth", "ledger", "kubernetes", "engine", "safety", "policy", "prometheus",
+                               "leader_election"))
     prom = Section(top.get("prometheus"), f"{path}: prometheus", ("url", "timeout"))
     server = Section(top.get("server"), f"{path}: server", ("listen", "max_body_bytes"))
     listen = server.string("listen", "127.0.0.1:9095")
@@ -176,7 +233,8 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
         listen_at = parse_hostport(listen)
     except ValueError as exc:
         raise ConfigError(f"{server.key('listen')}: {exc}") from exc
-    ledger = Section(top.get("ledger"), f"{path}: ledger", ("path",))
+    ledger_path, ledger = _ledger(top.get("ledger"), f"{path}: ledger")
+    election = _leader_election(top.get("leader_election"), f"{path}: leader_election")
     kube = Section(top.get("kubernetes"), f"{path}: kubernetes", ("kubeconfig", "event_namespace", "node_selector"))
     engine = Section(top.get("engine"), f"{path}: engine", ("workers",))
     safety = Section(top.get("safety"), f"{path}: safety", ("dry_run", "max_alert_age", "budget", "breaker"))
@@ -201,11 +259,11 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"{path}: policy: rule {dupes[0]!r}: key 'name': used twice")
-    return Config(
+    config = Config(
         path=path, listen=listen_at,
         max_body_bytes=server.number("max_body_bytes", 10 * 1024 * 1024, integer=True, minimum=1024),
         auth=_auth(top.get("auth"), f"{path}: auth"),
-        ledger_path=ledger.string("path", "vigil-ledger.db"),
+        ledger_path=ledger_path, ledger=ledger, leader_election=election,
         kubeconfig=kube.string("kubeconfig", None), event_namespace=kube.string("event_namespace", "default"),
         node_selector=kube.string("node_selector", ""),
         workers=engine.number("workers", 4, integer=True, minimum=1),
@@ -225,6 +283,10 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
         ),
         rules=rules,
     )
+    if not election.enabled and not config.safety.dry_run:
+        raise ConfigError(f"{path}: leader_election: key 'enabled': leader election is required whenever Vigil acts"
+                          " on a cluster (safety.dry_run: false), so that two replicas never act at once")
+    return config
 
 
 def load_config(path: str | os.PathLike) -> Config:

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from remediator.cluster import executor as actions
 from remediator.cluster.kube import Kube, KubeError
+from remediator.cluster.lease import AlwaysLeader, NotLeader
 from remediator.cluster.prom import PromChecker
 from remediator.cluster.workloads import ServiceActions
 from remediator.config import Config
@@ -59,9 +60,13 @@ class _Context:
 
 
 class Engine:
+    """Only the leader decides and acts: `leader` (a LeaseElector, or AlwaysLeader where Vigil acts
+    on no cluster) is asked before each decision and each claim, and fenced right before acting."""
+
     def __init__(self, config: Config, ledger: Ledger, kube: Kube | None, metrics: Metrics,
-                 clock: Callable[[], dt.datetime] = utcnow) -> None:
+                 clock: Callable[[], dt.datetime] = utcnow, leader: object | None = None) -> None:
         self.config, self.ledger, self.kube, self.metrics, self.clock = config, ledger, kube, metrics, clock
+        self.leader = leader if leader is not None else AlwaysLeader()
         self.prom = PromChecker(config.prometheus_url, config.prometheus_timeout) if config.prometheus_url else None
         self.workloads = ServiceActions(kube) if kube is not None else None
         self.rules = {r.name: r for r in config.rules}
@@ -110,16 +115,26 @@ class Engine:
 
     # ---- the loop -----------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _resume(self) -> None:
+        """On start and on each new term as leader: the actions the ledger holds as planned or running."""
         try:
             for incident_id, chain in self.ledger.incomplete_actions().items():
-                log.info("resuming incident %d after a restart (%d actions)", incident_id, len(chain))
+                log.info("resuming incident %d (%d actions)", incident_id, len(chain))
                 self._submit(incident_id, chain)
         except Exception:
             log.exception("could not resume incomplete actions")
+
+    def _run(self) -> None:
+        was_leading = False
         while not self._stop.is_set():
+            leading = self.leader.is_leader()
+            self.metrics.leader.set(1 if leading else 0)
+            if leading and not was_leading:
+                self._resume()
+            was_leading = leading
             try:
-                self._tick()
+                if leading:
+                    self._tick()
             except Exception:  # the loop must survive a bad incident or a ledger hiccup
                 log.exception("engine tick failed")
                 self._stop.wait(1.0)
@@ -144,10 +159,12 @@ class Engine:
         due = self.ledger.due(self.clock())
         ctx = _Context(self) if due else None
         for incident in due:
-            if self._stop.is_set():
+            if self._stop.is_set() or not self.leader.is_leader():
                 return
             self.decide_and_record(incident, ctx)
         for inc in self.ledger.resolved_followups():
+            if not self.leader.is_leader():
+                return
             self._submit_task(f"after:{inc['id']}", self.followup.after_resolve, inc)
 
     def decide_and_record(self, incident: Incident, ctx: _Context | None = None) -> Decision:
@@ -209,11 +226,19 @@ class Engine:
         self._pool.submit(run)
 
     def run_action(self, incident_id: int, action_id: int) -> actions.Outcome | None:
-        """Claim, execute and record one action; None if it was cancelled or already finished."""
+        """Claim, execute and record one action; None if it was cancelled or already finished, or if
+        this replica is not (or no longer) the leader: the next leader resumes it."""
+        if not self.leader.is_leader():
+            return None
         row = self.ledger.claim_action(action_id, self.clock())
         if row is None:  # cancelled (the alert resolved) or finished before a restart
             return None
         incident = self.ledger.get_incident(incident_id) or {}
+        try:
+            self.leader.fence()  # the last check before the cluster changes
+        except NotLeader as exc:
+            log.warning("incident %d: not acting on %s(%s): %s", incident_id, row.type, row.target, exc)
+            return None
         outcome = actions.execute(self.kube, row.type, row.params, str(incident_id))
         now = self.clock()
         self.ledger.finish_action(action_id, outcome.state, outcome.as_result(), now)
@@ -233,5 +258,5 @@ class Engine:
             if outcome is not None and outcome.state != "succeeded":
                 ok = False
                 break
-        if ok and not self._stop.is_set():
+        if ok and not self._stop.is_set() and self.leader.is_leader():
             self.followup.verify_and_escalate(incident_id)

@@ -29,6 +29,11 @@ from remediator.store.views import LedgerViews, from_ts, ts
 _canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode  # one encoder, not one per call
 
 
+class LedgerUnavailable(Exception):
+    """The backend could not be read or written (a network backend down, a disk error): not the
+    caller's fault, and temporary; intake answers 503 so that Alertmanager resends."""
+
+
 @dataclass(frozen=True)
 class Recorded:
     new: int = 0  # new firing incidents

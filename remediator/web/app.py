@@ -18,7 +18,7 @@ from remediator.config import Config
 from remediator.domain.payload import PayloadError, parse
 from remediator.runtime.engine import Engine, utcnow
 from remediator.runtime.metrics import Metrics
-from remediator.store.ledger import Ledger
+from remediator.store.ledger import Ledger, LedgerUnavailable
 from remediator.web.auth import authorized
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
             return _error(400, exc.error, exc.detail)
         try:
             rec = ledger.record(note.alerts, utcnow())
-        except sqlite3.Error as exc:  # not the sender's fault: 503 so Alertmanager resends
+        except (sqlite3.Error, LedgerUnavailable) as exc:  # not the sender's fault: 503 so Alertmanager resends
             log.error("ledger write failed: %s", exc)
             return _error(503, "ledger_unavailable", "the ledger could not record the alerts; retry")
         for a in note.alerts:
@@ -128,7 +128,9 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
     @require_auth
     def state():
         s = engine.safety_state(utcnow())
-        return jsonify({"paused": s.paused, "breaker_open": s.breaker_open, "dry_run": config.safety.dry_run})
+        return jsonify({"paused": s.paused, "breaker_open": s.breaker_open, "dry_run": config.safety.dry_run,
+                        "leader": engine.leader.is_leader(), "identity": engine.leader.identity,
+                        "lease_holder": engine.leader.holder(), "ledger_backend": config.ledger.backend})
 
     @app.get("/healthz")
     def healthz():
@@ -136,22 +138,25 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
 
     @app.get("/readyz")
     def readyz():
+        """Ready = intake can make alerts durable (every replica takes webhooks). The cluster and the
+        lease are reported, not required: an apiserver blip must not empty the webhook Service."""
         checks = {}
         try:
             ledger.ping()
             checks["ledger"] = "ok"
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, LedgerUnavailable) as exc:
             checks["ledger"] = f"error: {exc}"
+        info = {"leader": engine.leader.is_leader()}
         if engine.kube is None:
-            checks["kubernetes"] = "not configured (dry-run without a cluster)"
+            info["kubernetes"] = "not configured (dry-run without a cluster)"
         else:
             try:
                 engine.kube.ping()
-                checks["kubernetes"] = "ok"
+                info["kubernetes"] = "ok"
             except (KubeError, OSError, Exception) as exc:  # urllib3 connection errors included
-                checks["kubernetes"] = f"error: {type(exc).__name__}"
-        ok = all(v == "ok" or v.startswith("not configured") for v in checks.values())
-        resp = jsonify({"status": "ok" if ok else "unavailable", "checks": checks})
+                info["kubernetes"] = f"error: {type(exc).__name__}"
+        ok = all(v == "ok" for v in checks.values())
+        resp = jsonify({"status": "ok" if ok else "unavailable", "checks": checks, "info": info})
         resp.status_code = 200 if ok else 503
         return resp
 
