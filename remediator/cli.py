@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -24,6 +25,7 @@ from remediator.config import Config, ConfigError, load_config
 from vigil_common.hostport import hostport_arg
 
 log = logging.getLogger("remediator")
+SA_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
 def _die(message: str) -> int:
@@ -50,8 +52,18 @@ def _leader(config: Config, kube, on_change):
 
     if kube is None or not config.leader_election.enabled:
         return AlwaysLeader()
-    identity = config.leader_election.identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
-    return LeaseElector(kube.api, config.leader_election, identity, on_change=on_change)
+    settings = config.leader_election
+    identity = settings.identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+    if not settings.namespace:
+        settings = dataclasses.replace(settings, namespace=_own_namespace())
+    return LeaseElector(kube.api, settings, identity, on_change=on_change)
+
+
+def _own_namespace() -> str:
+    try:
+        return Path(SA_NAMESPACE).read_text().strip() or "default"
+    except OSError:
+        return "default"
 
 
 def _ledger(config: Config, kube):
@@ -99,6 +111,8 @@ def serve(args: argparse.Namespace) -> int:
         engine.wake()
 
     leader = _leader(config, kube, leadership_changed)
+    if hasattr(ledger, "set_token") and hasattr(leader, "token"):
+        ledger.set_token(leader.token)  # claims carry (holder, term): a split brain cannot run an action twice
     engine = Engine(config, ledger, kube, metrics, leader=leader)
     app = create_app(config, ledger, engine, metrics, insecure_no_auth=args.insecure_no_auth)
     host, port = args.listen or config.listen
@@ -182,8 +196,8 @@ def check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         return _die(str(exc))
     le = config.leader_election
-    election = (f"lease {le.namespace}/{le.name} {le.lease_duration:g}/{le.renew_deadline:g}/{le.retry_period:g}s"
-                if le.enabled else "off")
+    election = (f"lease {le.namespace or '<own namespace>'}/{le.name} "
+                f"{le.lease_duration:g}/{le.renew_deadline:g}/{le.retry_period:g}s" if le.enabled else "off")
     print(f"{args.config}: ok ({len(config.rules)} rules, dry_run={config.safety.dry_run}, "
           f"auth={'configured' if config.auth.configured else 'NOT configured'}, ledger={config.ledger.backend}, "
           f"leader_election={election})")

@@ -31,7 +31,7 @@ class LeaderElection:
     On whenever Vigil acts on a cluster: only the holder decides and acts."""
     enabled: bool = True
     name: str = "vigil-remediator"
-    namespace: str = "vigil"
+    namespace: str = ""  # "": the pod's own namespace in a cluster, else "default"
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
@@ -207,7 +207,7 @@ def _leader_election(raw: Any, where: str) -> LeaderElection:
     sec = Section(raw, where, ("enabled", "name", "namespace", "lease_duration", "renew_deadline", "retry_period",
                                "identity"))
     le = LeaderElection(enabled=sec.boolean("enabled", True), name=sec.string("name", "vigil-remediator"),
-                        namespace=sec.string("namespace", "vigil"),
+                        namespace=sec.string("namespace", "") or "",
                         lease_duration=sec.duration("lease_duration", 15.0),
                         renew_deadline=sec.duration("renew_deadline", 10.0),
                         retry_period=sec.duration("retry_period", 2.0), identity=sec.string("identity", "") or "")

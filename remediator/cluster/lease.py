@@ -68,6 +68,7 @@ class LeaseElector:
         self._valid_until = 0.0
         self._observed: _Record | None = None
         self._observed_at = 0.0
+        self._term = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.transitions_seen = 0  # times this replica became leader
@@ -86,6 +87,12 @@ class LeaseElector:
         """The holder as last observed ('' if none or unknown)."""
         with self._lock:
             return self._observed.holder if self._observed else ""
+
+    def token(self) -> tuple[str, int] | None:
+        """A fencing token for the ledger's claims: (identity, the lease's transitions when this
+        replica acquired it). Each acquisition by a new holder increments the term."""
+        with self._lock:
+            return (self.identity, self._term) if self._leading else None
 
     # ---- one round ---------------------------------------------------------------------------
 
@@ -130,6 +137,7 @@ class LeaseElector:
             return "error"
         with self._lock:
             self._observed, self._observed_at = _record(written), self._clock()
+            self._term = self._observed.transitions
         return "held"
 
     def _create(self, now: dt.datetime) -> str:
@@ -150,6 +158,7 @@ class LeaseElector:
             return "error"
         with self._lock:
             self._observed, self._observed_at = _record(written), self._clock()
+            self._term = self._observed.transitions
         return "held"
 
     # ---- the loop ------------------------------------------------------------------------------

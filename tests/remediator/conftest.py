@@ -151,3 +151,12 @@ def remediator(k8s_cluster, tmp_path, unique) -> Iterator[Callable[..., Harness]
 
 def ago(seconds: float) -> dt.datetime:
     return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
+
+
+@pytest.fixture(scope="session")
+def vigil_crds(k8s_api):
+    """The VigilIncident and VigilState CRDs from deploy/crds, applied once per session."""
+    from .ledgers import apply_crds
+
+    apply_crds(k8s_api)
+    return k8s_api

@@ -71,7 +71,8 @@ def test_kill_9_between_the_200_and_the_action_acts_exactly_once(k8s_cluster, tm
     assert not core.read_node(node).spec.unschedulable
     proc = _serve(cfg, port)
     try:
-        wait_until(lambda: core.read_node(node).spec.unschedulable, 30, what="cordon after restart")
+        # a restarted process is a new lease candidate: it acts once the killed one's lease expires (15 s)
+        wait_until(lambda: core.read_node(node).spec.unschedulable, 60, what="cordon after restart")
         items = wait_until(lambda: [i for i in requests.get(f"{url}/api/incidents", headers=headers, timeout=10)
                                     .json()["items"] if i["status"] == "succeeded"], 30, what="incident done")
         assert len(items) == 1
