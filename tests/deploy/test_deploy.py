@@ -25,7 +25,7 @@ def kubectl(*args: str, kubeconfig=None, check=True) -> subprocess.CompletedProc
     return r
 
 
-@pytest.mark.parametrize("overlay", ["deploy/base", "deploy/prometheus-operator"])
+@pytest.mark.parametrize("overlay", ["deploy/base", "deploy/prometheus-operator", "deploy/overlays/sqlite"])
 def test_kustomize_renders(overlay):
     objs = [o for o in yaml.safe_load_all(kubectl("kustomize", overlay).stdout) if o]
     kinds = {o["kind"] for o in objs}
@@ -45,9 +45,15 @@ def test_kustomize_renders(overlay):
 @pytest.mark.k8s
 def test_server_side_dry_run_apply(k8s_api):
     kubectl("apply", "--server-side", "-f", str(bins.prometheus_operator_crds()), kubeconfig=k8s_api.kubeconfig)
-    kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s", kubeconfig=k8s_api.kubeconfig)
+    # kubectl wait fails at once (not waits) on a CRD created so recently it has no conditions yet: retry
+    wait_until(lambda: kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s",
+                               kubeconfig=k8s_api.kubeconfig, check=False).returncode == 0, 90, interval=1,
+               what="CRDs established")
     kubectl("create", "namespace", "vigil", kubeconfig=k8s_api.kubeconfig, check=False)
-    for overlay in ("deploy/base", "deploy/prometheus-operator"):
+    kubectl("apply", "--server-side", "-k", "deploy/crds", kubeconfig=k8s_api.kubeconfig)  # CRDs before dry-runs
+    kubectl("wait", "--for=condition=Established", "crd/vigilincidents.vigil.io", "--timeout=60s",
+            kubeconfig=k8s_api.kubeconfig)
+    for overlay in ("deploy/base", "deploy/prometheus-operator", "deploy/overlays/sqlite"):
         r = kubectl("apply", "--server-side", "--dry-run=server", "-k", overlay, kubeconfig=k8s_api.kubeconfig)
         assert "serverside-applied (server dry run)" in r.stdout
 
@@ -152,7 +158,8 @@ def test_configs_shipped_in_the_deploy_are_valid(monkeypatch, tmp_path):
 
     token = tmp_path / "token"
     token.write_text("t")
-    for path in ("deploy/base/config/vigil.yaml", "deploy/compose/vigil.yaml"):
+    for path in ("deploy/base/config/vigil.yaml", "deploy/overlays/sqlite/config/vigil.yaml",
+                 "deploy/compose/vigil.yaml"):
         with open(path) as f:
             text = f.read()
         text = text.replace("/etc/vigil-secrets/token", str(token)).replace(

@@ -160,3 +160,12 @@ def vigil_crds(k8s_api):
 
     apply_crds(k8s_api)
     return k8s_api
+
+
+@pytest.fixture(scope="session")
+def vigil_crds_cluster(k8s_cluster):
+    """The same CRDs on the whole-cluster tier (the HA tests need kwok nodes too)."""
+    from .ledgers import apply_crds
+
+    apply_crds(k8s_cluster)
+    return k8s_cluster
