@@ -45,14 +45,10 @@ def test_kustomize_renders(overlay):
 @pytest.mark.k8s
 def test_server_side_dry_run_apply(k8s_api):
     kubectl("apply", "--server-side", "-f", str(bins.prometheus_operator_crds()), kubeconfig=k8s_api.kubeconfig)
-    # kubectl wait fails at once (not waits) on a CRD created so recently it has no conditions yet: retry
-    wait_until(lambda: kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s",
-                               kubeconfig=k8s_api.kubeconfig, check=False).returncode == 0, 90, interval=1,
-               what="CRDs established")
+    k8s_api.wait_crds_established()
     kubectl("create", "namespace", "vigil", kubeconfig=k8s_api.kubeconfig, check=False)
     kubectl("apply", "--server-side", "-k", "deploy/crds", kubeconfig=k8s_api.kubeconfig)  # CRDs before dry-runs
-    kubectl("wait", "--for=condition=Established", "crd/vigilincidents.vigil.io", "--timeout=60s",
-            kubeconfig=k8s_api.kubeconfig)
+    k8s_api.wait_crds_established()
     for overlay in ("deploy/base", "deploy/prometheus-operator", "deploy/overlays/sqlite"):
         r = kubectl("apply", "--server-side", "--dry-run=server", "-k", overlay, kubeconfig=k8s_api.kubeconfig)
         assert "serverside-applied (server dry run)" in r.stdout

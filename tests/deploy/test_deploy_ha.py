@@ -76,8 +76,7 @@ def test_the_two_configs_differ_only_in_the_ledger():
 def test_service_account_runs_the_lease_and_the_ledger_and_kubectl_lists_them(k8s_cluster, unique):
     cp = k8s_cluster
     kubectl("apply", "--server-side", "-k", "deploy/crds", kubeconfig=cp.kubeconfig)
-    kubectl("wait", "--for=condition=Established", "crd/vigilincidents.vigil.io", "crd/vigilstates.vigil.io",
-            "--timeout=60s", kubeconfig=cp.kubeconfig)
+    cp.wait_crds_established()
     objs = render("deploy/base")
     rbac = [o for o in objs if o["kind"] in ("Namespace", "ServiceAccount", "Role", "RoleBinding")]
     subprocess.run([str(bins.binary("kubectl")), "--kubeconfig", str(cp.kubeconfig), "apply", "-f", "-"],

@@ -12,8 +12,7 @@ CRDS = Path(__file__).resolve().parents[2] / "deploy/crds/vigil.io.yaml"
 
 def apply_crds(cp) -> None:
     cp.kubectl("apply", "--server-side", "-f", str(CRDS))
-    cp.kubectl("wait", "--for=condition=Established", "crd/vigilincidents.vigil.io", "crd/vigilstates.vigil.io",
-               "--timeout=60s")
+    cp.wait_crds_established()
 
 
 def open_kubernetes(cp, ns: str, token: tuple[str, int] | None = None, **kw) -> KubernetesLedger:
