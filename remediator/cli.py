@@ -162,17 +162,27 @@ def explain(args: argparse.Namespace) -> int:
     except PayloadError as exc:
         return _die(f"{args.payload}: {exc.error}: {exc.detail}")
     now = dt.datetime.now(dt.UTC)
-    cluster, history, state = ClusterView(available=False), [], SafetyState()
+    cluster, history, state, kube = ClusterView(available=False), [], SafetyState(), None
     try:
         kube = _kube(config)
         if kube is not None:
             cluster = kube.cluster_view()
     except Exception as exc:  # no cluster at hand is normal for explain
         print(f"# cluster view unavailable ({type(exc).__name__}); budget and node checks skipped")
-    if os.path.exists(config.ledger_path):
-        ledger = SQLiteLedger(config.ledger_path)
-        history = ledger.history(now - dt.timedelta(seconds=config.history_window))
-        state = read_safety_state(ledger)
+    try:  # the history and safety state the engine would see, from whichever backend holds them
+        ledger = None
+        if config.ledger.backend == "kubernetes" and kube is not None:
+            from remediator.cluster.incidents_api import IncidentsAPI
+            from remediator.store.kubernetes import KubernetesLedger
+
+            ledger = KubernetesLedger(IncidentsAPI(kube.api, config.ledger.namespace), watch=False)
+        elif config.ledger.backend == "sqlite" and os.path.exists(config.ledger_path):
+            ledger = SQLiteLedger(config.ledger_path)
+        if ledger is not None:
+            history = ledger.history(now - dt.timedelta(seconds=config.history_window))
+            state = read_safety_state(ledger)
+    except Exception as exc:
+        print(f"# ledger unavailable ({type(exc).__name__}); history, budget in flight and breaker not used")
     results = []
     for a in note.alerts:
         incident = Incident(a.fingerprint, a.starts_at, a.labels, a.annotations, a.status)

@@ -138,3 +138,28 @@ def test_intake_answers_503_when_the_api_cannot_be_written(vigil_crds, ns, opene
     r = app.post("/webhook/alertmanager", json=body(alert(xid_labels("n1"))),
                  headers={"Authorization": "Bearer t0ken-for-503-test"})
     assert r.status_code == 503 and r.get_json()["error"] == "ledger_unavailable"
+
+
+def test_explain_reads_the_safety_state_from_the_kubernetes_ledger(vigil_crds, ns, opened, tmp_path):
+    """`remediator explain` decides as the engine would: with the pause the Kubernetes ledger holds."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    lg = open_(vigil_crds, ns, opened)
+    lg.set_state("paused", "true")
+    cfg = tmp_path / "vigil.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "ledger": {"backend": "kubernetes", "namespace": ns},
+        "kubernetes": {"kubeconfig": str(vigil_crds.kubeconfig)},
+        "policy": {"rules": [{"name": "r", "match": ['alertname="GpuXidCritical"'],
+                              "actions": [{"type": "cordon_node", "params": {"node": "{{ labels.node }}"}}]}]}}))
+    payload = tmp_path / "p.json"
+    payload.write_text(json.dumps(body(alert(xid_labels("n1")))))
+    r = subprocess.run([sys.executable, "-m", "remediator.cli", "explain", "--json", "--config", str(cfg),
+                        str(payload)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "ledger unavailable" not in r.stdout
+    [result] = json.loads(r.stdout[r.stdout.index("["):])
+    assert (result["outcome"], result["reason"]) == ("blocked", "paused"), result
