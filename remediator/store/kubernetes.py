@@ -25,6 +25,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from remediator.domain.models import Decision, Incident, PastAction
@@ -63,6 +64,7 @@ class KubernetesLedger:
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
         self.api, self.retention, self._token, self._clock = api, retention, token, clock
         self._fenced = False
+        self._intake_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vigil-intake")
         self._lock = threading.Lock()
         self._objs: dict[str, dict] = {}
         self._by_id: dict[int, str] = {}
@@ -80,6 +82,7 @@ class KubernetesLedger:
 
     def close(self) -> None:
         self._stop.set()
+        self._intake_pool.shutdown(wait=False)
 
     # ---- the cache ---------------------------------------------------------------------------
 
@@ -209,29 +212,36 @@ class KubernetesLedger:
     # ---- intake --------------------------------------------------------------------------------
 
     def record(self, alerts: Iterable[Alert], now: dt.datetime) -> Recorded:
-        """Durable when it returns: every alert is a committed create or replace in the API."""
-        new = dupes = resolved = cancelled = 0
-        created_here: set[str] = set()  # as SQLite: a new alert twice in one body is one incident, once
+        """Durable when it returns: every alert is a committed create or replace in the API. The
+        incidents of one body are written in parallel (one object each); a name's alerts in order."""
+        groups: dict[str, list[Alert]] = {}
         for a in alerts:
-            name = io.name_of(a.fingerprint, a.starts_at)
-            if name in created_here:
-                continue
-            with self._lock:
-                known = name in self._objs
-            if not known:
-                created = self._call(self.api.create, io.INCIDENTS, io.new_object(a, now, self.api.namespace))
-                if created is not None:
-                    self._put(created)
-                    created_here.add(name)
-                    new += a.status == "firing"
-                    resolved += a.status != "firing"
-                    continue
+            groups.setdefault(io.name_of(a.fingerprint, a.starts_at), []).append(a)
+        if len(groups) <= 1:
+            parts = [self._record_one(name, group, now) for name, group in groups.items()]
+        else:
+            parts = list(self._intake_pool.map(lambda item: self._record_one(item[0], item[1], now), groups.items()))
+        return Recorded(*(sum(p[i] for p in parts) for i in range(4)))
+
+    def _record_one(self, name: str, alerts: list[Alert], now: dt.datetime) -> tuple[int, int, int, int]:
+        """(new, duplicates, resolved, cancelled) for the alerts of one incident. As SQLite: a new
+        alert twice in one body is one incident, recorded once."""
+        first = alerts[0]
+        with self._lock:
+            known = name in self._objs
+        if not known:
+            created = self._call(self.api.create, io.INCIDENTS, io.new_object(first, now, self.api.namespace))
+            if created is not None:
+                self._put(created)
+                return int(first.status == "firing"), 0, int(first.status != "firing"), 0
+        dupes = resolved = cancelled = 0
+        for a in alerts:
             dupes += 1
             out = self._update(name, lambda obj, a=a: io.notify(obj, a, now))
             if out:
                 resolved += out[0]
                 cancelled += out[1]
-        return Recorded(new, dupes, resolved, cancelled)
+        return 0, dupes, resolved, cancelled
 
     # ---- the engine's side ---------------------------------------------------------------------
 
