@@ -57,6 +57,7 @@ def test_kill_9_between_the_200_and_the_action_acts_exactly_once(k8s_cluster, tm
     cfg.write_text(yaml.safe_dump({
         "auth": {"bearer_token_env": "VIGIL_TEST_TOKEN"}, "ledger": {"path": str(tmp_path / "ledger.db")},
         "kubernetes": {"kubeconfig": str(k8s_cluster.kubeconfig), "node_selector": f"vigil.io/pool=crash-{unique}"},
+        "leader_election": {"name": f"crash-{unique}"},
         "policy": {"rules": [{"name": "xid", "match": ['alertname="GpuXidCritical"'], "min_firing": "3s",
                               "actions": [{"type": "cordon_node", "params": {"node": "{{ labels.node }}"}}]}]}}))
     port = free_port()
