@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -31,6 +32,16 @@ from kubernetes.client.rest import ApiException
 from remediator.config import LeaderElection
 
 log = logging.getLogger(__name__)
+
+
+class Leadership(Protocol):
+    """What the engine and the API ask: may this replica act now, and who holds the lease."""
+
+    identity: str
+
+    def is_leader(self) -> bool: ...
+    def fence(self) -> None: ...  # raises NotLeader
+    def holder(self) -> str: ...
 
 
 class NotLeader(Exception):

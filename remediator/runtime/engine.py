@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from remediator.cluster import executor as actions
 from remediator.cluster.kube import Kube, KubeError
-from remediator.cluster.lease import AlwaysLeader, NotLeader
+from remediator.cluster.lease import AlwaysLeader, Leadership, NotLeader
 from remediator.cluster.prom import PromChecker
 from remediator.cluster.workloads import ServiceActions
 from remediator.config import Config
@@ -64,7 +64,7 @@ class Engine:
     on no cluster) is asked before each decision and each claim, and fenced right before acting."""
 
     def __init__(self, config: Config, ledger: Ledger, kube: Kube | None, metrics: Metrics,
-                 clock: Callable[[], dt.datetime] = utcnow, leader: object | None = None) -> None:
+                 clock: Callable[[], dt.datetime] = utcnow, leader: Leadership | None = None) -> None:
         self.config, self.ledger, self.kube, self.metrics, self.clock = config, ledger, kube, metrics, clock
         self.leader = leader if leader is not None else AlwaysLeader()
         self.prom = PromChecker(config.prometheus_url, config.prometheus_timeout) if config.prometheus_url else None
