@@ -114,6 +114,8 @@ def serve(args: argparse.Namespace) -> int:
     if hasattr(ledger, "set_token") and hasattr(leader, "token"):
         ledger.set_token(leader.token)  # claims carry (holder, term): a split brain cannot run an action twice
     engine = Engine(config, ledger, kube, metrics, leader=leader)
+    if hasattr(ledger, "set_listener"):
+        ledger.set_listener(engine.wake)  # work recorded by another replica reaches the leader through the watch
     app = create_app(config, ledger, engine, metrics, insecure_no_auth=args.insecure_no_auth)
     host, port = args.listen or config.listen
     try:

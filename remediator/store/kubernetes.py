@@ -64,6 +64,7 @@ class KubernetesLedger:
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
         self.api, self.retention, self._token, self._clock = api, retention, token, clock
         self._fenced = False
+        self._wake: Callable[[], None] = lambda: None
         self._intake_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vigil-intake")
         self._lock = threading.Lock()
         self._objs: dict[str, dict] = {}
@@ -74,6 +75,11 @@ class KubernetesLedger:
         self._thread = threading.Thread(target=self._watch_loop, name="vigil-ledger-watch", daemon=True)
         if watch:
             self._thread.start()
+
+    def set_listener(self, wake: Callable[[], None]) -> None:
+        """Called when the watch brings an incident with work to do (created or resolved elsewhere):
+        the leader's engine wakes at once instead of at its next tick."""
+        self._wake = wake
 
     def set_token(self, token: Callable[[], tuple[str, int] | None]) -> None:
         """The fencing token (lease holder, term) claims carry: wired to the leader elector. From then
@@ -132,6 +138,9 @@ class KubernetesLedger:
                         self._drop(obj["metadata"]["name"])
                     elif kind != "BOOKMARK":
                         self._put(obj)
+                        if obj.get("status", {}).get("status") == "pending" or \
+                                obj.get("status", {}).get("alertStatus") == "resolved":
+                            self._wake()
                     if self._stop.is_set():
                         return
                 self._last_ok = time.monotonic()

@@ -163,3 +163,14 @@ def test_explain_reads_the_safety_state_from_the_kubernetes_ledger(vigil_crds, n
     assert "ledger unavailable" not in r.stdout
     [result] = json.loads(r.stdout[r.stdout.index("["):])
     assert (result["outcome"], result["reason"]) == ("blocked", "paused"), result
+
+
+def test_the_watch_wakes_the_leader_for_work_recorded_elsewhere(vigil_crds, ns, opened):
+    import threading
+
+    leader, follower = open_(vigil_crds, ns, opened), open_(vigil_crds, ns, opened)
+    woken = threading.Event()
+    leader.set_listener(woken.set)
+    follower.record(alerts(alert(xid_labels("n1"), starts_at=NOW)), NOW)
+    assert woken.wait(10), "the watch event for the new incident wakes the engine"
+    assert [i.labels["node"] for i in leader.due(NOW)] == ["n1"]
