@@ -85,3 +85,24 @@ def normalized(obj: dict) -> dict:
     elif "spec" in o:
         out["spec"] = o["spec"]
     return out
+
+
+def install_operator_crds(cp) -> None:
+    """The Prometheus Operator CRDs (PodMonitor, ServiceMonitor, PrometheusRule, AlertmanagerConfig), Established.
+    (`kubectl wait --all` fails on a CRD created a moment ago that has no status yet; this waits it out.)"""
+    from kubernetes import client
+
+    from tests.k8s.controlplane import wait_until
+
+    path = bins.prometheus_operator_crds()
+    run([str(bins.binary("kubectl")), "--kubeconfig", str(cp.kubeconfig), "apply", "--server-side", "-f", str(path)])
+    names = [f"{k}.monitoring.coreos.com" for k in ("podmonitors", "servicemonitors", "prometheusrules",
+                                                     "alertmanagerconfigs")]
+    assert f"name: {names[-1]}" in path.read_text(), f"{path} predates AlertmanagerConfig: run `make k8s-bins`"
+    ext = client.ApiextensionsV1Api(cp.api_client())
+
+    def established() -> bool:
+        return all(any(c.type == "Established" and c.status == "True"
+                       for c in (ext.read_custom_resource_definition(n).status.conditions or [])) for n in names)
+
+    wait_until(established, 60, what="Prometheus Operator CRDs Established")

@@ -9,7 +9,7 @@ import sys
 import pytest
 import yaml
 
-from tests.deploy.helm import KPS_VALUES, REPO, normalized, render_chart, render_kustomize
+from tests.deploy.helm import KPS_VALUES, REPO, install_operator_crds, normalized, render_chart, render_kustomize
 from tests.k8s import bins
 
 
@@ -150,10 +150,7 @@ def _dry_run(cp, objs: list[dict]) -> str:
 @pytest.mark.parametrize("values", [[], [KPS_VALUES]], ids=["default", "kube-prometheus-stack"])
 def test_server_side_dry_run_of_the_rendered_chart(k8s_api, values):
     kubectl = [str(bins.binary("kubectl")), "--kubeconfig", str(k8s_api.kubeconfig)]
-    subprocess.run([*kubectl, "apply", "--server-side", "-f", str(bins.prometheus_operator_crds())], check=True,
-                   capture_output=True, timeout=120)
-    subprocess.run([*kubectl, "wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"], check=True,
-                   capture_output=True, timeout=120)
+    install_operator_crds(k8s_api)
     for ns in ("vigil", "monitoring"):
         subprocess.run([*kubectl, "create", "namespace", ns], capture_output=True, timeout=60)
     objs = render_chart(*values, alertmanagerConfig__namespace="monitoring") if values else render_chart()

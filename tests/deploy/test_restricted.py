@@ -1,7 +1,8 @@
 """Every Vigil pod meets the `restricted` Pod Security Standard (chart and kustomize), checked by the
 apiserver's own Pod Security admission on the Pods the workloads would create. The GPU exporter's
 kernel-log and pod-resources options are the documented exception: rejected there, admitted in a
-`privileged` namespace. Every container has resource requests, a liveness and a readiness probe."""
+`privileged` namespace (a hostPath volume already fails `baseline`). Every container has resource
+requests, a liveness and a readiness probe."""
 
 from __future__ import annotations
 
@@ -31,9 +32,9 @@ def _kubectl(cp, *args: str, input: str | None = None) -> subprocess.CompletedPr
 
 @pytest.fixture(scope="module")
 def namespaces(k8s_api):
-    """A `restricted` and a `privileged` namespace, and the `nvidia` RuntimeClass the GPU exporter names."""
+    """A namespace per Pod Security level, and the `nvidia` RuntimeClass the GPU exporter names."""
     out = {}
-    for level in ("restricted", "privileged"):
+    for level in ("restricted", "baseline", "privileged"):
         name = f"psa-{level}"
         _kubectl(k8s_api, "apply", "--server-side", "-f", "-", input=yaml.safe_dump(
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {
@@ -67,7 +68,9 @@ def test_gpu_exporter_opt_ins_need_a_privileged_namespace(k8s_api, namespaces, o
     template = pod_templates(render_chart(**OPT_INS[opt_in]))["vigil-gpu-exporter"]
     rejected = _admit(k8s_api, "vigil-gpu-exporter", template, namespaces["restricted"])
     assert rejected.returncode != 0 and "violates PodSecurity" in rejected.stderr, rejected.stdout
-    assert "hostPath volumes" in rejected.stderr
+    assert 'restricted volume type "hostPath"' in rejected.stderr
+    baseline = _admit(k8s_api, "vigil-gpu-exporter", template, namespaces["baseline"])  # hostPath fails baseline too
+    assert baseline.returncode != 0 and "hostPath volumes" in baseline.stderr, baseline.stdout
     admitted = _admit(k8s_api, "vigil-gpu-exporter", template, namespaces["privileged"])
     assert admitted.returncode == 0, admitted.stderr
 
