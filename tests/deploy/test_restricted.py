@@ -38,7 +38,8 @@ def namespaces(k8s_api):
         name = f"psa-{level}"
         _kubectl(k8s_api, "apply", "--server-side", "-f", "-", input=yaml.safe_dump(
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {
-                "pod-security.kubernetes.io/enforce": level, "pod-security.kubernetes.io/enforce-version": "latest"}}}))
+                "pod-security.kubernetes.io/enforce": level, "pod-security.kubernetes.io/enforce-version": "latest",
+                "pod-security.kubernetes.io/warn": level}}}))
         out[level] = name
     rc = {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "nvidia"}, "handler": "nvidia"}
     r = _kubectl(k8s_api, "apply", "--server-side", "-f", "-", input=yaml.safe_dump(rc))
@@ -54,12 +55,19 @@ def _admit(cp, name: str, template: dict, namespace: str) -> subprocess.Complete
 @pytest.mark.k8s
 @pytest.mark.parametrize("rendering", sorted(RENDERINGS))
 def test_every_pod_is_admitted_in_a_restricted_namespace(k8s_api, namespaces, rendering):
-    templates = pod_templates(RENDERINGS[rendering]())
+    objs = RENDERINGS[rendering]()
+    templates = pod_templates(objs)
     assert {"vigil-gpu-exporter", "vigil-service-exporter", "vigil-remediator"} <= set(templates)
     for name, template in templates.items():
         r = _admit(k8s_api, name, template, namespaces["restricted"])
         assert r.returncode == 0, f"{rendering}/{name}: {r.stderr}"
         assert "created (server dry run)" in r.stdout
+    # The workloads themselves: admission only warns for them, and must have nothing to warn about.
+    workloads = [{**o, "metadata": {**o["metadata"], "namespace": namespaces["restricted"]}}
+                 for o in objs if o["kind"] in ("Deployment", "DaemonSet")]
+    r = _kubectl(k8s_api, "apply", "--server-side", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(workloads))
+    assert r.returncode == 0 and "would violate PodSecurity" not in r.stderr, r.stderr
+    assert r.stdout.count("serverside-applied (server dry run)") == len(workloads)
 
 
 @pytest.mark.k8s
