@@ -114,7 +114,9 @@ def test_kubernetes_ledger_runs_replicas_with_a_lease_and_no_volume():
 
 @pytest.mark.parametrize(("sets", "message"), [
     ({"remediator__replicas": 2}, "needs remediator.ledger.backend=kubernetes"),
-    ({"remediator__ledger__backend": "etcd"}, "must be sqlite or kubernetes"),
+    ({"remediator__ledger__backend": "etcd"}, "value must be one of 'sqlite', 'kubernetes'"),  # values.schema.json
+    ({"remediator__config__ledger__path": "/x.db"}, "remediator.config.ledger is set by the chart"),
+    ({"gpuExporter__alertmanagerUrls[0]": "am:9093"}, "/gpuExporter/alertmanagerUrls/0"),
     ({"remediator__enabled": False, "alertmanagerConfig__enabled": True}, "enable remediator too"),
 ])
 def test_values_that_cannot_work_fail_the_render_with_a_message(sets, message):

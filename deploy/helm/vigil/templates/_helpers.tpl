@@ -73,6 +73,11 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if and (eq $r.ledger.backend "sqlite") (gt (int $r.replicas) 1) -}}
 {{- fail "remediator.replicas > 1 needs remediator.ledger.backend=kubernetes (an SQLite ledger has one writer)" -}}
 {{- end -}}
+{{- range $k := list "server" "auth" "ledger" -}}
+{{- if hasKey $r.config $k -}}
+{{- fail (printf "remediator.config.%s is set by the chart (remediator.port, remediator.webhookSecret, remediator.ledger): remove it" $k) -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.alertmanagerConfig.enabled (not $r.enabled) -}}
 {{- fail "alertmanagerConfig.enabled routes to the remediator: enable remediator too" -}}
 {{- end -}}
