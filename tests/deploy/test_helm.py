@@ -159,3 +159,20 @@ def test_server_side_dry_run_of_the_rendered_chart(k8s_api, values):
     out = _dry_run(k8s_api, objs)
     for o in objs:
         assert f"{o['metadata']['name']} serverside-applied (server dry run)" in out, (o["kind"], out)
+
+
+@pytest.mark.parametrize("component", ["gpuExporter", "serviceExporter", "remediator"])
+def test_each_component_can_be_left_out(component):
+    names = {o["metadata"]["name"] for o in render_chart(prometheusOperator__enabled=True,
+                                                         **{f"{component}__enabled": False})}
+    stem = {"gpuExporter": "vigil-gpu-exporter", "serviceExporter": "vigil-service-exporter",
+            "remediator": "vigil-remediator"}[component]
+    assert not {n for n in names if n.startswith(stem)}, names
+    assert {"vigil-gpu-exporter", "vigil-service-exporter", "vigil-remediator"} - {stem} <= names
+
+
+def test_namespace_created_with_its_pod_security_level_on_request():
+    ns = [o for o in render_chart(namespace__create=True, namespace__podSecurity="privileged")
+          if o["kind"] == "Namespace"]
+    assert len(ns) == 1 and ns[0]["metadata"]["name"] == "vigil"
+    assert ns[0]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
