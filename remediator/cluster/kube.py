@@ -14,10 +14,11 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from remediator.domain.models import CORDONED_BY_ANNOTATION, PAUSE_ANNOTATION, ClusterView, NodeView
+from remediator.cluster.nodeview import GPU_RESOURCE, node_view
+from remediator.domain.models import CORDONED_BY_ANNOTATION, FIELD_MANAGER, INCIDENT_ANNOTATION
 
 log = logging.getLogger(__name__)
-GPU_RESOURCE = "nvidia.com/gpu"
+__all__ = ["GPU_RESOURCE", "DrainResult", "Kube", "KubeError"]
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 COMPONENT = "vigil-remediator"
 
@@ -76,22 +77,6 @@ class Kube:
         except ApiException as exc:
             raise _wrap(exc) from exc
 
-    def cluster_view(self) -> ClusterView:
-        try:
-            nodes = self.core.list_node(label_selector=self.node_selector, _request_timeout=10).items
-            namespaces = self.core.list_namespace(_request_timeout=10).items
-        except ApiException as exc:
-            raise _wrap(exc) from exc
-        view = {}
-        for n in nodes:
-            gpus = (n.status.capacity or {}).get(GPU_RESOURCE, "0") if n.status else "0"
-            view[n.metadata.name] = NodeView(n.metadata.name, bool(n.spec.unschedulable),
-                                             int(gpus) if str(gpus).isdigit() else 0,
-                                             dict(n.metadata.annotations or {}))
-        paused = frozenset(ns.metadata.name for ns in namespaces
-                           if (ns.metadata.annotations or {}).get(PAUSE_ANNOTATION) == "disabled")
-        return ClusterView(view, paused)
-
     # ---- node actions (each idempotent) ------------------------------------------------------
 
     def _node(self, name: str):
@@ -102,29 +87,34 @@ class Kube:
 
     def _patch_node(self, name: str, body: dict) -> None:
         try:
-            self.core.patch_node(name, body)
+            self.core.patch_node(name, body, field_manager=FIELD_MANAGER)
         except ApiException as exc:
             raise _wrap(exc) from exc
 
     def cordon(self, name: str, incident: str) -> str:
+        """Cordon under Vigil's field manager, so managedFields says who owns the cordon."""
         node = self._node(name)
         if node.spec.unschedulable:
             return "already unschedulable"  # someone (maybe us, before a restart) did it: not ours to mark
         self._patch_node(name, {"spec": {"unschedulable": True},
                                 "metadata": {"annotations": {CORDONED_BY_ANNOTATION: "vigil",
-                                                             "vigil.io/incident": incident}}})
+                                                             INCIDENT_ANNOTATION: incident}}})
         self.event(node, "VigilCordon", f"Cordoned by Vigil for incident {incident}")
         return "cordoned"
 
-    def uncordon(self, name: str, incident: str) -> str:
+    def uncordon(self, name: str, incident: str, *, only_incident: bool = False) -> str:
+        """Uncordon only a cordon Vigil still owns (for this incident, with only_incident)."""
         node = self._node(name)
-        annotations = node.metadata.annotations or {}
         if not node.spec.unschedulable:
             return "already schedulable"
-        if annotations.get(CORDONED_BY_ANNOTATION) != "vigil":
-            raise KubeError(409, f"node {name} was not cordoned by Vigil; refusing to uncordon")
-        self._patch_node(name, {"spec": {"unschedulable": False},
-                                "metadata": {"annotations": {CORDONED_BY_ANNOTATION: None, "vigil.io/incident": None}}})
+        owner = node_view(node, True).cordon_owner  # from managedFields
+        wanted = f"vigil:{incident}" if only_incident else "vigil:"
+        if not (owner == wanted if only_incident else owner.startswith(wanted)):
+            raise KubeError(409, f"node {name} was not cordoned by {'this incident' if only_incident else 'Vigil'} "
+                            f"(spec.unschedulable is owned by {owner}); refusing to uncordon")
+        self._patch_node(name, {"spec": {"unschedulable": None},
+                                "metadata": {"annotations": {CORDONED_BY_ANNOTATION: None, INCIDENT_ANNOTATION: None},
+                                             "resourceVersion": node.metadata.resource_version}})
         self.event(node, "VigilUncordon", f"Uncordoned by Vigil for incident {incident}")
         return "uncordoned"
 
@@ -147,7 +137,7 @@ class Kube:
         except ApiException as exc:
             raise _wrap(exc) from exc
 
-    def _blocking_pdb(self, pod) -> str:
+    def blocking_pdb(self, pod) -> str:
         try:
             pdbs = self.policy.list_namespaced_pod_disruption_budget(pod.metadata.namespace).items
         except ApiException:
@@ -190,7 +180,7 @@ class Kube:
                     if exc.status == 404:
                         pass  # already gone
                     elif exc.status == 429:
-                        result.blocked_by[key] = self._blocking_pdb(pod)
+                        result.blocked_by[key] = self.blocking_pdb(pod)
                         continue
                     else:
                         raise _wrap(exc) from exc
