@@ -28,6 +28,7 @@ from remediator.store.ledger import Ledger, from_ts
 
 log = logging.getLogger(__name__)
 VERIFICATION = {HOLDS: "verified", DOES_NOT_HOLD: "not_verified", UNKNOWN: "unverifiable"}
+METRIC_RESULT = {HOLDS: "verified", DOES_NOT_HOLD: "failed", UNKNOWN: "unverifiable"}  # vigil_verifications_total
 _WAIT = {"paused", "breaker_open"}  # after a resolve: try again later rather than give up
 
 
@@ -85,7 +86,7 @@ class Followup:
     def _verify(self, rule: Rule, inc: dict) -> CheckResult:
         result = self.poll(rule.verify, inc["id"], alert_context(incident_of(inc)))
         last = inc["actions"][-1]["type"] if inc["actions"] else ""
-        self.metrics.verifications.labels(last, VERIFICATION[result.outcome]).inc()
+        self.metrics.verifications.labels(last, METRIC_RESULT[result.outcome]).inc()
         self.ledger.set_verification(inc["id"], VERIFICATION[result.outcome], result.detail, self.clock())
         return result
 

@@ -59,7 +59,7 @@ class Metrics:
                                "Seconds from the alert's startsAt to the action taking effect.",
                                ["action"], buckets=DELAY_BUCKETS, registry=r)
         self.verifications = Counter("vigil_verifications_total",
-                                     "Post-action verifications by the last action and result: verified, not_verified, "
+                                     "Post-action verifications by the last action and result: verified, failed, "
                                      "unverifiable (the check stayed unknown: nothing escalated, left to people).",
                                      ["action", "result"], registry=r)
         self.escalations = Counter("vigil_escalations_total", "Escalation steps taken, by action.", ["action"],
