@@ -78,6 +78,8 @@ class Metrics:
         for action in ACTIONS:  # at 0 from the start, so increase() sees the first action
             for result in ("succeeded", "failed", "blocked", "dry_run"):
                 self.actions.labels(action, result)
+            for result in ("verified", "failed", "unverifiable"):
+                self.verifications.labels(action, result)
         if incident_counts is not None:
             r.register(_IncidentCollector(incident_counts))
 
