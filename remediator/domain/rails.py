@@ -332,7 +332,7 @@ def _node_budget(step: Step, world: World) -> Verdict:
     line = "; ".join(lines)
     if failed:
         listed = ", ".join(f"{n} ({why})" for n, why in sorted(out.items())) or "none"
-        return block("budget", f"{failed}; unavailable now: {listed}", budget=use, keep_actions=True)
+        return block("budget", f"{failed}; {line}; unavailable now: {listed}", budget=use, keep_actions=True)
     return ok(line, budget=use)
 
 
