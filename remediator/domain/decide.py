@@ -17,6 +17,8 @@ import jinja2
 
 from remediator.domain.actions import ACTIONS
 from remediator.domain.models import (
+    HOLDS,
+    UNKNOWN,
     CheckResult,
     ClusterView,
     Decision,
@@ -126,6 +128,16 @@ def decide(incident: Incident, rules: Sequence[Rule], history: Sequence[PastActi
         return Decision("blocked", rule.name, reason="template_error", detail=str(exc), trace=tuple(trace))
     world = World(cluster, history, safety, state, now, safety.dry_run if dry_run is None else dry_run, guard)
     return plan_step(Step("first", incident, rule, planned), world, trace)
+
+
+def after_verification(result: CheckResult, rule: Rule) -> str:
+    """What follows a verification: "verified" (it holds), "escalate" (it does not hold), or
+    "withhold" (unknown: nothing escalates on no data unless the rule says on_unknown: escalate)."""
+    if result.outcome == HOLDS:
+        return "verified"
+    if result.outcome == UNKNOWN and (rule.verify is None or rule.verify.on_unknown != "escalate"):
+        return "withhold"
+    return "escalate"
 
 
 def plan_escalation(incident: Incident, rule: Rule, index: int, world: World) -> Decision:

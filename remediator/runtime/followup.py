@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from remediator.cluster.prom import PromChecker
 from remediator.domain.actions import ACTIONS
-from remediator.domain.decide import alert_context, plan_escalation, plan_step
+from remediator.domain.decide import after_verification, alert_context, plan_escalation, plan_step
 from remediator.domain.models import DOES_NOT_HOLD, HOLDS, UNKNOWN, CheckResult, Decision, Incident, PlannedAction
 from remediator.domain.policy import Check, Rule
 from remediator.domain.rails import Step, World
@@ -122,9 +122,10 @@ class Followup:
             if self.stopping() or inc["alert_status"] != "firing":
                 return  # nothing escalates after a resolve
             result = self._verify(rule, inc)
-            if result.outcome == HOLDS:
+            next_step = after_verification(result, rule)
+            if next_step == "verified":
                 return
-            if result.outcome == UNKNOWN and rule.verify.on_unknown != "escalate":
+            if next_step == "withhold":
                 self.ledger.audit("escalation_withheld", {"reason": "unverifiable", "detail": result.detail},
                                   self.clock(), incident_id=incident_id)
                 self.metrics.blocked.labels("unverifiable").inc()
