@@ -149,13 +149,8 @@ class Kube:
                 return f"{pod.metadata.namespace}/{pdb.metadata.name}"
         return "unknown"
 
-    def drain(self, name: str, *, timeout: float, force_after: float, grace_period: int | None,
-              incident: str) -> DrainResult:
-        """Evict every pod but DaemonSet and mirror pods; retry 429s with backoff until `timeout`;
-        wait for the pods to be gone. Force-delete after `force_after` seconds only if set (> 0)."""
-        node = self._node(name)
-        self.event(node, "VigilDrain", f"Draining for incident {incident}")
-        result = DrainResult()
+    def _drain_candidates(self, name: str, result: DrainResult) -> dict[str, Any]:
+        """The pods a drain evicts: all but DaemonSet and mirror pods (recorded as skipped) and finished ones."""
         pending: dict[str, Any] = {}
         for pod in self._pods_on(name):
             key = f"{pod.metadata.namespace}/{pod.metadata.name}"
@@ -164,45 +159,52 @@ class Kube:
                 result.skipped.append(key)
             elif pod.status.phase not in ("Succeeded", "Failed"):
                 pending[key] = pod
-        start = self._clock()
-        deadline = start + timeout
-        delay = 1.0
+        return pending
+
+    def _evict(self, pod: Any, grace_period: int | None) -> int:
+        """One Eviction; returns the HTTP status (201, 404 gone, 429 refused by a PDB)."""
+        body: dict[str, Any] = {"apiVersion": "policy/v1", "kind": "Eviction",
+                                "metadata": {"name": pod.metadata.name, "namespace": pod.metadata.namespace}}
+        if grace_period is not None:
+            body["deleteOptions"] = {"gracePeriodSeconds": grace_period}
+        try:
+            self.core.create_namespaced_pod_eviction(pod.metadata.name, pod.metadata.namespace, body)
+        except ApiException as exc:
+            if exc.status in (404, 429):
+                return exc.status
+            raise _wrap(exc) from exc
+        return 201
+
+    def _evict_until(self, pending: dict[str, Any], deadline: float, grace_period: int | None,
+                     result: DrainResult) -> dict[str, Any]:
+        """Evict until every pod is accepted or the deadline passes, retrying 429s with backoff."""
         evicted: dict[str, Any] = {}
+        delay = 1.0
         while pending and self._clock() < deadline:
             for key, pod in list(pending.items()):
-                body = {"apiVersion": "policy/v1", "kind": "Eviction",
-                        "metadata": {"name": pod.metadata.name, "namespace": pod.metadata.namespace}}
-                if grace_period is not None:
-                    body["deleteOptions"] = {"gracePeriodSeconds": grace_period}
-                try:
-                    self.core.create_namespaced_pod_eviction(pod.metadata.name, pod.metadata.namespace, body)
-                except ApiException as exc:
-                    if exc.status == 404:
-                        pass  # already gone
-                    elif exc.status == 429:
-                        result.blocked_by[key] = self.blocking_pdb(pod)
-                        continue
-                    else:
-                        raise _wrap(exc) from exc
+                if self._evict(pod, grace_period) == 429:
+                    result.blocked_by[key] = self.blocking_pdb(pod)
+                    continue
                 result.blocked_by.pop(key, None)
                 evicted[key] = pending.pop(key)
             if pending:
                 self._sleep(min(delay, max(deadline - self._clock(), 0)))
                 delay = min(delay * 2, 10.0)
-        result.evicted = sorted(evicted)
-        if pending and force_after > 0 and self._clock() - start >= force_after:
-            for key, pod in pending.items():
-                try:
-                    self.core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace,
-                                                    grace_period_seconds=0)
-                    result.deleted.append(key)
-                except ApiException as exc:
-                    if exc.status != 404:
-                        raise _wrap(exc) from exc
-            pending = {}
-        gone_deadline = max(deadline, self._clock() + 5)
-        waiting = {k: p for k, p in evicted.items()}
-        while waiting and self._clock() < gone_deadline:
+        return evicted
+
+    def _force_delete(self, pending: dict[str, Any], result: DrainResult) -> None:
+        for key, pod in pending.items():
+            try:
+                self.core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
+                result.deleted.append(key)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise _wrap(exc) from exc
+
+    def _wait_gone(self, evicted: dict[str, Any], deadline: float) -> list[str]:
+        """Wait for evicted pods to be gone (or replaced under the same name); returns those left."""
+        waiting = dict(evicted)
+        while waiting and self._clock() < deadline:
             for key, pod in list(waiting.items()):
                 try:
                     current = self.core.read_namespaced_pod(pod.metadata.name, pod.metadata.namespace)
@@ -214,6 +216,24 @@ class Kube:
                     waiting.pop(key)
             if waiting:
                 self._sleep(0.2)
+        return list(waiting)
+
+    def drain(self, name: str, *, timeout: float, force_after: float, grace_period: int | None,
+              incident: str) -> DrainResult:
+        """Evict every pod but DaemonSet and mirror pods; retry 429s with backoff until `timeout`;
+        wait for the pods to be gone. Force-delete after `force_after` seconds only if set (> 0)."""
+        node = self._node(name)
+        self.event(node, "VigilDrain", f"Draining for incident {incident}")
+        result = DrainResult()
+        pending = self._drain_candidates(name, result)
+        start = self._clock()
+        deadline = start + timeout
+        evicted = self._evict_until(pending, deadline, grace_period, result)
+        result.evicted = sorted(evicted)
+        if pending and force_after > 0 and self._clock() - start >= force_after:
+            self._force_delete(pending, result)
+            pending = {}
+        waiting = self._wait_gone(evicted, max(deadline, self._clock() + 5))
         result.remaining = sorted([*pending, *waiting])
         if result.blocked_by and result.remaining:
             pdbs = sorted(set(result.blocked_by.values()))
