@@ -77,8 +77,11 @@ class Served:
         return hits
 
     def stop(self) -> None:
+        self.s.close()  # keep-alive channels would keep the server's loop running
         self.server.close()
+        self.server.task_dispatcher.shutdown()
         self.thread.join(5)
+        assert not self.thread.is_alive(), "the HTTP server stopped"
 
 
 @pytest.fixture
