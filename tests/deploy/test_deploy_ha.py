@@ -44,7 +44,7 @@ def test_base_runs_three_replicas_on_the_kubernetes_ledger():
     crds = {o["metadata"]["name"] for o in objs if o["kind"] == "CustomResourceDefinition"}
     assert crds == {"vigilincidents.vigil.io", "vigilstates.vigil.io"}
     config = yaml.safe_load(one(objs, "ConfigMap", "vigil-remediator-config")["data"]["vigil.yaml"])
-    assert config["ledger"]["backend"] == "kubernetes" and config["leader_election"]["namespace"] == "vigil"
+    assert config["ledger"] == {"backend": "kubernetes", "namespace": "vigil"}
     role = one(objs, "Role")
     assert {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]} == {
         ("coordination.k8s.io", "leases"), ("vigil.io", "vigilincidents"), ("vigil.io", "vigilstates")}
@@ -60,8 +60,7 @@ def test_sqlite_overlay_is_one_replica_with_a_volume():
     assert one(objs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
     assert one(objs, "PersistentVolumeClaim", "vigil-ledger")["metadata"]["namespace"] == "vigil"
     config = yaml.safe_load(one(objs, "ConfigMap", "vigil-remediator-config")["data"]["vigil.yaml"])
-    assert config["ledger"] == {"backend": "sqlite", "path": "/var/lib/vigil/ledger.db"}
-    assert config["leader_election"]["name"] == "vigil-remediator", "leader election stays on"
+    assert config["ledger"] == {"path": "/var/lib/vigil/ledger.db"}  # backend: sqlite, the default
 
 
 def test_the_two_configs_differ_only_in_the_ledger():
