@@ -102,32 +102,55 @@ class Kube:
         self.event(node, "VigilCordon", f"Cordoned by Vigil for incident {incident}")
         return "cordoned"
 
+    def _checked_update(self, name: str, build: Callable[[Any], dict | str]) -> tuple[Any, str]:
+        """Read the node, let `build` return a patch (with the node's resourceVersion, so a change in
+        between is a 409) or a final answer; on 409 read again and rebuild, a few times."""
+        for attempt in range(5):
+            node = self._node(name)
+            body = build(node)
+            if isinstance(body, str):
+                return node, body
+            body.setdefault("metadata", {})["resourceVersion"] = node.metadata.resource_version
+            try:
+                self._patch_node(name, body)
+                return node, ""
+            except KubeError as exc:
+                if exc.status != 409 or attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
     def uncordon(self, name: str, incident: str, *, only_incident: bool = False) -> str:
         """Uncordon only a cordon Vigil still owns (for this incident, with only_incident)."""
-        node = self._node(name)
-        if not node.spec.unschedulable:
-            return "already schedulable"
-        owner = node_view(node, True).cordon_owner  # from managedFields
-        wanted = f"vigil:{incident}" if only_incident else "vigil:"
-        if not (owner == wanted if only_incident else owner.startswith(wanted)):
-            raise KubeError(409, f"node {name} was not cordoned by {'this incident' if only_incident else 'Vigil'} "
-                            f"(spec.unschedulable is owned by {owner}); refusing to uncordon")
-        self._patch_node(name, {"spec": {"unschedulable": None},
-                                "metadata": {"annotations": {CORDONED_BY_ANNOTATION: None, INCIDENT_ANNOTATION: None},
-                                             "resourceVersion": node.metadata.resource_version}})
+        def build(node: Any) -> dict | str:
+            if not node.spec.unschedulable:
+                return "already schedulable"
+            owner = node_view(node, True).cordon_owner  # from managedFields
+            wanted = f"vigil:{incident}" if only_incident else "vigil:"
+            if not (owner == wanted if only_incident else owner.startswith(wanted)):
+                raise KubeError(409, f"node {name} was not cordoned by "
+                                f"{'this incident' if only_incident else 'Vigil'} (spec.unschedulable is owned by "
+                                f"{owner}); refusing to uncordon")
+            return {"spec": {"unschedulable": None},
+                    "metadata": {"annotations": {CORDONED_BY_ANNOTATION: None, INCIDENT_ANNOTATION: None}}}
+
+        node, answer = self._checked_update(name, build)
+        if answer:
+            return answer
         self.event(node, "VigilUncordon", f"Uncordoned by Vigil for incident {incident}")
         return "uncordoned"
 
     def taint(self, name: str, key: str, value: str, effect: str, incident: str) -> str:
-        node = self._node(name)
-        taints = list(node.spec.taints or [])
-        if any(t.key == key and t.effect == effect and (t.value or "") == value for t in taints):
-            return "already tainted"
-        taints = [t for t in taints if not (t.key == key and t.effect == effect)]
-        taints.append(client.V1Taint(key=key, value=value or None, effect=effect))
-        body = {"spec": {"taints": [self.api.sanitize_for_serialization(t) for t in taints]},
-                "metadata": {"resourceVersion": node.metadata.resource_version}}
-        self._patch_node(name, body)  # resourceVersion: a concurrent taint change makes this 409, not a loss
+        def build(node: Any) -> dict | str:
+            taints = list(node.spec.taints or [])
+            if any(t.key == key and t.effect == effect and (t.value or "") == value for t in taints):
+                return "already tainted"
+            taints = [t for t in taints if not (t.key == key and t.effect == effect)]
+            taints.append(client.V1Taint(key=key, value=value or None, effect=effect))
+            return {"spec": {"taints": [self.api.sanitize_for_serialization(t) for t in taints]}}
+
+        node, answer = self._checked_update(name, build)  # a concurrent taint change: 409, read again
+        if answer:
+            return answer
         self.event(node, "VigilTaint", f"Tainted {key}={value}:{effect} by Vigil for incident {incident}")
         return "tainted"
 
