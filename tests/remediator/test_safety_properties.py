@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 from pathlib import Path
 
 from hypothesis import HealthCheck, settings
@@ -49,7 +50,7 @@ from remediator.domain.models import (
 from remediator.domain.rails import Step, World
 
 EXAMPLES = Path(__file__).with_name("hypothesis-examples")
-SEQUENCES = int(__import__("os").environ.get("VIGIL_SEQUENCES", 10_000))
+SEQUENCES = int(os.environ.get("VIGIL_SEQUENCES", 10_000))  # make test runs 10,000; lower it to iterate
 START = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 NODES = tuple(f"n{i}" for i in range(6))
 POOL = {n: ("a" if i < 3 else "b") for i, n in enumerate(NODES)}
@@ -88,8 +89,11 @@ class Tracked:
 
 
 class SafetyMachine(RuleBasedStateMachine):
+    runs = 0  # sequences started, to show the run generated as many as it says
+
     def __init__(self) -> None:
         super().__init__()
+        SafetyMachine.runs += 1
         self.now = START
         self.ready = dict.fromkeys(NODES, True)
         self.unschedulable = dict.fromkeys(NODES, False)
@@ -275,6 +279,8 @@ class SafetyMachine(RuleBasedStateMachine):
 
 
 def test_the_decision_core_and_follow_up_planning_keep_the_invariants():
+    SafetyMachine.runs = 0
     run_state_machine_as_test(SafetyMachine, settings=settings(
         max_examples=SEQUENCES, stateful_step_count=12, deadline=None, derandomize=False,
         database=DirectoryBasedExampleDatabase(EXAMPLES), suppress_health_check=list(HealthCheck)))
+    assert SafetyMachine.runs >= SEQUENCES
