@@ -156,7 +156,7 @@ class Followup:
                     and "original" in a["result"]
                     and str(a["params"].get("restore_on_resolve", "")).lower() in ("true", "1", "yes")):
                 continue
-            owner = self.ops.owner_of(a["type"], a["params"])
+            owner = self.ops.owner_of(a["type"], a["params"], a["result"])
             step = Step("restore", incident, rule, (PlannedAction(a["type"], a["target"], a["params"]),), owner=owner)
             decision = self._gate(step)
             if decision.reason in _WAIT:
