@@ -73,9 +73,11 @@ class Engine:
         self._busy: set[object] = set()
         self._busy_lock = threading.Lock()
         self.runner = Runner(ledger, kube, metrics, clock)
-        self.followup = Followup(ledger, self.runner, ClusterOps(kube) if kube is not None else None, self.prom,
-                                 metrics, self.rules, self.world, self._guard, self.note_decision, clock,
-                                 self._stop.is_set, self._stop.wait)
+        self.followup = Followup(ledger=ledger, runner=self.runner,
+                                 ops=ClusterOps(kube) if kube is not None else None, checker=self.prom,
+                                 metrics=metrics, rules=self.rules, world=self.world,
+                                 safety_state=self.safety_state, guard=self._guard, on_decision=self.note_decision,
+                                 clock=clock, stopping=self._stop.is_set, sleep=self._stop.wait)
 
     def start(self) -> None:
         self._thread.start()
