@@ -32,6 +32,7 @@ deps:
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 test: venv deps k8s-bins
 	$(VENV)/bin/pytest

@@ -245,7 +245,7 @@ def exporter_alerts(s: Settings) -> list[Alert]:
 
 
 def _seconds(d: str) -> int:
-    from remediator.durations import parse_duration
+    from vigil_common.durations import parse_duration
 
     return int(parse_duration(d))
 

@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 from remediator.config import Config, ConfigError, load_config
+from vigil_common.hostport import hostport_arg
 
 log = logging.getLogger("remediator")
 
@@ -28,16 +29,9 @@ def _die(message: str) -> int:
     return 2
 
 
-def _listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host or "127.0.0.1", int(port)
-
-
 def _kube(config: Config):
     """The cluster client, or None where there is none (allowed in dry-run only)."""
-    from remediator.kube import Kube
+    from remediator.cluster.kube import Kube
 
     if config.kubeconfig:
         return Kube(os.path.expanduser(config.kubeconfig), event_namespace=config.event_namespace,
@@ -50,11 +44,11 @@ def _kube(config: Config):
 def serve(args: argparse.Namespace) -> int:
     from waitress import create_server
 
-    from remediator import logs
-    from remediator.app import create_app
-    from remediator.engine import Engine
-    from remediator.ledger import SQLiteLedger
-    from remediator.metrics import Metrics
+    from remediator.runtime import logs
+    from remediator.runtime.engine import Engine
+    from remediator.runtime.metrics import Metrics
+    from remediator.store.ledger import SQLiteLedger
+    from remediator.web.app import create_app
 
     logs.setup(args.log_level)
     try:
@@ -100,10 +94,11 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def explain(args: argparse.Namespace) -> int:
-    from remediator.core import ClusterView, Incident, SafetyState, decide
-    from remediator.engine import read_safety_state
-    from remediator.ledger import SQLiteLedger
-    from remediator.payload import PayloadError, parse
+    from remediator.domain.decide import decide
+    from remediator.domain.models import ClusterView, Incident, SafetyState
+    from remediator.domain.payload import PayloadError, parse
+    from remediator.runtime.engine import read_safety_state
+    from remediator.store.ledger import SQLiteLedger
 
     try:
         config = load_config(args.config)
@@ -160,7 +155,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run the webhook receiver and the engine")
     s.add_argument("--config", required=True)
-    s.add_argument("--listen", type=_listen, default=None, help="HOST:PORT (default from config, 127.0.0.1:9095)")
+    s.add_argument("--listen", type=hostport_arg, default=None, help="HOST:PORT (default from config, 127.0.0.1:9095)")
     s.add_argument("--insecure-no-auth", action="store_true", help="accept unauthenticated webhooks (local only)")
     s.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     s.set_defaults(func=serve)

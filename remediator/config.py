@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from remediator.config_section import ConfigError, Section, load_yaml
-from remediator.policy import ACTIONS, Action, Check, Escalation, Matcher, PolicyError, Rule, compile_template
+from remediator.domain.policy import ACTIONS, Action, Check, Escalation, Matcher, PolicyError, Rule, compile_template
+from remediator.domain.safety import Breaker, Budget, Safety
+from vigil_common.config import ConfigError, Section, load_yaml
+from vigil_common.hostport import parse_hostport
 
 
 @dataclass(frozen=True)
@@ -21,34 +23,6 @@ class Auth:
     @property
     def configured(self) -> bool:
         return bool(self.bearer_token or (self.basic_username and self.basic_password))
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Nodes out of service at once, across every action type. `min_nodes` is the floor that
-    lets a small pool repair one node even where a percentage would allow none."""
-    max_nodes: int | None = None
-    max_percent: float | None = None
-    max_gpu_percent: float | None = None
-    min_nodes: int = 1
-    max_pod_restarts_per_workload: int = 0  # pods restarted or quarantined per workload per window; 0 = no cap
-    max_traffic_shift_percent: float | None = None  # share of a route's traffic moved per window
-    window: float = 3600.0
-
-
-@dataclass(frozen=True)
-class Breaker:
-    max_actions: int = 10  # actions in `window` that open the breaker (an alert storm)
-    window: float = 300.0
-    reset_after: float = 0.0  # 0: only an authenticated POST /api/breaker/reset closes it
-
-
-@dataclass(frozen=True)
-class Safety:
-    dry_run: bool = False
-    max_alert_age: float = 3600.0  # older startsAt: recorded, not acted on (unless the rule allows)
-    budget: Budget = field(default_factory=Budget)
-    breaker: Breaker = field(default_factory=Breaker)
 
 
 @dataclass(frozen=True)
@@ -198,9 +172,10 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
     prom = Section(top.get("prometheus"), f"{path}: prometheus", ("url", "timeout"))
     server = Section(top.get("server"), f"{path}: server", ("listen", "max_body_bytes"))
     listen = server.string("listen", "127.0.0.1:9095")
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ConfigError(f"{server.key('listen')}: expected HOST:PORT, got {listen!r}")
+    try:
+        listen_at = parse_hostport(listen)
+    except ValueError as exc:
+        raise ConfigError(f"{server.key('listen')}: {exc}") from exc
     ledger = Section(top.get("ledger"), f"{path}: ledger", ("path",))
     kube = Section(top.get("kubernetes"), f"{path}: kubernetes", ("kubeconfig", "event_namespace", "node_selector"))
     engine = Section(top.get("engine"), f"{path}: engine", ("workers",))
@@ -227,7 +202,7 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
     if dupes:
         raise ConfigError(f"{path}: policy: rule {dupes[0]!r}: key 'name': used twice")
     return Config(
-        path=path, listen=(host or "127.0.0.1", int(port)),
+        path=path, listen=listen_at,
         max_body_bytes=server.number("max_body_bytes", 10 * 1024 * 1024, integer=True, minimum=1024),
         auth=_auth(top.get("auth"), f"{path}: auth"),
         ledger_path=ledger.string("path", "vigil-ledger.db"),

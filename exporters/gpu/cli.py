@@ -29,7 +29,7 @@ def positive_int(value: str) -> int:
 
 
 def _duration(value: str) -> float:
-    from remediator.durations import parse_duration
+    from vigil_common.durations import parse_duration
 
     try:
         return parse_duration(value)

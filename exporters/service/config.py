@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from remediator.config_section import ConfigError, Section, load_yaml
+from vigil_common.config import ConfigError, Section, load_yaml
 
 __all__ = ["Config", "ConfigError", "Discovery", "Module", "StaticTarget", "load_config", "parse_config"]
 

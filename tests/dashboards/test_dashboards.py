@@ -128,7 +128,7 @@ def metric_names(expr: str) -> set[str]:
 def known_metrics() -> set[str]:
     from exporters.gpu.metrics import SPECS
     from exporters.service.collector import ServiceMetrics
-    from remediator.metrics import Metrics
+    from remediator.runtime.metrics import Metrics
 
     names = set(SPECS)
     for registry in (ServiceMetrics().registry, Metrics(lambda: {}).registry):

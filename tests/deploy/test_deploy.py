@@ -11,8 +11,8 @@ import pytest
 import yaml
 from kubernetes import client
 
-from remediator import actions
-from remediator.kube import Kube
+from remediator.cluster import executor as actions
+from remediator.cluster.kube import Kube
 from tests.k8s import bins
 from tests.k8s.controlplane import add_gpu_nodes, wait_until
 

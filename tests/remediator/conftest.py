@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from remediator.app import create_app
+from remediator.cluster.kube import Kube
 from remediator.config import Config, parse_config
-from remediator.engine import Engine
-from remediator.kube import Kube
-from remediator.ledger import SQLiteLedger
-from remediator.metrics import Metrics
+from remediator.runtime.engine import Engine
+from remediator.runtime.metrics import Metrics
+from remediator.store.ledger import SQLiteLedger
+from remediator.web.app import create_app
 from tests.k8s.controlplane import add_gpu_nodes, wait_until
 
 from .payloads import alert, body, xid_labels

@@ -8,7 +8,8 @@ import datetime as dt
 import pytest
 
 from remediator.config import Breaker, Budget, Safety, parse_config
-from remediator.core import ClusterView, Incident, NodeView, PastAction, SafetyState, decide
+from remediator.domain.decide import decide
+from remediator.domain.models import ClusterView, Incident, NodeView, PastAction, SafetyState
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 
@@ -221,8 +222,8 @@ def test_traffic_moved_is_budgeted_per_route():
 
 
 def test_guard_results_decide():
-    from remediator.core import GuardResult
-    from remediator.policy import Check
+    from remediator.domain.models import GuardResult
+    from remediator.domain.policy import Check
 
     rules = [dataclasses.replace(SERVICE_RULES[1], guard=Check(query="up"))]
     inc = Incident("f", NOW, {"alertname": "InferenceLatencyBudgetBurn"}, id=5)

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from remediator.core import Decision, PlannedAction
-from remediator.ledger import SQLiteLedger
-from remediator.payload import PayloadError, parse
+from remediator.domain.models import Decision, PlannedAction
+from remediator.domain.payload import PayloadError, parse
+from remediator.store.ledger import SQLiteLedger
 
 from .payloads import alert, body, xid_labels
 

@@ -16,11 +16,11 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from remediator.app import create_app
 from remediator.config import parse_config
-from remediator.engine import Engine
-from remediator.ledger import SQLiteLedger
-from remediator.metrics import Metrics
+from remediator.runtime.engine import Engine
+from remediator.runtime.metrics import Metrics
+from remediator.store.ledger import SQLiteLedger
+from remediator.web.app import create_app
 from tests.gpu.conftest import free_port
 from tests.k8s.controlplane import add_gpu_nodes, wait_until
 

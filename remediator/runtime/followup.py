@@ -9,11 +9,11 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from remediator import actions
-from remediator.policy import ACTIONS, Check, context_of, target_of
+from remediator.cluster import executor as actions
+from remediator.domain.policy import ACTIONS, Check, context_of, target_of
 
 if TYPE_CHECKING:
-    from remediator.engine import Engine
+    from remediator.runtime.engine import Engine
 
 log = logging.getLogger(__name__)
 

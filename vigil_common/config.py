@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from remediator.durations import parse_duration
+from vigil_common.durations import parse_duration
 
 
 class ConfigError(ValueError):

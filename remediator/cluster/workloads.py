@@ -11,7 +11,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from remediator.kube import Kube, KubeError, _wrap
+from remediator.cluster.kube import Kube, KubeError, _wrap
 
 
 def _workload_of(pod: Any) -> str:

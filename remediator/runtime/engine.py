@@ -12,15 +12,16 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from remediator import actions
+from remediator.cluster import executor as actions
+from remediator.cluster.kube import Kube, KubeError
+from remediator.cluster.prom import PromChecker
+from remediator.cluster.workloads import ServiceActions
 from remediator.config import Config
-from remediator.core import ClusterView, Decision, GuardResult, Incident, PastAction, SafetyState, decide, guard_query
-from remediator.followup import Followup
-from remediator.kube import Kube, KubeError
-from remediator.kube_workloads import ServiceActions
-from remediator.ledger import Ledger, from_ts, ts
-from remediator.metrics import Metrics
-from remediator.prom import PromChecker
+from remediator.domain.decide import decide, guard_query
+from remediator.domain.models import ClusterView, Decision, GuardResult, Incident, PastAction, SafetyState
+from remediator.runtime.followup import Followup
+from remediator.runtime.metrics import Metrics
+from remediator.store.ledger import Ledger, from_ts, ts
 
 log = logging.getLogger(__name__)
 BREAKER_KEY = "breaker_opened_at"

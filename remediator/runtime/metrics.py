@@ -8,8 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from remediator import __version__
-from remediator.core import Decision
-from remediator.policy import ACTIONS
+from remediator.domain.models import Decision
+from remediator.domain.policy import ACTIONS
 
 INCIDENT_STATUSES = ("pending", "deferred", "acting", "succeeded", "failed", "blocked", "dry_run", "cancelled",
                      "ignored", "resolved")

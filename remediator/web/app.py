@@ -13,13 +13,13 @@ from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from werkzeug.exceptions import HTTPException
 
-from remediator.auth import authorized
+from remediator.cluster.kube import KubeError
 from remediator.config import Config
-from remediator.engine import Engine, utcnow
-from remediator.kube import KubeError
-from remediator.ledger import Ledger
-from remediator.metrics import Metrics
-from remediator.payload import PayloadError, parse
+from remediator.domain.payload import PayloadError, parse
+from remediator.runtime.engine import Engine, utcnow
+from remediator.runtime.metrics import Metrics
+from remediator.store.ledger import Ledger
+from remediator.web.auth import authorized
 
 log = logging.getLogger(__name__)
 

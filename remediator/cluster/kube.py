@@ -14,7 +14,7 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from remediator.core import CORDONED_BY_ANNOTATION, PAUSE_ANNOTATION, ClusterView, NodeView
+from remediator.domain.models import CORDONED_BY_ANNOTATION, PAUSE_ANNOTATION, ClusterView, NodeView
 
 log = logging.getLogger(__name__)
 GPU_RESOURCE = "nvidia.com/gpu"

@@ -22,9 +22,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from remediator.core import Decision, Incident, PastAction
-from remediator.ledger_views import LedgerViews, from_ts, ts
-from remediator.payload import Alert
+from remediator.domain.models import Decision, Incident, PastAction
+from remediator.domain.payload import Alert
+from remediator.store.views import LedgerViews, from_ts, ts
 
 _canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode  # one encoder, not one per call
 

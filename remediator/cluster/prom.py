@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_api_client import PrometheusConnect
 
-from remediator.core import GuardResult
+from remediator.domain.models import GuardResult
 
 
 class PromChecker:

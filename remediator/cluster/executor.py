@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from remediator.durations import parse_duration
-from remediator.kube import Kube, KubeError
-from remediator.kube_workloads import ServiceActions
+from remediator.cluster.kube import Kube, KubeError
+from remediator.cluster.workloads import ServiceActions
+from vigil_common.durations import parse_duration
 
 
 @dataclass(frozen=True)

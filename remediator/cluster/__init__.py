@@ -1,0 +1,1 @@
+"""The cluster client layer: the only code that imports `kubernetes` (and the Prometheus client)."""

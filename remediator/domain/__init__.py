@@ -1,0 +1,1 @@
+"""The pure domain core: alert + policy + history + cluster view -> plan. No I/O imports."""

@@ -1,0 +1,33 @@
+"""The safety settings the decision core enforces: the disruption budget, the breaker, dry-run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Nodes out of service at once, across every action type. `min_nodes` is the floor that
+    lets a small pool repair one node even where a percentage would allow none."""
+    max_nodes: int | None = None
+    max_percent: float | None = None
+    max_gpu_percent: float | None = None
+    min_nodes: int = 1
+    max_pod_restarts_per_workload: int = 0  # pods restarted or quarantined per workload per window; 0 = no cap
+    max_traffic_shift_percent: float | None = None  # share of a route's traffic moved per window
+    window: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Breaker:
+    max_actions: int = 10  # actions in `window` that open the breaker (an alert storm)
+    window: float = 300.0
+    reset_after: float = 0.0  # 0: only an authenticated POST /api/breaker/reset closes it
+
+
+@dataclass(frozen=True)
+class Safety:
+    dry_run: bool = False
+    max_alert_age: float = 3600.0  # older startsAt: recorded, not acted on (unless the rule allows)
+    budget: Budget = field(default_factory=Budget)
+    breaker: Breaker = field(default_factory=Breaker)

@@ -1,0 +1,1 @@
+"""The durable ledger: incidents, decisions, actions, audit."""

@@ -1,0 +1,1 @@
+"""The web layer: the Flask app (webhook intake, API, health, metrics) and authentication."""
