@@ -11,15 +11,9 @@ from exporters.gpu.exporter import build, load_backend
 from exporters.gpu.fastpath import DEFAULT_EVENTS, PushConfig
 from exporters.gpu.server import make_app
 from exporters.http import serve_or_report, wait_for_termination
+from vigil_common.hostport import hostport_arg
 
 log = logging.getLogger("gpu-exporter")
-
-
-def listen_address(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def positive_int(value: str) -> int:
@@ -79,7 +73,7 @@ def push_config(args: argparse.Namespace, p: argparse.ArgumentParser) -> PushCon
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gpu-exporter", description=__doc__)
-    p.add_argument("--listen", type=listen_address, default=("127.0.0.1", 9835),
+    p.add_argument("--listen", type=hostport_arg, default=("127.0.0.1", 9835),
                    help="HOST:PORT to serve /metrics on (default 127.0.0.1:9835)")
     p.add_argument("--backend", choices=("nvml", "simulated"), default="nvml")
     p.add_argument("--simulated-gpus", type=positive_int, default=8,

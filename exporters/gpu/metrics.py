@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vigil_common import xid
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -119,7 +121,4 @@ NVLINK_ERRORS: dict[str, str] = {
 }
 
 # XID codes whose series exist at 0 from the start, so increase() sees the first event.
-# The node-level codes of NVIDIA's catalog plus the application codes the rules tell apart.
-DEFAULT_XIDS: tuple[int, ...] = (
-    13, 31, 43, 45, 46, 48, 54, 62, 63, 64, 74, 79, 92, 94, 95, 109, 119, 120, 154,
-)
+DEFAULT_XIDS: tuple[int, ...] = xid.PRECREATED

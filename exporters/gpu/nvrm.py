@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 
 from exporters.gpu.pci import PciAddress, parse_pci
+from vigil_common import sxid
+from vigil_common import xid as xid_catalog
 
 _PCI = r"(?P<pci>[0-9a-fA-F]{1,8}:[0-9a-fA-F]{1,2}:[0-9a-fA-F]{1,2}(?:\.[0-7])?)"
 _XID = re.compile(r"NVRM: Xid \((?:PCI:)?" + _PCI + r"(?: GPU-I:(?P<gi>\d+))?(?: GPU-CI:(?P<ci>\d+))?\): "
@@ -26,9 +28,6 @@ _GPU_AT = re.compile(r"NVRM: GPU at PCI:" + _PCI + r": (?P<uuid>GPU-[0-9a-fA-F-]
 _XID_MARK = "NVRM: Xid"
 _SXID_MARK = re.compile(r"nvswitch\d*: SXid")
 
-# SXid severities as the label `severity` of gpu_nvswitch_sxid_errors_total. Lines without a
-# "Fatal"/"Non-fatal" field (e.g. 12033 "Severity 1 ...", 26006 "SOE HALTED") are `unknown`.
-SXID_FATAL, SXID_NON_FATAL, SXID_UNKNOWN = "fatal", "non_fatal", "unknown"
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ class SxidLine:
     switch: str  # "nvswitch3"
     pci: PciAddress
     sxid: int
-    severity: str
+    severity: str  # vigil_common.sxid.SEVERITIES
     message: str
 
 
@@ -75,7 +74,7 @@ def _xid(m: re.Match) -> XidLine:
     if detail is not None:
         pid, name, message = detail.group("pid"), detail.group("name"), detail.group("msg") or ""
     xid = int(m.group("xid"))
-    follow = _FOLLOW_ON.search(message) if xid == 45 else None
+    follow = _FOLLOW_ON.search(message) if xid == xid_catalog.FOLLOW_ON else None
     gi, ci = m.group("gi"), m.group("ci")
     return XidLine(pci=_address(m), xid=xid, message=message, pid=pid, name=name,
                    gpu_instance=int(gi) if gi else None, compute_instance=int(ci) if ci else None,
@@ -86,15 +85,6 @@ def _address(m: re.Match) -> PciAddress:
     addr = parse_pci(m.group("pci"))
     assert addr is not None  # the pattern admits only what parse_pci reads
     return addr
-
-
-def sxid_severity(rest: str) -> str:
-    head = rest.split(",", 1)[0].strip().lower()
-    if head == "fatal":
-        return SXID_FATAL
-    if head in ("non-fatal", "nonfatal", "non fatal"):
-        return SXID_NON_FATAL
-    return SXID_UNKNOWN
 
 
 def parse_line(line: str) -> Parsed | None:
@@ -108,7 +98,7 @@ def parse_line(line: str) -> Parsed | None:
             return Malformed("sxid", line)
         rest = m.group("rest") or ""
         return SxidLine(switch=f"nvswitch{m.group('switch')}", pci=_address(m), sxid=int(m.group("sxid")),
-                        severity=sxid_severity(rest), message=rest)
+                        severity=sxid.severity_of(rest), message=rest)
     if "NVRM: GPU at PCI:" in line:
         m = _GPU_AT.search(line)
         return GpuAtLine(_address(m), m.group("uuid")) if m else None
