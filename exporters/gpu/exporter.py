@@ -17,6 +17,7 @@ from exporters.gpu.metrics import DEFAULT_XIDS
 from exporters.gpu.sampler import Sampler
 from exporters.gpu.session import NvmlSession
 from exporters.gpu.simulated import SimulatedNVML
+from exporters.gpu.simulated_kmsg import SimulatedKernelLog
 from exporters.gpu.xid import XidCounts, XidWatcher
 
 
@@ -59,9 +60,10 @@ class GpuExporter:
                 part.stop()
 
 
-def load_backend(name: str, simulated_gpus: int = 8) -> Any:
+def load_backend(name: str, simulated_gpus: int = 8, kernel_log: str | None = None) -> Any:
+    """`kernel_log`: for the simulated backend, the file its injected faults are logged to."""
     if name == "simulated":
-        return SimulatedNVML(simulated_gpus)
+        return SimulatedNVML(simulated_gpus, kernel_log=SimulatedKernelLog(kernel_log) if kernel_log else None)
     if name == "nvml":
         import pynvml  # nvidia-ml-py; loads libnvidia-ml.so.1 only at nvmlInit
 

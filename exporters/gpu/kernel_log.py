@@ -110,6 +110,7 @@ class KernelLogReader:
 
     def _follow(self, source: Source) -> None:
         while not self._stop.is_set():
+            self._refresh_inventory()  # also pre-creates the kernel source's series of new GPUs
             self.handle(source.read(self.config.poll))
             self.lost = self._lost_before + source.lost
 

@@ -59,18 +59,23 @@ def parse_record(raw: bytes) -> Record | None:
     return Record(_unescape(first[m.end():].decode(errors="replace")), facility=prio >> 3, seq=seq)
 
 
+def open_at_end(path: str) -> int:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        os.lseek(fd, 0, os.SEEK_END)  # never replay what was logged before we started
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
 class KmsgSource:
     """The kernel's /dev/kmsg, non-blocking, from its end."""
 
-    def __init__(self, path: str = "/dev/kmsg", *, read: Callable[[int, int], bytes] = os.read) -> None:
-        self._read = read  # injectable: tests drive EPIPE and record boundaries through it
-        self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        try:
-            os.lseek(self.fd, 0, os.SEEK_END)  # never replay what was logged before we started
-        except OSError as exc:
-            if exc.errno != errno.ESPIPE:  # not a kmsg device (a pipe or socket in tests): nothing to skip
-                os.close(self.fd)
-                raise
+    def __init__(self, path: str = "/dev/kmsg", *, read: Callable[[int, int], bytes] = os.read,
+                 opener: Callable[[str], int] | None = None) -> None:
+        self._read = read  # injectable, with opener: tests drive EPIPE and record boundaries through them
+        self.fd = (opener or open_at_end)(path)
         self._poll = select.poll()
         self._poll.register(self.fd, select.POLLIN)
         self._seq: int | None = None

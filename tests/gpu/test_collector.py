@@ -52,7 +52,7 @@ def test_values_are_in_base_units(exporter):
     assert len(info) == 1
     labels = dict(next(iter(info)))
     assert labels["name"] == "NVIDIA H100 80GB HBM3" and labels["cuda_driver_version"] == "13.0"
-    assert labels["pci_bus_id"] == "00000000:48:00.0" and labels["mig_mode"] == "disabled"
+    assert labels["pci_bus_id"] == "00000000:5D:00.0" and labels["mig_mode"] == "disabled"
 
 
 def test_per_gpu_series_carry_only_gpu_and_uuid(exporter):
