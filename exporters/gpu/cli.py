@@ -11,7 +11,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from exporters.gpu.exporter import build, load_backend
+from exporters.gpu.attribution import KUBELET_SOCKET
+from exporters.gpu.exporter import PodResourcesConfig, build, load_backend
 from exporters.gpu.fastpath import DEFAULT_EVENTS, PushConfig
 from exporters.gpu.kernel_log import KernelLogConfig
 from exporters.gpu.kmsg import is_char_device
@@ -113,6 +114,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--kernel-log", default=None, metavar="PATH",
                    help="read NVRM Xid and NVSwitch SXid lines from this kernel log (/dev/kmsg or a file); '' "
                         f"turns it off (default: {DEFAULT_KMSG} if readable; a simulated log with --backend simulated)")
+    p.add_argument("--pod-resources-socket", default=None, metavar="PATH",
+                   help="export gpu_allocation_info from the kubelet's pod-resources API on this socket (off by "
+                        f"default; the DaemonSet passes {KUBELET_SOCKET})")
+    p.add_argument("--pod-resources-interval", type=_duration, default=10.0,
+                   help="how often the pod-resources API is read (default 10s)")
     fp = p.add_argument_group("event fast path (push critical GPU events to Alertmanager)")
     fp.add_argument("--alertmanager-url", action="append", default=[],
                     help="an Alertmanager to push to; repeat for every replica (enables the fast path)")
@@ -142,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     exporter = build(load_backend(args.backend, args.simulated_gpus, simulated_log),
                      collect_timeout=args.collect_timeout, min_interval=args.min_interval,
                      nvlink_interval=args.nvlink_interval, push=push,
-                     kernel_log=KernelLogConfig(kmsg) if kmsg else None)
+                     kernel_log=KernelLogConfig(kmsg) if kmsg else None,
+                     pod_resources=(PodResourcesConfig(args.pod_resources_socket, args.pod_resources_interval)
+                                    if args.pod_resources_socket else None))
     exporter.start()
     if args.fail_without_gpu and (not exporter.session.up or exporter.session.visible == 0):
         log.error("no usable GPU (NVML up=%s, GPUs=%d) and --fail-without-gpu is set",

@@ -8,6 +8,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
+from exporters.gpu.attribution import Attribution, PodResourcesClient
 from exporters.gpu.collector import GpuCollector
 from exporters.gpu.errors import ErrorCounts
 from exporters.gpu.exposition import Renderer
@@ -19,6 +20,13 @@ from exporters.gpu.session import NvmlSession
 from exporters.gpu.simulated import SimulatedNVML
 from exporters.gpu.simulated_kmsg import SimulatedKernelLog
 from exporters.gpu.xid import XidCounts, XidWatcher
+
+
+@dataclass(frozen=True)
+class PodResourcesConfig:
+    socket: str  # the kubelet's pod-resources socket
+    interval: float = 10.0  # seconds between reads; scrapes never call the kubelet
+    timeout: float = 5.0
 
 
 @dataclass
@@ -36,6 +44,7 @@ class GpuExporter:
     renderer: Renderer = field(default_factory=Renderer)
     pusher: AlertPusher | None = None
     kernel_log: KernelLogReader | None = None
+    attribution: Attribution | None = None
 
     def exposition(self) -> bytes:
         """What /metrics serves: the GPU collector's fast path, then the process metrics."""
@@ -48,14 +57,15 @@ class GpuExporter:
     def start(self) -> None:
         self.sampler.sample(timeout=self.collect_timeout)  # first init, off the scrape path
         self.watcher.start()
-        if self.kernel_log is not None:
-            self.kernel_log.start()
+        for part in (self.kernel_log, self.attribution):
+            if part is not None:
+                part.start()
         if self.pusher is not None:
             self.pusher.start()
 
     def stop(self) -> None:
         """Stop the background threads (they are daemons; tests stop them to free their files)."""
-        for part in (self.watcher, self.kernel_log, self.pusher):
+        for part in (self.watcher, self.kernel_log, self.attribution, self.pusher):
             if part is not None:
                 part.stop()
 
@@ -74,7 +84,8 @@ def load_backend(name: str, simulated_gpus: int = 8, kernel_log: str | None = No
 def build(nvml: Any, *, collect_timeout: float = 5.0, min_interval: float = 0.0, nvlink_interval: float = 10.0,
           xid_precreate: tuple[int, ...] = DEFAULT_XIDS,
           backoff: tuple[float, float] = (1.0, 30.0), xid_wait_ms: int = 1000,
-          push: PushConfig | None = None, kernel_log: KernelLogConfig | None = None) -> GpuExporter:
+          push: PushConfig | None = None, kernel_log: KernelLogConfig | None = None,
+          pod_resources: PodResourcesConfig | None = None) -> GpuExporter:
     errors = ErrorCounts()
     session = NvmlSession(nvml, errors=errors, backoff=backoff)
     sampler = Sampler(session, errors, min_interval=min_interval, nvlink_interval=nvlink_interval)
@@ -84,14 +95,16 @@ def build(nvml: Any, *, collect_timeout: float = 5.0, min_interval: float = 0.0,
     pushes = ErrorCounts(("dropped", "failure", "success"), "failure") if push else None
     reader = (KernelLogReader(kernel_log, session=session, xids=xids, sxids=SxidCounts(), listeners=watcher.listeners)
               if kernel_log is not None else None)
-    extras = (reader,) if reader is not None else ()
+    attribution = (Attribution(PodResourcesClient(pod_resources.socket, timeout=pod_resources.timeout), session,
+                               interval=pod_resources.interval) if pod_resources is not None else None)
+    extras = tuple(x for x in (reader, attribution) if x is not None)
     collector = GpuCollector(sampler, session, xids, errors, timeout=collect_timeout, pushes=pushes, extras=extras)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(collector)
     process = CollectorRegistry()
     ProcessCollector(registry=process)
     exp = GpuExporter(nvml, session, sampler, xids, watcher, collector, registry, process, errors, collect_timeout,
-                      kernel_log=reader)
+                      kernel_log=reader, attribution=attribution)
     if push is not None:
         exp.pusher = AlertPusher(push, sampler, count=pushes.inc)
         watcher.listeners.append(exp.pusher.on_xid)
