@@ -532,6 +532,7 @@ def outputs(s: Settings = Settings(), root: Path = ROOT) -> dict[Path, str]:
     files = {root / "alerts/rules" / name: _dump(data) for name, data in rule_files(s).items()}
     files.update({root / "alerts/tests" / name: _dump(data) for name, data in unit_tests(s).items()})
     files[root / "deploy/prometheus-operator/prometheusrule.yaml"] = _dump(prometheus_rule(s))
+    files[root / "deploy/helm/vigil/files/rule-groups.yaml"] = _dump({"groups": prometheus_rule(s)["spec"]["groups"]})
     files.update({root / "docs/runbooks" / f"{name}.md": text for name, text in runbooks(s).items()})
     return files
 

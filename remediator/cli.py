@@ -3,6 +3,7 @@
     remediator serve --config vigil.yaml [--listen 127.0.0.1:9095] [--insecure-no-auth]
     remediator explain --config vigil.yaml payload.json
     remediator check-config vigil.yaml
+    remediator example-config [NAME | --list | --write DIR]
 """
 
 from __future__ import annotations
@@ -149,6 +150,12 @@ def check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def example_config(args: argparse.Namespace) -> int:
+    from remediator import examples_data
+
+    return examples_data.run(args.name, list_only=args.list, write=args.write, force=args.force)
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="remediator", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -167,6 +174,12 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check-config", help="validate a config")
     c.add_argument("config")
     c.set_defaults(func=check_config)
+    x = sub.add_parser("example-config", help="print or write the shipped examples, rules, dashboards, runbooks")
+    x.add_argument("name", nargs="?", help="a shipped file (default vigil.yaml; --list names them)")
+    x.add_argument("--list", action="store_true", help="list the shipped files")
+    x.add_argument("--write", type=Path, metavar="DIR", help="write every shipped file under DIR")
+    x.add_argument("--force", action="store_true", help="with --write: overwrite existing files")
+    x.set_defaults(func=example_config)
     return p
 
 

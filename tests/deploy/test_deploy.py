@@ -13,6 +13,7 @@ from kubernetes import client
 
 from remediator.cluster import executor as actions
 from remediator.cluster.kube import Kube
+from tests.deploy.helm import install_operator_crds
 from tests.k8s import bins
 from tests.k8s.controlplane import add_gpu_nodes, wait_until
 
@@ -44,8 +45,7 @@ def test_kustomize_renders(overlay):
 
 @pytest.mark.k8s
 def test_server_side_dry_run_apply(k8s_api):
-    kubectl("apply", "--server-side", "-f", str(bins.prometheus_operator_crds()), kubeconfig=k8s_api.kubeconfig)
-    kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s", kubeconfig=k8s_api.kubeconfig)
+    install_operator_crds(k8s_api)
     kubectl("create", "namespace", "vigil", kubeconfig=k8s_api.kubeconfig, check=False)
     for overlay in ("deploy/base", "deploy/prometheus-operator"):
         r = kubectl("apply", "--server-side", "--dry-run=server", "-k", overlay, kubeconfig=k8s_api.kubeconfig)
