@@ -159,6 +159,11 @@ class Attribution:
                         out.add(Allocation(index_of.get(uuid, ""), uuid, pod.namespace, pod.name, container.name))
         return tuple(sorted(out))
 
+    def pods_of(self, uuid: str) -> list[str]:
+        """"namespace/pod" of every pod holding this GPU, sorted by pod as the rules' descriptions."""
+        held = {(a.pod, f"{a.namespace}/{a.pod}") for a in self._allocations if a.uuid == uuid}
+        return [name for _, name in sorted(held)]
+
     def samples(self) -> list[Sample]:
         out = [Sample("gpu_allocation_info", (a.gpu, a.uuid, a.namespace, a.pod, a.container), 1)
                for a in self._allocations]

@@ -106,6 +106,7 @@ def build(nvml: Any, *, collect_timeout: float = 5.0, min_interval: float = 0.0,
     exp = GpuExporter(nvml, session, sampler, xids, watcher, collector, registry, process, errors, collect_timeout,
                       kernel_log=reader, attribution=attribution)
     if push is not None:
-        exp.pusher = AlertPusher(push, sampler, count=pushes.inc)
+        exp.pusher = AlertPusher(push, sampler, count=pushes.inc,
+                                 pods=attribution.pods_of if attribution is not None else None)
         watcher.listeners.append(exp.pusher.on_xid)
     return exp

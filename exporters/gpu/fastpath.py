@@ -69,8 +69,10 @@ def _iso(t: datetime) -> str:
 
 class AlertPusher:
     def __init__(self, config: PushConfig, sampler: Sampler, *, count: Callable[[str], None],
+                 pods: Callable[[str], list[str]] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.config, self.sampler, self._count, self._clock = config, sampler, count, clock
+        self._pods = pods  # uuid -> ["namespace/pod"], from pod attribution when it is on
         self._events: queue.Queue[XidEvent] = queue.Queue(maxsize=10_000)
         self._active: dict[tuple, _Active] = {}
         self._stop = threading.Event()
@@ -115,6 +117,9 @@ class AlertPusher:
         active = self._active.get(key)
         if active is None or active.ended:
             spec = SPECS[kind]
+            held = self._pods(values.get("uuid", "")) if self._pods is not None else []
+            if held:  # as the rule's description says it
+                description += " Pods on it: " + " ".join(held) + "."
             self._active[key] = _Active(labels, {"summary": spec.summary, "description": description,
                                                  "runbook_url": runbook_url(spec.alertname)}, now, until)
             self._wake.set()
