@@ -25,6 +25,7 @@ from exporters.gpu.xid import XidCounts, XidEvent, publish
 
 log = logging.getLogger(__name__)
 
+LOG_EVERY = 60.0  # seconds between log lines of the same GPU and code
 LINE_RESULTS = ("follow_on", "gpu_uuid", "malformed", "sxid", "unmapped", "xid")
 
 
@@ -73,6 +74,7 @@ class KernelLogReader:
         self._lost_before = 0  # of sources closed earlier
         self._clock, self._opener = clock, opener
         self._inventory: tuple = ()
+        self._logged: dict[tuple, float] = {}  # (kind, device, code) -> when last logged
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kernel-log", daemon=True)
         self._handlers: dict[type, Callable] = {XidLine: self._xid, SxidLine: self._sxid, GpuAtLine: self._gpu_at,
@@ -137,7 +139,8 @@ class KernelLogReader:
         ref = self.pci.lookup(line.pci)
         if ref is None:  # counted, without a GPU to name; not pushed (no labels to match a rule's)
             self.lines.inc("unmapped")
-            log.warning("XID %d at PCI %s, which no known GPU has", line.xid, line.pci)
+            if self._should_log(("unmapped", str(line.pci), line.xid)):
+                log.warning("XID %d at PCI %s, which no known GPU has", line.xid, line.pci)
             self.xids.record(XidEvent("", "", line.xid, self._clock(), "kernel"))
             return
         event = XidEvent(ref.gpu, ref.uuid, line.xid, self._clock(), "kernel")
@@ -146,12 +149,28 @@ class KernelLogReader:
             self.xids.record_follow_on(event, line.follows)
             return
         self.lines.inc("xid")
-        publish(event, self.xids, self.listeners)
+        if self._should_log(("xid", event.gpu, event.xid)):
+            log.warning("XID %d on GPU %s (%s), from the kernel log: %.200s", line.xid, ref.gpu, ref.uuid,
+                        line.message)
+        publish(event, self.xids, self.listeners, quiet=True)
 
     def _sxid(self, line: SxidLine) -> None:
         self.lines.inc("sxid")
-        log.warning("SXID %d (%s) on %s at PCI %s", line.sxid, line.severity, line.switch, line.pci)
+        if self._should_log(("sxid", line.switch, line.sxid)):
+            log.warning("SXID %d (%s) on %s at PCI %s: %.200s", line.sxid, line.severity, line.switch, line.pci,
+                        line.message)
         self.sxids.record(line, self._clock())
+
+    def _should_log(self, key: tuple) -> bool:
+        """One log line per GPU (or switch) and code a minute: a node once logged ~800K XID 95 lines
+        (NVSentinel#1120); every one is counted, not every one is logged."""
+        now = time.monotonic()
+        if now - self._logged.get(key, float("-inf")) < LOG_EVERY:
+            return False
+        if len(self._logged) > 10_000:
+            self._logged.clear()
+        self._logged[key] = now
+        return True
 
     def _gpu_at(self, line: GpuAtLine) -> None:
         self.lines.inc("gpu_uuid")
@@ -159,7 +178,8 @@ class KernelLogReader:
 
     def _malformed(self, line: Malformed) -> None:
         self.lines.inc("malformed")
-        log.warning("kernel log: unparsed %s line: %.200s", line.kind, line.line)
+        if self._should_log(("malformed", line.kind, 0)):
+            log.warning("kernel log: unparsed %s line: %.200s", line.kind, line.line)
 
     def samples(self) -> list[Sample]:
         """The reader's own state and the SXID counts, for the collector."""

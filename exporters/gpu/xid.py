@@ -180,10 +180,13 @@ class XidWatcher:
         publish(XidEvent(str(dev.index), dev.uuid, int(data.eventData), time.time()), self.counts, self.listeners)
 
 
-def publish(event: XidEvent, counts: XidCounts, listeners: list[Callable[[XidEvent], None]]) -> None:
-    """Count an event and hand it to the listeners (the fast path); both sources call this."""
+def publish(event: XidEvent, counts: XidCounts, listeners: list[Callable[[XidEvent], None]], *,
+            quiet: bool = False) -> None:
+    """Count an event and hand it to the listeners (the fast path); both sources call this.
+    `quiet`: the caller logs (the kernel-log reader rate-limits floods of one code)."""
     counts.record(event)
-    log.warning("XID %d on GPU %s (%s), from %s", event.xid, event.gpu, text(event.uuid), event.source)
+    if not quiet:
+        log.warning("XID %d on GPU %s (%s), from %s", event.xid, event.gpu, text(event.uuid), event.source)
     for listener in listeners:
         try:
             listener(event)
