@@ -38,6 +38,8 @@ MEANING: dict[int, str] = {
     109: "Context Switch Timeout Error",
     119: "GSP RPC Timeout",
     120: "GSP Error",
+    # 140, 143 and 154 are newer codes; these names follow NVIDIA's XID catalog as remembered, not
+    # re-read from it here: check them before relying on the text.
     140: "Unrecovered ECC Error",
     143: "GPU Initialization Failure",
     154: "GPU Recovery Action Changed",
