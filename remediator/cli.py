@@ -42,13 +42,12 @@ def _kube(config: Config):
 
 
 def serve(args: argparse.Namespace) -> int:
-    from waitress import create_server
-
     from remediator.runtime import logs
     from remediator.runtime.engine import Engine
     from remediator.runtime.metrics import Metrics
     from remediator.store.ledger import SQLiteLedger
     from remediator.web.app import create_app
+    from remediator.web.server import make_server
 
     logs.setup(args.log_level)
     try:
@@ -71,8 +70,7 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(config, ledger, engine, metrics, insecure_no_auth=args.insecure_no_auth)
     host, port = args.listen or config.listen
     try:
-        server = create_server(app, host=host, port=port, threads=8, ident="vigil",
-                               max_request_body_size=config.max_body_bytes + 1024, clear_untrusted_proxy_headers=True)
+        server = make_server(app, host=host, port=port, max_body_bytes=config.max_body_bytes)
     except OSError as exc:
         return _die(f"cannot listen on {host}:{port}: {exc.strerror}")
     engine.start()

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 
 class PayloadError(ValueError):
@@ -22,31 +23,49 @@ class PayloadError(ValueError):
         self.error, self.detail = error, detail
 
 
-ZERO_TIME = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
+ZERO_TIME = dt.datetime(1, 1, 1, tzinfo=dt.UTC)  # Go's zero time: the endsAt of a firing alert
+MIN_YEAR, MAX_YEAR = 1970, 9999  # what the ledger stores; anything else is a sender's bug
 _HEX = re.compile(r"[0-9a-fA-F]{1,64}").fullmatch
-_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+_MAX_TIME_CHARS = 40  # longer is never RFC 3339; also keeps huge strings out of the cache
+
+
+def _to_utc(t: dt.datetime) -> dt.datetime | str:
+    try:
+        utc = t.astimezone(dt.UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is in year 0
+        return "is out of range (its offset moves it outside years 1-9999)"
+    if t != ZERO_TIME and not MIN_YEAR <= utc.year <= MAX_YEAR:
+        return f"is out of range: year {utc.year} in UTC (accepted: {MIN_YEAR}-{MAX_YEAR})"
+    return utc
 
 
 @functools.lru_cache(maxsize=4096)
 def _parse_rfc3339(value: str) -> dt.datetime | str:
-    """Cached: the alerts of one rule evaluation, and every firing endsAt, share their timestamps."""
+    """Cached: the alerts of one rule evaluation, and every firing endsAt, share their timestamps.
+    Returns the time in UTC within years 1970-9999 (or Go's zero time), else why not."""
     m = _RFC3339.match(value)
     if not m:
         return f"is not RFC 3339: {value[:64]!r}"
     frac = (m.group(2) or "")[:7]  # Go writes nanoseconds; Python keeps microseconds
     tz = "+00:00" if m.group(3) in ("Z", "z") else m.group(3)
     try:
-        return dt.datetime.fromisoformat(m.group(1).replace("t", "T").replace(" ", "T") + frac + tz)
+        t = dt.datetime.fromisoformat(m.group(1).replace("t", "T").replace(" ", "T") + frac + tz)
     except ValueError as exc:
         return str(exc)
+    return _to_utc(t)
 
 
-def parse_time(value: Any, where: str) -> dt.datetime:
+def parse_time(value: Any, where: str, *, zero_ok: bool = False) -> dt.datetime:
     if not isinstance(value, str):
         raise PayloadError("invalid_payload", f"{where} must be an RFC 3339 string")
+    if len(value) > _MAX_TIME_CHARS:
+        raise PayloadError("invalid_payload", f"{where} is not RFC 3339: {value[:64]!r}")
     parsed = _parse_rfc3339(value)
     if isinstance(parsed, str):
         raise PayloadError("invalid_payload", f"{where} {parsed}")
+    if parsed == ZERO_TIME and not zero_ok:
+        raise PayloadError("invalid_payload", f"{where} is the zero time; accepted: years {MIN_YEAR}-{MAX_YEAR}")
     return parsed
 
 
@@ -109,15 +128,17 @@ def _alert(raw: Any, i: int) -> Alert:
     return Alert(
         status=status, labels=labels, annotations=_str_map(raw.get("annotations"), f"{where}.annotations"),
         starts_at=parse_time(raw.get("startsAt"), f"{where}.startsAt"),
-        ends_at=ZERO_TIME if ends_raw in (None, "") else parse_time(ends_raw, f"{where}.endsAt"),
+        ends_at=ZERO_TIME if ends_raw in (None, "") else parse_time(ends_raw, f"{where}.endsAt", zero_ok=True),
         fingerprint=fingerprint.lower(), generator_url=gen if isinstance(gen, str) else "",
     )
 
 
 def parse(body: bytes) -> Notification:
+    """orjson rejects what must never reach the ledger: invalid UTF-8, lone surrogates (escaped or
+    not, in keys and values), NaN/Infinity, integers over 64 bits and nesting deeper than 1024."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise PayloadError("invalid_json", str(exc)) from exc
     if not isinstance(data, dict):
         raise PayloadError("invalid_payload", "the body must be a JSON object")

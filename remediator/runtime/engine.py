@@ -21,7 +21,7 @@ from remediator.domain.decide import decide, guard_query
 from remediator.domain.models import ClusterView, Decision, GuardResult, Incident, PastAction, SafetyState
 from remediator.runtime.followup import Followup
 from remediator.runtime.metrics import Metrics
-from remediator.store.ledger import Ledger, from_ts, ts
+from remediator.store.ledger import DUE_BATCH, Ledger, from_ts, ts
 
 log = logging.getLogger(__name__)
 BREAKER_KEY = "breaker_opened_at"
@@ -118,15 +118,15 @@ class Engine:
         except Exception:
             log.exception("could not resume incomplete actions")
         while not self._stop.is_set():
+            timeout = 1.0
             try:
                 self._tick()
-            except Exception:  # the loop must survive a bad incident or a ledger hiccup
+                wake_at = self.ledger.next_wake()
+                if wake_at is not None:
+                    timeout = min(timeout, max((wake_at - self.clock()).total_seconds(), 0.0))
+            except Exception:  # the loop must survive a ledger hiccup (incidents fail alone, in _tick)
                 log.exception("engine tick failed")
-                self._stop.wait(1.0)
-            timeout = 1.0
-            wake_at = self.ledger.next_wake()
-            if wake_at is not None:
-                timeout = min(timeout, max((wake_at - self.clock()).total_seconds(), 0.0))
+                self.metrics.incident_errors.labels("tick").inc()
             self._wake.wait(timeout)
             self._wake.clear()
 
@@ -146,9 +146,31 @@ class Engine:
         for incident in due:
             if self._stop.is_set():
                 return
-            self.decide_and_record(incident, ctx)
+            try:
+                self.decide_and_record(incident, ctx)
+            except Exception as exc:  # this incident fails alone; the rest of the tick goes on
+                self.incident_failed(incident.id, "decide", exc)
+        if len(due) >= DUE_BATCH:
+            self._wake.set()  # a backlog: the next tick starts at once
         for inc in self.ledger.resolved_followups():
-            self._submit_task(f"after:{inc['id']}", self.followup.after_resolve, inc)
+            self._submit_task(f"after:{inc['id']}", self.followup.after_resolve, inc,
+                              on_error=lambda exc, i=inc["id"]: self._after_failed(i, exc))
+
+    def _after_failed(self, incident_id: int, exc: BaseException) -> None:
+        self.metrics.incident_errors.labels("after_resolve").inc()
+        self.ledger.mark_after_resolve(incident_id, f"failed: {type(exc).__name__}: {exc}"[:1000], self.clock())
+
+    def incident_failed(self, incident_id: int | None, stage: str, exc: BaseException) -> None:
+        """Processing an incident raised: failed, with the exception in its record, audit and a metric."""
+        log.error("incident %s failed in %s: %s: %s", incident_id, stage, type(exc).__name__, exc,
+                  exc_info=(type(exc), exc, exc.__traceback__))
+        self.metrics.incident_errors.labels(stage).inc()
+        if incident_id is None:
+            return
+        try:
+            self.ledger.fail_incident(incident_id, stage, exc, self.clock())
+        except Exception:
+            log.exception("could not mark incident %s failed", incident_id)
 
     def decide_and_record(self, incident: Incident, ctx: _Context | None = None) -> Decision:
         ctx = ctx or _Context(self)
@@ -189,9 +211,11 @@ class Engine:
         return self.prom.check(query)
 
     def _submit(self, incident_id: int, chain: list[int]) -> None:
-        self._submit_task(incident_id, self._run_chain, incident_id, chain)
+        self._submit_task(incident_id, self._run_chain, incident_id, chain,
+                          on_error=lambda exc: self.incident_failed(incident_id, "act", exc))
 
-    def _submit_task(self, key: object, fn: Callable, *args: object) -> None:
+    def _submit_task(self, key: object, fn: Callable, *args: object,
+                     on_error: Callable[[BaseException], None] | None = None) -> None:
         with self._busy_lock:
             if key in self._busy:
                 return
@@ -200,8 +224,13 @@ class Engine:
         def run() -> None:
             try:
                 fn(*args)
-            except Exception:
+            except Exception as exc:
                 log.exception("task %s failed", key)
+                if on_error is not None:
+                    try:
+                        on_error(exc)
+                    except Exception:
+                        log.exception("task %s: recording the failure failed", key)
             finally:
                 with self._busy_lock:
                     self._busy.discard(key)

@@ -49,6 +49,9 @@ class Metrics:
         self.truncated = Counter("vigil_truncated_alerts_total",
                                  "Alerts Alertmanager left out of webhooks (max_alerts); Vigil never saw them.",
                                  registry=r)
+        self.incident_errors = Counter("vigil_incident_errors_total",
+                                       "Incidents whose processing raised (marked failed, reason internal_error), "
+                                       "by stage.", ["stage"], registry=r)
         self.decisions = Counter("vigil_decisions_total", "Decisions by outcome.", ["outcome"], registry=r)
         self.blocked = Counter("vigil_blocked_total", "Incidents or actions blocked, by reason.", ["reason"],
                                registry=r)

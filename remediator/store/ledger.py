@@ -22,11 +22,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
 from remediator.domain.models import Decision, Incident, PastAction
 from remediator.domain.payload import Alert
 from remediator.store.views import LedgerViews, from_ts, ts
 
-_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode  # one encoder, not one per call
+
+def _canonical(d: dict[str, str]) -> str:
+    """Labels and annotations as stored: sorted keys, compact (orjson: a storm's hot path)."""
+    return orjson.dumps(d, option=orjson.OPT_SORT_KEYS).decode()
 
 
 @dataclass(frozen=True)
@@ -49,9 +54,13 @@ class ActionRow:
     state: str
 
 
+DUE_BATCH = 200  # incidents decided per engine tick: a backlog never makes one tick (or intake) slow
+
+
 class Ledger(Protocol):
     def record(self, alerts: Iterable[Alert], now: dt.datetime) -> Recorded: ...
-    def due(self, now: dt.datetime) -> list[Incident]: ...
+    def due(self, now: dt.datetime, limit: int = DUE_BATCH) -> list[Incident]: ...
+    def fail_incident(self, incident_id: int, stage: str, exc: BaseException, now: dt.datetime) -> None: ...
     def next_wake(self) -> dt.datetime | None: ...
     def save_decision(self, incident_id: int, decision: Decision, now: dt.datetime) -> list[int]: ...
     def claim_action(self, action_id: int, now: dt.datetime) -> ActionRow | None: ...
@@ -99,6 +108,7 @@ CREATE TABLE IF NOT EXISTS incidents (
 );
 CREATE INDEX IF NOT EXISTS incidents_status ON incidents (status, not_before);
 CREATE INDEX IF NOT EXISTS incidents_alertname ON incidents (alertname);
+CREATE INDEX IF NOT EXISTS incidents_followup ON incidents (id) WHERE alert_status='resolved' AND after_resolve='';
 CREATE TABLE IF NOT EXISTS actions (
     id INTEGER PRIMARY KEY,
     incident_id INTEGER NOT NULL REFERENCES incidents (id),
@@ -184,23 +194,34 @@ class SQLiteLedger(LedgerViews):
             if not job.done:
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
-                db = self._intake
-                try:
-                    db.execute("BEGIN IMMEDIATE")
-                    for j in batch:
-                        j.result = self._record(db, j.alerts, j.now)
-                    db.execute("COMMIT")
-                except BaseException as exc:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    for j in batch:
-                        j.error = exc
-                finally:
-                    for j in batch:
-                        j.done = True
+                self._commit_batch(batch)
         if job.error is not None:
             raise job.error
         return job.result
+
+    def _commit_batch(self, batch: list[_Job]) -> None:
+        """One transaction, one savepoint per request: a request whose alerts cannot be written
+        fails alone; the others commit. Only a failing COMMIT (disk, lock) fails them all."""
+        db = self._intake
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for j in batch:
+                db.execute("SAVEPOINT job")
+                try:
+                    j.result = self._record(db, j.alerts, j.now)
+                except Exception as exc:
+                    db.execute("ROLLBACK TO job")
+                    j.error = exc
+                db.execute("RELEASE job")
+            db.execute("COMMIT")
+        except BaseException as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            for j in batch:
+                j.error, j.result = j.error or exc, None
+        finally:
+            for j in batch:
+                j.done = True
 
     def _record(self, db: sqlite3.Connection, alerts: list[Alert], now: dt.datetime) -> Recorded:
         new = dupes = resolved = cancelled = 0
@@ -254,11 +275,37 @@ class SQLiteLedger(LedgerViews):
 
     # ---- the engine's side -----------------------------------------------------------------
 
-    def due(self, now: dt.datetime) -> list[Incident]:
+    def due(self, now: dt.datetime, limit: int = DUE_BATCH) -> list[Incident]:
+        """At most `limit` incidents to decide, oldest first (both queries use incidents_status). A row
+        that cannot be read back is marked failed here, so it can never block the ones after it."""
         with self._tx() as db:
-            rows = db.execute("SELECT * FROM incidents WHERE status='pending' OR (status='deferred' AND"
-                              " not_before <= ?) ORDER BY id", (ts(now),)).fetchall()
-        return [_incident(r) for r in rows]
+            rows = db.execute("SELECT * FROM incidents WHERE status='pending' ORDER BY id LIMIT ?",
+                              (limit,)).fetchall()
+            if len(rows) < limit:
+                rows += db.execute("SELECT * FROM incidents WHERE status='deferred' AND not_before <= ?"
+                                   " ORDER BY not_before LIMIT ?", (ts(now), limit - len(rows))).fetchall()
+        out, broken = [], []
+        for r in rows:
+            try:
+                out.append(_incident(r))
+            except Exception as exc:
+                broken.append((r["id"], exc))
+        for incident_id, exc in broken:
+            self.fail_incident(incident_id, "read", exc, now)
+        return out
+
+    def fail_incident(self, incident_id: int, stage: str, exc: BaseException, now: dt.datetime) -> None:
+        """Processing this incident raised: record the exception on it and in the audit, and take
+        it out of the engine's queue (status failed, reason internal_error)."""
+        t, detail = ts(now), f"{type(exc).__name__}: {exc}"[:1000]
+        with self._tx() as db:
+            db.execute("UPDATE incidents SET status='failed', reason='internal_error', detail=?, updated_at=?"
+                       " WHERE id=?", (detail, t, incident_id))
+            db.execute("UPDATE actions SET state=CASE state WHEN 'running' THEN 'failed' ELSE 'cancelled' END,"
+                       " finished_at=?, result=? WHERE incident_id=? AND state IN ('planned', 'running')",
+                       (t, json.dumps({"detail": detail, "reason": "internal_error"}), incident_id))
+            self._audit(db, "internal_error", {"stage": stage, "exception": type(exc).__name__,
+                                               "message": str(exc)[:1000]}, t, incident_id, None)
 
     def next_wake(self) -> dt.datetime | None:
         with self._tx() as db:

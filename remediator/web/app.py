@@ -74,6 +74,9 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
         except sqlite3.Error as exc:  # not the sender's fault: 503 so Alertmanager resends
             log.error("ledger write failed: %s", exc)
             return _error(503, "ledger_unavailable", "the ledger could not record the alerts; retry")
+        except Exception as exc:  # this body cannot be stored as it is; resending will not help
+            log.exception("alerts of group %s could not be recorded", note.group_key)
+            return _error(400, "unrecordable", f"{type(exc).__name__}: {exc}"[:300])
         for a in note.alerts:
             metrics.notifications.labels(a.status).inc()
         if rec.duplicates:
