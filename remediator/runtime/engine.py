@@ -141,7 +141,7 @@ class Engine:
             return ClusterView(available=False)
 
     def _tick(self) -> None:
-        due = self.ledger.due(self.clock())
+        due = self.ledger.due(self.clock(), on_unreadable=lambda i, exc: self.incident_failed(i, "read", exc))
         ctx = _Context(self) if due else None
         for incident in due:
             if self._stop.is_set():

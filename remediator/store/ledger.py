@@ -18,7 +18,7 @@ import datetime as dt
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -59,7 +59,8 @@ DUE_BATCH = 200  # incidents decided per engine tick: a backlog never makes one 
 
 class Ledger(Protocol):
     def record(self, alerts: Iterable[Alert], now: dt.datetime) -> Recorded: ...
-    def due(self, now: dt.datetime, limit: int = DUE_BATCH) -> list[Incident]: ...
+    def due(self, now: dt.datetime, limit: int = DUE_BATCH,
+            on_unreadable: Callable[[int, Exception], None] | None = None) -> list[Incident]: ...
     def fail_incident(self, incident_id: int, stage: str, exc: BaseException, now: dt.datetime) -> None: ...
     def next_wake(self) -> dt.datetime | None: ...
     def save_decision(self, incident_id: int, decision: Decision, now: dt.datetime) -> list[int]: ...
@@ -275,9 +276,11 @@ class SQLiteLedger(LedgerViews):
 
     # ---- the engine's side -----------------------------------------------------------------
 
-    def due(self, now: dt.datetime, limit: int = DUE_BATCH) -> list[Incident]:
+    def due(self, now: dt.datetime, limit: int = DUE_BATCH,
+            on_unreadable: Callable[[int, Exception], None] | None = None) -> list[Incident]:
         """At most `limit` incidents to decide, oldest first (both queries use incidents_status). A row
-        that cannot be read back is marked failed here, so it can never block the ones after it."""
+        that cannot be read back goes to `on_unreadable` (default: marked failed), so it can never
+        block the ones after it."""
         with self._tx() as db:
             rows = db.execute("SELECT * FROM incidents WHERE status='pending' ORDER BY id LIMIT ?",
                               (limit,)).fetchall()
@@ -291,7 +294,10 @@ class SQLiteLedger(LedgerViews):
             except Exception as exc:
                 broken.append((r["id"], exc))
         for incident_id, exc in broken:
-            self.fail_incident(incident_id, "read", exc, now)
+            if on_unreadable is not None:
+                on_unreadable(incident_id, exc)
+            else:
+                self.fail_incident(incident_id, "read", exc, now)
         return out
 
     def fail_incident(self, incident_id: int, stage: str, exc: BaseException, now: dt.datetime) -> None:
