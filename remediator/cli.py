@@ -31,13 +31,14 @@ def _die(message: str) -> int:
 
 def _kube(config: Config):
     """The cluster client, or None where there is none (allowed in dry-run only)."""
-    from remediator.cluster.kube import Kube
+    from remediator.cluster.kube import Kube, RetryPolicy
 
+    retry = RetryPolicy(request_timeout=config.kube_request_timeout, deadline=config.action_deadline)
     if config.kubeconfig:
         return Kube(os.path.expanduser(config.kubeconfig), event_namespace=config.event_namespace,
-                    node_selector=config.node_selector)
+                    node_selector=config.node_selector, retry=retry)
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return Kube(None, event_namespace=config.event_namespace, node_selector=config.node_selector)
+        return Kube(None, event_namespace=config.event_namespace, node_selector=config.node_selector, retry=retry)
     return None
 
 

@@ -35,6 +35,9 @@ class Config:
     kubeconfig: str | None = None  # None: in-cluster config
     event_namespace: str = "default"
     node_selector: str = ""  # label selector of the nodes Vigil manages and budgets over; "" = all
+    kube_request_timeout: float = 10.0  # seconds, each Kubernetes API request
+    action_deadline: float = 60.0  # seconds an action may retry transient API errors (429, 5xx, resets)
+    action_deadlines: dict[str, float] = field(default_factory=dict)  # per action type, overriding the default
     workers: int = 4
     prometheus_url: str | None = None  # for guard and verify (prometheus-api-client)
     prometheus_timeout: float = 5.0
@@ -114,6 +117,12 @@ def _actions(raw: Any, where: str, *, required: bool) -> list[Action]:
     return actions
 
 
+def _deadlines(raw: Any, where: str) -> dict[str, float]:
+    """{action type: duration}: how long each type of action may retry transient API errors."""
+    sec = Section(raw, where, tuple(ACTIONS))
+    return {t: sec.duration(t, 0.0) for t in ACTIONS if sec.get(t) is not None}
+
+
 def _check(raw: Any, where: str) -> Check | None:
     if raw is None:
         return None
@@ -177,7 +186,9 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
     except ValueError as exc:
         raise ConfigError(f"{server.key('listen')}: {exc}") from exc
     ledger = Section(top.get("ledger"), f"{path}: ledger", ("path",))
-    kube = Section(top.get("kubernetes"), f"{path}: kubernetes", ("kubeconfig", "event_namespace", "node_selector"))
+    kube = Section(top.get("kubernetes"), f"{path}: kubernetes", ("kubeconfig", "event_namespace", "node_selector",
+                                                                   "request_timeout", "action_deadline",
+                                                                   "action_deadlines"))
     engine = Section(top.get("engine"), f"{path}: engine", ("workers",))
     safety = Section(top.get("safety"), f"{path}: safety", ("dry_run", "max_alert_age", "budget", "breaker"))
     budget = Section(safety.get("budget"), f"{path}: safety.budget",
@@ -208,6 +219,9 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
         ledger_path=ledger.string("path", "vigil-ledger.db"),
         kubeconfig=kube.string("kubeconfig", None), event_namespace=kube.string("event_namespace", "default"),
         node_selector=kube.string("node_selector", ""),
+        kube_request_timeout=kube.duration("request_timeout", 10.0),
+        action_deadline=kube.duration("action_deadline", 60.0),
+        action_deadlines=_deadlines(kube.get("action_deadlines"), kube.key("action_deadlines")),
         workers=engine.number("workers", 4, integer=True, minimum=1),
         prometheus_url=prom.string("url", None), prometheus_timeout=prom.duration("timeout", 5.0),
         safety=Safety(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from remediator.cluster.kube import Kube, KubeError
+from remediator.cluster.kube import Interrupted, Kube, KubeError
 from remediator.cluster.workloads import ServiceActions
 from vigil_common.durations import parse_duration
 
@@ -70,34 +70,61 @@ def restore(w: ServiceActions, type_: str, p: dict[str, Any], result: dict[str, 
     return w.restore_service(p["namespace"], p["service"], result["original"], incident)
 
 
-def execute(kube: Kube, type_: str, params: dict[str, Any], incident: str) -> Outcome:
+def _dispatch(kube: Kube, type_: str, params: dict[str, Any], incident: str) -> Outcome | None:
+    service = _service(ServiceActions(kube), type_, params, incident)
+    if service is not None:
+        return service
+    if type_ == "cordon_node":
+        return Outcome("succeeded", kube.cordon(params["node"], incident))
+    if type_ == "uncordon_node":
+        return Outcome("succeeded", kube.uncordon(params["node"], incident))
+    if type_ == "taint_node":
+        return Outcome("succeeded", kube.taint(params["node"], params.get("key", "vigil.io/unhealthy"),
+                                               str(params.get("value", "true")),
+                                               params.get("effect", "NoSchedule"), incident))
+    if type_ == "drain_node":
+        return _drain(kube, params, incident)
+    return None
+
+
+def _drain(kube: Kube, params: dict[str, Any], incident: str) -> Outcome:
+    grace = params.get("grace_period")
+    r = kube.drain(params["node"], timeout=_seconds(params, "timeout", 300.0),
+                   force_after=_seconds(params, "force_after", 0.0),
+                   grace_period=None if grace in (None, "") else int(grace), incident=incident)
+    data = {"evicted": r.evicted, "deleted": r.deleted, "skipped": r.skipped, "remaining": r.remaining,
+            "blocked_by": r.blocked_by}
+    if r.complete:
+        return Outcome("succeeded", f"drained: {len(r.evicted)} evicted, {len(r.deleted)} force-deleted, "
+                                    f"{len(r.skipped)} DaemonSet/mirror pods left", data)
+    pdbs = sorted(set(r.blocked_by.values()))
+    detail = f"{len(r.remaining)} pods still on the node at the deadline"
+    if pdbs:
+        detail += f"; blocked by PodDisruptionBudget {', '.join(pdbs)}"
+    return Outcome("blocked", detail, data, reason="pdb" if pdbs else "drain_timeout")
+
+
+def deadline_of(type_: str, params: dict[str, Any], deadlines: dict[str, float] | None) -> float | None:
+    """Seconds the action may spend retrying transient errors: its type's configured deadline, or
+    the default; a drain gets at least its own timeout plus a minute."""
+    d = (deadlines or {}).get(type_)
+    if type_ == "drain_node":
+        d = max(d or 0.0, _seconds(params, "timeout", 300.0) + 60.0)
+    return d
+
+
+def execute(kube: Kube, type_: str, params: dict[str, Any], incident: str,
+            deadlines: dict[str, float] | None = None) -> Outcome:
+    """Run the action as one idempotent step, retried on transient API errors until its deadline.
+    `interrupted`: the process is stopping; the action is left to resume after the restart."""
     try:
-        service = _service(ServiceActions(kube), type_, params, incident)
-        if service is not None:
-            return service
-        if type_ == "cordon_node":
-            return Outcome("succeeded", kube.cordon(params["node"], incident))
-        if type_ == "uncordon_node":
-            return Outcome("succeeded", kube.uncordon(params["node"], incident))
-        if type_ == "taint_node":
-            return Outcome("succeeded", kube.taint(params["node"], params.get("key", "vigil.io/unhealthy"),
-                                                   str(params.get("value", "true")),
-                                                   params.get("effect", "NoSchedule"), incident))
-        if type_ == "drain_node":
-            grace = params.get("grace_period")
-            r = kube.drain(params["node"], timeout=_seconds(params, "timeout", 300.0),
-                           force_after=_seconds(params, "force_after", 0.0),
-                           grace_period=None if grace in (None, "") else int(grace), incident=incident)
-            data = {"evicted": r.evicted, "deleted": r.deleted, "skipped": r.skipped, "remaining": r.remaining,
-                    "blocked_by": r.blocked_by}
-            if r.complete:
-                return Outcome("succeeded", f"drained: {len(r.evicted)} evicted, {len(r.deleted)} force-deleted, "
-                                            f"{len(r.skipped)} DaemonSet/mirror pods left", data)
-            pdbs = sorted(set(r.blocked_by.values()))
-            detail = f"{len(r.remaining)} pods still on the node at the deadline"
-            if pdbs:
-                detail += f"; blocked by PodDisruptionBudget {', '.join(pdbs)}"
-            return Outcome("blocked", detail, data, reason="pdb" if pdbs else "drain_timeout")
+        outcome = kube.attempt(type_, lambda: _dispatch(kube, type_, params, incident),
+                               deadline_of(type_, params, deadlines))
+        if outcome is not None:
+            return outcome
+    except Interrupted:
+        return Outcome("interrupted", "the remediator is stopping; resumed after the restart",
+                       reason="interrupted")
     except KubeError as exc:
         return Outcome("failed", str(exc), {"status": exc.status, "permanent": exc.permanent}, reason="api_error")
     except (ValueError, KeyError) as exc:

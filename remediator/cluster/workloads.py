@@ -11,7 +11,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from remediator.cluster.kube import Kube, KubeError, _wrap
+from remediator.cluster.kube import Kube, Refused, _wrap
 
 
 def _workload_of(pod: Any) -> str:
@@ -40,7 +40,7 @@ class ServiceActions:
 
     def pods(self) -> dict[str, str]:
         try:
-            items = self.kube.core.list_pod_for_all_namespaces(_request_timeout=10).items
+            items = self.kube.call(self.kube.core.list_pod_for_all_namespaces).items
         except ApiException as exc:
             raise _wrap(exc) from exc
         return {f"{p.metadata.namespace}/{p.metadata.name}": _workload_of(p) for p in items
@@ -48,24 +48,24 @@ class ServiceActions:
 
     def _call(self, fn: Callable, *args: Any, **kw: Any) -> Any:
         try:
-            return fn(*args, **kw)
+            return self.kube.call(fn, *args, **kw)
         except ApiException as exc:
             raise _wrap(exc) from exc
 
     def restart_pod(self, ns: str, name: str, *, allow_bare: bool, grace: int | None, incident: str) -> str:
         try:
-            pod = self.kube.core.read_namespaced_pod(name, ns)
+            pod = self.kube.call(self.kube.core.read_namespaced_pod, name, ns)
         except ApiException as exc:
             if exc.status == 404:
                 return "already gone"
             raise _wrap(exc) from exc
         if not _workload_of(pod) and not allow_bare:
-            raise KubeError(409, f"pod {ns}/{name} has no controller; refusing to delete a bare pod")
+            raise Refused(f"pod {ns}/{name} has no controller; refusing to delete a bare pod")
         self.kube.event(pod, "VigilRestartPod", f"Deleted by Vigil for incident {incident}; its controller "
                                                 "replaces it")
         kw = {} if grace is None else {"grace_period_seconds": grace}
         try:
-            self.kube.core.delete_namespaced_pod(name, ns, **kw)
+            self.kube.call(self.kube.core.delete_namespaced_pod, name, ns, **kw)
         except ApiException as exc:
             if exc.status != 404:
                 raise _wrap(exc) from exc
@@ -75,7 +75,7 @@ class ServiceActions:
         reader = {"Deployment": self.apps.read_namespaced_deployment, "StatefulSet":
                   self.apps.read_namespaced_stateful_set, "DaemonSet": self.apps.read_namespaced_daemon_set}.get(kind)
         if reader is None:
-            raise KubeError(400, f"kind must be Deployment, StatefulSet or DaemonSet, not {kind!r}")
+            raise Refused(f"kind must be Deployment, StatefulSet or DaemonSet, not {kind!r}", 400)
         return self._call(reader, name, ns)
 
     def rollout_restart(self, kind: str, ns: str, name: str, incident: str) -> str:
@@ -103,7 +103,7 @@ class ServiceActions:
         revs = sorted(owned, key=lambda rs: int((rs.metadata.annotations or {}).get(
             "deployment.kubernetes.io/revision", "0")), reverse=True)
         if len(revs) < 2:
-            raise KubeError(409, f"deployment {ns}/{name} has no previous revision to roll back to")
+            raise Refused(f"deployment {ns}/{name} has no previous revision to roll back to")
         previous = revs[1]
         template = self.kube.api.sanitize_for_serialization(previous.spec.template)
         template.get("metadata", {}).get("labels", {}).pop("pod-template-hash", None)
@@ -152,11 +152,11 @@ class ServiceActions:
         obj = self._route(ns, route)
         rules = obj["spec"].get("rules") or []
         if rule_index >= len(rules):
-            raise KubeError(400, f"HTTPRoute {ns}/{route} has no rule {rule_index}")
+            raise Refused(f"HTTPRoute {ns}/{route} has no rule {rule_index}", 400)
         refs = rules[rule_index].get("backendRefs") or []
         by = {r["name"]: r for r in refs}
         if src not in by or dst not in by:
-            raise KubeError(400, f"HTTPRoute {ns}/{route} rule {rule_index} lacks backend {src!r} or {dst!r}")
+            raise Refused(f"HTTPRoute {ns}/{route} rule {rule_index} lacks backend {src!r} or {dst!r}", 400)
         original = {r["name"]: r.get("weight", 1) for r in refs}
         marker = (obj["metadata"].get("annotations") or {}).get("vigil.io/shifted-for", "")
         if marker.startswith(f"{incident}:"):

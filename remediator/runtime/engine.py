@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 
 from remediator.cluster import executor as actions
@@ -70,17 +71,26 @@ class Engine:
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="vigil-action")
         self._thread = threading.Thread(target=self._run, name="vigil-engine", daemon=True)
         self._busy: set[object] = set()
+        self._futures: set[futures.Future] = set()
         self._busy_lock = threading.Lock()
         self.followup = Followup(self)
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop deciding; running actions stop at their next safe point (a retry or drain pause),
+        left `running` in the ledger and resumed after the restart. Waits at most `timeout` s."""
         self._stop.set()
         self._wake.set()
-        self._thread.join(10)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self.kube is not None:
+            self.kube.retrier.stopping.set()
+        deadline = time.monotonic() + timeout
+        self._thread.join(timeout)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._busy_lock:
+            running = list(self._futures)
+        futures.wait(running, timeout=max(deadline - time.monotonic(), 0.1))
 
     def wake(self) -> None:
         self._wake.set()
@@ -235,7 +245,14 @@ class Engine:
                 with self._busy_lock:
                     self._busy.discard(key)
 
-        self._pool.submit(run)
+        future = self._pool.submit(run)
+        with self._busy_lock:
+            self._futures.add(future)
+        future.add_done_callback(self._forget)
+
+    def _forget(self, future: futures.Future) -> None:
+        with self._busy_lock:
+            self._futures.discard(future)
 
     def run_action(self, incident_id: int, action_id: int) -> actions.Outcome | None:
         """Claim, execute and record one action; None if it was cancelled or already finished."""
@@ -243,7 +260,10 @@ class Engine:
         if row is None:  # cancelled (the alert resolved) or finished before a restart
             return None
         incident = self.ledger.get_incident(incident_id) or {}
-        outcome = actions.execute(self.kube, row.type, row.params, str(incident_id))
+        outcome = actions.execute(self.kube, row.type, row.params, str(incident_id), self.config.action_deadlines)
+        if outcome.state == "interrupted":  # stopping: left running, resumed once after the restart
+            log.info("incident %d: %s(%s) interrupted by shutdown", incident_id, row.type, row.target)
+            return outcome
         now = self.clock()
         self.ledger.finish_action(action_id, outcome.state, outcome.as_result(), now)
         self.ledger.audit(f"action:{row.type}", {"target": row.target, "state": outcome.state,
@@ -258,6 +278,8 @@ class Engine:
     def _run_chain(self, incident_id: int, chain: list[int]) -> None:
         ok = True
         for action_id in chain:
+            if self._stop.is_set():
+                return  # the rest stays planned: resumed after the restart
             outcome = self.run_action(incident_id, action_id)
             if outcome is not None and outcome.state != "succeeded":
                 ok = False

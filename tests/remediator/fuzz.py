@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.client
 import json
 import random
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -199,8 +198,7 @@ class Client:
                 self.conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
             try:
                 return self._send(self.conn, r)
-            except (ConnectionError, http.client.RemoteDisconnected, http.client.BadStatusLine, BrokenPipeError,
-                    socket.timeout):
+            except (TimeoutError, ConnectionError, http.client.HTTPException):
                 self.close()
                 if attempt:
                     raise
