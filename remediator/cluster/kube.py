@@ -58,6 +58,7 @@ class Kube:
                 config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
             else:
                 config.load_incluster_config(client_configuration=cfg)
+            cfg.retries = 0  # urllib3's own retries would stretch a request past its timeout; Retrier retries
             api_client = client.ApiClient(cfg)
         self.api = api_client
         self.core = client.CoreV1Api(api_client)

@@ -39,10 +39,8 @@ class ServiceActions:
         self.objects = client.CustomObjectsApi(kube.api)
 
     def pods(self) -> dict[str, str]:
-        try:
-            items = self.kube.call(self.kube.core.list_pod_for_all_namespaces).items
-        except ApiException as exc:
-            raise _wrap(exc) from exc
+        items = self.kube.attempt("list pods", lambda: self.kube.call(self.kube.core.list_pod_for_all_namespaces).items,
+                                  deadline=self.kube.retrier.policy.request_timeout)
         return {f"{p.metadata.namespace}/{p.metadata.name}": _workload_of(p) for p in items
                 if not p.metadata.deletion_timestamp}
 

@@ -14,7 +14,7 @@ from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 
 from remediator.cluster import executor as actions
-from remediator.cluster.kube import Kube, KubeError
+from remediator.cluster.kube import Kube
 from remediator.cluster.prom import PromChecker
 from remediator.cluster.workloads import ServiceActions
 from remediator.config import Config
@@ -146,8 +146,8 @@ class Engine:
         try:
             view = self.kube.cluster_view()
             return dataclasses.replace(view, pods=self.workloads.pods()) if self.workloads else view
-        except KubeError as exc:
-            log.warning("cluster view unavailable: %s", exc)
+        except Exception as exc:  # KubeError after retries, or anything the client raised: defer, never fail
+            log.warning("cluster view unavailable: %s: %s", type(exc).__name__, exc)
             return ClusterView(available=False)
 
     def _tick(self) -> None:
