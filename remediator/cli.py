@@ -16,12 +16,14 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from remediator.config import Config, ConfigError, load_config
 from vigil_common.hostport import hostport_arg
 
 log = logging.getLogger("remediator")
+ENGINE_STOP_TIMEOUT = 8.0  # seconds for running actions to reach a safe point; Kubernetes kills at 30
 
 
 def _die(message: str) -> int:
@@ -48,6 +50,7 @@ def serve(args: argparse.Namespace) -> int:
     from remediator.runtime.metrics import Metrics
     from remediator.store.ledger import SQLiteLedger
     from remediator.web.app import create_app
+    from remediator.web.server import close as close_server
     from remediator.web.server import make_server
 
     logs.setup(args.log_level)
@@ -68,7 +71,8 @@ def serve(args: argparse.Namespace) -> int:
         return _die(f"cannot open the ledger {config.ledger_path}: {exc}")
     metrics = Metrics(ledger.counts_by_status)
     engine = Engine(config, ledger, kube, metrics)
-    app = create_app(config, ledger, engine, metrics, insecure_no_auth=args.insecure_no_auth)
+    draining = threading.Event()
+    app = create_app(config, ledger, engine, metrics, insecure_no_auth=args.insecure_no_auth, draining=draining)
     host, port = args.listen or config.listen
     try:
         server = make_server(app, host=host, port=port, max_body_bytes=config.max_body_bytes)
@@ -81,14 +85,26 @@ def serve(args: argparse.Namespace) -> int:
     if args.insecure_no_auth:
         log.warning("webhook authentication is OFF (--insecure-no-auth)")
 
-    def stop(*_: object) -> None:
-        threading.Thread(target=server.close, daemon=True).start()
+    def shutdown() -> None:
+        """Readiness is off; intake keeps answering (what arrives is recorded and decided after the
+        restart) while running actions stop at their next safe point; then the listener closes."""
+        started = time.monotonic()
+        engine.stop(timeout=ENGINE_STOP_TIMEOUT)
+        time.sleep(max(config.shutdown_delay - (time.monotonic() - started), 0.0))
+        close_server(server)
+        log.info("stopped in %.1f s", time.monotonic() - started)
+
+    def stop(signum: int, _: object) -> None:
+        if not draining.is_set():
+            log.info("%s: shutting down (readiness off, actions left resumable)", signal.Signals(signum).name)
+            draining.set()
+            threading.Thread(target=shutdown, name="vigil-shutdown", daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    with contextlib.suppress(OSError):  # closed by the signal handler
+    with contextlib.suppress(OSError):  # closed by shutdown()
         server.run()
-    engine.stop()
+    engine.stop(timeout=1.0)
     return 0
 
 

@@ -30,6 +30,7 @@ class Config:
     path: str = "<defaults>"
     listen: tuple[str, int] = ("127.0.0.1", 9095)
     max_body_bytes: int = 10 * 1024 * 1024
+    shutdown_delay: float = 2.0  # seconds intake keeps answering after SIGTERM, with readiness off
     auth: Auth = field(default_factory=Auth)
     ledger_path: str = "vigil-ledger.db"
     kubeconfig: str | None = None  # None: in-cluster config
@@ -179,7 +180,7 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
 def parse_config(data: Any, path: str = "<config>") -> Config:
     top = Section(data, path, ("server", "auth", "ledger", "kubernetes", "engine", "safety", "policy", "prometheus"))
     prom = Section(top.get("prometheus"), f"{path}: prometheus", ("url", "timeout"))
-    server = Section(top.get("server"), f"{path}: server", ("listen", "max_body_bytes"))
+    server = Section(top.get("server"), f"{path}: server", ("listen", "max_body_bytes", "shutdown_delay"))
     listen = server.string("listen", "127.0.0.1:9095")
     try:
         listen_at = parse_hostport(listen)
@@ -215,6 +216,7 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
     return Config(
         path=path, listen=listen_at,
         max_body_bytes=server.number("max_body_bytes", 10 * 1024 * 1024, integer=True, minimum=1024),
+        shutdown_delay=server.duration("shutdown_delay", 2.0),
         auth=_auth(top.get("auth"), f"{path}: auth"),
         ledger_path=ledger.string("path", "vigil-ledger.db"),
         kubeconfig=kube.string("kubeconfig", None), event_namespace=kube.string("event_namespace", "default"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sqlite3
+import threading
 from functools import wraps
 
 from flask import Flask, Response, jsonify, request
@@ -31,7 +32,8 @@ def _error(status: int, error: str, detail: str):
 
 
 def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics, *,
-               insecure_no_auth: bool = False) -> Flask:
+               insecure_no_auth: bool = False, draining: threading.Event | None = None) -> Flask:
+    """`draining` set (SIGTERM): /readyz answers 503 while the webhook keeps recording."""
     app = Flask("vigil-remediator")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.extensions["vigil"] = {"config": config, "ledger": ledger, "engine": engine, "metrics": metrics}
@@ -140,6 +142,8 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
     @app.get("/readyz")
     def readyz():
         checks = {}
+        if draining is not None and draining.is_set():
+            checks["shutdown"] = "draining: stopping after the running actions reach a safe point"
         try:
             ledger.ping()
             checks["ledger"] = "ok"

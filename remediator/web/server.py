@@ -6,6 +6,7 @@ answers 413 after reading nothing; above, waitress refuses before buffering the 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from waitress import create_server
@@ -39,3 +40,14 @@ def make_server(app: Any, *, host: str, port: int, max_body_bytes: int, threads:
                            max_request_body_size=waitress_limit(max_body_bytes), clear_untrusted_proxy_headers=True)
     server.channel_class = JsonChannel  # used for every accepted connection
     return server
+
+
+def close(server: Any, *, timeout: float = 3.0) -> None:
+    """Stop accepting, let the requests in flight finish (at most `timeout` s), then close the
+    idle keep-alive connections so `server.run()` returns (waitress's loop runs while any is open)."""
+    server.close()  # the listener
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and (server.task_dispatcher.queue or server.task_dispatcher.active_count):
+        time.sleep(0.05)
+    for channel in list(server._map.values()):
+        channel.will_close = True  # as waitress's own maintenance() does for idle channels
