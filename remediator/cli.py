@@ -44,6 +44,22 @@ def _kube(config: Config):
     return None
 
 
+def _cache(config: Config, kube, metrics):
+    """The watch-fed cluster cache decisions read: nodes always; namespaces and pods only if a
+    rule acts on namespaced objects or pods."""
+    if kube is None:
+        return None
+    from remediator.cluster.cache import ClusterCache
+    from remediator.domain.policy import ACTIONS
+
+    types = {a.type for r in config.rules for a in (*r.actions, *r.escalate.steps)}
+    cache = ClusterCache(kube, namespaces=any(ACTIONS[t].target != ("node",) for t in types),
+                         pods=bool(types & {"restart_pod", "quarantine_pod"}))
+    metrics.watch_cache(cache.staleness, lambda: {i.res.name: len(i.items) for i in cache.informers})
+    cache.start()
+    return cache
+
+
 def serve(args: argparse.Namespace) -> int:
     from remediator.runtime import logs
     from remediator.runtime.engine import Engine
@@ -70,7 +86,8 @@ def serve(args: argparse.Namespace) -> int:
     except Exception as exc:
         return _die(f"cannot open the ledger {config.ledger_path}: {exc}")
     metrics = Metrics(ledger.counts_by_status)
-    engine = Engine(config, ledger, kube, metrics)
+    cache = _cache(config, kube, metrics)
+    engine = Engine(config, ledger, kube, metrics, cache=cache)
     draining = threading.Event()
     app = create_app(config, ledger, engine, metrics, insecure_no_auth=args.insecure_no_auth, draining=draining)
     host, port = args.listen or config.listen
@@ -78,6 +95,8 @@ def serve(args: argparse.Namespace) -> int:
         server = make_server(app, host=host, port=port, max_body_bytes=config.max_body_bytes)
     except OSError as exc:
         return _die(f"cannot listen on {host}:{port}: {exc.strerror}")
+    if cache is not None and not cache.wait_synced(5.0):
+        log.warning("the cluster cache is not synced yet; decisions defer until it is")
     engine.start()
     log.info("remediator listening on http://%s:%s (dry_run=%s, auth=%s, ledger=%s)", host,
              server.effective_port, config.safety.dry_run, "off" if args.insecure_no_auth else "on",

@@ -69,9 +69,11 @@ class Kube:
         self._clock = clock
         t = self.retrier.policy.request_timeout
         self.timeout = (t, t)  # (connect, read): the client ignores a float, so never pass one
+        self.requests = 0  # API requests made through `call` (counted for tests and benchmarks)
 
     def call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """One API request, bounded by the request timeout (no retry: see `attempt`)."""
+        self.requests += 1
         return fn(*args, _request_timeout=self.timeout, **kw)
 
     def attempt(self, what: str, step: Callable[[], T], deadline: float | None = None) -> T:

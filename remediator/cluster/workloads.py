@@ -29,6 +29,20 @@ def _workload_of(pod: Any) -> str:
     return ""
 
 
+def workload_of_raw(meta: dict) -> str:
+    """As `_workload_of`, from a pod's metadata as plain JSON (the watch cache)."""
+    ns = meta.get("namespace", "")
+    for o in meta.get("ownerReferences") or []:
+        if not o.get("controller"):
+            continue
+        if o.get("kind") == "ReplicaSet":
+            h = (meta.get("labels") or {}).get("pod-template-hash")
+            if h and o["name"].endswith(f"-{h}"):
+                return f"Deployment/{ns}/{o['name'].removesuffix('-' + h)}"
+        return f"{o.get('kind')}/{ns}/{o.get('name')}"
+    return ""
+
+
 class ServiceActions:
     """Workload and traffic actions through the official client. Each records an Event and is
     idempotent per incident (an annotation or the recorded original state marks what was done)."""

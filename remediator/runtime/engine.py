@@ -14,6 +14,7 @@ from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 
 from remediator.cluster import executor as actions
+from remediator.cluster.cache import ClusterCache
 from remediator.cluster.kube import Kube
 from remediator.cluster.prom import PromChecker
 from remediator.cluster.workloads import ServiceActions
@@ -61,8 +62,9 @@ class _Context:
 
 class Engine:
     def __init__(self, config: Config, ledger: Ledger, kube: Kube | None, metrics: Metrics,
-                 clock: Callable[[], dt.datetime] = utcnow) -> None:
+                 clock: Callable[[], dt.datetime] = utcnow, cache: ClusterCache | None = None) -> None:
         self.config, self.ledger, self.kube, self.metrics, self.clock = config, ledger, kube, metrics, clock
+        self.cache = cache  # decisions read it (no API request); without one, each view is LISTed
         self.prom = PromChecker(config.prometheus_url, config.prometheus_timeout) if config.prometheus_url else None
         self.workloads = ServiceActions(kube) if kube is not None else None
         self.rules = {r.name: r for r in config.rules}
@@ -84,7 +86,7 @@ class Engine:
         self._stop.set()
         self._wake.set()
         if self.kube is not None:
-            self.kube.retrier.stopping.set()
+            self.kube.retrier.stopping.set()  # also ends the cache's watches
         deadline = time.monotonic() + timeout
         self._thread.join(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -143,6 +145,8 @@ class Engine:
     def _cluster_view(self) -> ClusterView:
         if self.kube is None:
             return ClusterView(available=False)
+        if self.cache is not None:
+            return self.cache.view()  # unavailable while unsynced or stale: decisions defer
         try:
             view = self.kube.cluster_view()
             return dataclasses.replace(view, pods=self.workloads.pods()) if self.workloads else view

@@ -36,6 +36,21 @@ class _IncidentCollector:
         yield fam
 
 
+class _CacheSizes:
+    def __init__(self, sizes: Callable[[], dict[str, int]]) -> None:
+        self._sizes = sizes
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        fam = GaugeMetricFamily("vigil_cluster_cache_objects", "Objects held by the cluster cache, by resource.",
+                                labels=["resource"])
+        for resource, n in self._sizes().items():
+            fam.add_metric([resource], n)
+        yield fam
+
+
 class Metrics:
     def __init__(self, incident_counts: Callable[[], dict[str, int]] | None = None) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
@@ -82,6 +97,14 @@ class Metrics:
                 self.actions.labels(action, result)
         if incident_counts is not None:
             r.register(_IncidentCollector(incident_counts))
+
+    def watch_cache(self, staleness: Callable[[], float], sizes: Callable[[], dict[str, int]]) -> None:
+        """The cluster cache's staleness and size, read at scrape time."""
+        g = Gauge("vigil_cluster_cache_staleness_seconds",
+                  "Seconds since the cluster cache last heard from the API server (+Inf before its first sync).",
+                  registry=self.registry)
+        g.set_function(staleness)
+        self.registry.register(_CacheSizes(sizes))
 
     def observe_decision(self, d: Decision) -> None:
         self.decisions.labels(d.outcome).inc()

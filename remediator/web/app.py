@@ -157,6 +157,11 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
                 checks["kubernetes"] = "ok"
             except (KubeError, OSError, Exception) as exc:  # urllib3 connection errors included
                 checks["kubernetes"] = f"error: {type(exc).__name__}"
+        cache = getattr(engine, "cache", None)
+        if cache is not None:
+            staleness = cache.staleness()
+            checks["cluster_cache"] = "ok" if cache.synced else (
+                "not synced yet" if staleness == float("inf") else f"stale: {staleness:.0f} s since the last event")
         ok = all(v == "ok" or v.startswith("not configured") for v in checks.values())
         resp = jsonify({"status": "ok" if ok else "unavailable", "checks": checks})
         resp.status_code = 200 if ok else 503
