@@ -157,18 +157,49 @@ class Engine:
     def _tick(self) -> None:
         due = self.ledger.due(self.clock(), on_unreadable=lambda i, exc: self.incident_failed(i, "read", exc))
         ctx = _Context(self) if due else None
+        decided: list[tuple[Incident, Decision]] = []
         for incident in due:
             if self._stop.is_set():
-                return
+                break
             try:
-                self.decide_and_record(incident, ctx)
+                decided.append((incident, self._decide(incident, ctx)))
             except Exception as exc:  # this incident fails alone; the rest of the tick goes on
                 self.incident_failed(incident.id, "decide", exc)
+        self._record(decided)
         if len(due) >= DUE_BATCH:
             self._wake.set()  # a backlog: the next tick starts at once
         for inc in self.ledger.resolved_followups():
             self._submit_task(f"after:{inc['id']}", self.followup.after_resolve, inc,
                               on_error=lambda exc, i=inc["id"]: self._after_failed(i, exc))
+
+    def _record(self, decided: list[tuple[Incident, Decision]]) -> None:
+        """The tick's decisions in one short transaction (intake's commits wait on no more than it);
+        if that fails, one by one, so a decision that cannot be stored fails only its incident."""
+        if not decided:
+            return
+        now = self.clock()
+        save_all = getattr(self.ledger, "save_decisions", None)
+        ids: dict[int, list[int]] = {}
+        try:
+            if save_all is None:
+                raise NotImplementedError
+            ids = save_all([(i.id, d) for i, d in decided], now)
+        except Exception:
+            for incident, decision in decided:
+                try:
+                    ids[incident.id] = self.ledger.save_decision(incident.id, decision, now)
+                except Exception as exc:
+                    self.incident_failed(incident.id, "record", exc)
+                    ids[incident.id] = []
+        for incident, decision in decided:
+            self._after_decision(incident, decision, ids.get(incident.id, []))
+
+    def _after_decision(self, incident: Incident, decision: Decision, ids: list[int]) -> None:
+        self.metrics.observe_decision(decision)
+        log.info("incident %s %s: %s %s", incident.id, incident.alertname, decision.outcome,
+                 decision.detail or ", ".join(f"{a.type}({a.target})" for a in decision.actions))
+        if ids:
+            self._submit(incident.id, ids)
 
     def _after_failed(self, incident_id: int, exc: BaseException) -> None:
         self.metrics.incident_errors.labels("after_resolve").inc()
@@ -187,7 +218,12 @@ class Engine:
             log.exception("could not mark incident %s failed", incident_id)
 
     def decide_and_record(self, incident: Incident, ctx: _Context | None = None) -> Decision:
-        ctx = ctx or _Context(self)
+        """Decide one incident and store the decision (the tick does the same for a batch)."""
+        decision = self._decide(incident, ctx or _Context(self))
+        self._after_decision(incident, decision, self.ledger.save_decision(incident.id, decision, self.clock()))
+        return decision
+
+    def _decide(self, incident: Incident, ctx: _Context) -> Decision:
         now = self.clock()
         history, cluster, state = ctx.history, ctx.cluster(), ctx.state
         if self.kube is not None and not cluster.available:
@@ -203,16 +239,10 @@ class Engine:
             self.ledger.audit("breaker_open", {"detail": decision.detail}, now, incident_id=incident.id)
             self.metrics.breaker_open.set(1)
             log.error("circuit breaker opened: %s", decision.detail)
-        ids = self.ledger.save_decision(incident.id, decision, now)
         kept = {"act": "planned", "dry_run": "dry_run", "blocked": "blocked"}.get(decision.outcome)
         if kept:  # later decisions of this tick see this plan (budget, breaker, cooldown)
             ctx.history.extend(PastAction(incident.id, decision.rule or "", a.type, a.target, now, kept,
                                           workload=a.workload, amount=a.amount) for a in decision.actions)
-        self.metrics.observe_decision(decision)
-        log.info("incident %s %s: %s %s", incident.id, incident.alertname, decision.outcome,
-                 decision.detail or ", ".join(f"{a.type}({a.target})" for a in decision.actions))
-        if ids:
-            self._submit(incident.id, ids)
         return decision
 
     def _guard(self, incident: Incident) -> GuardResult | None:

@@ -320,29 +320,36 @@ class SQLiteLedger(LedgerViews):
 
     def save_decision(self, incident_id: int, decision: Decision, now: dt.datetime) -> list[int]:
         """Store the decision and its actions in one transaction; returns the ids of actions to run."""
+        return self.save_decisions([(incident_id, decision)], now)[incident_id]
+
+    def save_decisions(self, decided: list[tuple[int, Decision]], now: dt.datetime) -> dict[int, list[int]]:
+        """A tick's decisions in one transaction: {incident id: ids of the actions to run}."""
         t = ts(now)
+        with self._tx() as db:
+            return {incident_id: self._save(db, incident_id, decision, t) for incident_id, decision in decided}
+
+    def _save(self, db: sqlite3.Connection, incident_id: int, decision: Decision, t: str) -> list[int]:
         status = {"act": "acting", "dry_run": "dry_run", "blocked": "blocked", "defer": "deferred",
                   "no_match": "ignored", "resolved": "resolved"}[decision.outcome]
         state = {"act": "planned", "dry_run": "dry_run", "blocked": "blocked"}.get(decision.outcome)
+        row = db.execute("SELECT alert_status, status FROM incidents WHERE id=?", (incident_id,)).fetchone()
+        if row is None or row["status"] not in ("pending", "deferred"):
+            return []  # resolved (cancelled) meanwhile, or already decided
+        db.execute("UPDATE incidents SET status=?, reason=?, detail=?, rule=?, not_before=?, trace=?,"
+                   " updated_at=? WHERE id=?",
+                   (status, decision.reason, decision.detail, decision.rule,
+                    ts(decision.not_before) if decision.not_before else None, json.dumps(list(decision.trace)),
+                    t, incident_id))
         ids = []
-        with self._tx() as db:
-            row = db.execute("SELECT alert_status, status FROM incidents WHERE id=?", (incident_id,)).fetchone()
-            if row is None or row["status"] not in ("pending", "deferred"):
-                return []  # resolved (cancelled) meanwhile, or already decided
-            db.execute("UPDATE incidents SET status=?, reason=?, detail=?, rule=?, not_before=?, trace=?,"
-                       " updated_at=? WHERE id=?",
-                       (status, decision.reason, decision.detail, decision.rule,
-                        ts(decision.not_before) if decision.not_before else None, json.dumps(list(decision.trace)),
-                        t, incident_id))
-            if state is not None:  # blocked plans are kept too: attempts the breaker counts
-                for seq, p in enumerate(decision.actions):
-                    cur = db.execute("INSERT INTO actions (incident_id, seq, rule, type, target, params, state,"
-                                     " workload, amount, planned_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                                     (incident_id, seq, decision.rule, p.type, p.target,
-                                      json.dumps(p.params, default=str), state, p.workload, p.amount, t))
-                    ids.append(cur.lastrowid)
-            self._audit(db, f"decision:{decision.outcome}", {"rule": decision.rule, "reason": decision.reason,
-                                                             "detail": decision.detail}, t, incident_id, None)
+        if state is not None:  # blocked plans are kept too: attempts the breaker counts
+            for seq, p in enumerate(decision.actions):
+                cur = db.execute("INSERT INTO actions (incident_id, seq, rule, type, target, params, state,"
+                                 " workload, amount, planned_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                                 (incident_id, seq, decision.rule, p.type, p.target,
+                                  json.dumps(p.params, default=str), state, p.workload, p.amount, t))
+                ids.append(cur.lastrowid)
+        self._audit(db, f"decision:{decision.outcome}", {"rule": decision.rule, "reason": decision.reason,
+                                                         "detail": decision.detail}, t, incident_id, None)
         return ids if decision.outcome == "act" else []
 
     def claim_action(self, action_id: int, now: dt.datetime) -> ActionRow | None:
