@@ -228,13 +228,10 @@ class SQLiteLedger(LedgerViews):
         new = dupes = resolved = cancelled = 0
         t = ts(now)
         keyed = [(a.fingerprint, ts(a.starts_at), a) for a in alerts]
-        existing: set[tuple[str, str]] = set()
-        fingerprints = sorted({fp for fp, _, _ in keyed})
-        for i in range(0, len(fingerprints), 900):
-            chunk = fingerprints[i:i + 900]
-            existing.update((r[0], r[1]) for r in db.execute(
-                f"SELECT fingerprint, starts_at FROM incidents WHERE fingerprint IN ({','.join('?' * len(chunk))})",
-                chunk))
+        fingerprints = orjson.dumps(sorted({fp for fp, _, _ in keyed})).decode()  # one query, any count
+        existing: set[tuple[str, str]] = {(r[0], r[1]) for r in db.execute(
+            "SELECT fingerprint, starts_at FROM incidents WHERE fingerprint IN (SELECT value FROM json_each(?))",
+            (fingerprints,))}
         fresh, seen = [], set()
         for fp, starts, a in keyed:
             if (fp, starts) in existing or (fp, starts) in seen:

@@ -79,8 +79,11 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
         except Exception as exc:  # this body cannot be stored as it is; resending will not help
             log.exception("alerts of group %s could not be recorded", note.group_key)
             return _error(400, "unrecordable", f"{type(exc).__name__}: {exc}"[:300])
-        for a in note.alerts:
-            metrics.notifications.labels(a.status).inc()
+        firing = sum(1 for a in note.alerts if a.status == "firing")
+        if firing:
+            metrics.notifications.labels("firing").inc(firing)
+        if len(note.alerts) > firing:
+            metrics.notifications.labels("resolved").inc(len(note.alerts) - firing)
         if rec.duplicates:
             metrics.dedupe_hits.inc(rec.duplicates)
         if note.truncated_alerts:
