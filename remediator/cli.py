@@ -56,6 +56,7 @@ def _cache(config: Config, kube, metrics):
     cache = ClusterCache(kube, namespaces=any(ACTIONS[t].target != ("node",) for t in types),
                          pods=bool(types & {"restart_pod", "quarantine_pod"}))
     metrics.watch_cache(cache.staleness, lambda: {i.res.name: len(i.items) for i in cache.informers})
+    metrics.count_kube_requests(lambda: kube.requests)
     cache.start()
     return cache
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from remediator import __version__
 from remediator.domain.models import Decision
@@ -34,6 +34,17 @@ class _IncidentCollector:
         for status in INCIDENT_STATUSES:
             fam.add_metric([status], counts.get(status, 0))
         yield fam
+
+
+class _Count:
+    def __init__(self, name: str, doc: str, count: Callable[[], int]) -> None:
+        self._name, self._doc, self._count = name, doc, count
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self._name, self._doc, value=self._count())
 
 
 class _CacheSizes:
@@ -97,6 +108,11 @@ class Metrics:
                 self.actions.labels(action, result)
         if incident_counts is not None:
             r.register(_IncidentCollector(incident_counts))
+
+    def count_kube_requests(self, count: Callable[[], int]) -> None:
+        """Kubernetes API requests the actions and reads made (the cache's watches not included)."""
+        self.registry.register(_Count("vigil_kubernetes_requests", "Kubernetes API requests made by actions "
+                                      "and reads (not the cluster cache's list and watch).", count))
 
     def watch_cache(self, staleness: Callable[[], float], sizes: Callable[[], dict[str, int]]) -> None:
         """The cluster cache's staleness and size, read at scrape time."""
