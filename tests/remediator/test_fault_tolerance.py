@@ -3,6 +3,8 @@ retried until the action's deadline, and an uncertain outcome is decided from th
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import socket
 import threading
 from collections import Counter
@@ -13,6 +15,8 @@ from kubernetes import client
 from remediator.cluster.kube import Kube, KubeError, RetryPolicy
 from remediator.cluster.prom import PromChecker
 from remediator.config import parse_config
+from remediator.domain.models import Decision, Incident, PlannedAction
+from remediator.domain.payload import parse
 from remediator.runtime.engine import Engine
 from remediator.runtime.metrics import Metrics
 from remediator.store.ledger import SQLiteLedger
@@ -21,6 +25,10 @@ from tests.k8s.controlplane import _write_kubeconfig, add_gpu_nodes, wait_until
 
 from .faultproxy import FaultProxy
 from .payloads import alert, body, xid_labels
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 @pytest.fixture
@@ -146,3 +154,45 @@ def test_100_incidents_behind_a_proxy_faulting_30_percent_of_requests(k8s_cluste
     ledger.close()
     for n in names:
         core.delete_node(n)
+
+
+@pytest.mark.k8s
+def test_a_kill_between_patch_and_event_is_finished_on_resume(k8s_cluster, tmp_path, unique, monkeypatch):
+    """The cordon's PATCH applied, then the process died (kill -9) before its Event: the resumed
+    action sees its own cordon, records it as done and writes the Event, once."""
+    pool = f"resume-{unique}"
+    node = f"{pool}-n0"
+    api = k8s_cluster.api_client()
+    core = client.CoreV1Api(api)
+    add_gpu_nodes(api, [node], pool=pool)
+    monkeypatch.setenv("VIGIL_TEST_TOKEN", "t")
+    config = parse_config({"auth": {"bearer_token_env": "VIGIL_TEST_TOKEN"},
+                           "ledger": {"path": str(tmp_path / "ledger.db")},
+                           "kubernetes": {"kubeconfig": str(k8s_cluster.kubeconfig),
+                                          "node_selector": f"vigil.io/pool={pool}"},
+                           "policy": POLICY}, "test.yaml")
+    ledger = SQLiteLedger(config.ledger_path)
+
+    ledger.record(parse(json.dumps(body(alert(xid_labels(node)))).encode()).alerts, now())
+    inc: Incident = ledger.due(now())[0]
+    [action_id] = ledger.save_decision(inc.id, Decision("act", "xid", (PlannedAction("cordon_node", node,
+                                                                                     {"node": node}),)), now())
+    assert ledger.claim_action(action_id, now()) is not None  # running when the process died
+    core.patch_node(node, {"spec": {"unschedulable": True}, "metadata": {"annotations": {
+        "vigil.io/cordoned-by": "vigil", "vigil.io/incident": str(inc.id)}}})  # the PATCH that applied
+    for _ in range(2):  # resumed twice (say, killed again): still one Event
+        kube = Kube(config.kubeconfig, node_selector=config.node_selector)
+        metrics = Metrics(ledger.counts_by_status)
+        engine = Engine(config, ledger, kube, metrics)
+        engine.start()
+        wait_until(lambda: ledger.counts_by_status().get("succeeded") == 1, 30, what="the resumed cordon")
+        engine.stop()
+        with ledger._tx() as db:  # as if it died again before recording the outcome
+            db.execute("UPDATE actions SET state='running' WHERE id=?", (action_id,))
+            db.execute("UPDATE incidents SET status='acting' WHERE id=?", (inc.id,))
+    got = ledger.get_incident(inc.id)
+    assert got["actions"][0]["result"]["detail"] == "cordoned"
+    events = core.list_namespaced_event("default", field_selector=f"involvedObject.name={node}").items
+    assert [e.reason for e in events if e.reason.startswith("Vigil")] == ["VigilCordon"]
+    ledger.close()
+    core.delete_node(node)
