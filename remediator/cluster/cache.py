@@ -1,6 +1,8 @@
 """A watch-fed cache of what decisions read from the cluster, so a decision costs no API request.
+It produces the same ClusterView as `remediator.cluster.view.read_cluster_view` (which LISTs).
 
-Each resource (nodes; namespaces and pods only when a rule needs them) is listed once, in pages,
+Each resource (nodes always; namespaces, pods, Services, Deployments and StatefulSets only when a
+rule needs them) is listed once, in pages,
 then watched from the list's resourceVersion through the official client's `watch.Watch`. Events
 are decoded as plain JSON (orjson) and reduced to the few fields the decision reads; nothing keeps
 client model objects. A watch that ends is resumed from the last resourceVersion (bookmarks keep
@@ -10,19 +12,21 @@ server; past `max_staleness` the view is unavailable, so decisions defer instead
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
-from kubernetes import watch
+from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 from remediator.cluster.kube import GPU_RESOURCE, Interrupted, Kube
+from remediator.cluster.selector import compile_selector
 from remediator.cluster.workloads import workload_of_raw
-from remediator.domain.models import PAUSE_ANNOTATION, ClusterView, NodeView
+from remediator.domain.models import PAUSE_ANNOTATION, ClusterView, NodeView, PodView, Taint, WorkloadView
 
 log = logging.getLogger(__name__)
 WATCH_SECONDS = 60  # each watch request ends after this; resumed from its resourceVersion
@@ -46,12 +50,44 @@ class _RawWatch(watch.Watch):
         return js
 
 
-def _node(obj: dict) -> tuple[str, NodeView]:
-    meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
-    gpus = str((status.get("capacity") or {}).get(GPU_RESOURCE, "0"))
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("vigil.io/")}
-    return meta["name"], NodeView(meta["name"], bool(spec.get("unschedulable")), int(gpus) if gpus.isdigit() else 0,
-                                  annotations)
+def _intern(d: dict | None) -> dict[str, str]:
+    """Label maps repeat across thousands of nodes and pods (zone, pool, instance type): share the strings."""
+    return {sys.intern(k): sys.intern(v) for k, v in (d or {}).items()}
+
+
+def _condition(obj: dict, kind: str) -> bool:
+    return any(c.get("type") == kind and c.get("status") == "True"
+               for c in (obj.get("status") or {}).get("conditions") or [])
+
+
+def _field_owner(meta: dict, *path: str) -> str:
+    """As nodeview.field_owner, on plain JSON: the manager whose managedFields entry holds the field."""
+    for entry in meta.get("managedFields") or []:
+        fields = entry.get("fieldsV1") or {}
+        for part in path:
+            fields = fields.get(f"f:{part}") if isinstance(fields, dict) else None
+        if fields is not None:
+            return entry.get("manager") or ""
+    return ""
+
+
+def _node_reducer(selector: str) -> Callable[[dict], tuple[str, NodeView]]:
+    managed = compile_selector(selector)
+
+    def reduce(obj: dict) -> tuple[str, NodeView]:
+        meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+        gpus = str((status.get("capacity") or {}).get(GPU_RESOURCE, "0"))
+        labels = _intern(meta.get("labels"))
+        unschedulable = bool(spec.get("unschedulable"))
+        annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("vigil.io/")}
+        return meta["name"], NodeView(
+            meta["name"], unschedulable, int(gpus) if gpus.isdigit() else 0, annotations, labels=labels,
+            ready=_condition(obj, "Ready"),
+            taints=tuple(Taint(t.get("key", ""), t.get("effect", ""), t.get("value") or "")
+                         for t in spec.get("taints") or []),
+            managed=managed(labels),
+            unschedulable_owner=_field_owner(meta, "spec", "unschedulable") if unschedulable else "")
+    return reduce
 
 
 def _namespace(obj: dict) -> tuple[str, bool]:
@@ -59,10 +95,33 @@ def _namespace(obj: dict) -> tuple[str, bool]:
     return meta["name"], (meta.get("annotations") or {}).get(PAUSE_ANNOTATION) == "disabled"
 
 
-def _pod(obj: dict) -> tuple[str, str | None]:
+class _Pod(NamedTuple):
+    workload: str
+    ready: bool
+    node: str
+    labels: dict[str, str]
+
+
+def _pod(obj: dict) -> tuple[str, _Pod | None]:
     meta = obj["metadata"]
     key = f"{meta['namespace']}/{meta['name']}"
-    return key, None if meta.get("deletionTimestamp") else workload_of_raw(meta)
+    if meta.get("deletionTimestamp"):
+        return key, None
+    ready = (obj.get("status") or {}).get("phase") == "Running" and _condition(obj, "Ready")
+    return key, _Pod(workload_of_raw(meta), ready, (obj.get("spec") or {}).get("nodeName") or "",
+                     _intern(meta.get("labels")))
+
+
+def _service(obj: dict) -> tuple[str, dict[str, str] | None]:
+    meta = obj["metadata"]
+    return f"{meta['namespace']}/{meta['name']}", (obj.get("spec") or {}).get("selector") or None
+
+
+def _replicas(kind: str) -> Callable[[dict], tuple[str, int]]:
+    def reduce(obj: dict) -> tuple[str, int]:
+        meta = obj["metadata"]
+        return f"{kind}/{meta['namespace']}/{meta['name']}", int((obj.get("spec") or {}).get("replicas") or 0)
+    return reduce
 
 
 @dataclass
@@ -160,23 +219,40 @@ class Informer:
             self._watch.stop()
 
 
+@dataclass(frozen=True)
+class Needs:
+    """What the rules read besides nodes: namespaces (pause annotations), pods (drains, pod actions),
+    Services and workloads (the availability of pod actions)."""
+    namespaces: bool = False
+    pods: bool = False
+    services: bool = False
+
+
 class ClusterCache:
     """The ClusterView, kept current by informers. `view()` costs no API request."""
 
-    def __init__(self, kube: Kube, *, namespaces: bool, pods: bool, max_staleness: float = 180.0,
+    def __init__(self, kube: Kube, needs: Needs = Needs(), *, max_staleness: float = 180.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.kube, self.max_staleness, self._clock = kube, max_staleness, clock
-        core = kube.core
-        self.nodes = Informer(kube, _Resource("nodes", core.list_node, _node, kube.node_selector), clock=clock)
-        self.namespaces = Informer(kube, _Resource("namespaces", core.list_namespace, _namespace),
-                                   clock=clock) if namespaces else None
-        self.pods = Informer(kube, _Resource("pods", core.list_pod_for_all_namespaces, _pod),
-                             clock=clock) if pods else None
+        self.kube, self.needs, self.max_staleness, self._clock = kube, needs, max_staleness, clock
+        core, apps = kube.core, client.AppsV1Api(kube.api)
+
+        def informer(name: str, fn: Callable, reduce: Callable, wanted: bool = True) -> Informer | None:
+            return Informer(kube, _Resource(name, fn, reduce), clock=clock) if wanted else None
+
+        self.nodes = Informer(kube, _Resource("nodes", core.list_node, _node_reducer(kube.node_selector)), clock=clock)
+        self.namespaces = informer("namespaces", core.list_namespace, _namespace, needs.namespaces)
+        self.pods = informer("pods", core.list_pod_for_all_namespaces, _pod, needs.pods or needs.services)
+        self.services = informer("services", core.list_service_for_all_namespaces, _service, needs.services)
+        self.deployments = informer("deployments", apps.list_deployment_for_all_namespaces, _replicas("Deployment"),
+                                    needs.services)
+        self.statefulsets = informer("statefulsets", apps.list_stateful_set_for_all_namespaces,
+                                     _replicas("StatefulSet"), needs.services)
         self._threads: list[threading.Thread] = []
 
     @property
     def informers(self) -> list[Informer]:
-        return [i for i in (self.nodes, self.namespaces, self.pods) if i is not None]
+        return [i for i in (self.nodes, self.namespaces, self.pods, self.services, self.deployments,
+                            self.statefulsets) if i is not None]
 
     def start(self) -> None:
         for inf in self.informers:
@@ -209,5 +285,33 @@ class ClusterCache:
         if not self.synced:
             return ClusterView(available=False)
         paused = frozenset(k for k, v in dict(self.namespaces.items).items() if v) if self.namespaces else frozenset()
-        pods = dict(self.pods.items) if self.pods else {}
-        return ClusterView(dict(self.nodes.items), paused, pods=pods)
+        pods, endpoints = self._pods()
+        return ClusterView(dict(self.nodes.items), paused, True, pods, self._workloads(pods), endpoints)
+
+    def _pods(self) -> tuple[dict[str, PodView], dict[str, frozenset[str]]]:
+        if self.pods is None:
+            return {}, {}
+        raw: dict[str, _Pod] = dict(self.pods.items)
+        if self.services is None:
+            return {k: PodView(p.workload, p.ready, p.node) for k, p in raw.items()}, {}
+        by_ns: dict[str, list[tuple[str, dict[str, str]]]] = {}
+        for key, selector in dict(self.services.items).items():
+            by_ns.setdefault(key.split("/", 1)[0], []).append((key, selector))
+        view, endpoints = {}, {key: set() for sel in by_ns.values() for key, _ in sel}
+        for key, p in raw.items():
+            svcs = tuple(s for s, sel in by_ns.get(key.split("/", 1)[0], [])
+                         if all(p.labels.get(k) == v for k, v in sel.items()))
+            view[key] = PodView(p.workload, p.ready, p.node, svcs)
+            for s in svcs if p.ready else ():
+                endpoints[s].add(key)
+        return view, {k: frozenset(v) for k, v in endpoints.items()}
+
+    def _workloads(self, pods: dict[str, PodView]) -> dict[str, WorkloadView]:
+        if self.deployments is None or self.statefulsets is None:
+            return {}
+        ready: dict[str, int] = {}
+        for p in pods.values():
+            if p.workload and p.ready:
+                ready[p.workload] = ready.get(p.workload, 0) + 1
+        desired = {**dict(self.deployments.items), **dict(self.statefulsets.items)}
+        return {k: WorkloadView(d, ready.get(k, 0)) for k, d in desired.items()}

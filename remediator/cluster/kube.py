@@ -16,16 +16,15 @@ from typing import Any, TypeVar
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from remediator.cluster.nodeview import GPU_RESOURCE, node_view
 from remediator.cluster.retry import Interrupted, KubeError, Refused, Retrier, RetryPolicy, wrap
-from remediator.domain.models import CORDONED_BY_ANNOTATION, PAUSE_ANNOTATION, ClusterView, NodeView
+from remediator.domain.models import CORDONED_BY_ANNOTATION, FIELD_MANAGER, INCIDENT_ANNOTATION
 
 log = logging.getLogger(__name__)
-GPU_RESOURCE = "nvidia.com/gpu"
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
-INCIDENT_ANNOTATION = "vigil.io/incident"
 COMPONENT = "vigil-remediator"
 T = TypeVar("T")
-__all__ = ["DrainResult", "Interrupted", "Kube", "KubeError", "Refused", "RetryPolicy"]
+__all__ = ["GPU_RESOURCE", "DrainResult", "Interrupted", "Kube", "KubeError", "Refused", "RetryPolicy"]
 _wrap = wrap  # the name workloads.py imports
 
 
@@ -51,7 +50,9 @@ class DrainResult:
 class Kube:
     def __init__(self, kubeconfig: str | None = None, *, event_namespace: str = "default", node_selector: str = "",
                  api_client: Any = None, clock: Callable[[], float] = time.monotonic,
-                 retry: RetryPolicy | None = None, stopping: threading.Event | None = None) -> None:
+                 sleep: Callable[[float], None] | None = None, retry: RetryPolicy | None = None,
+                 stopping: threading.Event | None = None) -> None:
+        """`sleep` (tests): pauses inside a drain; by default the retrier's, which a stop interrupts."""
         if api_client is None:
             cfg = client.Configuration()
             if kubeconfig:
@@ -67,6 +68,7 @@ class Kube:
         self.node_selector = node_selector
         self.retrier = Retrier(retry or RetryPolicy(), stopping=stopping, clock=clock)
         self._clock = clock
+        self._sleep = sleep or self.retrier.sleep
         t = self.retrier.policy.request_timeout
         self.timeout = (t, t)  # (connect, read): the client ignores a float, so never pass one
         self.requests = 0  # API requests made through `call` (counted for tests and benchmarks)
@@ -89,31 +91,16 @@ class Kube:
         except ApiException as exc:
             raise _wrap(exc) from exc
 
-    def cluster_view(self) -> ClusterView:
-        def read() -> tuple[list, list]:
-            return (self.call(self.core.list_node, label_selector=self.node_selector).items,
-                    self.call(self.core.list_namespace).items)
-
-        nodes, namespaces = self.attempt("cluster view", read, deadline=self.retrier.policy.request_timeout)
-        view = {}
-        for n in nodes:
-            gpus = (n.status.capacity or {}).get(GPU_RESOURCE, "0") if n.status else "0"
-            view[n.metadata.name] = NodeView(n.metadata.name, bool(n.spec.unschedulable),
-                                             int(gpus) if str(gpus).isdigit() else 0,
-                                             dict(n.metadata.annotations or {}))
-        paused = frozenset(ns.metadata.name for ns in namespaces
-                           if (ns.metadata.annotations or {}).get(PAUSE_ANNOTATION) == "disabled")
-        return ClusterView(view, paused)
-
     # ---- node actions (each an idempotent step: run again, it reads the node and sees what applied) ----
 
     def _node(self, name: str):
         return self.call(self.core.read_node, name)
 
     def _patch_node(self, name: str, body: dict) -> None:
-        self.call(self.core.patch_node, name, body)
+        self.call(self.core.patch_node, name, body, field_manager=FIELD_MANAGER)
 
     def cordon(self, name: str, incident: str) -> str:
+        """Cordon under Vigil's field manager, so managedFields says who owns the cordon."""
         node = self._node(name)
         if node.spec.unschedulable:
             if (node.metadata.annotations or {}).get(INCIDENT_ANNOTATION) == incident:
@@ -127,15 +114,19 @@ class Kube:
         self.event(node, "VigilCordon", f"Cordoned by Vigil for incident {incident}", incident=incident)
         return "cordoned"
 
-    def uncordon(self, name: str, incident: str) -> str:
+    def uncordon(self, name: str, incident: str, *, only_incident: bool = False) -> str:
+        """Uncordon only a cordon Vigil still owns (for this incident, with only_incident)."""
         node = self._node(name)
-        annotations = node.metadata.annotations or {}
         if not node.spec.unschedulable:
             return "already schedulable"
-        if annotations.get(CORDONED_BY_ANNOTATION) != "vigil":
-            raise Refused(f"node {name} was not cordoned by Vigil; refusing to uncordon")
-        self._patch_node(name, {"spec": {"unschedulable": False},
-                                "metadata": {"annotations": {CORDONED_BY_ANNOTATION: None, INCIDENT_ANNOTATION: None}}})
+        owner = node_view(node, True).cordon_owner  # from managedFields
+        wanted = f"vigil:{incident}" if only_incident else "vigil:"
+        if not (owner == wanted if only_incident else owner.startswith(wanted)):
+            raise Refused(f"node {name} was not cordoned by {'this incident' if only_incident else 'Vigil'} "
+                          f"(spec.unschedulable is owned by {owner}); refusing to uncordon")
+        self._patch_node(name, {"spec": {"unschedulable": None},
+                                "metadata": {"annotations": {CORDONED_BY_ANNOTATION: None, INCIDENT_ANNOTATION: None},
+                                             "resourceVersion": node.metadata.resource_version}})
         self.event(node, "VigilUncordon", f"Uncordoned by Vigil for incident {incident}", incident=incident)
         return "uncordoned"
 
@@ -156,7 +147,7 @@ class Kube:
     def _pods_on(self, node: str) -> list:
         return self.call(self.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={node}").items
 
-    def _blocking_pdb(self, pod) -> str:
+    def blocking_pdb(self, pod) -> str:
         try:
             pdbs = self.call(self.policy.list_namespaced_pod_disruption_budget, pod.metadata.namespace).items
         except (ApiException, OSError):
@@ -231,12 +222,12 @@ class Kube:
             for key, pod in list(pending.items()):
                 outcome = self._evict_one(pod, grace_period)
                 if outcome == "blocked":
-                    result.blocked_by[key] = self._blocking_pdb(pod)
+                    result.blocked_by[key] = self.blocking_pdb(pod)
                 elif outcome == "evicted":
                     result.blocked_by.pop(key, None)
                     evicted[key] = pending.pop(key)
             if pending:
-                self.retrier.sleep(min(delay, max(deadline - self._clock(), 0)))
+                self._sleep(min(delay, max(deadline - self._clock(), 0)))
                 delay = min(delay * 2, 10.0)
         return evicted
 
@@ -270,7 +261,7 @@ class Kube:
                 if self._gone(pod):
                     waiting.pop(key)
             if waiting:
-                self.retrier.sleep(0.2)
+                self._sleep(0.2)
         return list(waiting)
 
     # ---- events ------------------------------------------------------------------------------
