@@ -29,6 +29,12 @@ def pool(k8s_cluster, unique):
     nodes = [f"{name}-n{i}" for i in range(3)]
     add_gpu_nodes(k8s_cluster.api_client(), nodes, pool=name)
     core = client.CoreV1Api(k8s_cluster.api_client())
+
+    def in_service(n: str) -> bool:  # Ready, and the node lifecycle controller's not-ready taint gone
+        node = core.read_node(n)
+        return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or []) and \
+            not node.spec.taints
+    wait_until(lambda: all(in_service(n) for n in nodes), 60, what="nodes Ready and untainted")
     yield name, nodes, core
     for n in core.list_node(label_selector=f"vigil.io/pool={name}").items:
         core.delete_node(n.metadata.name)
