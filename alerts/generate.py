@@ -456,6 +456,17 @@ def pipeline_alerts(s: Settings) -> list[Alert]:
                       "The incident's drain result names the PodDisruptionBudget.",
                       "Scale the workload or relax the PDB; or opt the rule into force_after.", "None."),
               ),
+        Alert("VigilIncidentErrors",
+              f"sum by (job, stage) (increase(vigil_incident_errors_total{{{r}}}[15m])) > 0", "warning",
+              "The remediator failed to process incidents.",
+              "{{ $value | humanize }} incidents failed in stage {{ $labels.stage }} in 15 minutes.",
+              Runbook("Processing an incident raised (a bug or unexpected data); the incident is marked failed "
+                      "with reason internal_error.", "Those incidents are not remediated; the others are.",
+                      "`GET /api/incidents?status=failed`: the detail and the audit's internal_error entry name "
+                      "the exception; the remediator's log has the traceback.",
+                      "Act on the affected nodes by hand; report the exception.",
+                      "None: the engine goes on with the other incidents."),
+              ),
         Alert("VigilAlertsTruncated", f"sum by (job) (increase(vigil_truncated_alerts_total{{{r}}}[15m])) > 0",
               "warning", "Alertmanager truncated alerts sent to the remediator.",
               "{{ $value | humanize }} alerts were left out of webhooks (max_alerts).",
