@@ -140,12 +140,20 @@ def explain(args: argparse.Namespace) -> int:
 
 
 def check_config(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        return _die(str(exc))
+    from remediator.config_check import check
+
+    result = check(args.config, check_secrets=args.check_secrets)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not result.ok:
+        for err in result.errors:
+            print(f"error: {err}", file=sys.stderr)
+        n = len(result.errors)
+        return _die(f"{args.config}: {n} error{'s' if n > 1 else ''}")
+    config = result.config
     print(f"{args.config}: ok ({len(config.rules)} rules, dry_run={config.safety.dry_run}, "
-          f"auth={'configured' if config.auth.configured else 'NOT configured'})")
+          f"auth={'configured' if config.auth.configured else 'NOT configured'}"
+          f"{', secrets checked' if args.check_secrets else ', secrets not checked'})")
     return 0
 
 
@@ -166,6 +174,8 @@ def parser() -> argparse.ArgumentParser:
     e.set_defaults(func=explain)
     c = sub.add_parser("check-config", help="validate a config")
     c.add_argument("config")
+    c.add_argument("--check-secrets", action="store_true",
+                   help="also read every token and password file and environment variable the config names")
     c.set_defaults(func=check_config)
     return p
 

@@ -5,24 +5,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from remediator.credentials import Auth, parse_auth
 from remediator.domain.policy import ACTIONS, Action, Check, Escalation, Matcher, PolicyError, Rule, compile_template
 from remediator.domain.safety import Breaker, Budget, Safety
-from vigil_common.config import ConfigError, Section, load_yaml
+from remediator.oncall_config import UI, Notifications, parse_notifications, parse_ui
+from vigil_common.config import ConfigError, Section, guarded, load_yaml, report
 from vigil_common.hostport import parse_hostport
-
-
-@dataclass(frozen=True)
-class Auth:
-    bearer_token: str | None = None
-    basic_username: str | None = None
-    basic_password: str | None = None
-
-    @property
-    def configured(self) -> bool:
-        return bool(self.bearer_token or (self.basic_username and self.basic_password))
 
 
 @dataclass(frozen=True)
@@ -40,6 +30,8 @@ class Config:
     prometheus_timeout: float = 5.0
     safety: Safety = field(default_factory=Safety)
     rules: tuple[Rule, ...] = ()
+    notifications: Notifications = field(default_factory=Notifications)
+    ui: UI = field(default_factory=UI)
 
     @property
     def history_window(self) -> float:
@@ -47,38 +39,30 @@ class Config:
         return max([self.safety.breaker.window, *(max(r.window, r.cooldown) for r in self.rules)])
 
 
-def _secret(sec: Section, file_key: str, env_key: str) -> str | None:
-    """A secret from a file or an environment variable, never from the config itself."""
-    path, env = sec.string(file_key, None), sec.string(env_key, None)
-    if path and env:
-        raise ConfigError(f"{sec.where}: set {file_key!r} or {env_key!r}, not both")
-    if path:
-        try:
-            value = Path(os.path.expanduser(path)).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"{sec.key(file_key)}: cannot read {path}: {exc.strerror}") from exc
-        if not value:
-            raise ConfigError(f"{sec.key(file_key)}: {path} is empty")
-        return value
-    if env:
-        value = os.environ.get(env, "").strip()
-        if not value:
-            raise ConfigError(f"{sec.key(env_key)}: environment variable {env} is not set or empty")
-        return value
-    return None
-
-
-def _auth(raw: Any, where: str) -> Auth:
-    sec = Section(raw, where, ("bearer_token_file", "bearer_token_env", "basic_auth"))
-    token = _secret(sec, "bearer_token_file", "bearer_token_env")
-    user = password = None
-    if sec.get("basic_auth") is not None:
-        basic = Section(sec.get("basic_auth"), f"{where}.basic_auth", ("username", "password_file", "password_env"))
-        user = basic.string("username", None)
-        password = _secret(basic, "password_file", "password_env")
-        if not user or not password:
-            raise ConfigError(f"{where}.basic_auth: needs 'username' and 'password_file' or 'password_env'")
-    return Auth(token, user, password)
+def _action(a: Any, aw: str) -> Action:
+    if not isinstance(a, dict) or not isinstance(a.get("type"), str):
+        raise ConfigError(f"{aw}: each action needs a 'type'")
+    spec = ACTIONS.get(a["type"])
+    if spec is None:
+        raise ConfigError(f"{aw}: unknown action type {a['type']!r} (known: {', '.join(sorted(ACTIONS))})",
+                          at=(a, "type"))
+    unknown = sorted(set(a) - {"type", "params"})
+    if unknown:
+        raise ConfigError(f"{aw}: unknown key {unknown[0]!r}", at=(a, unknown[0]))
+    params = a.get("params") or {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{aw}.params: must be a mapping", at=(a, "params"))
+    missing = [p for p in spec.required if p not in params]
+    if missing:
+        raise ConfigError(f"{aw}.params: {a['type']} needs {missing[0]!r}", at=(a, "params"))
+    extra = sorted(set(params) - set(spec.required) - set(spec.optional))
+    if extra:
+        raise ConfigError(f"{aw}.params: {a['type']} has no parameter {extra[0]!r}", at=(params, extra[0]))
+    try:
+        compiled = {k: compile_template(v, f"{aw}.params.{k}") for k, v in params.items()}
+    except PolicyError as exc:
+        raise ConfigError(str(exc), at=(a, "params")) from exc
+    return Action(a["type"], compiled)
 
 
 def _actions(raw: Any, where: str, *, required: bool) -> list[Action]:
@@ -86,32 +70,8 @@ def _actions(raw: Any, where: str, *, required: bool) -> list[Action]:
         return []
     if not isinstance(raw, list) or (required and not raw):
         raise ConfigError(f"{where}': a non-empty list of actions")
-    actions = []
-    for j, a in enumerate(raw):
-        aw = f"{where}[{j}]'"
-        if not isinstance(a, dict) or not isinstance(a.get("type"), str):
-            raise ConfigError(f"{aw}: each action needs a 'type'")
-        spec = ACTIONS.get(a["type"])
-        if spec is None:
-            raise ConfigError(f"{aw}: unknown action type {a['type']!r} (known: {', '.join(sorted(ACTIONS))})")
-        unknown = sorted(set(a) - {"type", "params"})
-        if unknown:
-            raise ConfigError(f"{aw}: unknown key {unknown[0]!r}")
-        params = a.get("params") or {}
-        if not isinstance(params, dict):
-            raise ConfigError(f"{aw}.params: must be a mapping")
-        missing = [p for p in spec.required if p not in params]
-        if missing:
-            raise ConfigError(f"{aw}.params: {a['type']} needs {missing[0]!r}")
-        extra = sorted(set(params) - set(spec.required) - set(spec.optional))
-        if extra:
-            raise ConfigError(f"{aw}.params: {a['type']} has no parameter {extra[0]!r}")
-        try:
-            compiled = {k: compile_template(v, f"{aw}.params.{k}") for k, v in params.items()}
-        except PolicyError as exc:
-            raise ConfigError(str(exc)) from exc
-        actions.append(Action(a["type"], compiled))
-    return actions
+    found = [guarded(lambda a=a, j=j: _action(a, f"{where}[{j}]'"), at=(raw, j)) for j, a in enumerate(raw)]
+    return [a for a in found if a is not None]
 
 
 def _check(raw: Any, where: str) -> Check | None:
@@ -132,28 +92,37 @@ def _check(raw: Any, where: str) -> Check | None:
                  interval=sec.duration("interval", 5.0), alert_resolved=sec.boolean("alert_resolved", False))
 
 
+def _matchers(text: Any, where: str) -> list[Matcher]:
+    try:
+        return Matcher.parse_all(text)
+    except PolicyError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
 def _rule(raw: Any, i: int, where: str) -> Rule:
     name = raw.get("name") if isinstance(raw, dict) else None
     rw = f"{where}: rule {name!r}" if isinstance(name, str) and name else f"{where}: rule #{i + 1}"
     sec = Section(raw, rw, ("name", "match", "actions", "cooldown", "max_actions", "window", "min_firing",
                              "allow_stale", "guard", "verify", "escalate", "on_resolved", "description"))
     if not isinstance(name, str) or not name:
-        raise ConfigError(f"{rw}: key 'name': required")
+        sec.fail("name", "required")
+        name = f"#{i + 1}"
     match = sec.get("match")
     if not isinstance(match, list) or not match:
-        raise ConfigError(f"{sec.key('match')}: a non-empty list of matchers such as 'alertname=\"X\"'")
-    try:
-        matchers = tuple(Matcher.parse(m) for m in match)
-    except PolicyError as exc:
-        raise ConfigError(f"{sec.key('match')}: {exc}") from exc
-    actions = _actions(sec.get("actions"), f"{rw}: key 'actions", required=True)
+        sec.fail("match", "a non-empty list of matchers such as 'alertname=\"X\"'")
+        match = []
+    matchers = tuple(x for i, m in enumerate(match)
+                     for x in guarded(lambda m=m: _matchers(m, sec.key("match")), at=(match, i)) or ())
+    actions = guarded(lambda: _actions(sec.get("actions"), f"{rw}: key 'actions", required=True),
+                      at=(sec.raw, "actions")) or []
     esc = Section(sec.get("escalate"), f"{rw}: key 'escalate'", ("steps", "max_steps", "max_loops_per_target",
                                                                     "window"))
-    steps = _actions(esc.get("steps"), f"{rw}: key 'escalate.steps", required=False)
+    steps = guarded(lambda: _actions(esc.get("steps"), f"{rw}: key 'escalate.steps", required=False),
+                    at=(esc.raw, "steps")) or []
     on_resolved = Section(sec.get("on_resolved"), f"{rw}: key 'on_resolved'", ("uncordon", "verify"))
     uncordon = on_resolved.boolean("uncordon", False)
     if uncordon and not any(a.type in ("cordon_node", "drain_node", "taint_node") for a in actions):
-        raise ConfigError(f"{rw}: key 'on_resolved.uncordon': only for rules that take a node out")
+        on_resolved.fail("uncordon", "only for rules that take a node out")
     return Rule(
         name=name, matchers=matchers, actions=tuple(actions), cooldown=sec.duration("cooldown", 0.0),
         max_actions=sec.number("max_actions", 0, integer=True), window=sec.duration("window", 3600.0),
@@ -168,14 +137,16 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
 
 
 def parse_config(data: Any, path: str = "<config>") -> Config:
-    top = Section(data, path, ("server", "auth", "ledger", "kubernetes", "engine", "safety", "policy", "prometheus"))
+    top = Section(data, path, ("server", "auth", "ledger", "kubernetes", "engine", "safety", "policy", "prometheus",
+                              "notifications", "ui"))
     prom = Section(top.get("prometheus"), f"{path}: prometheus", ("url", "timeout"))
     server = Section(top.get("server"), f"{path}: server", ("listen", "max_body_bytes"))
     listen = server.string("listen", "127.0.0.1:9095")
     try:
         listen_at = parse_hostport(listen)
     except ValueError as exc:
-        raise ConfigError(f"{server.key('listen')}: {exc}") from exc
+        server.fail("listen", str(exc))
+        listen_at = ("127.0.0.1", 9095)
     ledger = Section(top.get("ledger"), f"{path}: ledger", ("path",))
     kube = Section(top.get("kubernetes"), f"{path}: kubernetes", ("kubeconfig", "event_namespace", "node_selector"))
     engine = Section(top.get("engine"), f"{path}: engine", ("workers",))
@@ -187,24 +158,31 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
     for k in ("max_percent", "max_gpu_percent", "max_traffic_shift_percent"):
         v = budget.number(k, None)
         if v is not None and v > 100:
-            raise ConfigError(f"{budget.key(k)}: a percentage, at most 100")
+            budget.fail(k, "a percentage, at most 100")
     policy = Section(top.get("policy"), f"{path}: policy", ("rules",))
     raw_rules = policy.get("rules") or []
     if not isinstance(raw_rules, list):
-        raise ConfigError(f"{policy.key('rules')}: must be a list")
-    rules = tuple(_rule(r, i, f"{path}: policy") for i, r in enumerate(raw_rules))
+        policy.fail("rules", "must be a list")
+        raw_rules = []
+    parsed = [guarded(lambda r=r, i=i: _rule(r, i, f"{path}: policy"), at=(raw_rules, i))
+              for i, r in enumerate(raw_rules)]
+    rules = tuple(r for r in parsed if r is not None)
     needs_prometheus = [r.name for r in rules if (r.guard and r.guard.query) or (r.verify and r.verify.query)
                         or (r.uncordon_on_resolved and r.uncordon_on_resolved.query)]
     if needs_prometheus and not prom.string("url", None):
-        raise ConfigError(f"{path}: prometheus: key 'url': rule {needs_prometheus[0]!r} has a PromQL guard or verify")
+        prom.fail("url", f"rule {needs_prometheus[0]!r} has a PromQL guard or verify")
     names = [r.name for r in rules]
     dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"{path}: policy: rule {dupes[0]!r}: key 'name': used twice")
+    for dupe in dupes:
+        report(ConfigError(f"{path}: policy: rule {dupe!r}: key 'name': used twice",
+                           at=(raw_rules, [i for i, r in enumerate(raw_rules)
+                                           if isinstance(r, dict) and r.get("name") == dupe][-1])))
     return Config(
         path=path, listen=listen_at,
         max_body_bytes=server.number("max_body_bytes", 10 * 1024 * 1024, integer=True, minimum=1024),
-        auth=_auth(top.get("auth"), f"{path}: auth"),
+        auth=parse_auth(top.get("auth"), f"{path}: auth"),
+        notifications=parse_notifications(top.get("notifications"), f"{path}: notifications"),
+        ui=parse_ui(top.get("ui"), f"{path}: ui"),
         ledger_path=ledger.string("path", "vigil-ledger.db"),
         kubeconfig=kube.string("kubeconfig", None), event_namespace=kube.string("event_namespace", "default"),
         node_selector=kube.string("node_selector", ""),

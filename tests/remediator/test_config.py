@@ -29,7 +29,7 @@ def rule(**over):
         ({"safety": {"breaker": {"window": "5 minutes"}}}, "safety.breaker: key 'window'"),
         ({"server": {"listen": "nowhere"}}, "server: key 'listen'"),
         (rule(match=["alertname~X"]), "rule 'r1': key 'match'"),
-        (rule(match=['alertname=~"("']), "bad regex"),
+        (rule(match=['alertname=~"("']), "invalid RE2 regex"),
         (rule(actions=[{"type": "reboot_datacenter"}]), "rule 'r1': key 'actions[0]': unknown action type"),
         (rule(actions=[{"type": "cordon_node", "params": {}}]), "cordon_node needs 'node'"),
         (rule(actions=[{"type": "cordon_node", "params": {"node": "x", "nod": "y"}}]), "no parameter 'nod'"),
