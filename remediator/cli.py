@@ -2,7 +2,11 @@
 
     remediator serve --config vigil.yaml [--listen 127.0.0.1:9095] [--insecure-no-auth]
     remediator explain --config vigil.yaml payload.json
-    remediator check-config vigil.yaml
+    remediator check-config vigil.yaml [--check-secrets]
+    remediator incidents|show ID|pause --reason R [--for 2h]|resume|breaker-reset|state   (on call; see below)
+
+The on-call subcommands talk to a running remediator: --url (env VIGIL_URL) and a bearer token
+from --token-file (env VIGIL_TOKEN_FILE) or VIGIL_TOKEN.
 """
 
 from __future__ import annotations
@@ -41,6 +45,24 @@ def _kube(config: Config):
     return None
 
 
+def _log_start_state(config: Config, engine) -> None:
+    """What an operator must know at start: a pause in force (why, by whom, until when), an open
+    breaker, and a single credential shared by Alertmanager and people."""
+    from remediator.runtime.engine import utcnow
+
+    state = engine.safety_state(utcnow())
+    pause = engine.pause()
+    engine.metrics.paused.set(1 if state.paused else 0)
+    engine.metrics.breaker_open.set(1 if state.breaker_open else 0)
+    (log.warning if state.paused else log.info)("%s", pause.describe() if state.paused else
+                                                "remediation is active (not paused)")
+    if state.breaker_open:
+        log.warning("the circuit breaker is OPEN: no actions until POST /api/breaker/reset (remediator breaker-reset)")
+    if config.auth.legacy:
+        log.warning("auth: one credential serves Alertmanager and people (intake and admin); list "
+                    "auth.credentials with roles intake, read and admin to tell them apart in the audit trail")
+
+
 def serve(args: argparse.Namespace) -> int:
     from waitress import create_server
 
@@ -50,7 +72,7 @@ def serve(args: argparse.Namespace) -> int:
     from remediator.store.ledger import SQLiteLedger
     from remediator.web.app import create_app
 
-    logs.setup(args.log_level)
+    logs.setup(args.log_level, args.log_format)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -81,6 +103,7 @@ def serve(args: argparse.Namespace) -> int:
              config.ledger_path)
     if args.insecure_no_auth:
         log.warning("webhook authentication is OFF (--insecure-no-auth)")
+    _log_start_state(config, engine)
 
     def stop(*_: object) -> None:
         threading.Thread(target=server.close, daemon=True).start()
@@ -157,26 +180,35 @@ def check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown in --help; the module docstring kept as written."""
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="remediator", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from remediator import __version__, oncall
+
+    p = argparse.ArgumentParser(prog="remediator", description=__doc__, formatter_class=_Help)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("serve", help="run the webhook receiver and the engine")
+    s = sub.add_parser("serve", help="run the webhook receiver and the engine", formatter_class=_Help)
     s.add_argument("--config", required=True)
     s.add_argument("--listen", type=hostport_arg, default=None, help="HOST:PORT (default from config, 127.0.0.1:9095)")
     s.add_argument("--insecure-no-auth", action="store_true", help="accept unauthenticated webhooks (local only)")
     s.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    s.add_argument("--log-format", default="json", choices=("json", "text"), help="log lines as JSON or plain text")
     s.set_defaults(func=serve)
-    e = sub.add_parser("explain", help="print the decision trace for a payload without acting")
+    e = sub.add_parser("explain", help="print the decision trace for a payload without acting", formatter_class=_Help)
     e.add_argument("--config", required=True)
     e.add_argument("--json", action="store_true")
     e.add_argument("payload", help="an Alertmanager v4 webhook body (file, or - for stdin)")
     e.set_defaults(func=explain)
-    c = sub.add_parser("check-config", help="validate a config")
+    c = sub.add_parser("check-config", help="validate a config: every error, with file, line and YAML path",
+                       formatter_class=_Help)
     c.add_argument("config")
     c.add_argument("--check-secrets", action="store_true",
                    help="also read every token and password file and environment variable the config names")
     c.set_defaults(func=check_config)
+    oncall.add_parsers(sub, _Help)
     return p
 
 

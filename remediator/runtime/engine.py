@@ -19,22 +19,25 @@ from remediator.cluster.workloads import ServiceActions
 from remediator.config import Config
 from remediator.domain.decide import decide, guard_query
 from remediator.domain.models import ClusterView, Decision, GuardResult, Incident, PastAction, SafetyState
+from remediator.runtime import pause as pausing
 from remediator.runtime.followup import Followup
 from remediator.runtime.metrics import Metrics
 from remediator.store.ledger import Ledger, from_ts, ts
 
 log = logging.getLogger(__name__)
 BREAKER_KEY = "breaker_opened_at"
-PAUSE_KEY = "paused"
+PAUSE_KEY = pausing.PAUSE_KEY
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def read_safety_state(ledger: Ledger) -> SafetyState:
-    """Pause and breaker as the ledger holds them (no timeout handling: see Engine.safety_state)."""
-    return SafetyState(paused=ledger.get_state(PAUSE_KEY) == "true",
+def read_safety_state(ledger: Ledger, now: dt.datetime | None = None) -> SafetyState:
+    """Pause and breaker as the ledger holds them (an expired pause is no pause; the breaker's
+    reset_after is handled by Engine.safety_state)."""
+    p = pausing.read(ledger)
+    return SafetyState(paused=p.paused and not p.expired(now or utcnow()),
                        breaker_open=ledger.get_state(BREAKER_KEY) is not None)
 
 
@@ -92,7 +95,9 @@ class Engine:
         reset_after = self.config.safety.breaker.reset_after
         if opened and reset_after and (now - from_ts(opened)).total_seconds() >= reset_after:
             self.reset_breaker(now, by="timeout")
-        return read_safety_state(self.ledger)
+        if pausing.read(self.ledger).expired(now):
+            self.set_paused(False, now, by="expiry")
+        return read_safety_state(self.ledger, now)
 
     def reset_breaker(self, now: dt.datetime, by: str) -> bool:
         was_open = self.ledger.get_state(BREAKER_KEY) is not None
@@ -103,10 +108,18 @@ class Engine:
         self.metrics.breaker_open.set(0)
         return was_open
 
-    def set_paused(self, paused: bool, now: dt.datetime, by: str) -> None:
-        self.ledger.set_state(PAUSE_KEY, "true" if paused else None)
-        self.ledger.audit("pause" if paused else "unpause", {"by": by}, now)
+    def set_paused(self, paused: bool, now: dt.datetime, by: str, *, reason: str = "",
+                   until: dt.datetime | None = None) -> pausing.Pause:
+        p = pausing.Pause(paused, reason, by, now, until) if paused else pausing.Pause()
+        pausing.write(self.ledger, p)
+        self.ledger.audit("pause" if paused else "unpause", {"by": by, **({"reason": reason, "until": p.as_dict()[
+            "until"]} if paused else {})}, now)
         self.metrics.paused.set(1 if paused else 0)
+        log.warning("%s (%s)", p.describe(), f"set by {by}")
+        return p
+
+    def pause(self) -> pausing.Pause:
+        return pausing.read(self.ledger)
 
     # ---- the loop -----------------------------------------------------------------------------
 

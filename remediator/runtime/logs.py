@@ -1,4 +1,4 @@
-"""JSON log lines, one object per line, for log pipelines."""
+"""Log set-up: JSON lines (one object per line, for log pipelines) or plain text."""
 
 from __future__ import annotations
 
@@ -16,8 +16,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out)
 
 
-def setup(level: str = "INFO") -> None:
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup(level: str = "INFO", fmt: str = "json") -> None:
+    """Log lines to stderr: one JSON object per line (for log pipelines) or plain text."""
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sqlite3
-from functools import wraps
 
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
@@ -18,8 +17,10 @@ from remediator.config import Config
 from remediator.domain.payload import PayloadError, parse
 from remediator.runtime.engine import Engine, utcnow
 from remediator.runtime.metrics import Metrics
+from remediator.runtime.pause import Pause
 from remediator.store.ledger import Ledger
-from remediator.web.auth import authorized
+from remediator.web.roles import actor, require
+from vigil_common.durations import parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +35,8 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
                insecure_no_auth: bool = False) -> Flask:
     app = Flask("vigil-remediator")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
-    app.extensions["vigil"] = {"config": config, "ledger": ledger, "engine": engine, "metrics": metrics}
-
-    def require_auth(view):
-        @wraps(view)
-        def wrapped(*args, **kwargs):
-            if not insecure_no_auth and not authorized(config.auth, request.headers.get("Authorization")):
-                resp = _error(401, "unauthorized", "missing or wrong credentials")
-                resp.headers["WWW-Authenticate"] = 'Bearer realm="vigil"'
-                return resp
-            return view(*args, **kwargs)
-        return wrapped
+    app.extensions["vigil"] = {"config": config, "ledger": ledger, "engine": engine, "metrics": metrics,
+                               "insecure_no_auth": insecure_no_auth}
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
@@ -62,7 +54,7 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
         return resp
 
     @app.post("/webhook/alertmanager")
-    @require_auth
+    @require("intake")
     def webhook():
         body = request.get_data(cache=False)  # 413 above MAX_CONTENT_LENGTH
         try:
@@ -87,7 +79,7 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
                         "duplicates": rec.duplicates, "resolved": rec.resolved, "cancelled": rec.cancelled})
 
     @app.get("/api/incidents")
-    @require_auth
+    @require("read")
     def incidents():
         try:
             limit = int(request.args.get("limit", 50))
@@ -103,32 +95,53 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
         return jsonify({"items": items, "total": total, "limit": limit, "offset": offset, "next_offset": nxt})
 
     @app.get("/api/incidents/<int:incident_id>")
-    @require_auth
+    @require("read")
     def incident(incident_id: int):
         found = ledger.get_incident(incident_id)
         return jsonify(found) if found else _error(404, "not_found", f"no incident {incident_id}")
 
     @app.post("/api/breaker/reset")
-    @require_auth
+    @require("admin")
     def breaker_reset():
-        was_open = engine.reset_breaker(utcnow(), by=request.remote_addr or "api")
+        was_open = engine.reset_breaker(utcnow(), by=actor())
         engine.wake()
         return jsonify({"breaker_open": False, "was_open": was_open})
 
     @app.post("/api/pause")
-    @require_auth
+    @require("admin")
     def pause():
         body = request.get_json(silent=True)
         if not isinstance(body, dict) or not isinstance(body.get("paused"), bool):
-            return _error(400, "invalid_body", 'expected {"paused": true} or {"paused": false}')
-        engine.set_paused(body["paused"], utcnow(), by=request.remote_addr or "api")
-        return jsonify({"paused": body["paused"]})
+            return _error(400, "invalid_body", 'expected {"paused": true, "reason": "...", "for": "2h"} '
+                                               'or {"paused": false}')
+        reason, duration = body.get("reason", ""), body.get("for")
+        if not isinstance(reason, str) or len(reason) > 500:
+            return _error(400, "invalid_body", "reason: a string of at most 500 characters")
+        now, until = utcnow(), None
+        if duration is not None:
+            try:
+                seconds = parse_duration(duration) if isinstance(duration, str) else -1
+            except ValueError as exc:
+                return _error(400, "invalid_body", f"for: {exc}")
+            if seconds <= 0:
+                return _error(400, "invalid_body", 'for: a positive duration string such as "2h" or "30m"')
+            until = now + dt.timedelta(seconds=seconds)
+        p = engine.set_paused(body["paused"], now, by=actor(), reason=reason.strip(), until=until)
+        return jsonify(p.as_dict())
+
+    @app.get("/api/pause")
+    @require("read")
+    def pause_state():
+        engine.safety_state(utcnow())  # ends an expired pause
+        p: Pause = engine.pause()
+        return jsonify(p.as_dict())
 
     @app.get("/api/state")
-    @require_auth
+    @require("read")
     def state():
         s = engine.safety_state(utcnow())
-        return jsonify({"paused": s.paused, "breaker_open": s.breaker_open, "dry_run": config.safety.dry_run})
+        return jsonify({"paused": s.paused, "breaker_open": s.breaker_open, "dry_run": config.safety.dry_run,
+                        "pause": engine.pause().as_dict()})
 
     @app.get("/healthz")
     def healthz():
