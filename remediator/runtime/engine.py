@@ -22,6 +22,7 @@ from remediator.domain.models import ClusterView, Decision, GuardResult, Inciden
 from remediator.runtime import pause as pausing
 from remediator.runtime.followup import Followup
 from remediator.runtime.metrics import Metrics
+from remediator.runtime.notify import Notifier, action_event, decision_events
 from remediator.store.ledger import Ledger, from_ts, ts
 
 log = logging.getLogger(__name__)
@@ -75,8 +76,10 @@ class Engine:
         self._busy: set[object] = set()
         self._busy_lock = threading.Lock()
         self.followup = Followup(self)
+        self.notifier = Notifier(config.notifications, metrics.registry)
 
     def start(self) -> None:
+        self.notifier.start()
         self._thread.start()
 
     def stop(self) -> None:
@@ -84,6 +87,7 @@ class Engine:
         self._wake.set()
         self._thread.join(10)
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self.notifier.stop()
 
     def wake(self) -> None:
         self._wake.set()
@@ -186,6 +190,8 @@ class Engine:
             ctx.history.extend(PastAction(incident.id, decision.rule or "", a.type, a.target, now, kept,
                                           workload=a.workload, amount=a.amount) for a in decision.actions)
         self.metrics.observe_decision(decision)
+        for event in decision_events(incident, decision):
+            self.notifier.notify(event)
         log.info("incident %s %s: %s %s", incident.id, incident.alertname, decision.outcome,
                  decision.detail or ", ".join(f"{a.type}({a.target})" for a in decision.actions))
         if ids:
@@ -237,6 +243,7 @@ class Engine:
         self.metrics.observe_action(row.type, outcome.state, (now - starts).total_seconds() if starts else None,
                                     outcome.reason)
         log.info("incident %d: %s(%s) %s: %s", incident_id, row.type, row.target, outcome.state, outcome.detail)
+        self.notifier.notify(action_event(incident_id, row.type, outcome.state, row.target, outcome.detail))
         return outcome
 
     def _run_chain(self, incident_id: int, chain: list[int]) -> None:

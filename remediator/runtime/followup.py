@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from remediator.cluster import executor as actions
 from remediator.domain.policy import ACTIONS, Check, context_of, target_of
+from remediator.runtime.notify import Event
 
 if TYPE_CHECKING:
     from remediator.runtime.engine import Engine
@@ -62,6 +63,8 @@ class Followup:
             if ok or taken >= len(steps):
                 if not ok and steps:
                     self.e.ledger.audit("escalation_exhausted", {"steps": taken}, now, incident_id=incident_id)
+                if not ok:
+                    self._gave_up(incident_id, last, f"not verified after {taken} escalation step(s): {detail}")
                 return
             step = steps[taken]
             params = step.render(context)
@@ -72,6 +75,7 @@ class Followup:
             if len(loops) >= rule.escalate.max_loops_per_target:
                 self.e.ledger.audit("escalation_capped", {"target": target, "loops": len(loops)}, now,
                                     incident_id=incident_id)
+                self._gave_up(incident_id, step.type, f"escalation capped: {len(loops)} loop(s) on {target}")
                 return
             action_id = self.e.ledger.append_action(incident_id, rule.name, step.type, target, params, now)
             self.e.metrics.escalations.labels(step.type).inc()
@@ -80,6 +84,12 @@ class Followup:
             if outcome is None or outcome.state != "succeeded":
                 return
             inc = self.e.ledger.get_incident(incident_id)
+
+    def _gave_up(self, incident_id: int, action: str, detail: str) -> None:
+        inc = self.e.ledger.get_incident(incident_id) or {}
+        target = inc["actions"][-1]["target"] if inc.get("actions") else ""
+        self.e.notifier.notify(Event("gave_up", incident_id, action or "none", "gave_up", target,
+                                     f"Vigil gave up on incident {incident_id} ({inc.get('alertname', '?')})", detail))
 
     def after_resolve(self, inc: dict) -> None:
         rule = self.e.rules.get(inc["rule"])

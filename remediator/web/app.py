@@ -20,6 +20,7 @@ from remediator.runtime.metrics import Metrics
 from remediator.runtime.pause import Pause
 from remediator.store.ledger import Ledger
 from remediator.web.roles import actor, require
+from remediator.web.status import bp as status_page
 from vigil_common.durations import parse_duration
 
 log = logging.getLogger(__name__)
@@ -172,5 +173,6 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
     def prom():
         return Response(generate_latest(metrics.registry), content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
+    app.register_blueprint(status_page)
     app.extensions["vigil"]["started"] = dt.datetime.now(dt.UTC)
     return app
