@@ -23,7 +23,9 @@ import threading
 from pathlib import Path
 
 from remediator.config import Config, ConfigError, load_config
+from vigil_common import logs
 from vigil_common.hostport import hostport_arg
+from vigil_common.logs import HelpFormatter as _Help
 
 log = logging.getLogger("remediator")
 
@@ -66,7 +68,6 @@ def _log_start_state(config: Config, engine) -> None:
 def serve(args: argparse.Namespace) -> int:
     from waitress import create_server
 
-    from remediator.runtime import logs
     from remediator.runtime.engine import Engine
     from remediator.runtime.metrics import Metrics
     from remediator.store.ledger import SQLiteLedger
@@ -180,22 +181,18 @@ def check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown in --help; the module docstring kept as written."""
-
-
 def parser() -> argparse.ArgumentParser:
     from remediator import __version__, oncall
 
     p = argparse.ArgumentParser(prog="remediator", description=__doc__, formatter_class=_Help)
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    logs.add_arguments(p, __version__, logging_flags=False)
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="run the webhook receiver and the engine", formatter_class=_Help)
     s.add_argument("--config", required=True)
     s.add_argument("--listen", type=hostport_arg, default=None, help="HOST:PORT (default from config, 127.0.0.1:9095)")
     s.add_argument("--insecure-no-auth", action="store_true", help="accept unauthenticated webhooks (local only)")
-    s.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    s.add_argument("--log-format", default="json", choices=("json", "text"), help="log lines as JSON or plain text")
+    s.add_argument("--log-level", default="INFO", choices=logs.LEVELS)
+    s.add_argument("--log-format", default="json", choices=("json", "text"), help="log lines as JSON or text")
     s.set_defaults(func=serve)
     e = sub.add_parser("explain", help="print the decision trace for a payload without acting", formatter_class=_Help)
     e.add_argument("--config", required=True)
@@ -209,7 +206,7 @@ def parser() -> argparse.ArgumentParser:
                    help="also read every token and password file and environment variable the config names")
     c.set_defaults(func=check_config)
     oncall.add_parsers(sub, _Help)
-    return p
+    return logs.document_defaults(p)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,10 +7,12 @@ import logging
 import os
 import sys
 
+from exporters import __version__
 from exporters.gpu.exporter import build, load_backend
 from exporters.gpu.fastpath import DEFAULT_EVENTS, PushConfig
 from exporters.gpu.server import make_app
 from exporters.http import serve_or_report, wait_for_termination
+from vigil_common import logs
 
 log = logging.getLogger("gpu-exporter")
 
@@ -78,7 +80,8 @@ def push_config(args: argparse.Namespace, p: argparse.ArgumentParser) -> PushCon
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gpu-exporter", description=__doc__)
+    p = argparse.ArgumentParser(prog="gpu-exporter", description=__doc__, formatter_class=logs.HelpFormatter)
+    logs.add_arguments(p, __version__)
     p.add_argument("--listen", type=listen_address, default=("127.0.0.1", 9835),
                    help="HOST:PORT to serve /metrics on (default 127.0.0.1:9835)")
     p.add_argument("--backend", choices=("nvml", "simulated"), default="nvml")
@@ -107,15 +110,14 @@ def parser() -> argparse.ArgumentParser:
     fp.add_argument("--alertmanager-basic-auth-user", default=None)
     fp.add_argument("--alertmanager-basic-auth-password-file", default=None)
     fp.add_argument("--alertmanager-ca-file", default=None)
-    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    return p
+    return logs.document_defaults(p)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)  # unknown flags: usage and exit 2
     push = push_config(args, p)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(args.log_level, args.log_format)
     exporter = build(load_backend(args.backend, args.simulated_gpus), collect_timeout=args.collect_timeout,
                      min_interval=args.min_interval, nvlink_interval=args.nvlink_interval, push=push)
     exporter.start()
