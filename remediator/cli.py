@@ -60,6 +60,9 @@ def _log_start_state(config: Config, engine) -> None:
                                                 "remediation is active (not paused)")
     if state.breaker_open:
         log.warning("the circuit breaker is OPEN: no actions until POST /api/breaker/reset (remediator breaker-reset)")
+    for role in ("intake", "read", "admin"):
+        if config.auth.configured and not config.auth.with_role(role):
+            log.warning("auth: no credential has the %r role (auth.credentials)", role)
     if config.auth.legacy:
         log.warning("auth: one credential serves Alertmanager and people (intake and admin); list "
                     "auth.credentials with roles intake, read and admin to tell them apart in the audit trail")

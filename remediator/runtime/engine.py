@@ -116,8 +116,8 @@ class Engine:
                    until: dt.datetime | None = None) -> pausing.Pause:
         p = pausing.Pause(paused, reason, by, now, until) if paused else pausing.Pause()
         pausing.write(self.ledger, p)
-        self.ledger.audit("pause" if paused else "unpause", {"by": by, **({"reason": reason, "until": p.as_dict()[
-            "until"]} if paused else {})}, now)
+        detail = {"by": by, "reason": reason, "until": p.as_dict()["until"]} if paused else {"by": by}
+        self.ledger.audit("pause" if paused else "unpause", detail, now)
         self.metrics.paused.set(1 if paused else 0)
         log.warning("%s (%s)", p.describe(), f"set by {by}")
         return p

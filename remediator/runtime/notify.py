@@ -64,6 +64,7 @@ class Notifier:
         self.cfg = cfg
         self._queue: queue.Queue[Event | None] = queue.Queue(QUEUE_SIZE)
         self._thread: threading.Thread | None = None
+        self._dropped = 0
         self.sent = Counter("vigil_remediation_notifications_total",
                             "VigilRemediation alerts posted to Alertmanager, by result (sent, failed, dropped).",
                             ["result"], registry=registry)
@@ -90,11 +91,15 @@ class Notifier:
             self._queue.put_nowait(event)
         except queue.Full:
             self.sent.labels("dropped").inc()
-            log.warning("notification queue full; dropped %s for incident %d", event.kind, event.incident)
+            self._dropped += 1
+            if self._dropped % 100 == 1:  # a storm must not turn into a storm of log lines
+                log.warning("notification queue full: %d dropped so far (latest: %s for incident %d)",
+                            self._dropped, event.kind, event.incident)
 
     def alert(self, e: Event, now: dt.datetime) -> dict:
         labels = {**self.cfg.labels, "alertname": ALERTNAME, "incident": str(e.incident), "action": e.action,
                   "result": e.result, "target": e.target, "event": e.kind}
+        labels = {k: v for k, v in labels.items() if v}  # an empty value is no label in Alertmanager
         return {"labels": labels, "annotations": {"summary": e.summary, **({"description": e.detail}
                                                                            if e.detail else {})},
                 "startsAt": _rfc3339(now), "endsAt": _rfc3339(now + dt.timedelta(seconds=self.cfg.ends_after))}

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from remediator import __version__
+from remediator.cluster.kube import KubeError
 from remediator.domain.decide import node_budget
 from remediator.domain.models import IN_FLIGHT
 from remediator.domain.policy import ACTIONS
@@ -53,7 +54,10 @@ def budget_rows(engine: Engine, now: dt.datetime) -> tuple[list[BudgetRow] | Non
     """The node disruption budget as the next decision would see it (before its own plan)."""
     if engine.kube is None:
         return None, "no cluster configured (dry-run without Kubernetes)"
-    view = engine._cluster_view()
+    try:
+        view = engine.kube.cluster_view()  # nodes only: the page does not list every pod
+    except KubeError as exc:
+        return None, f"the cluster view is unavailable ({exc})"
     if not view.available:
         return None, "the cluster view is unavailable"
     history = engine.ledger.history(now - dt.timedelta(seconds=engine.config.history_window))
