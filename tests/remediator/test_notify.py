@@ -24,13 +24,19 @@ def test_a_stuck_alertmanager_never_blocks_the_caller():
     reg = CollectorRegistry()
     n = Notifier(Notifications(alertmanager_urls=(f"http://127.0.0.1:{stuck.getsockname()[1]}",), timeout=2.0), reg)
     n.start()
+    stuck.settimeout(30)
+    conn = None
     try:
+        n.notify(Event("acted", 0, "cordon_node", "succeeded", "node-1", "s"))
+        conn, _ = stuck.accept()  # the sender is now inside its POST, waiting for an answer that never comes
         for i in range(QUEUE_SIZE + 50):
-            n.notify(Event("acted", i, "cordon_node", "succeeded", "node-1", "s"))
-        assert _value(reg, "dropped") >= 49  # the sender is stuck on the first POST; the rest queue or drop
+            n.notify(Event("acted", i + 1, "cordon_node", "succeeded", "node-1", "s"))
+        assert n._queue.qsize() == QUEUE_SIZE and _value(reg, "dropped") == 50
     finally:
         n._queue.queue.clear()
         n.stop(timeout=10)
+        if conn is not None:
+            conn.close()
         stuck.close()
     assert _value(reg, "failed") == 1 and _value(reg, "sent") == 0  # the one POST it tried timed out
 
