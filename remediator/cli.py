@@ -35,6 +35,16 @@ def _die(message: str) -> int:
     return 2
 
 
+def _config_errors(path: str, first: ConfigError) -> int:
+    """Every error of a config that does not load (secrets included), not just the first."""
+    from remediator.config_check import check
+
+    errors = check(path, check_secrets=True).errors or (first,)
+    for err in errors:
+        print(f"error: {err}", file=sys.stderr)
+    return _die(f"{path}: {len(errors)} error{'s' if len(errors) > 1 else ''}; see `remediator check-config`")
+
+
 def _kube(config: Config):
     """The cluster client, or None where there is none (allowed in dry-run only)."""
     from remediator.cluster.kube import Kube
@@ -80,7 +90,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        return _die(str(exc))
+        return _config_errors(args.config, exc)
     if not config.auth.configured and not args.insecure_no_auth:
         return _die(f"{args.config}: no webhook credentials configured (auth.bearer_token_file/_env or "
                     "auth.basic_auth); refusing to start. Use --insecure-no-auth only for local experiments.")

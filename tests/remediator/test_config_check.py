@@ -172,3 +172,14 @@ def test_every_error_is_reported(tmp_path, text, expected):
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert r.returncode == 2 and len(errors) == expected, r.stderr
     assert all(f"{bad}:" in e for e in errors) and "Traceback" not in r.stderr
+
+
+def test_serve_refuses_a_bad_config_naming_every_error(tmp_path):
+    bad = tmp_path / "three.yaml"
+    bad.write_text(THREE_MISTAKES)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    r = subprocess.run([sys.executable, "-m", "remediator.cli", "serve", "--config", str(bad)], capture_output=True,
+                       text=True, env=base, timeout=60)
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(errors) == 4 and "VIGIL_WEBHOOK_TOKEN is not set" in errors[0], r.stderr  # serve needs the secret
