@@ -24,8 +24,13 @@ def parse_duration(value: object) -> float:
         return float(value)
     if not isinstance(value, str):
         raise ValueError(f"expected a duration like 30s or 5m, got {value!r}")
+    return _parse_string(value) / 1e9
+
+
+def _parse_string(value: str) -> int:
+    """Nanoseconds, as prometheus/common's model.ParseDuration computes them."""
     if value == "0":
-        return 0.0
+        return 0
     if value == "":
         raise ValueError("empty duration string")
     m = _DURATION.match(value)
@@ -42,4 +47,4 @@ def parse_duration(value: object) -> float:
         total_ns += n * _MS[unit] * 1_000_000
         if total_ns > _MAX_NS:
             raise ValueError(f"duration out of range: {value!r}")
-    return total_ns / 1e9
+    return total_ns

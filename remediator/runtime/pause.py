@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 
 from remediator.store.ledger import Ledger, from_ts, ts
+from vigil_common.durations import parse_duration
 
 PAUSE_KEY = "paused"
 
@@ -51,3 +52,21 @@ def read(ledger: Ledger) -> Pause:
 
 def write(ledger: Ledger, pause: Pause) -> None:
     ledger.set_state(PAUSE_KEY, json.dumps(pause.as_dict()) if pause.paused else None)
+
+
+def pause_request(body: object, now: dt.datetime) -> tuple[bool, str, dt.datetime | None]:
+    """(paused, reason, until) from a POST /api/pause body; ValueError says what is wrong."""
+    if not isinstance(body, dict) or not isinstance(body.get("paused"), bool):
+        raise ValueError('expected {"paused": true, "reason": "...", "for": "2h"} or {"paused": false}')
+    reason, duration = body.get("reason", ""), body.get("for")
+    if not isinstance(reason, str) or len(reason) > 500:
+        raise ValueError("reason: a string of at most 500 characters")
+    if duration is None:
+        return body["paused"], reason.strip(), None
+    try:
+        seconds = parse_duration(duration) if isinstance(duration, str) else -1
+    except ValueError as exc:
+        raise ValueError(f"for: {exc}") from exc
+    if seconds <= 0:
+        raise ValueError('for: a positive duration string such as "2h" or "30m"')
+    return body["paused"], reason.strip(), now + dt.timedelta(seconds=seconds)

@@ -17,11 +17,10 @@ from remediator.config import Config
 from remediator.domain.payload import PayloadError, parse
 from remediator.runtime.engine import Engine, utcnow
 from remediator.runtime.metrics import Metrics
-from remediator.runtime.pause import Pause
+from remediator.runtime.pause import Pause, pause_request
 from remediator.store.ledger import Ledger
 from remediator.web.roles import actor, require
 from remediator.web.status import bp as status_page
-from vigil_common.durations import parse_duration
 
 log = logging.getLogger(__name__)
 
@@ -111,23 +110,12 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
     @app.post("/api/pause")
     @require("admin")
     def pause():
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict) or not isinstance(body.get("paused"), bool):
-            return _error(400, "invalid_body", 'expected {"paused": true, "reason": "...", "for": "2h"} '
-                                               'or {"paused": false}')
-        reason, duration = body.get("reason", ""), body.get("for")
-        if not isinstance(reason, str) or len(reason) > 500:
-            return _error(400, "invalid_body", "reason: a string of at most 500 characters")
-        now, until = utcnow(), None
-        if duration is not None:
-            try:
-                seconds = parse_duration(duration) if isinstance(duration, str) else -1
-            except ValueError as exc:
-                return _error(400, "invalid_body", f"for: {exc}")
-            if seconds <= 0:
-                return _error(400, "invalid_body", 'for: a positive duration string such as "2h" or "30m"')
-            until = now + dt.timedelta(seconds=seconds)
-        p = engine.set_paused(body["paused"], now, by=actor(), reason=reason.strip(), until=until)
+        now = utcnow()
+        try:
+            paused, reason, until = pause_request(request.get_json(silent=True), now)
+        except ValueError as exc:
+            return _error(400, "invalid_body", str(exc))
+        p = engine.set_paused(paused, now, by=actor(), reason=reason, until=until)
         return jsonify(p.as_dict())
 
     @app.get("/api/pause")
