@@ -131,18 +131,22 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def explain(args: argparse.Namespace) -> int:
+    from remediator.config_check import check
     from remediator.domain.decide import decide
     from remediator.domain.models import ClusterView, Incident, SafetyState
     from remediator.domain.payload import PayloadError, parse
     from remediator.runtime.engine import read_safety_state
     from remediator.store.ledger import SQLiteLedger
 
+    checked = check(args.config)  # explain needs no secrets: they are not read
+    if checked.config is None:
+        for err in checked.errors:
+            print(f"error: {err}", file=sys.stderr)
+        return _die(f"{args.config}: {len(checked.errors)} error(s)")
+    config = checked.config
     try:
-        config = load_config(args.config)
         body = Path(args.payload).read_bytes() if args.payload != "-" else sys.stdin.buffer.read()
         note = parse(body)
-    except ConfigError as exc:
-        return _die(str(exc))
     except OSError as exc:
         return _die(f"{args.payload}: {exc.strerror}")
     except PayloadError as exc:

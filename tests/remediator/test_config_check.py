@@ -183,3 +183,14 @@ def test_serve_refuses_a_bad_config_naming_every_error(tmp_path):
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert len(errors) == 4 and "VIGIL_WEBHOOK_TOKEN is not set" in errors[0], r.stderr  # serve needs the secret
+
+
+def test_explain_needs_no_secrets(tmp_path):
+    from .payloads import alert, body, xid_labels
+
+    payload = tmp_path / "p.json"
+    payload.write_text(__import__("json").dumps(body(alert(xid_labels("n1")))))
+    base = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    r = subprocess.run([sys.executable, "-m", "remediator.cli", "explain", "--config", str(EXAMPLE), str(payload)],
+                       capture_output=True, text=True, env=base, timeout=60)
+    assert r.returncode == 0 and "plan: cordon_node(n1), drain_node(n1)" in r.stdout, r.stderr
