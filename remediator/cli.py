@@ -3,6 +3,7 @@
     remediator serve --config vigil.yaml [--listen 127.0.0.1:9095] [--insecure-no-auth]
     remediator explain --config vigil.yaml payload.json
     remediator check-config vigil.yaml [--check-secrets]
+    remediator example-config [NAME | --list | --write DIR]
     remediator incidents|show ID|pause --reason R [--for 2h]|resume|breaker-reset|state   (on call; see below)
 
 The on-call subcommands talk to a running remediator: --url (env VIGIL_URL) and a bearer token
@@ -130,13 +131,61 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def explain(args: argparse.Namespace) -> int:
-    from remediator.config_check import check
-    from remediator.domain.decide import decide
-    from remediator.domain.models import ClusterView, Incident, SafetyState
-    from remediator.domain.payload import PayloadError, parse
+def _cluster_and_history(config: Config, now: dt.datetime):
+    from remediator.domain.models import ClusterView, SafetyState
     from remediator.runtime.engine import read_safety_state
     from remediator.store.ledger import SQLiteLedger
+
+    cluster, history, state = ClusterView(available=False), [], SafetyState()
+    try:
+        kube = _kube(config)
+        if kube is not None:
+            from remediator.cluster.view import read_cluster_view
+
+            cluster = read_cluster_view(kube)
+    except Exception as exc:  # no cluster at hand is normal for explain
+        print(f"# cluster view unavailable ({type(exc).__name__}); budget and node checks skipped")
+    if os.path.exists(config.ledger_path):
+        ledger = SQLiteLedger(config.ledger_path)
+        history = ledger.history(now - dt.timedelta(seconds=config.history_window))
+        state = read_safety_state(ledger)
+    return cluster, history, state
+
+
+def _explain_one(config: Config, incident, world) -> dict:
+    """The first decision and, for a rule with an escalation ladder, each step's rail-by-rail trace
+    as if verification did not hold after the steps before it."""
+    from remediator.domain.decide import decide, plan_escalation
+
+    d = decide(incident, config.rules, world.history, world.cluster, config.safety, world.state, world.now)
+    out = {"alert": incident.labels, "outcome": d.outcome, "rule": d.rule, "reason": d.reason, "detail": d.detail,
+           "actions": [vars(p) for p in d.actions], "trace": list(d.trace), "escalation": []}
+    rule = next((r for r in config.rules if r.name == d.rule), None)
+    if rule is not None and d.outcome in ("act", "dry_run") and rule.verify is not None:
+        for i in range(min(len(rule.escalate.steps), rule.escalate.max_steps)):
+            e = plan_escalation(incident, rule, i, world)
+            out["escalation"].append({"step": i + 1, "outcome": e.outcome, "reason": e.reason,
+                                      "detail": e.detail, "trace": list(e.trace)})
+    return out
+
+
+def _print_explained(r: dict) -> None:
+    print(f"== {r['alert'].get('alertname', '?')} {json.dumps(r['alert'], sort_keys=True)}")
+    for line in r["trace"]:
+        print(f"   {line}")
+    print(f"   => {r['outcome']}" + (f" ({r['reason']}: {r['detail']})" if r["reason"] else ""))
+    for e in r["escalation"]:
+        for line in e["trace"]:
+            print(f"     {line}")
+        print(f"     => escalation step {e['step']}: {e['outcome']}" +
+              (f" ({e['reason']}: {e['detail']})" if e["reason"] else ""))
+
+
+def explain(args: argparse.Namespace) -> int:
+    from remediator.config_check import check
+    from remediator.domain.models import Incident
+    from remediator.domain.payload import PayloadError, parse
+    from remediator.domain.rails import World
 
     checked = check(args.config)  # explain needs no secrets: they are not read
     if checked.config is None:
@@ -152,31 +201,15 @@ def explain(args: argparse.Namespace) -> int:
     except PayloadError as exc:
         return _die(f"{args.payload}: {exc.error}: {exc.detail}")
     now = dt.datetime.now(dt.UTC)
-    cluster, history, state = ClusterView(available=False), [], SafetyState()
-    try:
-        kube = _kube(config)
-        if kube is not None:
-            cluster = kube.cluster_view()
-    except Exception as exc:  # no cluster at hand is normal for explain
-        print(f"# cluster view unavailable ({type(exc).__name__}); budget and node checks skipped")
-    if os.path.exists(config.ledger_path):
-        ledger = SQLiteLedger(config.ledger_path)
-        history = ledger.history(now - dt.timedelta(seconds=config.history_window))
-        state = read_safety_state(ledger)
-    results = []
-    for a in note.alerts:
-        incident = Incident(a.fingerprint, a.starts_at, a.labels, a.annotations, a.status)
-        d = decide(incident, config.rules, history, cluster, config.safety, state, now)
-        results.append({"alert": a.labels, "outcome": d.outcome, "rule": d.rule, "reason": d.reason,
-                        "detail": d.detail, "actions": [vars(p) for p in d.actions], "trace": list(d.trace)})
+    cluster, history, state = _cluster_and_history(config, now)
+    world = World(cluster, history, config.safety, state, now, config.safety.dry_run)
+    results = [_explain_one(config, Incident(a.fingerprint, a.starts_at, a.labels, a.annotations, a.status), world)
+               for a in note.alerts]
     if args.json:
         print(json.dumps(results, indent=2, default=str))
     else:
         for r in results:
-            print(f"== {r['alert'].get('alertname', '?')} {json.dumps(r['alert'], sort_keys=True)}")
-            for line in r["trace"]:
-                print(f"   {line}")
-            print(f"   => {r['outcome']}" + (f" ({r['reason']}: {r['detail']})" if r["reason"] else ""))
+            _print_explained(r)
     return 0
 
 
@@ -196,6 +229,12 @@ def check_config(args: argparse.Namespace) -> int:
           f"auth={'configured' if config.auth.configured else 'NOT configured'}"
           f"{', secrets checked' if args.check_secrets else ', secrets not checked'})")
     return 0
+
+
+def example_config(args: argparse.Namespace) -> int:
+    from remediator import examples_data
+
+    return examples_data.run(args.name, list_only=args.list, write=args.write, force=args.force)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -222,6 +261,13 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--check-secrets", action="store_true",
                    help="also read every token and password file and environment variable the config names")
     c.set_defaults(func=check_config)
+    x = sub.add_parser("example-config", help="print or write the shipped examples, rules, dashboards, runbooks",
+                       formatter_class=_Help)
+    x.add_argument("name", nargs="?", help="a shipped file (default vigil.yaml; --list names them)")
+    x.add_argument("--list", action="store_true", help="list the shipped files")
+    x.add_argument("--write", type=Path, metavar="DIR", help="write every shipped file under DIR")
+    x.add_argument("--force", action="store_true", help="with --write: overwrite existing files")
+    x.set_defaults(func=example_config)
     oncall.add_parsers(sub, _Help)
     return logs.document_defaults(p)
 

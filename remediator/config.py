@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remediator.credentials import Auth, parse_auth
-from remediator.domain.policy import ACTIONS, Action, Check, Escalation, Matcher, PolicyError, Rule, compile_template
+from remediator.domain.actions import ACTIONS
+from remediator.domain.budget import Limits, Pools
+from remediator.domain.policy import Action, Check, Escalation, Matcher, PolicyError, Rule, compile_template
 from remediator.domain.safety import Breaker, Budget, Safety
 from remediator.oncall_config import UI, Notifications, parse_notifications, parse_ui
 from vigil_common.config import ConfigError, Section, guarded, load_yaml, report
@@ -77,19 +79,24 @@ def _actions(raw: Any, where: str, *, required: bool) -> list[Action]:
 def _check(raw: Any, where: str) -> Check | None:
     if raw is None:
         return None
-    sec = Section(raw, where, ("query", "mode", "deadline", "interval", "alert_resolved"))
+    sec = Section(raw, where, ("query", "mode", "deadline", "interval", "alert_resolved", "on_unknown"))
     query = sec.string("query", None)
     if query is None and not sec.boolean("alert_resolved", False):
         raise ConfigError(f"{where}: needs 'query' (PromQL) or 'alert_resolved: true'")
     mode = sec.string("mode", "fail_closed")
     if mode not in ("fail_closed", "fail_open"):
         raise ConfigError(f"{sec.key('mode')}: fail_closed or fail_open, got {mode!r}")
+    on_unknown = sec.string("on_unknown", "stop")
+    if on_unknown not in ("stop", "escalate"):
+        sec.fail("on_unknown", f"stop or escalate, got {on_unknown!r}")
+        on_unknown = "stop"
     try:
         compiled = compile_template(query, f"{where}.query") if query else None
     except PolicyError as exc:
         raise ConfigError(str(exc)) from exc
     return Check(query=compiled, mode=mode, deadline=sec.duration("deadline", 60.0),
-                 interval=sec.duration("interval", 5.0), alert_resolved=sec.boolean("alert_resolved", False))
+                 interval=sec.duration("interval", 5.0), alert_resolved=sec.boolean("alert_resolved", False),
+                 on_unknown=on_unknown)
 
 
 def _matchers(text: Any, where: str) -> list[Matcher]:
@@ -103,7 +110,8 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
     name = raw.get("name") if isinstance(raw, dict) else None
     rw = f"{where}: rule {name!r}" if isinstance(name, str) and name else f"{where}: rule #{i + 1}"
     sec = Section(raw, rw, ("name", "match", "actions", "cooldown", "max_actions", "window", "min_firing",
-                             "allow_stale", "guard", "verify", "escalate", "on_resolved", "description"))
+                             "allow_stale", "guard", "verify", "escalate", "on_resolved", "description",
+                             "min_available"))
     if not isinstance(name, str) or not name:
         sec.fail("name", "required")
         name = f"#{i + 1}"
@@ -121,7 +129,7 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
                     at=(esc.raw, "steps")) or []
     on_resolved = Section(sec.get("on_resolved"), f"{rw}: key 'on_resolved'", ("uncordon", "verify"))
     uncordon = on_resolved.boolean("uncordon", False)
-    if uncordon and not any(a.type in ("cordon_node", "drain_node", "taint_node") for a in actions):
+    if uncordon and not any(ACTIONS[a.type].removes_node for a in actions):
         on_resolved.fail("uncordon", "only for rules that take a node out")
     return Rule(
         name=name, matchers=matchers, actions=tuple(actions), cooldown=sec.duration("cooldown", 0.0),
@@ -133,7 +141,49 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
                             window=esc.duration("window", 86400.0)),
         uncordon_on_resolved=(_check(on_resolved.get("verify"), f"{rw}: key 'on_resolved.verify'") or Check())
         if uncordon else None,
+        min_available=_min_available(sec),
     )
+
+
+def _min_available(sec: Section) -> int | str | None:
+    """A rule's min_available: a number of replicas/endpoints (>= 0) or a percentage "n%"."""
+    raw = sec.get("min_available")
+    if raw is None:
+        return None
+    text = str(raw).strip()
+    try:
+        value = float(text[:-1]) if text.endswith("%") else int(text)
+    except ValueError:
+        value = -1
+    if isinstance(raw, bool) or value < 0 or (text.endswith("%") and value > 100):
+        sec.fail("min_available", f"a number of replicas or a percentage such as '50%', got {raw!r}")
+        return None
+    return text if text.endswith("%") else int(text)
+
+
+def _limits(raw: Any, where: str) -> Limits:
+    sec = Section(raw, where, ("max_nodes", "max_percent", "min_nodes"))
+    pct = sec.number("max_percent", None)
+    if pct is not None and pct > 100:
+        sec.fail("max_percent", "a percentage, at most 100")
+    return Limits(sec.number("max_nodes", None, integer=True), pct, sec.number("min_nodes", 1, integer=True))
+
+
+def _pools(raw: Any, where: str) -> Pools | None:
+    """safety.budget.pools: {label: <node label>, default: {limits}, overrides: {<value>: {limits}}}."""
+    if raw is None:
+        return None
+    sec = Section(raw, where, ("label", "default", "overrides"))
+    label = sec.string("label", None)
+    if not label:
+        sec.fail("label", "required (the node label whose value names the pool)")
+        return None
+    overrides = sec.get("overrides") or {}
+    if not isinstance(overrides, dict):
+        sec.fail("overrides", "a mapping of label value to limits")
+        overrides = {}
+    return Pools(label, _limits(sec.get("default"), f"{where}.default"),
+                 {str(k): _limits(v, f"{where}.overrides.{k}") for k, v in overrides.items()})
 
 
 def parse_config(data: Any, path: str = "<config>") -> Config:
@@ -153,7 +203,7 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
     safety = Section(top.get("safety"), f"{path}: safety", ("dry_run", "max_alert_age", "budget", "breaker"))
     budget = Section(safety.get("budget"), f"{path}: safety.budget",
                       ("max_nodes", "max_percent", "max_gpu_percent", "min_nodes", "max_pod_restarts_per_workload",
-                       "max_traffic_shift_percent", "window"))
+                       "max_traffic_shift_percent", "window", "pools"))
     breaker = Section(safety.get("breaker"), f"{path}: safety.breaker", ("max_actions", "window", "reset_after"))
     for k in ("max_percent", "max_gpu_percent", "max_traffic_shift_percent"):
         v = budget.number(k, None)
@@ -196,7 +246,8 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
                           min_nodes=budget.number("min_nodes", 1, integer=True),
                           max_pod_restarts_per_workload=budget.number("max_pod_restarts_per_workload", 0, integer=True),
                           max_traffic_shift_percent=budget.number("max_traffic_shift_percent", None),
-                          window=budget.duration("window", 3600.0)),
+                          window=budget.duration("window", 3600.0),
+                          pools=_pools(budget.get("pools"), f"{path}: safety.budget.pools")),
             breaker=Breaker(max_actions=breaker.number("max_actions", 10, integer=True, minimum=1),
                             window=breaker.duration("window", 300.0),
                             reset_after=breaker.duration("reset_after", 0.0)),

@@ -10,10 +10,9 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from remediator import __version__
-from remediator.cluster.kube import KubeError
-from remediator.domain.decide import node_budget
+from remediator.domain import budget as nodebudget
+from remediator.domain.actions import ACTIONS
 from remediator.domain.models import IN_FLIGHT
-from remediator.domain.policy import ACTIONS
 from remediator.runtime.engine import BREAKER_KEY
 from remediator.store.ledger import ts
 
@@ -51,20 +50,26 @@ class Snapshot:
 
 
 def budget_rows(engine: Engine, now: dt.datetime) -> tuple[list[BudgetRow] | None, str]:
-    """The node disruption budget as the next decision would see it (before its own plan)."""
+    """The node disruption budget as the next decision would see it (before its own plan): the
+    managed nodes as a whole, then each pool where the config has pools."""
     if engine.kube is None:
         return None, "no cluster configured (dry-run without Kubernetes)"
-    try:
-        view = engine.kube.cluster_view()  # nodes only: the page does not list every pod
-    except KubeError as exc:
-        return None, f"the cluster view is unavailable ({exc})"
-    if not view.available:
+    world = engine.world(now)
+    if not world.cluster.available:
         return None, "the cluster view is unavailable"
-    history = engine.ledger.history(now - dt.timedelta(seconds=engine.config.history_window))
-    out = {n.name for n in view.nodes.values() if n.unschedulable}
-    out |= {a.target for a in history if a.state in IN_FLIGHT and ACTIONS.get(a.type) and ACTIONS[a.type].removes_node}
-    _, allowed, why = node_budget(engine.config.safety, view, out)
-    return [BudgetRow(engine.config.node_selector or "all nodes", len(out), allowed, len(view.nodes), why)], ""
+    b, managed = engine.config.safety.budget, world.cluster.managed
+    removes = set(ACTIONS.of("removes_node"))
+    in_flight = {a.target for a in world.history if a.state in IN_FLIGHT and a.type in removes}
+    out = set(nodebudget.unavailable(managed, in_flight))
+    whole = nodebudget.check(b.limits, set(managed), out, out)
+    rows = [BudgetRow(engine.config.node_selector or "all managed nodes", whole.unavailable, whole.allowed,
+                      whole.total, whole.why)]
+    if b.pools is not None:
+        for pool in sorted({b.pools.pool_of(v) for v in managed.values()}):
+            names = {n for n, v in managed.items() if b.pools.pool_of(v) == pool}
+            c = nodebudget.check(b.pools.limits(pool), names, out & names, out & names)
+            rows.append(BudgetRow(f"{b.pools.label}={pool}", c.unavailable, c.allowed, c.total, c.why))
+    return rows, ""
 
 
 def leader_of(engine: Engine) -> str | None:

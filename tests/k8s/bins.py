@@ -8,7 +8,9 @@ from pathlib import Path
 K8S_VERSION = "v1.34.4"
 GATEWAY_API_VERSION = "v1.4.1"
 PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
-CACHE = Path(os.environ.get("VIGIL_K8S_CACHE", Path.home() / ".cache/vigil/k8s")) / K8S_VERSION
+HELM_VERSION = "v3.22.0"
+CACHE_ROOT = Path(os.environ.get("VIGIL_K8S_CACHE", Path.home() / ".cache/vigil/k8s"))
+CACHE = CACHE_ROOT / K8S_VERSION
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
 
 
@@ -39,4 +41,12 @@ def gateway_api_crds() -> Path:
     path = CACHE / f"gateway-api-{GATEWAY_API_VERSION}-standard.yaml"
     if not path.is_file():
         raise MissingBinary(f"{path} is missing: run `make k8s-bins`")
+    return path
+
+
+def helm() -> Path:
+    """helm, built by `make k8s-bins` (scripts/k8s-bins.sh) from the Go module proxy."""
+    path = CACHE_ROOT / f"helm-{HELM_VERSION}" / "helm"
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise MissingBinary(f"{path} not found: run `make k8s-bins`")
     return path

@@ -193,4 +193,4 @@ def test_explain_needs_no_secrets(tmp_path):
     base = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
     r = subprocess.run([sys.executable, "-m", "remediator.cli", "explain", "--config", str(EXAMPLE), str(payload)],
                        capture_output=True, text=True, env=base, timeout=60)
-    assert r.returncode == 0 and "plan: cordon_node(n1), drain_node(n1)" in r.stdout, r.stderr
+    assert r.returncode == 0 and "cordon_node(n1), drain_node(n1)" in r.stdout and "=> act" in r.stdout, r.stderr
