@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from remediator.config import Config, ConfigError, load_config
@@ -29,6 +30,7 @@ from vigil_common.hostport import hostport_arg
 from vigil_common.logs import HelpFormatter as _Help
 
 log = logging.getLogger("remediator")
+ENGINE_STOP_TIMEOUT = 8.0  # seconds for running actions to reach a safe point; Kubernetes kills at 30
 
 
 def _die(message: str) -> int:
@@ -48,13 +50,14 @@ def _config_errors(path: str, first: ConfigError) -> int:
 
 def _kube(config: Config):
     """The cluster client, or None where there is none (allowed in dry-run only)."""
-    from remediator.cluster.kube import Kube
+    from remediator.cluster.kube import Kube, RetryPolicy
 
+    retry = RetryPolicy(request_timeout=config.kube_request_timeout, deadline=config.action_deadline)
     if config.kubeconfig:
         return Kube(os.path.expanduser(config.kubeconfig), event_namespace=config.event_namespace,
-                    node_selector=config.node_selector)
+                    node_selector=config.node_selector, retry=retry)
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return Kube(None, event_namespace=config.event_namespace, node_selector=config.node_selector)
+        return Kube(None, event_namespace=config.event_namespace, node_selector=config.node_selector, retry=retry)
     return None
 
 
@@ -79,13 +82,32 @@ def _log_start_state(config: Config, engine) -> None:
                     "auth.credentials with roles intake, read and admin to tell them apart in the audit trail")
 
 
-def serve(args: argparse.Namespace) -> int:
-    from waitress import create_server
+def _cache(config: Config, kube, metrics):
+    """The watch-fed cluster cache decisions read: nodes always; namespaces, pods, Services and
+    workloads only when a rule's actions need them (see cluster.cache.Needs)."""
+    if kube is None:
+        return None
+    from remediator.cluster.cache import ClusterCache, Needs
+    from remediator.domain.actions import ACTIONS
 
+    kinds = [ACTIONS[a.type] for r in config.rules for a in (*r.actions, *r.escalate.steps)]
+    needs = Needs(namespaces=any("namespace" in k.params or k.name == "drain_node" for k in kinds),
+                  pods=any(k.targets_pod or k.name == "drain_node" for k in kinds),
+                  services=any(k.targets_pod for k in kinds))
+    cache = ClusterCache(kube, needs)
+    metrics.watch_cache(cache.staleness, lambda: {i.res.name: len(i.items) for i in cache.informers})
+    metrics.count_kube_requests(lambda: kube.requests)
+    cache.start()
+    return cache
+
+
+def serve(args: argparse.Namespace) -> int:
     from remediator.runtime.engine import Engine
     from remediator.runtime.metrics import Metrics
     from remediator.store.ledger import SQLiteLedger
     from remediator.web.app import create_app
+    from remediator.web.server import close as close_server
+    from remediator.web.server import make_server
 
     logs.setup(args.log_level, args.log_format)
     try:
@@ -104,14 +126,17 @@ def serve(args: argparse.Namespace) -> int:
     except Exception as exc:
         return _die(f"cannot open the ledger {config.ledger_path}: {exc}")
     metrics = Metrics(ledger.counts_by_status)
-    engine = Engine(config, ledger, kube, metrics)
-    app = create_app(config, ledger, engine, metrics, insecure_no_auth=args.insecure_no_auth)
+    cache = _cache(config, kube, metrics)
+    engine = Engine(config, ledger, kube, metrics, cache=cache)
+    draining = threading.Event()
+    app = create_app(config, ledger, engine, metrics, insecure_no_auth=args.insecure_no_auth, draining=draining)
     host, port = args.listen or config.listen
     try:
-        server = create_server(app, host=host, port=port, threads=8, ident="vigil",
-                               max_request_body_size=config.max_body_bytes + 1024, clear_untrusted_proxy_headers=True)
+        server = make_server(app, host=host, port=port, max_body_bytes=config.max_body_bytes)
     except OSError as exc:
         return _die(f"cannot listen on {host}:{port}: {exc.strerror}")
+    if cache is not None and not cache.wait_synced(5.0):
+        log.warning("the cluster cache is not synced yet; decisions defer until it is")
     engine.start()
     log.info("remediator listening on http://%s:%s (dry_run=%s, auth=%s, ledger=%s)", host,
              server.effective_port, config.safety.dry_run, "off" if args.insecure_no_auth else "on",
@@ -120,14 +145,26 @@ def serve(args: argparse.Namespace) -> int:
         log.warning("webhook authentication is OFF (--insecure-no-auth)")
     _log_start_state(config, engine)
 
-    def stop(*_: object) -> None:
-        threading.Thread(target=server.close, daemon=True).start()
+    def shutdown() -> None:
+        """Readiness is off; intake keeps answering (what arrives is recorded and decided after the
+        restart) while running actions stop at their next safe point; then the listener closes."""
+        started = time.monotonic()
+        engine.stop(timeout=ENGINE_STOP_TIMEOUT)
+        time.sleep(max(config.shutdown_delay - (time.monotonic() - started), 0.0))
+        close_server(server)
+        log.info("stopped in %.1f s", time.monotonic() - started)
+
+    def stop(signum: int, _: object) -> None:
+        if not draining.is_set():
+            log.info("%s: shutting down (readiness off, actions left resumable)", signal.Signals(signum).name)
+            draining.set()
+            threading.Thread(target=shutdown, name="vigil-shutdown", daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    with contextlib.suppress(OSError):  # closed by the signal handler
+    with contextlib.suppress(OSError):  # closed by shutdown()
         server.run()
-    engine.stop()
+    engine.stop(timeout=1.0)
     return 0
 
 

@@ -22,11 +22,15 @@ class Config:
     path: str = "<defaults>"
     listen: tuple[str, int] = ("127.0.0.1", 9095)
     max_body_bytes: int = 10 * 1024 * 1024
+    shutdown_delay: float = 2.0  # seconds intake keeps answering after SIGTERM, with readiness off
     auth: Auth = field(default_factory=Auth)
     ledger_path: str = "vigil-ledger.db"
     kubeconfig: str | None = None  # None: in-cluster config
     event_namespace: str = "default"
     node_selector: str = ""  # label selector of the nodes Vigil manages and budgets over; "" = all
+    kube_request_timeout: float = 10.0  # seconds, each Kubernetes API request
+    action_deadline: float = 60.0  # seconds an action may retry transient API errors (429, 5xx, resets)
+    action_deadlines: dict[str, float] = field(default_factory=dict)  # per action type, overriding the default
     workers: int = 4
     prometheus_url: str | None = None  # for guard and verify (prometheus-api-client)
     prometheus_timeout: float = 5.0
@@ -74,6 +78,12 @@ def _actions(raw: Any, where: str, *, required: bool) -> list[Action]:
         raise ConfigError(f"{where}': a non-empty list of actions")
     found = [guarded(lambda a=a, j=j: _action(a, f"{where}[{j}]'"), at=(raw, j)) for j, a in enumerate(raw)]
     return [a for a in found if a is not None]
+
+
+def _deadlines(raw: Any, where: str) -> dict[str, float]:
+    """{action type: duration}: how long each type of action may retry transient API errors."""
+    sec = Section(raw, where, tuple(ACTIONS))
+    return {t: sec.duration(t, 0.0) for t in ACTIONS if sec.get(t) is not None}
 
 
 def _check(raw: Any, where: str) -> Check | None:
@@ -190,7 +200,7 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
     top = Section(data, path, ("server", "auth", "ledger", "kubernetes", "engine", "safety", "policy", "prometheus",
                               "notifications", "ui"))
     prom = Section(top.get("prometheus"), f"{path}: prometheus", ("url", "timeout"))
-    server = Section(top.get("server"), f"{path}: server", ("listen", "max_body_bytes"))
+    server = Section(top.get("server"), f"{path}: server", ("listen", "max_body_bytes", "shutdown_delay"))
     listen = server.string("listen", "127.0.0.1:9095")
     try:
         listen_at = parse_hostport(listen)
@@ -198,7 +208,9 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
         server.fail("listen", str(exc))
         listen_at = ("127.0.0.1", 9095)
     ledger = Section(top.get("ledger"), f"{path}: ledger", ("path",))
-    kube = Section(top.get("kubernetes"), f"{path}: kubernetes", ("kubeconfig", "event_namespace", "node_selector"))
+    kube = Section(top.get("kubernetes"), f"{path}: kubernetes", ("kubeconfig", "event_namespace", "node_selector",
+                                                                   "request_timeout", "action_deadline",
+                                                                   "action_deadlines"))
     engine = Section(top.get("engine"), f"{path}: engine", ("workers",))
     safety = Section(top.get("safety"), f"{path}: safety", ("dry_run", "max_alert_age", "budget", "breaker"))
     budget = Section(safety.get("budget"), f"{path}: safety.budget",
@@ -230,12 +242,16 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
     return Config(
         path=path, listen=listen_at,
         max_body_bytes=server.number("max_body_bytes", 10 * 1024 * 1024, integer=True, minimum=1024),
+        shutdown_delay=server.duration("shutdown_delay", 2.0),
         auth=parse_auth(top.get("auth"), f"{path}: auth"),
         notifications=parse_notifications(top.get("notifications"), f"{path}: notifications"),
         ui=parse_ui(top.get("ui"), f"{path}: ui"),
         ledger_path=ledger.string("path", "vigil-ledger.db"),
         kubeconfig=kube.string("kubeconfig", None), event_namespace=kube.string("event_namespace", "default"),
         node_selector=kube.string("node_selector", ""),
+        kube_request_timeout=kube.duration("request_timeout", 10.0),
+        action_deadline=kube.duration("action_deadline", 60.0),
+        action_deadlines=_deadlines(kube.get("action_deadlines"), kube.key("action_deadlines")),
         workers=engine.number("workers", 4, integer=True, minimum=1),
         prometheus_url=prom.string("url", None), prometheus_timeout=prom.duration("timeout", 5.0),
         safety=Safety(

@@ -25,9 +25,10 @@ class ClusterOps:
     and drop a claim Vigil no longer holds. None of it decides anything: the rails do."""
     kube: Kube
     executors: Executors = EXECUTORS
+    deadlines: dict[str, float] | None = None  # per action type: how long transient API errors are retried
 
     def execute(self, type_: str, params: dict[str, Any], incident: str) -> Outcome:
-        return self.executors.execute(self.kube, type_, params, incident)
+        return self.executors.execute(self.kube, type_, params, incident, self.deadlines)
 
     def restore(self, type_: str, params: dict[str, Any], result: dict[str, Any], incident: str) -> Outcome:
         return self.executors.restore(self.kube, type_, params, result, incident)
@@ -38,7 +39,7 @@ class ClusterOps:
     def drop_claim(self, node: str, incident: str, owner: str) -> None:
         """An Event on the node saying Vigil let go of its cordon (someone else owns it now)."""
         try:
-            obj = self.kube.core.read_node(node)
+            obj = self.kube.call(self.kube.core.read_node, node)
         except Exception as exc:
             log.warning("could not read node %s to record the dropped claim: %s", node, exc)
             return
@@ -53,6 +54,7 @@ class Runner:
     metrics: Metrics
     clock: Callable[[], dt.datetime]
     executors: Executors = EXECUTORS
+    deadlines: dict[str, float] | None = None  # per action type: how long transient API errors are retried
     notify: Callable[[Event], None] = lambda event: None  # VigilRemediation notifications (acted, blocked)
 
     def run_action(self, incident_id: int, action_id: int) -> Outcome | None:
@@ -64,7 +66,10 @@ class Runner:
         if self.kube is None:
             outcome = Outcome("failed", "no Kubernetes client", reason="no_cluster")
         else:
-            outcome = self.executors.execute(self.kube, row.type, row.params, str(incident_id))
+            outcome = self.executors.execute(self.kube, row.type, row.params, str(incident_id), self.deadlines)
+        if outcome.state == "interrupted":  # stopping: left running, resumed once after the restart
+            log.info("incident %d: %s(%s) interrupted by shutdown", incident_id, row.type, row.target)
+            return outcome
         now = self.clock()
         self.ledger.finish_action(action_id, outcome.state, outcome.as_result(), now)
         self.ledger.audit(f"action:{row.type}", {"target": row.target, "state": outcome.state,

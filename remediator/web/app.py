@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sqlite3
+import threading
 
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
@@ -32,7 +33,8 @@ def _error(status: int, error: str, detail: str):
 
 
 def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics, *,
-               insecure_no_auth: bool = False) -> Flask:
+               insecure_no_auth: bool = False, draining: threading.Event | None = None) -> Flask:
+    """`draining` set (SIGTERM): /readyz answers 503 while the webhook keeps recording."""
     app = Flask("vigil-remediator")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.extensions["vigil"] = {"config": config, "ledger": ledger, "engine": engine, "metrics": metrics,
@@ -66,8 +68,14 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
         except sqlite3.Error as exc:  # not the sender's fault: 503 so Alertmanager resends
             log.error("ledger write failed: %s", exc)
             return _error(503, "ledger_unavailable", "the ledger could not record the alerts; retry")
-        for a in note.alerts:
-            metrics.notifications.labels(a.status).inc()
+        except Exception as exc:  # this body cannot be stored as it is; resending will not help
+            log.exception("alerts of group %s could not be recorded", note.group_key)
+            return _error(400, "unrecordable", f"{type(exc).__name__}: {exc}"[:300])
+        firing = sum(1 for a in note.alerts if a.status == "firing")
+        if firing:
+            metrics.notifications.labels("firing").inc(firing)
+        if len(note.alerts) > firing:
+            metrics.notifications.labels("resolved").inc(len(note.alerts) - firing)
         if rec.duplicates:
             metrics.dedupe_hits.inc(rec.duplicates)
         if note.truncated_alerts:
@@ -139,6 +147,8 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
     @app.get("/readyz")
     def readyz():
         checks = {}
+        if draining is not None and draining.is_set():
+            checks["shutdown"] = "draining: stopping after the running actions reach a safe point"
         try:
             ledger.ping()
             checks["ledger"] = "ok"
@@ -152,6 +162,11 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
                 checks["kubernetes"] = "ok"
             except (KubeError, OSError, Exception) as exc:  # urllib3 connection errors included
                 checks["kubernetes"] = f"error: {type(exc).__name__}"
+        cache = getattr(engine, "cache", None)
+        if cache is not None:
+            staleness = cache.staleness()
+            checks["cluster_cache"] = "ok" if cache.synced else (
+                "not synced yet" if staleness == float("inf") else f"stale: {staleness:.0f} s since the last event")
         ok = all(v == "ok" or v.startswith("not configured") for v in checks.values())
         resp = jsonify({"status": "ok" if ok else "unavailable", "checks": checks})
         resp.status_code = 200 if ok else 503
