@@ -32,6 +32,7 @@ from remediator.domain.models import (
 from remediator.domain.policy import Check, Rule
 from remediator.domain.rails import Step, World
 from remediator.runtime.metrics import Metrics
+from remediator.runtime.notify import Event
 from remediator.runtime.runner import ClusterOps, Runner
 from remediator.store.ledger import Ledger, from_ts
 
@@ -63,6 +64,7 @@ class Followup:
     clock: Callable[[], dt.datetime]
     stopping: Callable[[], bool] = lambda: False
     sleep: Callable[[float], None] = field(default=time.sleep)
+    notify: Callable[[Event], None] = lambda event: None  # VigilRemediation notifications (gave up)
 
     # ---- checks ---------------------------------------------------------------------------------
 
@@ -138,14 +140,21 @@ class Followup:
                 self.ledger.audit("escalation_withheld", {"reason": "unverifiable", "detail": result.detail},
                                   self.clock(), incident_id=incident_id)
                 self.metrics.blocked.labels("unverifiable").inc()
+                self._gave_up(inc, f"verification unknown, left to people: {result.detail}")
                 return
             if index == len(steps):
                 if steps:
                     self.ledger.audit("escalation_exhausted", {"steps": index}, self.clock(), incident_id=incident_id)
+                self._gave_up(inc, f"not verified after {index} escalation step(s): {result.detail}")
                 return
             if not self._escalate(rule, inc, index):
                 return
             inc = self.ledger.get_incident(incident_id)
+
+    def _gave_up(self, inc: dict, detail: str) -> None:
+        last = inc["actions"][-1] if inc.get("actions") else {}
+        self.notify(Event("gave_up", inc["id"], last.get("type", "none"), "gave_up", last.get("target", ""),
+                          f"Vigil gave up on incident {inc['id']} ({inc.get('alertname', '?')})", detail))
 
     # ---- after the alert resolves ---------------------------------------------------------------
 

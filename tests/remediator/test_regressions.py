@@ -48,7 +48,7 @@ def _events(h, name):
 def test_global_pause_stops_escalation(remediator):
     h = remediator(nodes=2, policy={"rules": [rule(
         "ladder", "InferenceEndpointDown", [{"type": "restart_pod", "params": NS_POD}],
-        verify={"alert_resolved": True, "deadline": "4s", "interval": "0.5s"}, escalate=LADDER)]})
+        verify={"alert_resolved": True, "deadline": "4s", "interval": "500ms"}, escalate=LADDER)]})
     h.deploy("llm", 2)
     h.post(pod_alert(h, h.running("llm")[0].metadata.name))
     wait_until(lambda: (i := h.incidents()) and any(a["state"] == "succeeded" for a in h.incident(i[0]["id"])[
@@ -67,7 +67,7 @@ def test_prometheus_down_during_verify_never_escalates(remediator):
     dead = f"http://127.0.0.1:{free_port()}"
     h = remediator(nodes=2, overrides={"prometheus": {"url": dead}}, policy={"rules": [rule(
         "ladder", "InferenceEndpointDown", [{"type": "restart_pod", "params": NS_POD}],
-        verify={"query": "up == 1", "deadline": "2s", "interval": "0.5s"}, escalate=LADDER)]})
+        verify={"query": "up == 1", "deadline": "2s", "interval": "500ms"}, escalate=LADDER)]})
     h.deploy("llm", 2)
     h.post(pod_alert(h, h.running("llm")[0].metadata.name))
     d = wait_audit(h, "escalation_withheld")

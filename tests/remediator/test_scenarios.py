@@ -205,7 +205,7 @@ def test_prometheus_down_during_guard_and_during_verify(served):
     s = served(nodes=2, overrides={"prometheus": {"url": dead}}, policy={"rules": [
         rule("guarded", "GpuXidCritical", [CORDON], guard={"query": "up == 1"}),
         rule("verified", "InferenceEndpointDown", [{"type": "restart_pod", "params": NS_POD}],
-             verify={"query": "up == 1", "deadline": "2s", "interval": "0.5s"},
+             verify={"query": "up == 1", "deadline": "2s", "interval": "500ms"},
              escalate={"steps": [{"type": "rollout_restart", "params": {"namespace": "{{ labels.namespace }}",
                                                                         "name": "llm"}}]})]})
     s.h.deploy("llm", 2)
@@ -270,7 +270,7 @@ def test_node_and_namespace_pause_and_global_pause_during_escalation(served):
     s = served(nodes=3, policy={"rules": [
         rule("gpu", "GpuXidCritical", [CORDON]),
         rule("restart", "InferenceEndpointDown", [{"type": "restart_pod", "params": NS_POD}],
-             verify={"alert_resolved": True, "deadline": "4s", "interval": "0.5s"}, escalate=ladder)]})
+             verify={"alert_resolved": True, "deadline": "4s", "interval": "500ms"}, escalate=ladder)]})
     s.h.core.patch_node(s.h.nodes[0], {"metadata": {"annotations": {"vigil.io/remediation": "disabled"}}})
     s.post(s.h.xid(s.h.nodes[0]))
     other_ns = f"{s.h.namespace}-paused"
