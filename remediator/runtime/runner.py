@@ -14,6 +14,7 @@ from remediator.cluster.executor import EXECUTORS, Executors, Outcome
 from remediator.cluster.kube import Kube, KubeError
 from remediator.cluster.lease import AlwaysLeader, Leadership, NotLeader
 from remediator.runtime.metrics import Metrics
+from remediator.runtime.notify import Event, action_event
 from remediator.store.ledger import Ledger, from_ts
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ class ClusterOps:
     is fenced: a replica that cannot prove it holds the leader lease changes nothing."""
     kube: Kube
     executors: Executors = EXECUTORS
+    deadlines: dict[str, float] | None = None  # per action type: how long transient API errors are retried
     leader: Leadership = field(default_factory=AlwaysLeader)
 
     def execute(self, type_: str, params: dict[str, Any], incident: str) -> Outcome:
@@ -33,7 +35,7 @@ class ClusterOps:
             self.leader.fence()
         except NotLeader as exc:
             return Outcome("failed", str(exc), reason="not_leader")
-        return self.executors.execute(self.kube, type_, params, incident)
+        return self.executors.execute(self.kube, type_, params, incident, self.deadlines)
 
     def restore(self, type_: str, params: dict[str, Any], result: dict[str, Any], incident: str) -> Outcome:
         try:
@@ -42,13 +44,13 @@ class ClusterOps:
             return Outcome("failed", str(exc), reason="not_leader")
         return self.executors.restore(self.kube, type_, params, result, incident)
 
-    def owner_of(self, type_: str, params: dict[str, Any]) -> str:
-        return self.executors.owner_of(self.kube, type_, params)
+    def owner_of(self, type_: str, params: dict[str, Any], result: dict[str, Any]) -> str:
+        return self.executors.owner_of(self.kube, type_, params, result)
 
     def drop_claim(self, node: str, incident: str, owner: str) -> None:
         """An Event on the node saying Vigil let go of its cordon (someone else owns it now)."""
         try:
-            obj = self.kube.core.read_node(node)
+            obj = self.kube.call(self.kube.core.read_node, node)
         except Exception as exc:
             log.warning("could not read node %s to record the dropped claim: %s", node, exc)
             return
@@ -63,6 +65,8 @@ class Runner:
     metrics: Metrics
     clock: Callable[[], dt.datetime]
     executors: Executors = EXECUTORS
+    deadlines: dict[str, float] | None = None  # per action type: how long transient API errors are retried
+    notify: Callable[[Event], None] = lambda event: None  # VigilRemediation notifications (acted, blocked)
     leader: Leadership = field(default_factory=AlwaysLeader)
 
     def run_action(self, incident_id: int, action_id: int) -> Outcome | None:
@@ -82,7 +86,10 @@ class Runner:
         if self.kube is None:
             outcome = Outcome("failed", "no Kubernetes client", reason="no_cluster")
         else:
-            outcome = self.executors.execute(self.kube, row.type, row.params, str(incident_id))
+            outcome = self.executors.execute(self.kube, row.type, row.params, str(incident_id), self.deadlines)
+        if outcome.state == "interrupted":  # stopping: left running, resumed once after the restart
+            log.info("incident %d: %s(%s) interrupted by shutdown", incident_id, row.type, row.target)
+            return outcome
         now = self.clock()
         self.ledger.finish_action(action_id, outcome.state, outcome.as_result(), now)
         self.ledger.audit(f"action:{row.type}", {"target": row.target, "state": outcome.state,
@@ -92,6 +99,7 @@ class Runner:
         self.metrics.observe_action(row.type, outcome.state, (now - starts).total_seconds() if starts else None,
                                     outcome.reason)
         log.info("incident %d: %s(%s) %s: %s", incident_id, row.type, row.target, outcome.state, outcome.detail)
+        self.notify(action_event(incident_id, row.type, outcome.state, row.target, outcome.detail))
         return outcome
 
 

@@ -185,6 +185,17 @@ def finish(obj: dict, action_id: int, state: str, result: dict, now: dt.datetime
               detail=shrink(result.get("detail", "")), updatedAt=t)
 
 
+def fail(obj: dict, stage: str, exc: BaseException, now: dt.datetime) -> None:
+    st, t = obj["status"], ts(now)
+    detail = f"{type(exc).__name__}: {exc}"[:1000]
+    st.update(status="failed", reason="internal_error", detail=detail, updatedAt=t)
+    for a in st["actions"]:
+        if a["state"] in ("planned", "running"):
+            a.update(state="failed" if a["state"] == "running" else "cancelled", finishedAt=t,
+                     result={"detail": detail, "reason": "internal_error"})
+    add_audit(obj, "internal_error", {"stage": stage, "exception": type(exc).__name__, "message": str(exc)[:1000]}, t)
+
+
 def append(obj: dict, rule: str, type_: str, target: str, params: dict, now: dt.datetime) -> int:
     st, t = obj["status"], ts(now)
     a = _new_action(st["id"], len(st["actions"]), rule, type_, target, params, "planned", t)

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from remediator.domain.models import Decision, Incident, PastAction
 from remediator.domain.payload import Alert
 from remediator.store import incident_object as io
-from remediator.store.ledger import ActionRow, LedgerUnavailable, Recorded
+from remediator.store.ledger import DUE_BATCH, ActionRow, LedgerUnavailable, Recorded
 from remediator.store.views import from_ts, ts
 
 log = logging.getLogger(__name__)
@@ -254,12 +254,26 @@ class KubernetesLedger:
 
     # ---- the engine's side ---------------------------------------------------------------------
 
-    def due(self, now: dt.datetime) -> list[Incident]:
+    def due(self, now: dt.datetime, limit: int = DUE_BATCH,
+            on_unreadable: Callable[[int, Exception], None] | None = None) -> list[Incident]:
+        """At most `limit` incidents to decide, oldest first; an object that cannot be read goes to
+        `on_unreadable` (default: marked failed), so it never blocks the ones after it."""
         t = ts(now)
         objs = [o for o in self._snapshot() if o["status"]["status"] == "pending" or
                 (o["status"]["status"] == "deferred" and (o["status"]["notBefore"] or "") <= t)]
-        objs.sort(key=lambda o: (o["status"]["receivedAt"], o["metadata"]["name"]))
-        return [io.incident(o) for o in objs]
+        objs.sort(key=lambda o: (o["status"]["status"] != "pending", o["status"]["receivedAt"],
+                                 o["metadata"]["name"]))
+        out = []
+        for o in objs[:limit]:
+            try:
+                out.append(io.incident(o))
+            except Exception as exc:
+                (on_unreadable or (lambda i, e: self.fail_incident(i, "read", e, now)))(o["status"]["id"], exc)
+        return out
+
+    def fail_incident(self, incident_id: int, stage: str, exc: BaseException, now: dt.datetime) -> None:
+        """Processing this incident raised: the exception on it and in its audit; out of the queue."""
+        self._update_id(incident_id, lambda obj: io.fail(obj, stage, exc, now))
 
     def next_wake(self) -> dt.datetime | None:
         times = [o["status"]["notBefore"] for o in self._snapshot()
@@ -269,6 +283,11 @@ class KubernetesLedger:
     def save_decision(self, incident_id: int, decision: Decision, now: dt.datetime) -> list[int]:
         out = self._update_id(incident_id, lambda obj: _or_no_change(io.decide(obj, decision, now)))
         return out or []
+
+    def save_decisions(self, decided: list[tuple[int, Decision]], now: dt.datetime) -> dict[int, list[int]]:
+        """One write per incident (each its own object), in parallel."""
+        ids = self._intake_pool.map(lambda d: self.save_decision(d[0], d[1], now), decided)
+        return {incident_id: out for (incident_id, _), out in zip(decided, ids, strict=True)}
 
     def claim_action(self, action_id: int, now: dt.datetime) -> ActionRow | None:
         incident_id, _ = io.split_action_id(action_id)

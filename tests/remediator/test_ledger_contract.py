@@ -171,3 +171,14 @@ def test_one_body_of_many_alerts_is_recorded_whole(backend):
     assert (rec.new, rec.duplicates, rec.resolved, rec.cancelled) == (0, 51, 1, 1)
     assert len(lg.due(NOW)) in (199, 200)  # the cancellation may still be on its way to lg's cache
     assert len(backend.open().due(NOW)) == 199
+
+
+def test_an_incident_that_fails_leaves_the_queue_with_its_exception(backend):
+    lg = backend.open()
+    lg.record(alerts(alert(xid_labels("n1"), starts_at=NOW)), NOW)
+    inc = lg.due(NOW)[0]
+    lg.fail_incident(inc.id, "decide", ValueError("a bad template"), NOW)
+    assert lg.due(NOW) == []
+    got = lg.get_incident(inc.id)
+    assert (got["status"], got["reason"]) == ("failed", "internal_error") and "a bad template" in got["detail"]
+    assert got["audit"][-1]["event"] == "internal_error"
