@@ -145,6 +145,8 @@ class KubernetesLedger:
                         return
                 self._last_ok = time.monotonic()
             except Exception as exc:
+                if self._stop.is_set():
+                    return
                 log.warning("ledger watch: %s; listing again", exc)
                 self._stop.wait(1.0)
                 try:

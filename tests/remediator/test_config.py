@@ -45,7 +45,7 @@ def rule(**over):
          "leader_election: key 'lease_duration': must be longer than renew_deadline"),
         ({"leader_election": {"renew_deadline": "2s", "retry_period": "2s"}},
          "leader_election: key 'renew_deadline': must be longer than 1.2 x retry_period"),
-        ({"leader_election": {"retry_period": "0.5s"}}, "leader_election: key 'retry_period': at least 1s"),
+        ({"leader_election": {"retry_period": "500ms"}}, "leader_election: key 'retry_period': at least 1s"),
         ({"leader_election": {"lease": "15s"}}, "leader_election: unknown key 'lease'"),
         ({"leader_election": {"enabled": False}}, "leader election is required whenever Vigil acts"),
     ],
