@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_PACKAGES := prometheus prometheus-alertmanager docker-compose
+# chromium: the status page is tested in headless Chromium (a screenshot and the DOM against the API).
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager docker-compose chromium
 
 .PHONY: all venv deps lint test demo bench k8s-bins cluster cluster-down alerts dashboards podresources-stubs clean
 

@@ -2,8 +2,12 @@
 
     remediator serve --config vigil.yaml [--listen 127.0.0.1:9095] [--insecure-no-auth]
     remediator explain --config vigil.yaml payload.json
-    remediator check-config vigil.yaml
+    remediator check-config vigil.yaml [--check-secrets]
     remediator example-config [NAME | --list | --write DIR]
+    remediator incidents|show ID|pause --reason R [--for 2h]|resume|breaker-reset|state   (on call; see below)
+
+The on-call subcommands talk to a running remediator: --url (env VIGIL_URL) and a bearer token
+from --token-file (env VIGIL_TOKEN_FILE) or VIGIL_TOKEN.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ import time
 from pathlib import Path
 
 from remediator.config import Config, ConfigError, load_config
+from vigil_common import logs
 from vigil_common.hostport import hostport_arg
+from vigil_common.logs import HelpFormatter as _Help
 
 log = logging.getLogger("remediator")
 ENGINE_STOP_TIMEOUT = 8.0  # seconds for running actions to reach a safe point; Kubernetes kills at 30
@@ -30,6 +36,16 @@ ENGINE_STOP_TIMEOUT = 8.0  # seconds for running actions to reach a safe point; 
 def _die(message: str) -> int:
     print(f"remediator: {message}", file=sys.stderr)
     return 2
+
+
+def _config_errors(path: str, first: ConfigError) -> int:
+    """Every error of a config that does not load (secrets included), not just the first."""
+    from remediator.config_check import check
+
+    errors = check(path, check_secrets=True).errors or (first,)
+    for err in errors:
+        print(f"error: {err}", file=sys.stderr)
+    return _die(f"{path}: {len(errors)} error{'s' if len(errors) > 1 else ''}; see `remediator check-config`")
 
 
 def _kube(config: Config):
@@ -43,6 +59,27 @@ def _kube(config: Config):
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
         return Kube(None, event_namespace=config.event_namespace, node_selector=config.node_selector, retry=retry)
     return None
+
+
+def _log_start_state(config: Config, engine) -> None:
+    """What an operator must know at start: a pause in force (why, by whom, until when), an open
+    breaker, and a single credential shared by Alertmanager and people."""
+    from remediator.runtime.engine import utcnow
+
+    state = engine.safety_state(utcnow())
+    pause = engine.pause()
+    engine.metrics.paused.set(1 if state.paused else 0)
+    engine.metrics.breaker_open.set(1 if state.breaker_open else 0)
+    (log.warning if state.paused else log.info)("%s", pause.describe() if state.paused else
+                                                "remediation is active (not paused)")
+    if state.breaker_open:
+        log.warning("the circuit breaker is OPEN: no actions until POST /api/breaker/reset (remediator breaker-reset)")
+    for role in ("intake", "read", "admin"):
+        if config.auth.configured and not config.auth.with_role(role):
+            log.warning("auth: no credential has the %r role (auth.credentials)", role)
+    if config.auth.legacy:
+        log.warning("auth: one credential serves Alertmanager and people (intake and admin); list "
+                    "auth.credentials with roles intake, read and admin to tell them apart in the audit trail")
 
 
 def _cache(config: Config, kube, metrics):
@@ -65,7 +102,6 @@ def _cache(config: Config, kube, metrics):
 
 
 def serve(args: argparse.Namespace) -> int:
-    from remediator.runtime import logs
     from remediator.runtime.engine import Engine
     from remediator.runtime.metrics import Metrics
     from remediator.store.ledger import SQLiteLedger
@@ -73,11 +109,11 @@ def serve(args: argparse.Namespace) -> int:
     from remediator.web.server import close as close_server
     from remediator.web.server import make_server
 
-    logs.setup(args.log_level)
+    logs.setup(args.log_level, args.log_format)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        return _die(str(exc))
+        return _config_errors(args.config, exc)
     if not config.auth.configured and not args.insecure_no_auth:
         return _die(f"{args.config}: no webhook credentials configured (auth.bearer_token_file/_env or "
                     "auth.basic_auth); refusing to start. Use --insecure-no-auth only for local experiments.")
@@ -107,6 +143,7 @@ def serve(args: argparse.Namespace) -> int:
              config.ledger_path)
     if args.insecure_no_auth:
         log.warning("webhook authentication is OFF (--insecure-no-auth)")
+    _log_start_state(config, engine)
 
     def shutdown() -> None:
         """Readiness is off; intake keeps answering (what arrives is recorded and decided after the
@@ -182,16 +219,20 @@ def _print_explained(r: dict) -> None:
 
 
 def explain(args: argparse.Namespace) -> int:
+    from remediator.config_check import check
     from remediator.domain.models import Incident
     from remediator.domain.payload import PayloadError, parse
     from remediator.domain.rails import World
 
+    checked = check(args.config)  # explain needs no secrets: they are not read
+    if checked.config is None:
+        for err in checked.errors:
+            print(f"error: {err}", file=sys.stderr)
+        return _die(f"{args.config}: {len(checked.errors)} error(s)")
+    config = checked.config
     try:
-        config = load_config(args.config)
         body = Path(args.payload).read_bytes() if args.payload != "-" else sys.stdin.buffer.read()
         note = parse(body)
-    except ConfigError as exc:
-        return _die(str(exc))
     except OSError as exc:
         return _die(f"{args.payload}: {exc.strerror}")
     except PayloadError as exc:
@@ -210,12 +251,20 @@ def explain(args: argparse.Namespace) -> int:
 
 
 def check_config(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        return _die(str(exc))
+    from remediator.config_check import check
+
+    result = check(args.config, check_secrets=args.check_secrets)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not result.ok:
+        for err in result.errors:
+            print(f"error: {err}", file=sys.stderr)
+        n = len(result.errors)
+        return _die(f"{args.config}: {n} error{'s' if n > 1 else ''}")
+    config = result.config
     print(f"{args.config}: ok ({len(config.rules)} rules, dry_run={config.safety.dry_run}, "
-          f"auth={'configured' if config.auth.configured else 'NOT configured'})")
+          f"auth={'configured' if config.auth.configured else 'NOT configured'}"
+          f"{', secrets checked' if args.check_secrets else ', secrets not checked'})")
     return 0
 
 
@@ -226,30 +275,38 @@ def example_config(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="remediator", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from remediator import __version__, oncall
+
+    p = argparse.ArgumentParser(prog="remediator", description=__doc__, formatter_class=_Help)
+    logs.add_arguments(p, __version__, logging_flags=False)
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("serve", help="run the webhook receiver and the engine")
+    s = sub.add_parser("serve", help="run the webhook receiver and the engine", formatter_class=_Help)
     s.add_argument("--config", required=True)
     s.add_argument("--listen", type=hostport_arg, default=None, help="HOST:PORT (default from config, 127.0.0.1:9095)")
     s.add_argument("--insecure-no-auth", action="store_true", help="accept unauthenticated webhooks (local only)")
-    s.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    s.add_argument("--log-level", default="INFO", choices=logs.LEVELS)
+    s.add_argument("--log-format", default="json", choices=("json", "text"), help="log lines as JSON or text")
     s.set_defaults(func=serve)
-    e = sub.add_parser("explain", help="print the decision trace for a payload without acting")
+    e = sub.add_parser("explain", help="print the decision trace for a payload without acting", formatter_class=_Help)
     e.add_argument("--config", required=True)
     e.add_argument("--json", action="store_true")
     e.add_argument("payload", help="an Alertmanager v4 webhook body (file, or - for stdin)")
     e.set_defaults(func=explain)
-    c = sub.add_parser("check-config", help="validate a config")
+    c = sub.add_parser("check-config", help="validate a config: every error, with file, line and YAML path",
+                       formatter_class=_Help)
     c.add_argument("config")
+    c.add_argument("--check-secrets", action="store_true",
+                   help="also read every token and password file and environment variable the config names")
     c.set_defaults(func=check_config)
-    x = sub.add_parser("example-config", help="print or write the shipped examples, rules, dashboards, runbooks")
+    x = sub.add_parser("example-config", help="print or write the shipped examples, rules, dashboards, runbooks",
+                       formatter_class=_Help)
     x.add_argument("name", nargs="?", help="a shipped file (default vigil.yaml; --list names them)")
     x.add_argument("--list", action="store_true", help="list the shipped files")
     x.add_argument("--write", type=Path, metavar="DIR", help="write every shipped file under DIR")
     x.add_argument("--force", action="store_true", help="with --write: overwrite existing files")
     x.set_defaults(func=example_config)
-    return p
+    oncall.add_parsers(sub, _Help)
+    return logs.document_defaults(p)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -165,6 +165,10 @@ class Pipeline:
         cfg["kubernetes"] = {"kubeconfig": str(self.cp.kubeconfig)}
         cfg["prometheus"] = {"url": f"http://127.0.0.1:{self._prometheus_port}"}
         cfg["safety"]["budget"] = {"max_nodes": self.nodes // 2, "min_nodes": 1}
+        # The example's notifications and links point at 127.0.0.1:9093; here Alertmanager has its own port.
+        am = self.stack.alertmanager_url
+        cfg["notifications"] = {"alertmanager_urls": [am]} if am else {}
+        cfg["ui"] = {"alertmanager_url": am} if am else {}
         path = self.workdir / "vigil.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         port = free_port()

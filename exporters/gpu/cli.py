@@ -11,6 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from exporters import __version__
 from exporters.gpu.attribution import KUBELET_SOCKET
 from exporters.gpu.exporter import PodResourcesConfig, build, load_backend
 from exporters.gpu.fastpath import DEFAULT_EVENTS, PushConfig
@@ -18,6 +19,7 @@ from exporters.gpu.kernel_log import KernelLogConfig
 from exporters.gpu.kmsg import is_char_device
 from exporters.gpu.server import make_app
 from exporters.http import serve_or_report, wait_for_termination
+from vigil_common import logs
 from vigil_common.hostport import hostport_arg
 
 log = logging.getLogger("gpu-exporter")
@@ -97,7 +99,8 @@ def push_config(args: argparse.Namespace, p: argparse.ArgumentParser) -> PushCon
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gpu-exporter", description=__doc__)
+    p = argparse.ArgumentParser(prog="gpu-exporter", description=__doc__, formatter_class=logs.HelpFormatter)
+    logs.add_arguments(p, __version__)
     p.add_argument("--listen", type=hostport_arg, default=("127.0.0.1", 9835),
                    help="HOST:PORT to serve /metrics on (default 127.0.0.1:9835)")
     p.add_argument("--backend", choices=("nvml", "simulated"), default="nvml")
@@ -134,15 +137,14 @@ def parser() -> argparse.ArgumentParser:
     fp.add_argument("--alertmanager-basic-auth-user", default=None)
     fp.add_argument("--alertmanager-basic-auth-password-file", default=None)
     fp.add_argument("--alertmanager-ca-file", default=None)
-    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    return p
+    return logs.document_defaults(p)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)  # unknown flags: usage and exit 2
     push = push_config(args, p)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(args.log_level, args.log_format)
     kmsg = kernel_log_path(args)
     simulated_log = kmsg if args.backend == "simulated" and kmsg and not is_char_device(kmsg) else None
     exporter = build(load_backend(args.backend, args.simulated_gpus, simulated_log),

@@ -22,23 +22,27 @@ from remediator.config import Config
 from remediator.domain.decide import decide, guard_query
 from remediator.domain.models import CheckResult, ClusterView, Decision, Incident, PastAction, SafetyState
 from remediator.domain.rails import World
+from remediator.runtime import pause as pausing
 from remediator.runtime.followup import Followup
 from remediator.runtime.metrics import Metrics
+from remediator.runtime.notify import Notifier, decision_events
 from remediator.runtime.runner import ClusterOps, Runner
 from remediator.store.ledger import DUE_BATCH, Ledger, from_ts, ts
 
 log = logging.getLogger(__name__)
 BREAKER_KEY = "breaker_opened_at"
-PAUSE_KEY = "paused"
+PAUSE_KEY = pausing.PAUSE_KEY
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def read_safety_state(ledger: Ledger) -> SafetyState:
-    """Pause and breaker as the ledger holds them (no timeout handling: see Engine.safety_state)."""
-    return SafetyState(paused=ledger.get_state(PAUSE_KEY) == "true",
+def read_safety_state(ledger: Ledger, now: dt.datetime | None = None) -> SafetyState:
+    """Pause and breaker as the ledger holds them (an expired pause is no pause; the breaker's
+    reset_after is handled by Engine.safety_state)."""
+    p = pausing.read(ledger)
+    return SafetyState(paused=p.paused and not p.expired(now or utcnow()),
                        breaker_open=ledger.get_state(BREAKER_KEY) is not None)
 
 
@@ -76,14 +80,18 @@ class Engine:
         self._busy: set[object] = set()
         self._futures: set[futures.Future] = set()
         self._busy_lock = threading.Lock()
-        self.runner = Runner(ledger, kube, metrics, clock, deadlines=config.action_deadlines)
-        self.followup = Followup(ledger, self.runner,
-                                 ClusterOps(kube, deadlines=config.action_deadlines) if kube is not None else None,
-                                 self.prom,
-                                 metrics, self.rules, self.world, self._guard, self.note_decision, clock,
-                                 self._stop.is_set, self._stop.wait)
+        self.notifier = Notifier(config.notifications, metrics.registry)
+        self.runner = Runner(ledger, kube, metrics, clock, deadlines=config.action_deadlines,
+                             notify=self.notifier.notify)
+        self.followup = Followup(ledger=ledger, runner=self.runner,
+                                 ops=ClusterOps(kube, deadlines=config.action_deadlines) if kube is not None else None,
+                                 checker=self.prom, metrics=metrics, rules=self.rules, world=self.world,
+                                 safety_state=self.safety_state, guard=self._guard, on_decision=self.note_decision,
+                                 clock=clock, stopping=self._stop.is_set, sleep=self._stop.wait,
+                                 notify=self.notifier.notify)
 
     def start(self) -> None:
+        self.notifier.start()
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -99,6 +107,7 @@ class Engine:
         with self._busy_lock:
             running = list(self._futures)
         futures.wait(running, timeout=max(deadline - time.monotonic(), 0.1))
+        self.notifier.stop(timeout=max(deadline - time.monotonic(), 0.5))  # what is queued gets its chance
 
     def wake(self) -> None:
         self._wake.set()
@@ -110,7 +119,9 @@ class Engine:
         reset_after = self.config.safety.breaker.reset_after
         if opened and reset_after and (now - from_ts(opened)).total_seconds() >= reset_after:
             self.reset_breaker(now, by="timeout")
-        return read_safety_state(self.ledger)
+        if pausing.read(self.ledger).expired(now):
+            self.set_paused(False, now, by="expiry")
+        return read_safety_state(self.ledger, now)
 
     def reset_breaker(self, now: dt.datetime, by: str) -> bool:
         was_open = self.ledger.get_state(BREAKER_KEY) is not None
@@ -121,10 +132,18 @@ class Engine:
         self.metrics.breaker_open.set(0)
         return was_open
 
-    def set_paused(self, paused: bool, now: dt.datetime, by: str) -> None:
-        self.ledger.set_state(PAUSE_KEY, "true" if paused else None)
-        self.ledger.audit("pause" if paused else "unpause", {"by": by}, now)
+    def set_paused(self, paused: bool, now: dt.datetime, by: str, *, reason: str = "",
+                   until: dt.datetime | None = None) -> pausing.Pause:
+        p = pausing.Pause(paused, reason, by, now, until) if paused else pausing.Pause()
+        pausing.write(self.ledger, p)
+        detail = {"by": by, "reason": reason, "until": p.as_dict()["until"]} if paused else {"by": by}
+        self.ledger.audit("pause" if paused else "unpause", detail, now)
         self.metrics.paused.set(1 if paused else 0)
+        log.warning("%s (%s)", p.describe(), f"set by {by}")
+        return p
+
+    def pause(self) -> pausing.Pause:
+        return pausing.read(self.ledger)
 
     # ---- the loop -----------------------------------------------------------------------------
 
@@ -256,6 +275,8 @@ class Engine:
             self.metrics.breaker_open.set(1)
             log.error("circuit breaker opened: %s", decision.detail)
         self.metrics.observe_decision(decision)
+        for event in decision_events(incident, decision):  # blocked (or dry-run) first actions and later steps
+            self.notifier.notify(event)
 
     def world(self, now: dt.datetime) -> World:
         """What the rails read for a later step (escalation, restore, uncordon): fresh, not cached."""

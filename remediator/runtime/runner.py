@@ -13,6 +13,7 @@ from typing import Any
 from remediator.cluster.executor import EXECUTORS, Executors, Outcome
 from remediator.cluster.kube import Kube, KubeError
 from remediator.runtime.metrics import Metrics
+from remediator.runtime.notify import Event, action_event
 from remediator.store.ledger import Ledger, from_ts
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,8 @@ class ClusterOps:
     def restore(self, type_: str, params: dict[str, Any], result: dict[str, Any], incident: str) -> Outcome:
         return self.executors.restore(self.kube, type_, params, result, incident)
 
-    def owner_of(self, type_: str, params: dict[str, Any]) -> str:
-        return self.executors.owner_of(self.kube, type_, params)
+    def owner_of(self, type_: str, params: dict[str, Any], result: dict[str, Any]) -> str:
+        return self.executors.owner_of(self.kube, type_, params, result)
 
     def drop_claim(self, node: str, incident: str, owner: str) -> None:
         """An Event on the node saying Vigil let go of its cordon (someone else owns it now)."""
@@ -54,6 +55,7 @@ class Runner:
     clock: Callable[[], dt.datetime]
     executors: Executors = EXECUTORS
     deadlines: dict[str, float] | None = None  # per action type: how long transient API errors are retried
+    notify: Callable[[Event], None] = lambda event: None  # VigilRemediation notifications (acted, blocked)
 
     def run_action(self, incident_id: int, action_id: int) -> Outcome | None:
         """Claim, execute and record one action; None if it was cancelled or already finished."""
@@ -77,6 +79,7 @@ class Runner:
         self.metrics.observe_action(row.type, outcome.state, (now - starts).total_seconds() if starts else None,
                                     outcome.reason)
         log.info("incident %d: %s(%s) %s: %s", incident_id, row.type, row.target, outcome.state, outcome.detail)
+        self.notify(action_event(incident_id, row.type, outcome.state, row.target, outcome.detail))
         return outcome
 
 

@@ -76,6 +76,13 @@ class LedgerViews:
                          "detail": json.loads(a["detail"])} for a in audit]
         return out
 
+    def recent_audit(self, limit: int) -> list[dict]:
+        """The newest audit records, global ones (pause, breaker) and incidents' alike."""
+        with self._tx() as db:
+            rows = db.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [{"at": a["at"], "event": a["event"], "incident_id": a["incident_id"], "action_id": a["action_id"],
+                 "detail": json.loads(a["detail"])} for a in rows]
+
     def counts_by_status(self) -> dict[str, int]:
         with self._tx() as db:
             return {r[0]: r[1] for r in db.execute("SELECT status, COUNT(*) FROM incidents GROUP BY status")}

@@ -182,7 +182,7 @@ def test_a_failed_verify_escalates_and_the_ladder_stops_at_its_cap(remediator, p
     ns_pod = {"namespace": "{{ labels.namespace }}", "pod": "{{ labels.pod }}"}
     h = remediator(nodes=2, overrides={"prometheus": {"url": prometheus}}, policy={"rules": [rule(
         "ladder", "InferenceEndpointDown", [{"type": "restart_pod", "params": ns_pod}],
-        verify={"query": FAILS, "deadline": "1s", "interval": "0.5s"},
+        verify={"query": FAILS, "deadline": "1s", "interval": "500ms"},
         escalate={"steps": [{"type": "rollout_restart", "params": {"namespace": "{{ labels.namespace }}",
                                                                    "name": "llm"}},
                             {"type": "rollback_deployment", "params": {"namespace": "{{ labels.namespace }}",
@@ -209,7 +209,7 @@ def test_a_verify_that_holds_does_not_escalate(remediator, prometheus):
     h = remediator(nodes=2, overrides={"prometheus": {"url": prometheus}}, policy={"rules": [rule(
         "ok", "InferenceEndpointDown", [{"type": "restart_pod", "params": {
             "namespace": "{{ labels.namespace }}", "pod": "{{ labels.pod }}"}}],
-        verify={"query": HOLDS, "deadline": "5s", "interval": "0.5s"},
+        verify={"query": HOLDS, "deadline": "5s", "interval": "500ms"},
         escalate={"steps": [{"type": "rollout_restart", "params": {"namespace": "{{ labels.namespace }}",
                                                                    "name": "llm"}}]})]})
     h.deploy("llm", 2)
