@@ -36,7 +36,7 @@ class Clients:
 
 Executor = Callable[[Clients, dict[str, Any], str], Outcome]
 Restorer = Callable[[Clients, dict[str, Any], dict[str, Any], str], str]
-OwnerReader = Callable[[Clients, dict[str, Any]], str]
+OwnerReader = Callable[[Clients, dict[str, Any], dict[str, Any]], str]
 
 
 class Executors:
@@ -84,11 +84,12 @@ class Executors:
         return _guarded(lambda: kube.attempt(f"restore {type_}", lambda: Outcome(
             "succeeded", fn(Clients(kube, ServiceActions(kube)), params, result, incident))))
 
-    def owner_of(self, kube: Kube, type_: str, params: dict[str, Any]) -> str:
-        """Who owns the change now ("vigil:<incident>", or who else); "unknown" if it cannot be read."""
+    def owner_of(self, kube: Kube, type_: str, params: dict[str, Any], result: dict[str, Any]) -> str:
+        """Who owns the change now ("vigil:<incident>", or who else); "unknown" if it cannot be read.
+        `result` is what the action recorded when it ran (what it set)."""
         try:
             return kube.attempt(f"owner of {type_}", lambda: self.owners[type_](Clients(kube, ServiceActions(kube)),
-                                                                                params),
+                                                                                params, result),
                                 kube.retrier.policy.request_timeout)
         except Exception as exc:
             return f"unknown ({type(exc).__name__})"
@@ -139,8 +140,14 @@ def _int(v: Any, default: int | None) -> int | None:
     return default if v in (None, "") else int(v)
 
 
-def _marker_owner(marker: str) -> str:
-    return f"vigil:{marker.split(':', 1)[0]}" if marker else "nobody (the change was undone)"
+def _marker_owner(marker: str, now: Any, set_by_vigil: Any) -> str:
+    """Vigil owns the change while its marker is there AND the object still holds what Vigil set: a
+    marker surviving someone else's edit proves nothing."""
+    if not marker:
+        return "nobody (the change was undone)"
+    if now != set_by_vigil:
+        return f"someone else (changed since incident {marker.split(':', 1)[0]} set it)"
+    return f"vigil:{marker.split(':', 1)[0]}"
 
 
 # ---- node actions ---------------------------------------------------------------------------------
@@ -230,8 +237,11 @@ def _restore_route(c: Clients, p: dict, result: dict, incident: str) -> str:
 
 
 @EXECUTORS.owner("shift_traffic")
-def _route_owner(c: Clients, p: dict) -> str:
-    return _marker_owner(c.workloads.marker("httproute", p["namespace"], p["route"], "vigil.io/shifted-for"))
+def _route_owner(c: Clients, p: dict, result: dict) -> str:
+    marker, rules = c.workloads.current("httproute", p["namespace"], p["route"], "vigil.io/shifted-for")
+    index = int(result.get("rule_index", 0))
+    refs = (rules[index].get("backendRefs") or []) if index < len(rules) else []
+    return _marker_owner(marker, {r["name"]: r.get("weight", 1) for r in refs}, result.get("weights"))
 
 
 @EXECUTORS.bind("failover_service")
@@ -246,5 +256,6 @@ def _restore_service(c: Clients, p: dict, result: dict, incident: str) -> str:
 
 
 @EXECUTORS.owner("failover_service")
-def _service_owner(c: Clients, p: dict) -> str:
-    return _marker_owner(c.workloads.marker("service", p["namespace"], p["service"], "vigil.io/failed-over-for"))
+def _service_owner(c: Clients, p: dict, result: dict) -> str:
+    marker, selector = c.workloads.current("service", p["namespace"], p["service"], "vigil.io/failed-over-for")
+    return _marker_owner(marker, selector, dict(p["selector"]))

@@ -93,13 +93,14 @@ class ServiceActions:
                                                 "replaces it")
         return {"detail": "evicted; the controller replaces it"}
 
-    def marker(self, kind: str, ns: str, name: str, annotation: str) -> str:
-        """The value of Vigil's marker annotation on an HTTPRoute or a Service ("" when absent)."""
+    def current(self, kind: str, ns: str, name: str, annotation: str) -> tuple[str, Any]:
+        """Vigil's marker annotation ("" when absent) and what an owner check compares: an HTTPRoute's
+        rules, a Service's selector."""
         if kind == "httproute":
             obj = self._route(ns, name)
-            return (obj["metadata"].get("annotations") or {}).get(annotation, "")
+            return (obj["metadata"].get("annotations") or {}).get(annotation, ""), obj["spec"].get("rules") or []
         svc = self._call(self.kube.core.read_namespaced_service, name, ns)
-        return (svc.metadata.annotations or {}).get(annotation, "")
+        return (svc.metadata.annotations or {}).get(annotation, ""), dict(svc.spec.selector or {})
 
     def _read_workload(self, kind: str, ns: str, name: str) -> Any:
         reader = {"Deployment": self.apps.read_namespaced_deployment, "StatefulSet":
@@ -190,7 +191,8 @@ class ServiceActions:
         original = {r["name"]: r.get("weight", 1) for r in refs}
         marker = (obj["metadata"].get("annotations") or {}).get("vigil.io/shifted-for", "")
         if marker.startswith(f"{incident}:"):
-            return {"detail": "already shifted for this incident", "original": json_loads(marker.split(":", 1)[1])}
+            return {"detail": "already shifted for this incident", "original": json_loads(marker.split(":", 1)[1]),
+                    "rule_index": rule_index, "weights": {r["name"]: r.get("weight", 1) for r in refs}}
         moved = min(step, by[src].get("weight", 1))
         by[src]["weight"] = by[src].get("weight", 1) - moved
         by[dst]["weight"] = by[dst].get("weight", 1) + moved

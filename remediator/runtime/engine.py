@@ -83,11 +83,12 @@ class Engine:
         self.notifier = Notifier(config.notifications, metrics.registry)
         self.runner = Runner(ledger, kube, metrics, clock, deadlines=config.action_deadlines,
                              notify=self.notifier.notify)
-        self.followup = Followup(ledger, self.runner,
-                                 ClusterOps(kube, deadlines=config.action_deadlines) if kube is not None else None,
-                                 self.prom,
-                                 metrics, self.rules, self.world, self._guard, self.note_decision, clock,
-                                 self._stop.is_set, self._stop.wait, notify=self.notifier.notify)
+        self.followup = Followup(ledger=ledger, runner=self.runner,
+                                 ops=ClusterOps(kube, deadlines=config.action_deadlines) if kube is not None else None,
+                                 checker=self.prom, metrics=metrics, rules=self.rules, world=self.world,
+                                 safety_state=self.safety_state, guard=self._guard, on_decision=self.note_decision,
+                                 clock=clock, stopping=self._stop.is_set, sleep=self._stop.wait,
+                                 notify=self.notifier.notify)
 
     def start(self) -> None:
         self.notifier.start()

@@ -99,6 +99,9 @@ class Metrics:
                                    "Nodes out of service at the last budget check (with that plan).", registry=r)
         self.budget_allowed = Gauge("vigil_disruption_budget_nodes_allowed",
                                     "Nodes the disruption budget allows out of service at once.", registry=r)
+        self.pool_budget = Gauge("vigil_disruption_budget_pool_nodes",
+                                 "Per-pool budget at the last check: unavailable (with that plan), allowed, total.",
+                                 ["pool", "state"], registry=r)
         Gauge("vigil_build_info", "Remediator build; always 1.", ["version"], registry=r).labels(__version__).set(1)
         for outcome in ("act", "dry_run", "blocked", "defer", "no_match", "resolved"):
             self.decisions.labels(outcome)
@@ -135,6 +138,10 @@ class Metrics:
         if d.budget is not None:
             self.budget_in_use.set(d.budget.nodes_out)
             self.budget_allowed.set(d.budget.nodes_allowed)
+            for pool, unavailable, allowed, total in d.budget.pools:
+                self.pool_budget.labels(pool, "unavailable").set(unavailable)
+                self.pool_budget.labels(pool, "allowed").set(allowed)
+                self.pool_budget.labels(pool, "total").set(total)
 
     def observe_action(self, action: str, result: str, delay: float | None, reason: str = "") -> None:
         self.actions.labels(action, result).inc()

@@ -33,8 +33,8 @@ class ClusterOps:
     def restore(self, type_: str, params: dict[str, Any], result: dict[str, Any], incident: str) -> Outcome:
         return self.executors.restore(self.kube, type_, params, result, incident)
 
-    def owner_of(self, type_: str, params: dict[str, Any]) -> str:
-        return self.executors.owner_of(self.kube, type_, params)
+    def owner_of(self, type_: str, params: dict[str, Any], result: dict[str, Any]) -> str:
+        return self.executors.owner_of(self.kube, type_, params, result)
 
     def drop_claim(self, node: str, incident: str, owner: str) -> None:
         """An Event on the node saying Vigil let go of its cordon (someone else owns it now)."""

@@ -330,3 +330,5 @@ def test_per_pool_budgets(served):
     assert len(unavailable(s.h, zone_a)) == 1 and s.h.unschedulable(s.h.nodes[1])
     [d, *_] = s.assert_blocked("budget", at_least=3)
     assert "pool topology.kubernetes.io/zone=zone-a" in d["detail"]
+    metrics = requests.get(f"{s.url}/metrics", timeout=10).text
+    assert 'vigil_disruption_budget_pool_nodes{pool="zone-b",state="allowed"} 1.0' in metrics
