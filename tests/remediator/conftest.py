@@ -76,7 +76,7 @@ class Harness:
     def incident(self, incident_id: int) -> dict:
         return self.http.get(f"/api/incidents/{incident_id}", headers=self.headers).get_json()
 
-    def wait_status(self, *statuses: str, timeout: float = 30, count: int = 1) -> list[dict]:
+    def wait_status(self, *statuses: str, timeout: float = 90, count: int = 1) -> list[dict]:
         def done():
             items = self.incidents(limit=500)
             return items if len(items) >= count and all(i["status"] in statuses for i in items) else None
