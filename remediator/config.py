@@ -252,7 +252,7 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
         ledger_path=ledger_path, ledger=ledger,
         leader_election=parse_leader_election(top.get("leader_election"), f"{path}: leader_election",
                                               dry_run=safety.boolean("dry_run", False)),
-        kubeconfig=kube.string("kubeconfig", None), event_namespace=kube.string("event_namespace", "default"),
+        kubeconfig=kube.string("kubeconfig", None), event_namespace=_event_namespace(kube),
         node_selector=kube.string("node_selector", ""),
         kube_request_timeout=kube.duration("request_timeout", 10.0),
         action_deadline=kube.duration("action_deadline", 60.0),
@@ -275,6 +275,16 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
         ),
         rules=rules,
     )
+
+
+def _event_namespace(kube: Section) -> str:
+    """Events on nodes (cluster-scoped) are accepted by the API server only in `default` (any other
+    namespace is a 422); namespaced objects get their Events in their own namespace."""
+    value = kube.string("event_namespace", "default")
+    if value != "default":
+        raise kube.err("event_namespace", "the API server accepts Events on nodes only in namespace 'default' "
+                       f"(not {value!r}); remove the key: Events on namespaced objects go to their own namespace")
+    return value
 
 
 def load_config(path: str | os.PathLike) -> Config:

@@ -48,6 +48,7 @@ def rule(**over):
         ({"leader_election": {"retry_period": "500ms"}}, "leader_election: key 'retry_period': at least 1s"),
         ({"leader_election": {"lease": "15s"}}, "leader_election: unknown key 'lease'"),
         ({"leader_election": {"enabled": False}}, "leader election is required whenever Vigil acts"),
+        ({"kubernetes": {"event_namespace": "vigil"}}, "accepts Events on nodes only in namespace 'default'"),
     ],
 )
 def test_errors_name_the_file_the_rule_and_the_key(data, message):
