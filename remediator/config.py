@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from remediator.config_repair import parse_repair
 from remediator.domain.policy import ACTIONS, Action, Check, Escalation, Matcher, PolicyError, Rule, compile_template
+from remediator.domain.repair import RepairSettings
 from remediator.domain.safety import Breaker, Budget, Safety
 from vigil_common.config import ConfigError, Section, load_yaml
 from vigil_common.hostport import parse_hostport
@@ -40,6 +42,7 @@ class Config:
     prometheus_timeout: float = 5.0
     safety: Safety = field(default_factory=Safety)
     rules: tuple[Rule, ...] = ()
+    repair: RepairSettings = field(default_factory=RepairSettings)
 
     @property
     def history_window(self) -> float:
@@ -168,7 +171,8 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
 
 
 def parse_config(data: Any, path: str = "<config>") -> Config:
-    top = Section(data, path, ("server", "auth", "ledger", "kubernetes", "engine", "safety", "policy", "prometheus"))
+    top = Section(data, path, ("server", "auth", "ledger", "kubernetes", "engine", "safety", "policy", "prometheus",
+                               "repair"))
     prom = Section(top.get("prometheus"), f"{path}: prometheus", ("url", "timeout"))
     server = Section(top.get("server"), f"{path}: server", ("listen", "max_body_bytes"))
     listen = server.string("listen", "127.0.0.1:9095")
@@ -224,6 +228,7 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
                             reset_after=breaker.duration("reset_after", 0.0)),
         ),
         rules=rules,
+        repair=parse_repair(top.get("repair"), path),
     )
 
 

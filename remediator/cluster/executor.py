@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from remediator.cluster.kube import Kube, KubeError
+from remediator.cluster.outcome import Outcome
+from remediator.cluster.providers import EXECUTORS as REPAIRS
+from remediator.cluster.repair import RepairContext, gpu_holders
 from remediator.cluster.workloads import ServiceActions
 from vigil_common.durations import parse_duration
 
-
-@dataclass(frozen=True)
-class Outcome:
-    state: str  # succeeded | failed | blocked
-    detail: str
-    data: dict[str, Any] = field(default_factory=dict)
-    reason: str = ""
-
-    def as_result(self) -> dict[str, Any]:
-        return {"detail": self.detail, "reason": self.reason or self.state, **self.data}
+__all__ = ["Outcome", "execute", "restore"]
 
 
 def _seconds(params: dict, key: str, default: float) -> float:
@@ -70,8 +63,23 @@ def restore(w: ServiceActions, type_: str, p: dict[str, Any], result: dict[str, 
     return w.restore_service(p["namespace"], p["service"], result["original"], incident)
 
 
-def execute(kube: Kube, type_: str, params: dict[str, Any], incident: str) -> Outcome:
+def _drain_scope(repair: RepairContext | None, params: dict[str, Any]) -> tuple[set[str] | None, str]:
+    """`scope: gpu` evicts only the pods holding the faulty GPU; the whole node when that is unknown."""
+    if str(params.get("scope", "node")) != "gpu":
+        return None, "scope node: every pod"
+    if repair is None:
+        return None, "scope gpu, but GPU attribution is unavailable: every pod on the node"
+    pods, why = gpu_holders(repair, params["node"], str(params.get("uuid", "")))
+    return pods, f"scope gpu: {why}" + ("; draining the whole node" if pods is None else "")
+
+
+def execute(kube: Kube, type_: str, params: dict[str, Any], incident: str,
+            repair: RepairContext | None = None) -> Outcome:
     try:
+        if type_ in REPAIRS:
+            if repair is None:
+                return Outcome("failed", f"{type_} needs the repair settings", reason="not_configured")
+            return REPAIRS[type_](repair, params, incident)
         service = _service(ServiceActions(kube), type_, params, incident)
         if service is not None:
             return service
@@ -85,14 +93,15 @@ def execute(kube: Kube, type_: str, params: dict[str, Any], incident: str) -> Ou
                                                    params.get("effect", "NoSchedule"), incident))
         if type_ == "drain_node":
             grace = params.get("grace_period")
+            only, scope = _drain_scope(repair, params)
             r = kube.drain(params["node"], timeout=_seconds(params, "timeout", 300.0),
                            force_after=_seconds(params, "force_after", 0.0),
-                           grace_period=None if grace in (None, "") else int(grace), incident=incident)
+                           grace_period=None if grace in (None, "") else int(grace), incident=incident, only=only)
             data = {"evicted": r.evicted, "deleted": r.deleted, "skipped": r.skipped, "remaining": r.remaining,
-                    "blocked_by": r.blocked_by}
+                    "blocked_by": r.blocked_by, "scope": scope}
             if r.complete:
-                return Outcome("succeeded", f"drained: {len(r.evicted)} evicted, {len(r.deleted)} force-deleted, "
-                                            f"{len(r.skipped)} DaemonSet/mirror pods left", data)
+                return Outcome("succeeded", f"drained ({scope}): {len(r.evicted)} evicted, {len(r.deleted)} "
+                                            f"force-deleted, {len(r.skipped)} DaemonSet/mirror pods left", data)
             pdbs = sorted(set(r.blocked_by.values()))
             detail = f"{len(r.remaining)} pods still on the node at the deadline"
             if pdbs:

@@ -160,15 +160,19 @@ class Kube:
         return "unknown"
 
     def drain(self, name: str, *, timeout: float, force_after: float, grace_period: int | None,
-              incident: str) -> DrainResult:
+              incident: str, only: set[str] | None = None) -> DrainResult:
         """Evict every pod but DaemonSet and mirror pods; retry 429s with backoff until `timeout`;
-        wait for the pods to be gone. Force-delete after `force_after` seconds only if set (> 0)."""
+        wait for the pods to be gone. Force-delete after `force_after` seconds only if set (> 0).
+        `only`: evict just these pods ("namespace/name"), e.g. those holding one faulty GPU."""
         node = self._node(name)
-        self.event(node, "VigilDrain", f"Draining for incident {incident}")
+        self.event(node, "VigilDrain", f"Draining {'all pods' if only is None else f'{len(only)} pods'} "
+                                       f"for incident {incident}")
         result = DrainResult()
         pending: dict[str, Any] = {}
         for pod in self._pods_on(name):
             key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+            if only is not None and key not in only:
+                continue
             owners = pod.metadata.owner_references or []
             if any(o.kind == "DaemonSet" for o in owners) or MIRROR_ANNOTATION in (pod.metadata.annotations or {}):
                 result.skipped.append(key)

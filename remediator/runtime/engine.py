@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from remediator.cluster import executor as actions
 from remediator.cluster.kube import Kube, KubeError
 from remediator.cluster.prom import PromChecker
+from remediator.cluster.repair import RepairContext
 from remediator.cluster.workloads import ServiceActions
 from remediator.config import Config
 from remediator.domain.decide import decide, guard_query
@@ -64,6 +65,7 @@ class Engine:
         self.config, self.ledger, self.kube, self.metrics, self.clock = config, ledger, kube, metrics, clock
         self.prom = PromChecker(config.prometheus_url, config.prometheus_timeout) if config.prometheus_url else None
         self.workloads = ServiceActions(kube) if kube is not None else None
+        self.repair = RepairContext(kube, config.repair, self.prom) if kube is not None else None
         self.rules = {r.name: r for r in config.rules}
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -214,7 +216,7 @@ class Engine:
         if row is None:  # cancelled (the alert resolved) or finished before a restart
             return None
         incident = self.ledger.get_incident(incident_id) or {}
-        outcome = actions.execute(self.kube, row.type, row.params, str(incident_id))
+        outcome = actions.execute(self.kube, row.type, row.params, str(incident_id), self.repair)
         now = self.clock()
         self.ledger.finish_action(action_id, outcome.state, outcome.as_result(), now)
         self.ledger.audit(f"action:{row.type}", {"target": row.target, "state": outcome.state,
