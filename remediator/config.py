@@ -139,7 +139,8 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
     name = raw.get("name") if isinstance(raw, dict) else None
     rw = f"{where}: rule {name!r}" if isinstance(name, str) and name else f"{where}: rule #{i + 1}"
     sec = Section(raw, rw, ("name", "match", "actions", "cooldown", "max_actions", "window", "min_firing",
-                             "allow_stale", "guard", "verify", "escalate", "on_resolved", "description"))
+                             "allow_stale", "guard", "verify", "escalate", "on_resolved", "description",
+                             "on_failure"))
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{rw}: key 'name': required")
     match = sec.get("match")
@@ -153,10 +154,12 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
     esc = Section(sec.get("escalate"), f"{rw}: key 'escalate'", ("steps", "max_steps", "max_loops_per_target",
                                                                     "window"))
     steps = _actions(esc.get("steps"), f"{rw}: key 'escalate.steps", required=False)
-    on_resolved = Section(sec.get("on_resolved"), f"{rw}: key 'on_resolved'", ("uncordon", "verify"))
+    on_resolved = Section(sec.get("on_resolved"), f"{rw}: key 'on_resolved'", ("uncordon", "verify", "validate"))
     uncordon = on_resolved.boolean("uncordon", False)
-    if uncordon and not any(a.type in ("cordon_node", "drain_node", "taint_node") for a in actions):
+    if uncordon and not any(a.type in ("cordon_node", "drain_node", "taint_node", "reboot_node") for a in
+                            [*actions, *steps]):
         raise ConfigError(f"{rw}: key 'on_resolved.uncordon': only for rules that take a node out")
+    on_failure = Section(sec.get("on_failure"), f"{rw}: key 'on_failure'", ("steps",))
     return Rule(
         name=name, matchers=matchers, actions=tuple(actions), cooldown=sec.duration("cooldown", 0.0),
         max_actions=sec.number("max_actions", 0, integer=True), window=sec.duration("window", 3600.0),
@@ -167,6 +170,8 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
                             window=esc.duration("window", 86400.0)),
         uncordon_on_resolved=(_check(on_resolved.get("verify"), f"{rw}: key 'on_resolved.verify'") or Check())
         if uncordon else None,
+        validate_on_resolved=on_resolved.boolean("validate", False),
+        on_failure=tuple(_actions(on_failure.get("steps"), f"{rw}: key 'on_failure.steps", required=False)),
     )
 
 

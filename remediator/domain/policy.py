@@ -150,6 +150,8 @@ class Rule:
     verify: Check | None = None
     escalate: Escalation = field(default_factory=Escalation)
     uncordon_on_resolved: Check | None = None  # node rules: uncordon once this recovery check holds
+    validate_on_resolved: bool = False  # and, before that, validate_node passes on the cordoned node
+    on_failure: tuple[Action, ...] = ()  # run in order when an action of the ladder fails (e.g. replace, mark)
 
     def matches(self, labels: dict[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)

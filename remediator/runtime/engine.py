@@ -22,6 +22,7 @@ from remediator.domain.decide import decide, guard_query
 from remediator.domain.models import ClusterView, Decision, GuardResult, Incident, PastAction, SafetyState
 from remediator.runtime.followup import Followup
 from remediator.runtime.metrics import Metrics
+from remediator.runtime.repairs import RepairRails
 from remediator.store.ledger import Ledger, from_ts, ts
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ class Engine:
         self.workloads = ServiceActions(kube) if kube is not None else None
         self.repair = RepairContext(kube, config.repair, self.prom) if kube is not None else None
         self.rules = {r.name: r for r in config.rules}
+        self.repair_rails = RepairRails(ledger=ledger, settings=config.repair, ctx=self.repair,
+                                        on_exhausted=metrics.repairs_exhausted.inc, clock=clock)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="vigil-action")
@@ -216,7 +219,11 @@ class Engine:
         if row is None:  # cancelled (the alert resolved) or finished before a restart
             return None
         incident = self.ledger.get_incident(incident_id) or {}
-        outcome = actions.execute(self.kube, row.type, row.params, str(incident_id), self.repair)
+        replaced, extra = self.repair_rails.before(incident_id, incident, row)
+        outcome = replaced or actions.execute(self.kube, row.type, row.params, str(incident_id), self.repair)
+        if extra:
+            outcome = dataclasses.replace(outcome, data={**outcome.data, **extra})
+        outcome = self.repair_rails.after(incident_id, row, outcome)
         now = self.clock()
         self.ledger.finish_action(action_id, outcome.state, outcome.as_result(), now)
         self.ledger.audit(f"action:{row.type}", {"target": row.target, "state": outcome.state,
@@ -234,6 +241,8 @@ class Engine:
             outcome = self.run_action(incident_id, action_id)
             if outcome is not None and outcome.state != "succeeded":
                 ok = False
+                if outcome.state == "failed" and not self._stop.is_set():
+                    self.followup.on_failure(incident_id)  # the ladder goes on (replace) or stops and marks
                 break
         if ok and not self._stop.is_set():
             self.followup.verify_and_escalate(incident_id)

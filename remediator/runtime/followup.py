@@ -81,6 +81,34 @@ class Followup:
                 return
             inc = self.e.ledger.get_incident(incident_id)
 
+    def on_failure(self, incident_id: int) -> None:
+        """An action of the ladder failed: run the rule's on_failure steps in order (replace the
+        node, or stop and mark it), each recorded on the incident like an escalation step."""
+        inc = self.e.ledger.get_incident(incident_id)
+        rule = self.e.rules.get(inc["rule"]) if inc else None
+        if rule is None or not rule.on_failure:
+            return
+        context = context_of(inc["labels"], inc["annotations"])
+        self.e.ledger.audit("on_failure", {"steps": [s.type for s in rule.on_failure]}, self.e.clock(),
+                            incident_id=incident_id)
+        for step in rule.on_failure:
+            params = step.render(context)
+            action_id = self.e.ledger.append_action(incident_id, rule.name, step.type, target_of(step.type, params),
+                                                    params, self.e.clock())
+            outcome = self.e.run_action(incident_id, action_id)
+            if outcome is None or outcome.state != "succeeded" or self.e._stop.is_set():
+                return
+
+    def _validate(self, inc: dict, node: str) -> tuple[bool, str]:
+        """validate_node on the still-cordoned node before it returns to service."""
+        params = {"node": node, "uuid": inc["labels"].get("uuid", ""), "gpu": inc["labels"].get("gpu", "")}
+        outcome = actions.execute(self.e.kube, "validate_node", params, str(inc["id"]), self.e.repair)
+        self.e.ledger.audit("validate", {"node": node, "state": outcome.state, "detail": outcome.detail},
+                            self.e.clock(), incident_id=inc["id"])
+        if outcome.state == "succeeded":
+            self.e.repair_rails.expire(inc["id"])
+        return outcome.state == "succeeded", outcome.detail
+
     def after_resolve(self, inc: dict) -> None:
         rule = self.e.rules.get(inc["rule"])
         done = []
@@ -96,13 +124,18 @@ class Followup:
                         done.append(f"restore of {a['type']} failed: {exc}")
             if rule.uncordon_on_resolved is not None:
                 nodes = {a["params"].get("node") for a in inc["actions"]
-                         if a["type"] in ("cordon_node", "drain_node") and a["state"] == "succeeded"}
+                         if a["type"] in ("cordon_node", "drain_node", "reboot_node") and a["state"] == "succeeded"}
                 ok, detail = self._check(rule.uncordon_on_resolved, inc["id"],
                                          context_of(inc["labels"], inc.get("annotations", {})))
                 for node in sorted(n for n in nodes if n):
                     if not ok:
                         done.append(f"{node} left cordoned: recovery not verified ({detail})")
                         continue
+                    if rule.validate_on_resolved:
+                        valid, why = self._validate(inc, node)
+                        if not valid:
+                            done.append(f"{node} left cordoned: validation did not pass ({why})")
+                            continue
                     outcome = actions.execute(self.e.kube, "uncordon_node", {"node": node}, str(inc["id"]))
                     done.append(f"uncordon {node}: {outcome.detail}")
         self.e.ledger.mark_after_resolve(inc["id"], "; ".join(done) or "nothing to do", self.e.clock())
