@@ -36,7 +36,8 @@ def install_crds(cp) -> None:
         cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([
             {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "nvidia"},
              "handler": "nvidia"},
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "vigil"}}]))
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "vigil"}},
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "vigil-repair"}}]))
         _installed.add(cp.server)
 
 
