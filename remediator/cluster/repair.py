@@ -139,7 +139,7 @@ def _gpu_free(ctx: RepairContext, node: str, uuid: str) -> tuple[set[str], str]:
         left = ctx.wait_for(lambda: not _gpu_pods_on(ctx, node), ctx.settings.pods_gone_timeout)
         return (set() if left else _gpu_pods_on(ctx, node)), why
     done = ctx.wait_for(lambda: not _existing(ctx, holders), ctx.settings.pods_gone_timeout)
-    return (set() if done else _existing(ctx, holders)), why
+    return (set(), f"{why}; all gone") if done else (_existing(ctx, holders), why)
 
 
 # ---- the executors -------------------------------------------------------------------------------

@@ -237,3 +237,68 @@ def test_validation_passes_fails_and_runs_only_on_a_cordoned_node(env, unique):
     out = executor.execute(e.kube, "validate_node", {"node": node}, "103", ctx)
     assert out.state == "failed" and out.reason == "validation_failed", out
     assert "VigilValidated" in _reasons(e, node)
+
+
+class _Exposition:
+    """A scrape target serving gpu_allocation_info as the GPU exporter does (issue 17's series)."""
+
+    def __init__(self, rows: list[dict[str, str]]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        text = "# TYPE gpu_allocation_info gauge\n" + "".join(
+            "gpu_allocation_info{" + ",".join(f'{k}="{v}"' for k, v in r.items()) + "} 1\n" for r in rows)
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.end_headers()
+                self.wfile.write(text.encode())
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.target = f"127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_drain_scope_gpu_evicts_only_the_pods_holding_the_faulty_gpu(env, unique, tmp_path):
+    from remediator.cluster.prom import PromChecker
+    from tests.stack import Stack
+
+    e = env()
+    node, other = _node(e, unique), _node(e, unique, "n1")
+    ns = f"gpu-{unique}"
+    e.core.create_namespace({"metadata": {"name": ns}})
+    for pod in ("on-gpu3", "on-gpu1"):
+        e.core.create_namespaced_pod(ns, {"metadata": {"name": pod}, "spec": {
+            "nodeName": node, "terminationGracePeriodSeconds": 0,
+            "containers": [{"name": "c", "image": "x.invalid/c"}]}})
+    uuid3 = f"GPU-{unique}-3"
+    target = _Exposition([{"gpu": "3", "uuid": uuid3, "namespace": ns, "pod": "on-gpu3", "container": "c"},
+                          {"gpu": "1", "uuid": f"GPU-{unique}-1", "namespace": ns, "pod": "on-gpu1", "container": "c"}])
+    stack = Stack(tmp_path)
+    try:
+        url = stack.start_prometheus([{"job_name": "vigil-gpu-exporter", "static_configs": [
+            {"targets": [target.target], "labels": {"node": node}}]}])
+        prom = PromChecker(url)
+        wait_until(lambda: prom.series(f'gpu_allocation_info{{node="{node}"}}'), 30, what="the series scraped")
+        ctx = RepairContext(e.kube, SETTINGS, prom)
+        out = executor.execute(e.kube, "drain_node", {"node": node, "scope": "gpu", "uuid": uuid3, "timeout": "20s"},
+                               "111", ctx)
+        assert out.state == "succeeded", out
+        assert out.data["evicted"] == [f"{ns}/on-gpu3"] and "1 pods hold" in out.data["scope"]
+        assert {p.metadata.name for p in e.core.list_namespaced_pod(ns).items} == {"on-gpu1"}
+        reset = executor.execute(e.kube, "reset_gpu", {"node": node, "uuid": uuid3}, "111", ctx)
+        assert reset.state == "succeeded" and "all gone" in reset.detail, reset
+        unknown = executor.execute(e.kube, "drain_node", {"node": other, "scope": "gpu", "uuid": uuid3}, "112", ctx)
+        assert unknown.state == "succeeded" and "draining the whole node" in unknown.data["scope"], unknown
+    finally:
+        stack.stop()
+        target.close()
