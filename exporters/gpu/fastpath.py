@@ -50,10 +50,10 @@ SPECS: dict[str, Spec] = {
                 ("node", "gpu", "uuid", "xid")),
     "lost": Spec("GpuLost", {"severity": "critical", "remediation": "auto"}, "A GPU fell off the bus or needs a reset.",
                  ("node", "gpu", "uuid")),
-    "ecc_uncorrected": Spec("GpuEccUncorrectable", {"severity": "critical"},
+    "ecc_uncorrected": Spec("GpuEccUncorrectable", {"severity": "critical", "remediation": "auto"},
                             "A GPU reported uncorrectable ECC errors.", ("node", "gpu", "uuid")),
-    "row_remap_failure": Spec("GpuRowRemapFailure", {"severity": "critical"}, "A GPU failed to remap a memory row.",
-                              ("node", "gpu", "uuid")),
+    "row_remap_failure": Spec("GpuRowRemapFailure", {"severity": "critical", "remediation": "auto"},
+                              "A GPU failed to remap a memory row.", ("node", "gpu", "uuid")),
 }
 DEFAULT_EVENTS = tuple(SPECS)
 
