@@ -91,7 +91,7 @@ def parse_repair(raw: Any, path: str) -> RepairSettings:
         raise top.err("taint_prefixes", "a list of taint key prefixes")
     return dataclasses.replace(
         d, namespace=top.string("namespace", d.namespace),
-        ttl_after_finished=top.number("ttl_after_finished", d.ttl_after_finished, integer=True),
+        ttl_after_finished=int(top.duration("ttl_after_finished", d.ttl_after_finished)),
         service_account=top.string("service_account", d.service_account), taint_prefixes=tuple(prefixes),
         reset_gpu=_job(top.get("reset_gpu"), f"{where}.reset_gpu", d.reset_gpu),
         reboot_provider=_choice(reboot, "provider", d.reboot_provider, REBOOT_PROVIDERS),
