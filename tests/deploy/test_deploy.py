@@ -45,7 +45,7 @@ def test_kustomize_renders(overlay):
 @pytest.mark.k8s
 def test_server_side_dry_run_apply(k8s_api):
     kubectl("apply", "--server-side", "-f", str(bins.prometheus_operator_crds()), kubeconfig=k8s_api.kubeconfig)
-    kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s", kubeconfig=k8s_api.kubeconfig)
+    k8s_api.wait_crds_established()
     kubectl("create", "namespace", "vigil", kubeconfig=k8s_api.kubeconfig, check=False)
     for overlay in ("deploy/base", "deploy/prometheus-operator"):
         r = kubectl("apply", "--server-side", "--dry-run=server", "-k", overlay, kubeconfig=k8s_api.kubeconfig)

@@ -104,6 +104,15 @@ class ControlPlane:
         return subprocess.run([str(bins.binary("kubectl")), "--kubeconfig", str(self.kubeconfig), *args],
                               capture_output=True, text=True, check=check, input=input, timeout=120)
 
+    def wait_crds_established(self, timeout: float = 60.0) -> None:
+        """Every CRD Established. `kubectl wait --all` fails outright on a CRD created a moment ago whose
+        status has no conditions yet (".status.conditions accessor error"), so poll the CRDs' status."""
+        def established() -> bool:
+            crds = json.loads(self.kubectl("get", "crd", "-o", "json").stdout)["items"]
+            return all(any(c.get("type") == "Established" and c.get("status") == "True"
+                           for c in (crd.get("status") or {}).get("conditions") or []) for crd in crds)
+        wait_until(established, timeout, what="CRDs Established")
+
     def stop(self) -> None:
         for proc in reversed(self.procs):  # kwok, scheduler, KCM, apiserver, etcd
             proc.stop()
@@ -246,7 +255,7 @@ def start(workdir: Path, tier: str = "cluster", *, timeout: float = 90.0,
             _wait("kwok", lambda: requests.get(f"http://127.0.0.1:{kwok_port}/healthz", timeout=2).ok, kwok, timeout)
 
         cp.kubectl("apply", "--server-side", "-f", str(bins.gateway_api_crds()))
-        cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        cp.wait_crds_established()
     except BaseException:
         cp.stop()
         raise
