@@ -32,7 +32,7 @@ def install_crds(cp) -> None:
             return
         for path in [*bins.repair_crds(), SNR_CRD]:
             cp.kubectl("apply", "--server-side", "-f", str(path))
-        cp.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        cp.wait_crds_established()
         cp.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([
             {"apiVersion": "node.k8s.io/v1", "kind": "RuntimeClass", "metadata": {"name": "nvidia"},
              "handler": "nvidia"},
