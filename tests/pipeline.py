@@ -176,9 +176,10 @@ class Pipeline:
             "replace": {"provider": ""}, "repeat_offenders": {"max_repairs": self.max_repairs, "window": "7d"},
             "silences": {**cfg["repair"]["silences"],
                          "alertmanager_url": f"http://127.0.0.1:{self._alertmanager_port}"}})
+        cfg["safety"]["breaker"]["max_actions"] = 60  # the demo runs five repair ladders in a few minutes
         for rule in cfg["policy"]["rules"]:
-            if rule["name"] == "gpu-xid-node-fatal":
-                rule["cooldown"] = "0s"  # the demo's repeat offender fails three times in a row
+            if rule["name"] == "gpu-xid-node-fatal":  # the demo's repeat offender fails three times in a row
+                rule.update(cooldown="0s", max_actions=20)
         path = self.workdir / "vigil.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         port = free_port()
