@@ -53,12 +53,14 @@ k8s-bins:
 	scripts/k8s-bins.sh
 
 NODES ?= 4
-# A persistent local cluster: NODES simulated 8-GPU nodes, kubeconfig at .local/kubeconfig.
+CLUSTER_DIR ?= .local
+# A persistent local cluster: NODES simulated 8-GPU nodes, kubeconfig at $(CLUSTER_DIR)/kubeconfig.
+# Safe to repeat: a running cluster is reused, what a dead one left is removed first.
 cluster: venv k8s-bins
-	$(PY) -m tests.k8s up --nodes $(NODES)
+	$(PY) -m tests.k8s up --nodes $(NODES) --dir $(CLUSTER_DIR)
 
 cluster-down: venv
-	$(PY) -m tests.k8s down
+	$(PY) -m tests.k8s down --dir $(CLUSTER_DIR)
 
 # Rule files, PrometheusRule, promtool unit tests and runbooks from alerts/generate.py.
 alerts: venv

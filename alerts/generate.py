@@ -380,6 +380,16 @@ def pipeline_alerts(s: Settings) -> list[Alert]:
                       "The fault persists after the action.", "The incident's trace and escalation ladder.",
                       "Act by hand; review the policy.", "The remediator escalates along the rule's ladder."),
               ),
+        Alert("VigilVerificationUnknown",
+              f"sum by (job, action) (increase(vigil_verifications_total{{{r}, result=\"unverifiable\"}}[30m])) > 0",
+              "warning", "Remediation actions could not be verified; nothing escalated.",
+              "{{ $value | humanize }} {{ $labels.action }} actions stayed unverifiable in 30 minutes.",
+              Runbook("An action's verification query got no answer from Prometheus up to its deadline.",
+                      "Nobody knows whether the action helped; Vigil does not escalate on no data.",
+                      "The incident's audit trail (`escalation_withheld`); Prometheus health.",
+                      "Check the fault by hand and take the next step yourself; fix Prometheus.",
+                      "The remediator leaves the next step to people (unless a rule sets on_unknown: escalate)."),
+              ),
         Alert("VigilIncidentsStuck", f"max by (job) (vigil_incidents{{{r}, status=~\"pending|acting\"}}) > 0",
               "warning", "Remediation incidents are stuck.",
               "{{ $value }} incidents have been pending or acting for 15 minutes.",
@@ -498,6 +508,7 @@ def outputs(s: Settings = Settings(), root: Path = ROOT) -> dict[Path, str]:
     files = {root / "alerts/rules" / name: _dump(data) for name, data in rule_files(s).items()}
     files.update({root / "alerts/tests" / name: _dump(data) for name, data in unit_tests(s).items()})
     files[root / "deploy/prometheus-operator/prometheusrule.yaml"] = _dump(prometheus_rule(s))
+    files[root / "deploy/helm/vigil/files/rule-groups.yaml"] = _dump({"groups": prometheus_rule(s)["spec"]["groups"]})
     files.update({root / "docs/runbooks" / f"{name}.md": text for name, text in runbooks(s).items()})
     return files
 

@@ -3,6 +3,7 @@
     remediator serve --config vigil.yaml [--listen 127.0.0.1:9095] [--insecure-no-auth]
     remediator explain --config vigil.yaml payload.json
     remediator check-config vigil.yaml
+    remediator example-config [NAME | --list | --write DIR]
 """
 
 from __future__ import annotations
@@ -93,12 +94,81 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def explain(args: argparse.Namespace) -> int:
-    from remediator.domain.decide import decide
-    from remediator.domain.models import ClusterView, Incident, SafetyState
-    from remediator.domain.payload import PayloadError, parse
+def _cluster_and_history(config: Config, now: dt.datetime):
+    from remediator.domain.models import ClusterView, SafetyState
     from remediator.runtime.engine import read_safety_state
     from remediator.store.ledger import SQLiteLedger
+
+    cluster, history, state = ClusterView(available=False), [], SafetyState()
+    try:
+        kube = _kube(config)
+        if kube is not None:
+            from remediator.cluster.view import read_cluster_view
+
+            cluster = read_cluster_view(kube)
+    except Exception as exc:  # no cluster at hand is normal for explain
+        print(f"# cluster view unavailable ({type(exc).__name__}); budget and node checks skipped")
+    if os.path.exists(config.ledger_path):
+        ledger = SQLiteLedger(config.ledger_path)
+        history = ledger.history(now - dt.timedelta(seconds=config.history_window))
+        state = read_safety_state(ledger)
+    return cluster, history, state
+
+
+def _repairs(config: Config, now: dt.datetime) -> list:
+    """The repeat-offender window's repair attempts, when the ledger is at hand."""
+    from remediator.store.ledger import SQLiteLedger
+
+    if not os.path.exists(config.ledger_path):
+        return []
+    return SQLiteLedger(config.ledger_path).repairs(now - dt.timedelta(seconds=config.repair.window))
+
+
+def _explain_one(config: Config, incident, world) -> dict:
+    """The first decision and, for a rule with an escalation ladder, each step's rail-by-rail trace
+    as if verification did not hold after the steps before it."""
+    from remediator.domain.decide import decide, plan_escalation, plan_on_failure
+
+    d = decide(incident, config.rules, world.history, world.cluster, config.safety, world.state, world.now,
+               repairs=world.repairs, repair=world.repair)
+    out = {"alert": incident.labels, "outcome": d.outcome, "rule": d.rule, "reason": d.reason, "detail": d.detail,
+           "actions": [vars(p) for p in d.actions], "trace": list(d.trace), "escalation": [], "on_failure": []}
+    rule = next((r for r in config.rules if r.name == d.rule), None)
+    if rule is None or d.outcome not in ("act", "dry_run"):
+        return out
+    if rule.verify is not None:
+        for i in range(min(len(rule.escalate.steps), rule.escalate.max_steps)):
+            e = plan_escalation(incident, rule, i, world)
+            out["escalation"].append({"step": i + 1, "outcome": e.outcome, "reason": e.reason,
+                                      "detail": e.detail, "trace": list(e.trace)})
+    for i in range(len(rule.on_failure)):  # as if a step of the ladder failed
+        f = plan_on_failure(incident, rule, i, world)
+        out["on_failure"].append({"step": i + 1, "outcome": f.outcome, "reason": f.reason, "detail": f.detail,
+                                  "trace": list(f.trace)})
+    return out
+
+
+def _print_explained(r: dict) -> None:
+    print(f"== {r['alert'].get('alertname', '?')} {json.dumps(r['alert'], sort_keys=True)}")
+    for line in r["trace"]:
+        print(f"   {line}")
+    print(f"   => {r['outcome']}" + (f" ({r['reason']}: {r['detail']})" if r["reason"] else ""))
+    for e in r["escalation"]:
+        for line in e["trace"]:
+            print(f"     {line}")
+        print(f"     => escalation step {e['step']}: {e['outcome']}" +
+              (f" ({e['reason']}: {e['detail']})" if e["reason"] else ""))
+    for f in r.get("on_failure", []):
+        for line in f["trace"]:
+            print(f"     {line}")
+        print(f"     => on_failure step {f['step']}: {f['outcome']}" +
+              (f" ({f['reason']}: {f['detail']})" if f["reason"] else ""))
+
+
+def explain(args: argparse.Namespace) -> int:
+    from remediator.domain.models import Incident
+    from remediator.domain.payload import PayloadError, parse
+    from remediator.domain.rails import World
 
     try:
         config = load_config(args.config)
@@ -111,31 +181,16 @@ def explain(args: argparse.Namespace) -> int:
     except PayloadError as exc:
         return _die(f"{args.payload}: {exc.error}: {exc.detail}")
     now = dt.datetime.now(dt.UTC)
-    cluster, history, state = ClusterView(available=False), [], SafetyState()
-    try:
-        kube = _kube(config)
-        if kube is not None:
-            cluster = kube.cluster_view()
-    except Exception as exc:  # no cluster at hand is normal for explain
-        print(f"# cluster view unavailable ({type(exc).__name__}); budget and node checks skipped")
-    if os.path.exists(config.ledger_path):
-        ledger = SQLiteLedger(config.ledger_path)
-        history = ledger.history(now - dt.timedelta(seconds=config.history_window))
-        state = read_safety_state(ledger)
-    results = []
-    for a in note.alerts:
-        incident = Incident(a.fingerprint, a.starts_at, a.labels, a.annotations, a.status)
-        d = decide(incident, config.rules, history, cluster, config.safety, state, now)
-        results.append({"alert": a.labels, "outcome": d.outcome, "rule": d.rule, "reason": d.reason,
-                        "detail": d.detail, "actions": [vars(p) for p in d.actions], "trace": list(d.trace)})
+    cluster, history, state = _cluster_and_history(config, now)
+    world = World(cluster, history, config.safety, state, now, config.safety.dry_run,
+                  repairs=_repairs(config, now), repair=config.repair)
+    results = [_explain_one(config, Incident(a.fingerprint, a.starts_at, a.labels, a.annotations, a.status), world)
+               for a in note.alerts]
     if args.json:
         print(json.dumps(results, indent=2, default=str))
     else:
         for r in results:
-            print(f"== {r['alert'].get('alertname', '?')} {json.dumps(r['alert'], sort_keys=True)}")
-            for line in r["trace"]:
-                print(f"   {line}")
-            print(f"   => {r['outcome']}" + (f" ({r['reason']}: {r['detail']})" if r["reason"] else ""))
+            _print_explained(r)
     return 0
 
 
@@ -147,6 +202,12 @@ def check_config(args: argparse.Namespace) -> int:
     print(f"{args.config}: ok ({len(config.rules)} rules, dry_run={config.safety.dry_run}, "
           f"auth={'configured' if config.auth.configured else 'NOT configured'})")
     return 0
+
+
+def example_config(args: argparse.Namespace) -> int:
+    from remediator import examples_data
+
+    return examples_data.run(args.name, list_only=args.list, write=args.write, force=args.force)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -167,6 +228,12 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check-config", help="validate a config")
     c.add_argument("config")
     c.set_defaults(func=check_config)
+    x = sub.add_parser("example-config", help="print or write the shipped examples, rules, dashboards, runbooks")
+    x.add_argument("name", nargs="?", help="a shipped file (default vigil.yaml; --list names them)")
+    x.add_argument("--list", action="store_true", help="list the shipped files")
+    x.add_argument("--write", type=Path, metavar="DIR", help="write every shipped file under DIR")
+    x.add_argument("--force", action="store_true", help="with --write: overwrite existing files")
+    x.set_defaults(func=example_config)
     return p
 
 

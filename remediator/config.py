@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from remediator.config_repair import parse_repair
-from remediator.domain.policy import ACTIONS, Action, Check, Escalation, Matcher, PolicyError, Rule, compile_template
+from remediator.domain.actions import ACTIONS
+from remediator.domain.budget import Limits, Pools
+from remediator.domain.policy import Action, Check, Escalation, Matcher, PolicyError, Rule, compile_template
 from remediator.domain.repair import RepairSettings
 from remediator.domain.safety import Breaker, Budget, Safety
 from vigil_common.config import ConfigError, Section, load_yaml
@@ -120,19 +122,23 @@ def _actions(raw: Any, where: str, *, required: bool) -> list[Action]:
 def _check(raw: Any, where: str) -> Check | None:
     if raw is None:
         return None
-    sec = Section(raw, where, ("query", "mode", "deadline", "interval", "alert_resolved"))
+    sec = Section(raw, where, ("query", "mode", "deadline", "interval", "alert_resolved", "on_unknown"))
     query = sec.string("query", None)
     if query is None and not sec.boolean("alert_resolved", False):
         raise ConfigError(f"{where}: needs 'query' (PromQL) or 'alert_resolved: true'")
     mode = sec.string("mode", "fail_closed")
     if mode not in ("fail_closed", "fail_open"):
         raise ConfigError(f"{sec.key('mode')}: fail_closed or fail_open, got {mode!r}")
+    on_unknown = sec.string("on_unknown", "stop")
+    if on_unknown not in ("stop", "escalate"):
+        raise ConfigError(f"{sec.key('on_unknown')}: stop or escalate, got {on_unknown!r}")
     try:
         compiled = compile_template(query, f"{where}.query") if query else None
     except PolicyError as exc:
         raise ConfigError(str(exc)) from exc
     return Check(query=compiled, mode=mode, deadline=sec.duration("deadline", 60.0),
-                 interval=sec.duration("interval", 5.0), alert_resolved=sec.boolean("alert_resolved", False))
+                 interval=sec.duration("interval", 5.0), alert_resolved=sec.boolean("alert_resolved", False),
+                 on_unknown=on_unknown)
 
 
 def _rule(raw: Any, i: int, where: str) -> Rule:
@@ -140,7 +146,7 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
     rw = f"{where}: rule {name!r}" if isinstance(name, str) and name else f"{where}: rule #{i + 1}"
     sec = Section(raw, rw, ("name", "match", "actions", "cooldown", "max_actions", "window", "min_firing",
                              "allow_stale", "guard", "verify", "escalate", "on_resolved", "description",
-                             "on_failure"))
+                             "on_failure", "min_available"))
     if not isinstance(name, str) or not name:
         raise ConfigError(f"{rw}: key 'name': required")
     match = sec.get("match")
@@ -156,8 +162,7 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
     steps = _actions(esc.get("steps"), f"{rw}: key 'escalate.steps", required=False)
     on_resolved = Section(sec.get("on_resolved"), f"{rw}: key 'on_resolved'", ("uncordon", "verify", "validate"))
     uncordon = on_resolved.boolean("uncordon", False)
-    if uncordon and not any(a.type in ("cordon_node", "drain_node", "taint_node", "reboot_node") for a in
-                            [*actions, *steps]):
+    if uncordon and not any(ACTIONS[a.type].removes_node for a in [*actions, *steps]):
         raise ConfigError(f"{rw}: key 'on_resolved.uncordon': only for rules that take a node out")
     on_failure = Section(sec.get("on_failure"), f"{rw}: key 'on_failure'", ("steps",))
     return Rule(
@@ -172,7 +177,47 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
         if uncordon else None,
         validate_on_resolved=on_resolved.boolean("validate", False),
         on_failure=tuple(_actions(on_failure.get("steps"), f"{rw}: key 'on_failure.steps", required=False)),
+        min_available=_min_available(sec),
     )
+
+
+def _min_available(sec: Section) -> int | str | None:
+    """A rule's min_available: a number of replicas/endpoints (>= 0) or a percentage "n%"."""
+    raw = sec.get("min_available")
+    if raw is None:
+        return None
+    text = str(raw).strip()
+    try:
+        value = float(text[:-1]) if text.endswith("%") else int(text)
+    except ValueError:
+        value = -1
+    if isinstance(raw, bool) or value < 0 or (text.endswith("%") and value > 100):
+        raise ConfigError(f"{sec.key('min_available')}: a number of replicas or a percentage such as '50%', "
+                          f"got {raw!r}")
+    return text if text.endswith("%") else int(text)
+
+
+def _limits(raw: Any, where: str) -> Limits:
+    sec = Section(raw, where, ("max_nodes", "max_percent", "min_nodes"))
+    pct = sec.number("max_percent", None)
+    if pct is not None and pct > 100:
+        raise ConfigError(f"{sec.key('max_percent')}: a percentage, at most 100")
+    return Limits(sec.number("max_nodes", None, integer=True), pct, sec.number("min_nodes", 1, integer=True))
+
+
+def _pools(raw: Any, where: str) -> Pools | None:
+    """safety.budget.pools: {label: <node label>, default: {limits}, overrides: {<value>: {limits}}}."""
+    if raw is None:
+        return None
+    sec = Section(raw, where, ("label", "default", "overrides"))
+    label = sec.string("label", None)
+    if not label:
+        raise ConfigError(f"{sec.key('label')}: required (the node label whose value names the pool)")
+    overrides = sec.get("overrides") or {}
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{sec.key('overrides')}: a mapping of label value to limits")
+    return Pools(label, _limits(sec.get("default"), f"{where}.default"),
+                 {str(k): _limits(v, f"{where}.overrides.{k}") for k, v in overrides.items()})
 
 
 def parse_config(data: Any, path: str = "<config>") -> Config:
@@ -191,7 +236,7 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
     safety = Section(top.get("safety"), f"{path}: safety", ("dry_run", "max_alert_age", "budget", "breaker"))
     budget = Section(safety.get("budget"), f"{path}: safety.budget",
                       ("max_nodes", "max_percent", "max_gpu_percent", "min_nodes", "max_pod_restarts_per_workload",
-                       "max_traffic_shift_percent", "window"))
+                       "max_traffic_shift_percent", "window", "pools"))
     breaker = Section(safety.get("breaker"), f"{path}: safety.breaker", ("max_actions", "window", "reset_after"))
     for k in ("max_percent", "max_gpu_percent", "max_traffic_shift_percent"):
         v = budget.number(k, None)
@@ -227,7 +272,8 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
                           min_nodes=budget.number("min_nodes", 1, integer=True),
                           max_pod_restarts_per_workload=budget.number("max_pod_restarts_per_workload", 0, integer=True),
                           max_traffic_shift_percent=budget.number("max_traffic_shift_percent", None),
-                          window=budget.duration("window", 3600.0)),
+                          window=budget.duration("window", 3600.0),
+                          pools=_pools(budget.get("pools"), f"{path}: safety.budget.pools")),
             breaker=Breaker(max_actions=breaker.number("max_actions", 10, integer=True, minimum=1),
                             window=breaker.duration("window", 300.0),
                             reset_after=breaker.duration("reset_after", 0.0)),

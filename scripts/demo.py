@@ -47,17 +47,25 @@ def show_cluster(p: Pipeline) -> None:
 
 
 STEP_NAMES = {"reboot_node": "rebooted", "validate_node": "validated", "uncordon_node": "uncordoned",
-              "reboot_node blocked": "refused  "}
+              "reboot_node blocked": "refused"}
+
+
+def print_hops(tl: Timeline, hops: list[tuple[str, float | None]]) -> None:
+    """Hops in the order they happened (the fast path's webhook comes before the scrape); unseen ones last."""
+    seen = sorted(((t, name) for name, t in hops if t is not None))
+    for t, name in seen:
+        print(f"   {name:10} {tl.hop(t).strip()}")
+    for name, t in hops:
+        if t is None:
+            print(f"   {name:10} not seen")
 
 
 def show_timeline(tl: Timeline, floor: str | None) -> None:
     print(f"   {'injected':10} 0.00 s   (POST /simulate on {tl.node}'s exporter)")
-    for name, t in (("scraped", tl.scraped), ("firing", tl.firing), ("webhook", tl.received),
-                    ("cordoned", tl.acted), ("drained", tl.drained)):
-        print(f"   {name:10} {tl.hop(t).strip()}")
-    for step, t in sorted(tl.steps.items(), key=lambda kv: kv[1]):
-        if step not in ("cordon_node", "drain_node"):
-            print(f"   {STEP_NAMES.get(step, step):10} {tl.hop(t).strip()}")
+    later = [(STEP_NAMES.get(step, step), t) for step, t in tl.steps.items() if step not in ("cordon_node",
+                                                                                            "drain_node")]
+    print_hops(tl, [("scraped", tl.scraped), ("firing", tl.firing), ("webhook", tl.received),
+                    ("cordoned", tl.acted), ("drained", tl.drained), *later])
     if floor:
         print(f"   floor to the webhook: {floor}")
 
@@ -103,23 +111,23 @@ def main() -> int:
               f"inference/llm weights {p.route_weights()}")
         lat = p.latency_timeline()
         print(f"   {'injected':10} 0.00 s   (zone A's inference server answers slowly)")
-        for name, t in (("probed", lat.scraped), ("firing", lat.firing), ("webhook", lat.received),
-                        ("shifted", lat.acted)):
-            print(f"   {name:10} {lat.hop(t).strip()}")
+        print_hops(lat, [("probed", lat.scraped), ("firing", lat.firing), ("webhook", lat.received),
+                         ("shifted", lat.acted)])
         print(f"   HTTPRoute weights now {p.route_weights()} (restored when the burn alert resolves)")
         print("   floor: a slow probe (3 s) + a scrape (5 s) + the SLO recording rules (30 s) + evaluation (5 s) "
               "+ group_wait (1 s)")
         print("\n   managed auto-repair for comparison: EKS acts on GPU conditions after 10 min, GKE after ~10 min "
               "NotReady")
+        ok = fast.acted is not None and pull.acted is not None and lat.acted is not None and rma
+        if not args.keep:  # the URLs would be dead by the time anyone reads them
+            print("\n== tearing down (`make demo DEMO_ARGS=--keep` leaves everything running to explore)")
+            return 0 if ok else 1
         print(f"\n== look at:\n   Prometheus    {p.stack.prometheus_url}/alerts\n   Alertmanager  "
               f"{p.stack.alertmanager_url}\n   remediator    {p.remediator_url}/api/incidents "
               f"(Authorization: Bearer {p.token})\n   kubectl --kubeconfig {p.cp.kubeconfig} get nodes")
-        if args.keep:
-            print("   running; Ctrl-C to stop")
-            while True:
-                time.sleep(3600)
-        ok = fast.acted is not None and pull.acted is not None and lat.acted is not None and rma
-        return 0 if ok else 1
+        print("   running; Ctrl-C to stop")
+        while True:
+            time.sleep(3600)
     except KeyboardInterrupt:
         return 0
     finally:

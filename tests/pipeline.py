@@ -216,16 +216,20 @@ class Pipeline:
                                                       f"{sel}}}"):
                 tl.firing = now
             time.sleep(0.02)
-        while time.monotonic() < deadline and tl.drained is None:
+        done = False
+        while time.monotonic() < deadline and not done:
             for inc in self.incidents():
                 if inc["labels"].get("node") == node and inc["labels"].get("gpu") == str(gpu) and \
                         inc["alertname"] == "GpuXidCritical" and inc["status"] not in ("pending", "acting"):
+                    done = True
                     tl.received = _epoch(inc["received_at"])
                     for a in self.incident(inc["id"])["actions"]:
                         if a["state"] in ("succeeded", "failed", "blocked") and a["finished_at"]:
                             tl.steps[f"{a['type']} {a['state']}" if a["state"] != "succeeded" else a["type"]] = \
                                 _epoch(a["finished_at"])
-                    tl.drained = tl.steps.get("drain_node", _epoch(inc["updated_at"]))
+                    if inc["status"] == "blocked":  # e.g. repair_exhausted: the node became an RMA candidate
+                        tl.steps[f"refused ({inc['reason']})"] = _epoch(inc["updated_at"])
+                    tl.drained = tl.steps.get("drain_node")
             time.sleep(0.1)
         return tl
 

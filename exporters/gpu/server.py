@@ -107,6 +107,13 @@ def make_app(exporter: GpuExporter) -> Callable:
         if path == "/healthz":
             start_response("200 OK", [("Content-Type", "text/plain")])
             return [b"ok\n"]
+        if path == "/readyz":  # ready while a scrape can start (not every slot held by hung collections)
+            if not slots.acquire(blocking=False):
+                return _error(start_response, "503 Service Unavailable", "scrapes_saturated",
+                              f"all {MAX_CONCURRENT_SCRAPES} scrape slots are in use")
+            slots.release()
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok\n"]
         if path == "/simulate" and simulate is not None:
             return simulate(environ, start_response)
         if path == "/":

@@ -39,6 +39,10 @@ class Scheduler:
     def start(self) -> None:
         self._thread.start()
 
+    def running(self) -> bool:
+        """The probe loop is alive: started and neither stopped nor crashed."""
+        return self._thread.is_alive() and not self._stop.is_set()
+
     def stop(self) -> None:
         self._stop.set()
         self.targets.changed.set()

@@ -60,6 +60,12 @@ def make_app(exp: ServiceExporter) -> Callable:
         elif path == "/healthz":
             start_response("200 OK", [("Content-Type", "text/plain")])
             return [b"ok\n"]
+        elif path == "/readyz":  # ready once the probe loop runs (before, every series would be missing)
+            if not exp.scheduler.running():
+                return _json(start_response, "503 Service Unavailable", {"error": "not_probing",
+                             "detail": "the probe scheduler is not running"})
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok\n"]
         else:
             return _json(start_response, "404 Not Found", {"error": "not_found", "detail": f"no route {path}"})
         start_response("200 OK", [("Content-Type", CONTENT_TYPE), ("Content-Length", str(len(body)))])

@@ -1,17 +1,107 @@
-"""Run one planned action against the cluster and describe the outcome for the ledger."""
+"""Run one planned action against the cluster and describe the outcome for the ledger.
+
+Each action type declared in `remediator.domain.actions.ACTIONS` is bound here to exactly one
+executor function (`@EXECUTORS.bind("type")`); restorable types also bind a restorer and an owner
+reader (who owns the change now, for the ownership rail). A test checks declared == bound.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from remediator.cluster import providers
+from remediator.cluster import repair as node_repair
 from remediator.cluster.kube import Kube, KubeError
 from remediator.cluster.outcome import Outcome
-from remediator.cluster.providers import EXECUTORS as REPAIRS
 from remediator.cluster.repair import RepairContext, gpu_holders
 from remediator.cluster.workloads import ServiceActions
+from remediator.domain.actions import ACTIONS, Registry
 from vigil_common.durations import parse_duration
 
-__all__ = ["Outcome", "execute", "restore"]
+
+@dataclass(frozen=True)
+class Clients:
+    kube: Kube
+    workloads: ServiceActions
+    repair: RepairContext | None = None  # repairs: their settings and Prometheus (GPU attribution)
+
+
+Executor = Callable[[Clients, dict[str, Any], str], Outcome]
+Restorer = Callable[[Clients, dict[str, Any], dict[str, Any], str], str]
+OwnerReader = Callable[[Clients, dict[str, Any]], str]
+
+
+class Executors:
+    """Binds each declared action type to one executor; tests may build a fresh one."""
+
+    def __init__(self, actions: Registry) -> None:
+        self.actions = actions
+        self.run: dict[str, Executor] = {}
+        self.restorers: dict[str, Restorer] = {}
+        self.owners: dict[str, OwnerReader] = {}
+
+    def _binder(self, table: dict, name: str) -> Callable:
+        if name not in self.actions:
+            raise ValueError(f"action {name!r} is not declared in remediator.domain.actions")
+        if name in table:
+            raise ValueError(f"action {name!r} bound twice")
+
+        def bind(fn: Callable) -> Callable:
+            table[name] = fn
+            return fn
+        return bind
+
+    def bind(self, name: str) -> Callable[[Executor], Executor]:
+        return self._binder(self.run, name)
+
+    def restorer(self, name: str) -> Callable[[Restorer], Restorer]:
+        return self._binder(self.restorers, name)
+
+    def owner(self, name: str) -> Callable[[OwnerReader], OwnerReader]:
+        return self._binder(self.owners, name)
+
+    def execute(self, kube: Kube, type_: str, params: dict[str, Any], incident: str,
+                repair: RepairContext | None = None) -> Outcome:
+        fn = self.run.get(type_)
+        if fn is None:
+            return Outcome("failed", f"no executor for action {type_!r}", reason="unknown_action")
+        return _guarded(lambda: fn(Clients(kube, ServiceActions(kube), repair), params, incident))
+
+    def restore(self, kube: Kube, type_: str, params: dict[str, Any], result: dict[str, Any],
+                incident: str) -> Outcome:
+        fn = self.restorers[type_]
+        return _guarded(lambda: Outcome("succeeded", fn(Clients(kube, ServiceActions(kube)), params, result,
+                                                        incident)))
+
+    def owner_of(self, kube: Kube, type_: str, params: dict[str, Any]) -> str:
+        """Who owns the change now ("vigil:<incident>", or who else); "unknown" if it cannot be read."""
+        try:
+            return self.owners[type_](Clients(kube, ServiceActions(kube)), params)
+        except Exception as exc:
+            return f"unknown ({type(exc).__name__})"
+
+
+def _guarded(fn: Callable[[], Outcome]) -> Outcome:
+    try:
+        return fn()
+    except KubeError as exc:
+        reason = "not_owner" if exc.status == 409 and "not cordoned by" in str(exc) else "api_error"
+        return Outcome("failed" if reason == "api_error" else "blocked", str(exc),
+                       {"status": exc.status, "permanent": exc.permanent}, reason=reason)
+    except (ValueError, KeyError) as exc:
+        return Outcome("failed", f"bad parameter: {exc}", reason="bad_params")
+    except Exception as exc:  # e.g. the API server unreachable: the action failed, the engine goes on
+        return Outcome("failed", f"{type(exc).__name__}: {exc}", reason="error")
+
+
+EXECUTORS = Executors(ACTIONS)
+
+
+def execute(kube: Kube, type_: str, params: dict[str, Any], incident: str,
+            repair: RepairContext | None = None) -> Outcome:
+    return EXECUTORS.execute(kube, type_, params, incident, repair)
 
 
 def _seconds(params: dict, key: str, default: float) -> float:
@@ -27,90 +117,156 @@ def _int(v: Any, default: int | None) -> int | None:
     return default if v in (None, "") else int(v)
 
 
-def _service(w: ServiceActions, type_: str, p: dict[str, Any], incident: str) -> Outcome | None:
-    if type_ == "restart_pod":
-        return Outcome("succeeded", w.restart_pod(p["namespace"], p["pod"], allow_bare=_truthy(p.get("allow_bare")),
-                                                  grace=_int(p.get("grace_period"), None), incident=incident))
-    if type_ == "rollout_restart":
-        return Outcome("succeeded", w.rollout_restart(p.get("kind", "Deployment"), p["namespace"], p["name"],
-                                                      incident))
-    if type_ == "rollback_deployment":
-        return Outcome("succeeded", w.rollback_deployment(p["namespace"], p["name"], incident))
-    if type_ == "scale_deployment":
-        r = w.scale_deployment(p["namespace"], p["name"], replicas=_int(p.get("replicas"), None),
-                               step=_int(p.get("step"), None), low=_int(p.get("min"), 0),
-                               high=_int(p.get("max"), 1000), incident=incident)
-        return Outcome("succeeded", r.pop("detail"), r)
-    if type_ == "quarantine_pod":
-        r = w.quarantine_pod(p["namespace"], p["pod"], p.get("label", "vigil.io/serving"), str(p.get("value", "false")),
-                             incident)
-        return Outcome("succeeded", r.pop("detail"), r)
-    if type_ == "shift_traffic":
-        r = w.shift_traffic(p["namespace"], p["route"], p["from"], p["to"], float(p.get("step", 100)),
-                            _int(p.get("rule_index"), 0), incident)
-        return Outcome("succeeded", r.pop("detail"), r)
-    if type_ == "failover_service":
-        r = w.failover_service(p["namespace"], p["service"], dict(p["selector"]), incident)
-        return Outcome("succeeded", r.pop("detail"), r)
-    return None
+def _marker_owner(marker: str) -> str:
+    return f"vigil:{marker.split(':', 1)[0]}" if marker else "nobody (the change was undone)"
 
 
-def restore(w: ServiceActions, type_: str, p: dict[str, Any], result: dict[str, Any], incident: str) -> str:
-    """Undo a shift_traffic or failover_service with the state recorded when it ran."""
-    if type_ == "shift_traffic":
-        return w.restore_route(p["namespace"], p["route"], result["original"], int(result.get("rule_index", 0)),
-                               incident)
-    return w.restore_service(p["namespace"], p["service"], result["original"], incident)
+# ---- node actions ---------------------------------------------------------------------------------
+
+@EXECUTORS.bind("cordon_node")
+def _cordon(c: Clients, p: dict, incident: str) -> Outcome:
+    return Outcome("succeeded", c.kube.cordon(p["node"], incident))
 
 
-def _drain_scope(repair: RepairContext | None, params: dict[str, Any]) -> tuple[set[str] | None, str]:
+@EXECUTORS.bind("uncordon_node")
+def _uncordon(c: Clients, p: dict, incident: str) -> Outcome:
+    return Outcome("succeeded", c.kube.uncordon(p["node"], incident, only_incident=_truthy(p.get("only_incident"))))
+
+
+@EXECUTORS.bind("taint_node")
+def _taint(c: Clients, p: dict, incident: str) -> Outcome:
+    return Outcome("succeeded", c.kube.taint(p["node"], p.get("key", "vigil.io/unhealthy"), str(p.get("value", "true")),
+                                             p.get("effect", "NoSchedule"), incident))
+
+
+def _drain_scope(repair: RepairContext | None, p: dict) -> tuple[set[str] | None, str]:
     """`scope: gpu` evicts only the pods holding the faulty GPU; the whole node when that is unknown."""
-    if str(params.get("scope", "node")) != "gpu":
+    if str(p.get("scope", "node")) != "gpu":
         return None, "scope node: every pod"
     if repair is None:
         return None, "scope gpu, but GPU attribution is unavailable: every pod on the node"
-    pods, why = gpu_holders(repair, params["node"], str(params.get("uuid", "")))
+    pods, why = gpu_holders(repair, p["node"], str(p.get("uuid", "")))
     return pods, f"scope gpu: {why}" + ("; draining the whole node" if pods is None else "")
 
 
-def execute(kube: Kube, type_: str, params: dict[str, Any], incident: str,
-            repair: RepairContext | None = None) -> Outcome:
-    try:
-        if type_ in REPAIRS:
-            if repair is None:
-                return Outcome("failed", f"{type_} needs the repair settings", reason="not_configured")
-            return REPAIRS[type_](repair, params, incident)
-        service = _service(ServiceActions(kube), type_, params, incident)
-        if service is not None:
-            return service
-        if type_ == "cordon_node":
-            return Outcome("succeeded", kube.cordon(params["node"], incident))
-        if type_ == "uncordon_node":
-            return Outcome("succeeded", kube.uncordon(params["node"], incident))
-        if type_ == "taint_node":
-            return Outcome("succeeded", kube.taint(params["node"], params.get("key", "vigil.io/unhealthy"),
-                                                   str(params.get("value", "true")),
-                                                   params.get("effect", "NoSchedule"), incident))
-        if type_ == "drain_node":
-            grace = params.get("grace_period")
-            only, scope = _drain_scope(repair, params)
-            r = kube.drain(params["node"], timeout=_seconds(params, "timeout", 300.0),
-                           force_after=_seconds(params, "force_after", 0.0),
-                           grace_period=None if grace in (None, "") else int(grace), incident=incident, only=only)
-            data = {"evicted": r.evicted, "deleted": r.deleted, "skipped": r.skipped, "remaining": r.remaining,
-                    "blocked_by": r.blocked_by, "scope": scope}
-            if r.complete:
-                return Outcome("succeeded", f"drained ({scope}): {len(r.evicted)} evicted, {len(r.deleted)} "
-                                            f"force-deleted, {len(r.skipped)} DaemonSet/mirror pods left", data)
-            pdbs = sorted(set(r.blocked_by.values()))
-            detail = f"{len(r.remaining)} pods still on the node at the deadline"
-            if pdbs:
-                detail += f"; blocked by PodDisruptionBudget {', '.join(pdbs)}"
-            return Outcome("blocked", detail, data, reason="pdb" if pdbs else "drain_timeout")
-    except KubeError as exc:
-        return Outcome("failed", str(exc), {"status": exc.status, "permanent": exc.permanent}, reason="api_error")
-    except (ValueError, KeyError) as exc:
-        return Outcome("failed", f"bad parameter: {exc}", reason="bad_params")
-    except Exception as exc:  # e.g. the API server unreachable: the action failed, the engine goes on
-        return Outcome("failed", f"{type(exc).__name__}: {exc}", reason="error")
-    return Outcome("failed", f"no executor for action {type_!r}", reason="unknown_action")
+@EXECUTORS.bind("drain_node")
+def _drain(c: Clients, p: dict, incident: str) -> Outcome:
+    grace = p.get("grace_period")
+    only, scope = _drain_scope(c.repair, p)
+    r = c.kube.drain(p["node"], timeout=_seconds(p, "timeout", 300.0), force_after=_seconds(p, "force_after", 0.0),
+                     grace_period=None if grace in (None, "") else int(grace), incident=incident, only=only)
+    data = {"evicted": r.evicted, "deleted": r.deleted, "skipped": r.skipped, "remaining": r.remaining,
+            "blocked_by": r.blocked_by, "scope": scope}
+    if r.complete:
+        return Outcome("succeeded", f"drained ({scope}): {len(r.evicted)} evicted, {len(r.deleted)} force-deleted, "
+                                    f"{len(r.skipped)} DaemonSet/mirror pods left", data)
+    pdbs = sorted(set(r.blocked_by.values()))
+    detail = f"{len(r.remaining)} pods still on the node at the deadline"
+    if pdbs:
+        detail += f"; blocked by PodDisruptionBudget {', '.join(pdbs)}"
+    return Outcome("blocked", detail, data, reason="pdb" if pdbs else "drain_timeout")
+
+
+# ---- workload and traffic actions -----------------------------------------------------------------
+
+@EXECUTORS.bind("restart_pod")
+def _restart_pod(c: Clients, p: dict, incident: str) -> Outcome:
+    r = c.workloads.restart_pod(p["namespace"], p["pod"], allow_bare=_truthy(p.get("allow_bare")),
+                                grace=_int(p.get("grace_period"), None), force=_truthy(p.get("force_delete")),
+                                incident=incident)
+    if r.get("blocked_by"):
+        return Outcome("blocked", r["detail"], r, reason="pdb")
+    return Outcome("succeeded", r.pop("detail"), r)
+
+
+@EXECUTORS.bind("rollout_restart")
+def _rollout_restart(c: Clients, p: dict, incident: str) -> Outcome:
+    return Outcome("succeeded", c.workloads.rollout_restart(p.get("kind", "Deployment"), p["namespace"], p["name"],
+                                                            incident))
+
+
+@EXECUTORS.bind("rollback_deployment")
+def _rollback(c: Clients, p: dict, incident: str) -> Outcome:
+    return Outcome("succeeded", c.workloads.rollback_deployment(p["namespace"], p["name"], incident))
+
+
+@EXECUTORS.bind("scale_deployment")
+def _scale(c: Clients, p: dict, incident: str) -> Outcome:
+    r = c.workloads.scale_deployment(p["namespace"], p["name"], replicas=_int(p.get("replicas"), None),
+                                     step=_int(p.get("step"), None), low=_int(p.get("min"), 0) or 0,
+                                     high=_int(p.get("max"), 1000) or 1000, incident=incident)
+    return Outcome("succeeded", r.pop("detail"), r)
+
+
+@EXECUTORS.bind("quarantine_pod")
+def _quarantine(c: Clients, p: dict, incident: str) -> Outcome:
+    r = c.workloads.quarantine_pod(p["namespace"], p["pod"], p.get("label", "vigil.io/serving"),
+                                   str(p.get("value", "false")), incident)
+    return Outcome("succeeded", r.pop("detail"), r)
+
+
+@EXECUTORS.bind("shift_traffic")
+def _shift(c: Clients, p: dict, incident: str) -> Outcome:
+    r = c.workloads.shift_traffic(p["namespace"], p["route"], p["from"], p["to"], float(p.get("step", 100)),
+                                  _int(p.get("rule_index"), 0) or 0, incident)
+    return Outcome("succeeded", r.pop("detail"), r)
+
+
+@EXECUTORS.restorer("shift_traffic")
+def _restore_route(c: Clients, p: dict, result: dict, incident: str) -> str:
+    return c.workloads.restore_route(p["namespace"], p["route"], result["original"], int(result.get("rule_index", 0)),
+                                     incident)
+
+
+@EXECUTORS.owner("shift_traffic")
+def _route_owner(c: Clients, p: dict) -> str:
+    return _marker_owner(c.workloads.marker("httproute", p["namespace"], p["route"], "vigil.io/shifted-for"))
+
+
+@EXECUTORS.bind("failover_service")
+def _failover(c: Clients, p: dict, incident: str) -> Outcome:
+    r = c.workloads.failover_service(p["namespace"], p["service"], dict(p["selector"]), incident)
+    return Outcome("succeeded", r.pop("detail"), r)
+
+
+@EXECUTORS.restorer("failover_service")
+def _restore_service(c: Clients, p: dict, result: dict, incident: str) -> str:
+    return c.workloads.restore_service(p["namespace"], p["service"], result["original"], incident)
+
+
+@EXECUTORS.owner("failover_service")
+def _service_owner(c: Clients, p: dict) -> str:
+    return _marker_owner(c.workloads.marker("service", p["namespace"], p["service"], "vigil.io/failed-over-for"))
+
+
+# ---- repairs (remediator/cluster/repair.py, providers.py) -----------------------------------------
+
+def _repair(c: Clients, fn: providers.Executor, p: dict, incident: str) -> Outcome:
+    if c.repair is None:
+        return Outcome("failed", "repair actions need the repair settings", reason="not_configured")
+    return fn(c.repair, p, incident)
+
+
+@EXECUTORS.bind("reset_gpu")
+def _reset_gpu(c: Clients, p: dict, incident: str) -> Outcome:
+    return _repair(c, node_repair.reset_gpu, p, incident)
+
+
+@EXECUTORS.bind("reboot_node")
+def _reboot_node(c: Clients, p: dict, incident: str) -> Outcome:
+    return _repair(c, providers.reboot_node, p, incident)
+
+
+@EXECUTORS.bind("replace_node")
+def _replace_node(c: Clients, p: dict, incident: str) -> Outcome:
+    return _repair(c, providers.replace_node, p, incident)
+
+
+@EXECUTORS.bind("validate_node")
+def _validate_node(c: Clients, p: dict, incident: str) -> Outcome:
+    return _repair(c, node_repair.validate_node, p, incident)
+
+
+@EXECUTORS.bind("mark_rma_candidate")
+def _mark_rma_candidate(c: Clients, p: dict, incident: str) -> Outcome:
+    return _repair(c, providers.mark_rma_candidate, p, incident)

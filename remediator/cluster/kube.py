@@ -14,10 +14,11 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from remediator.domain.models import CORDONED_BY_ANNOTATION, PAUSE_ANNOTATION, ClusterView, NodeView
+from remediator.cluster.nodeview import GPU_RESOURCE, node_view
+from remediator.domain.models import CORDONED_BY_ANNOTATION, FIELD_MANAGER, INCIDENT_ANNOTATION
 
 log = logging.getLogger(__name__)
-GPU_RESOURCE = "nvidia.com/gpu"
+__all__ = ["GPU_RESOURCE", "DrainResult", "Kube", "KubeError"]
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
 COMPONENT = "vigil-remediator"
 
@@ -76,22 +77,6 @@ class Kube:
         except ApiException as exc:
             raise _wrap(exc) from exc
 
-    def cluster_view(self) -> ClusterView:
-        try:
-            nodes = self.core.list_node(label_selector=self.node_selector, _request_timeout=10).items
-            namespaces = self.core.list_namespace(_request_timeout=10).items
-        except ApiException as exc:
-            raise _wrap(exc) from exc
-        view = {}
-        for n in nodes:
-            gpus = (n.status.capacity or {}).get(GPU_RESOURCE, "0") if n.status else "0"
-            view[n.metadata.name] = NodeView(n.metadata.name, bool(n.spec.unschedulable),
-                                             int(gpus) if str(gpus).isdigit() else 0,
-                                             dict(n.metadata.annotations or {}))
-        paused = frozenset(ns.metadata.name for ns in namespaces
-                           if (ns.metadata.annotations or {}).get(PAUSE_ANNOTATION) == "disabled")
-        return ClusterView(view, paused)
-
     # ---- node actions (each idempotent) ------------------------------------------------------
 
     def _node(self, name: str):
@@ -102,29 +87,34 @@ class Kube:
 
     def _patch_node(self, name: str, body: dict) -> None:
         try:
-            self.core.patch_node(name, body)
+            self.core.patch_node(name, body, field_manager=FIELD_MANAGER)
         except ApiException as exc:
             raise _wrap(exc) from exc
 
     def cordon(self, name: str, incident: str) -> str:
+        """Cordon under Vigil's field manager, so managedFields says who owns the cordon."""
         node = self._node(name)
         if node.spec.unschedulable:
             return "already unschedulable"  # someone (maybe us, before a restart) did it: not ours to mark
         self._patch_node(name, {"spec": {"unschedulable": True},
                                 "metadata": {"annotations": {CORDONED_BY_ANNOTATION: "vigil",
-                                                             "vigil.io/incident": incident}}})
+                                                             INCIDENT_ANNOTATION: incident}}})
         self.event(node, "VigilCordon", f"Cordoned by Vigil for incident {incident}")
         return "cordoned"
 
-    def uncordon(self, name: str, incident: str) -> str:
+    def uncordon(self, name: str, incident: str, *, only_incident: bool = False) -> str:
+        """Uncordon only a cordon Vigil still owns (for this incident, with only_incident)."""
         node = self._node(name)
-        annotations = node.metadata.annotations or {}
         if not node.spec.unschedulable:
             return "already schedulable"
-        if annotations.get(CORDONED_BY_ANNOTATION) != "vigil":
-            raise KubeError(409, f"node {name} was not cordoned by Vigil; refusing to uncordon")
-        self._patch_node(name, {"spec": {"unschedulable": False},
-                                "metadata": {"annotations": {CORDONED_BY_ANNOTATION: None, "vigil.io/incident": None}}})
+        owner = node_view(node, True).cordon_owner  # from managedFields
+        wanted = f"vigil:{incident}" if only_incident else "vigil:"
+        if not (owner == wanted if only_incident else owner.startswith(wanted)):
+            raise KubeError(409, f"node {name} was not cordoned by {'this incident' if only_incident else 'Vigil'} "
+                            f"(spec.unschedulable is owned by {owner}); refusing to uncordon")
+        self._patch_node(name, {"spec": {"unschedulable": None},
+                                "metadata": {"annotations": {CORDONED_BY_ANNOTATION: None, INCIDENT_ANNOTATION: None},
+                                             "resourceVersion": node.metadata.resource_version}})
         self.event(node, "VigilUncordon", f"Uncordoned by Vigil for incident {incident}")
         return "uncordoned"
 
@@ -147,7 +137,7 @@ class Kube:
         except ApiException as exc:
             raise _wrap(exc) from exc
 
-    def _blocking_pdb(self, pod) -> str:
+    def blocking_pdb(self, pod) -> str:
         try:
             pdbs = self.policy.list_namespaced_pod_disruption_budget(pod.metadata.namespace).items
         except ApiException:
@@ -159,15 +149,9 @@ class Kube:
                 return f"{pod.metadata.namespace}/{pdb.metadata.name}"
         return "unknown"
 
-    def drain(self, name: str, *, timeout: float, force_after: float, grace_period: int | None,
-              incident: str, only: set[str] | None = None) -> DrainResult:
-        """Evict every pod but DaemonSet and mirror pods; retry 429s with backoff until `timeout`;
-        wait for the pods to be gone. Force-delete after `force_after` seconds only if set (> 0).
-        `only`: evict just these pods ("namespace/name"), e.g. those holding one faulty GPU."""
-        node = self._node(name)
-        self.event(node, "VigilDrain", f"Draining {'all pods' if only is None else f'{len(only)} pods'} "
-                                       f"for incident {incident}")
-        result = DrainResult()
+    def _drain_candidates(self, name: str, result: DrainResult, only: set[str] | None = None) -> dict[str, Any]:
+        """The pods a drain evicts: all but DaemonSet and mirror pods (recorded as skipped) and finished ones;
+        with `only`, just those ("namespace/name"), e.g. the pods holding one faulty GPU."""
         pending: dict[str, Any] = {}
         for pod in self._pods_on(name):
             key = f"{pod.metadata.namespace}/{pod.metadata.name}"
@@ -178,45 +162,52 @@ class Kube:
                 result.skipped.append(key)
             elif pod.status.phase not in ("Succeeded", "Failed"):
                 pending[key] = pod
-        start = self._clock()
-        deadline = start + timeout
-        delay = 1.0
+        return pending
+
+    def _evict(self, pod: Any, grace_period: int | None) -> int:
+        """One Eviction; returns the HTTP status (201, 404 gone, 429 refused by a PDB)."""
+        body: dict[str, Any] = {"apiVersion": "policy/v1", "kind": "Eviction",
+                                "metadata": {"name": pod.metadata.name, "namespace": pod.metadata.namespace}}
+        if grace_period is not None:
+            body["deleteOptions"] = {"gracePeriodSeconds": grace_period}
+        try:
+            self.core.create_namespaced_pod_eviction(pod.metadata.name, pod.metadata.namespace, body)
+        except ApiException as exc:
+            if exc.status in (404, 429):
+                return exc.status
+            raise _wrap(exc) from exc
+        return 201
+
+    def _evict_until(self, pending: dict[str, Any], deadline: float, grace_period: int | None,
+                     result: DrainResult) -> dict[str, Any]:
+        """Evict until every pod is accepted or the deadline passes, retrying 429s with backoff."""
         evicted: dict[str, Any] = {}
+        delay = 1.0
         while pending and self._clock() < deadline:
             for key, pod in list(pending.items()):
-                body = {"apiVersion": "policy/v1", "kind": "Eviction",
-                        "metadata": {"name": pod.metadata.name, "namespace": pod.metadata.namespace}}
-                if grace_period is not None:
-                    body["deleteOptions"] = {"gracePeriodSeconds": grace_period}
-                try:
-                    self.core.create_namespaced_pod_eviction(pod.metadata.name, pod.metadata.namespace, body)
-                except ApiException as exc:
-                    if exc.status == 404:
-                        pass  # already gone
-                    elif exc.status == 429:
-                        result.blocked_by[key] = self._blocking_pdb(pod)
-                        continue
-                    else:
-                        raise _wrap(exc) from exc
+                if self._evict(pod, grace_period) == 429:
+                    result.blocked_by[key] = self.blocking_pdb(pod)
+                    continue
                 result.blocked_by.pop(key, None)
                 evicted[key] = pending.pop(key)
             if pending:
                 self._sleep(min(delay, max(deadline - self._clock(), 0)))
                 delay = min(delay * 2, 10.0)
-        result.evicted = sorted(evicted)
-        if pending and force_after > 0 and self._clock() - start >= force_after:
-            for key, pod in pending.items():
-                try:
-                    self.core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace,
-                                                    grace_period_seconds=0)
-                    result.deleted.append(key)
-                except ApiException as exc:
-                    if exc.status != 404:
-                        raise _wrap(exc) from exc
-            pending = {}
-        gone_deadline = max(deadline, self._clock() + 5)
-        waiting = {k: p for k, p in evicted.items()}
-        while waiting and self._clock() < gone_deadline:
+        return evicted
+
+    def _force_delete(self, pending: dict[str, Any], result: DrainResult) -> None:
+        for key, pod in pending.items():
+            try:
+                self.core.delete_namespaced_pod(pod.metadata.name, pod.metadata.namespace, grace_period_seconds=0)
+                result.deleted.append(key)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise _wrap(exc) from exc
+
+    def _wait_gone(self, evicted: dict[str, Any], deadline: float) -> list[str]:
+        """Wait for evicted pods to be gone (or replaced under the same name); returns those left."""
+        waiting = dict(evicted)
+        while waiting and self._clock() < deadline:
             for key, pod in list(waiting.items()):
                 try:
                     current = self.core.read_namespaced_pod(pod.metadata.name, pod.metadata.namespace)
@@ -228,6 +219,25 @@ class Kube:
                     waiting.pop(key)
             if waiting:
                 self._sleep(0.2)
+        return list(waiting)
+
+    def drain(self, name: str, *, timeout: float, force_after: float, grace_period: int | None,
+              incident: str, only: set[str] | None = None) -> DrainResult:
+        """Evict every pod but DaemonSet and mirror pods (or `only` these); retry 429s with backoff until
+        `timeout`; wait for the pods to be gone. Force-delete after `force_after` seconds only if set (> 0)."""
+        node = self._node(name)
+        self.event(node, "VigilDrain", f"Draining {'all pods' if only is None else f'{len(only)} pods'} "
+                                       f"for incident {incident}")
+        result = DrainResult()
+        pending = self._drain_candidates(name, result, only)
+        start = self._clock()
+        deadline = start + timeout
+        evicted = self._evict_until(pending, deadline, grace_period, result)
+        result.evicted = sorted(evicted)
+        if pending and force_after > 0 and self._clock() - start >= force_after:
+            self._force_delete(pending, result)
+            pending = {}
+        waiting = self._wait_gone(evicted, max(deadline, self._clock() + 5))
         result.remaining = sorted([*pending, *waiting])
         if result.blocked_by and result.remaining:
             pdbs = sorted(set(result.blocked_by.values()))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_api_client import PrometheusConnect
 
-from remediator.domain.models import GuardResult
+from remediator.domain.models import CheckResult
 
 
 class PromChecker:
@@ -13,15 +13,16 @@ class PromChecker:
         self._timeout = timeout
         self.url = url
 
-    def check(self, query: str) -> GuardResult:
-        """Holds when the query returns at least one sample (as an alert expression does)."""
+    def check(self, query: str) -> CheckResult:
+        """Holds when the query returns at least one sample (as an alert expression does); unknown when
+        Prometheus does not answer."""
         try:
             result = self._prom.custom_query(query, params={"timeout": f"{self._timeout:g}"})  # seconds
         except Exception as exc:  # unreachable, bad query, HTTP errors: the rule's mode decides
-            return GuardResult(None, f"Prometheus at {self.url} did not answer {query!r}: {type(exc).__name__}")
+            return CheckResult.of(None, f"Prometheus at {self.url} did not answer {query!r}: {type(exc).__name__}")
         if result:
-            return GuardResult(True, f"{query} returned {len(result)} series")
-        return GuardResult(False, f"{query} returned nothing")
+            return CheckResult.of(True, f"{query} returned {len(result)} series")
+        return CheckResult.of(False, f"{query} returned nothing")
 
     def series(self, query: str) -> list[dict[str, str]] | None:
         """The label sets the query returns; None when Prometheus could not answer."""

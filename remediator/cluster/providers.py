@@ -28,8 +28,6 @@ from remediator.cluster.repair import (
     prepare_node,
     reboot_by_job,
     rebooted,
-    reset_gpu,
-    validate_node,
 )
 
 SNR = ("self-node-remediation.medik8s.io", "v1alpha1", "selfnoderemediations")
@@ -166,7 +164,3 @@ def replace_node(ctx: RepairContext, params: dict[str, Any], incident: str) -> O
 def mark_rma_candidate(ctx: RepairContext, params: dict[str, Any], incident: str) -> Outcome:
     return mark_rma(ctx, params["node"], params.get("reason") or "the policy's ladder ended here", incident)
 
-
-# The repair executors by action type (bound into executor.execute).
-EXECUTORS: dict[str, Executor] = {"reset_gpu": reset_gpu, "reboot_node": reboot_node, "replace_node": replace_node,
-                                  "validate_node": validate_node, "mark_rma_candidate": mark_rma_candidate}

@@ -38,38 +38,54 @@ class ServiceActions:
         self.apps = client.AppsV1Api(kube.api)
         self.objects = client.CustomObjectsApi(kube.api)
 
-    def pods(self) -> dict[str, str]:
-        try:
-            items = self.kube.core.list_pod_for_all_namespaces(_request_timeout=10).items
-        except ApiException as exc:
-            raise _wrap(exc) from exc
-        return {f"{p.metadata.namespace}/{p.metadata.name}": _workload_of(p) for p in items
-                if not p.metadata.deletion_timestamp}
-
     def _call(self, fn: Callable, *args: Any, **kw: Any) -> Any:
         try:
             return fn(*args, **kw)
         except ApiException as exc:
             raise _wrap(exc) from exc
 
-    def restart_pod(self, ns: str, name: str, *, allow_bare: bool, grace: int | None, incident: str) -> str:
+    def restart_pod(self, ns: str, name: str, *, allow_bare: bool, grace: int | None, force: bool,
+                    incident: str) -> dict:
+        """Through the Eviction API, so PodDisruptionBudgets hold; a 429 is reported with the PDB that
+        refused it. Deleted directly only when the rule opts in with force_delete."""
         try:
             pod = self.kube.core.read_namespaced_pod(name, ns)
         except ApiException as exc:
             if exc.status == 404:
-                return "already gone"
+                return {"detail": "already gone"}
             raise _wrap(exc) from exc
         if not _workload_of(pod) and not allow_bare:
             raise KubeError(409, f"pod {ns}/{name} has no controller; refusing to delete a bare pod")
-        self.kube.event(pod, "VigilRestartPod", f"Deleted by Vigil for incident {incident}; its controller "
-                                                "replaces it")
-        kw = {} if grace is None else {"grace_period_seconds": grace}
+        body: dict[str, Any] = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name,
+                                                                                            "namespace": ns}}
+        if grace is not None:
+            body["deleteOptions"] = {"gracePeriodSeconds": grace}
         try:
-            self.kube.core.delete_namespaced_pod(name, ns, **kw)
+            self.kube.core.create_namespaced_pod_eviction(name, ns, body)
         except ApiException as exc:
-            if exc.status != 404:
+            if exc.status == 404:
+                return {"detail": "already gone"}
+            if exc.status != 429:
                 raise _wrap(exc) from exc
-        return "deleted; the controller replaces it"
+            pdb = self.kube.blocking_pdb(pod)
+            if not force:
+                return {"detail": f"eviction refused by PodDisruptionBudget {pdb}", "blocked_by": pdb}
+            self._call(self.kube.core.delete_namespaced_pod, name, ns,
+                       **({} if grace is None else {"grace_period_seconds": grace}))
+            self.kube.event(pod, "VigilRestartPod", f"Force-deleted by Vigil for incident {incident} past "
+                            f"PodDisruptionBudget {pdb} (force_delete)", type_="Warning")
+            return {"detail": f"force-deleted past PodDisruptionBudget {pdb}", "forced": True}
+        self.kube.event(pod, "VigilRestartPod", f"Evicted by Vigil for incident {incident}; its controller "
+                                                "replaces it")
+        return {"detail": "evicted; the controller replaces it"}
+
+    def marker(self, kind: str, ns: str, name: str, annotation: str) -> str:
+        """The value of Vigil's marker annotation on an HTTPRoute or a Service ("" when absent)."""
+        if kind == "httproute":
+            obj = self._route(ns, name)
+            return (obj["metadata"].get("annotations") or {}).get(annotation, "")
+        svc = self._call(self.kube.core.read_namespaced_service, name, ns)
+        return (svc.metadata.annotations or {}).get(annotation, "")
 
     def _read_workload(self, kind: str, ns: str, name: str) -> Any:
         reader = {"Deployment": self.apps.read_namespaced_deployment, "StatefulSet":

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PAUSE_ANNOTATION = "vigil.io/remediation"  # value "disabled" on a node or namespace
-CORDONED_BY_ANNOTATION = "vigil.io/cordoned-by"  # set by Vigil's own cordon; uncordon needs it
+CORDONED_BY_ANNOTATION = "vigil.io/cordoned-by"  # set by Vigil's own cordon (informational; ownership is managedFields)
+INCIDENT_ANNOTATION = "vigil.io/incident"  # the incident a Vigil cordon is for
 LIVE_STATES = ("planned", "running", "succeeded")  # actions that count for cooldowns and rate limits
 ATTEMPTED = (*LIVE_STATES, "failed", "blocked")  # what the breaker counts: a storm is attempts, kept or not
 IN_FLIGHT = ("planned", "running")
@@ -29,27 +30,113 @@ class Incident:
         return self.labels.get("alertname", "")
 
 
+FIELD_MANAGER = "vigil-remediator"  # the field manager of every change Vigil makes to a node
+HOLDS, DOES_NOT_HOLD, UNKNOWN = "holds", "does_not_hold", "unknown"
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    effect: str  # NoSchedule | PreferNoSchedule | NoExecute
+    value: str = ""
+
+
 @dataclass(frozen=True)
 class NodeView:
+    """One node as the rails see it.
+
+    name, unschedulable (spec.unschedulable), gpus (capacity nvidia.com/gpu), annotations, labels.
+    ready: the Ready condition is True (a node without one, or Unknown, is not ready).
+    taints: spec.taints.
+    managed: inside kubernetes.node_selector (Vigil acts on and budgets over managed nodes only).
+    unschedulable_owner: the field manager that owns spec.unschedulable in metadata.managedFields
+        ("" when the node is schedulable or no manager is recorded).
+    """
     name: str
     unschedulable: bool = False
     gpus: int = 0
     annotations: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    ready: bool = True
+    taints: tuple[Taint, ...] = ()
+    managed: bool = True
+    unschedulable_owner: str = ""
+
+    @property
+    def unavailable(self) -> str:
+        """Why the node is out of service ("" when it is not): NotReady, cordoned or tainted."""
+        if not self.ready:
+            return "NotReady"
+        if self.unschedulable:
+            return "unschedulable"
+        hard = [t for t in self.taints if t.effect in ("NoSchedule", "NoExecute")]
+        return f"tainted {hard[0].key}:{hard[0].effect}" if hard else ""
+
+    @property
+    def cordon_owner(self) -> str:
+        """Who owns the cordon: "vigil:<incident id>" when Vigil's field manager owns
+        spec.unschedulable, else the owning manager ("" when the node is schedulable)."""
+        if not self.unschedulable:
+            return ""
+        if self.unschedulable_owner == FIELD_MANAGER:
+            return f"vigil:{self.annotations.get(INCIDENT_ANNOTATION, '')}"
+        return self.unschedulable_owner or "unknown"
+
+
+@dataclass(frozen=True)
+class PodView:
+    """workload: "Kind/namespace/name" of its controller ("" = bare pod); ready: the Ready condition
+    is True; node: spec.nodeName; services: "namespace/name" of the Services that select it."""
+    workload: str = ""
+    ready: bool = True
+    node: str = ""
+    services: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkloadView:
+    """desired: spec.replicas; ready: its pods whose Ready condition is True."""
+    desired: int
+    ready: int
 
 
 @dataclass(frozen=True)
 class ClusterView:
+    """What the rails know of the cluster, read once per decision batch by the cluster layer.
+
+    nodes: every node, managed or not (NodeView.managed says which are inside node_selector).
+    paused_namespaces: namespaces annotated vigil.io/remediation=disabled.
+    available: False when the cluster could not be read (explain without a cluster).
+    pods: "namespace/pod" -> PodView (pods being deleted are left out).
+    workloads: "Kind/namespace/name" -> WorkloadView.
+    service_endpoints: "namespace/service" -> the ready pods ("namespace/pod") it selects.
+    """
     nodes: dict[str, NodeView] = field(default_factory=dict)
     paused_namespaces: frozenset[str] = frozenset()
-    available: bool = True  # False: the cluster could not be read (explain without a cluster)
-    pods: dict[str, str] = field(default_factory=dict)  # "ns/pod" -> its workload "Kind/ns/name" ("" = bare)
+    available: bool = True
+    pods: dict[str, PodView] = field(default_factory=dict)
+    workloads: dict[str, WorkloadView] = field(default_factory=dict)
+    service_endpoints: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    @property
+    def managed(self) -> dict[str, NodeView]:
+        return {n: v for n, v in self.nodes.items() if v.managed}
 
 
 @dataclass(frozen=True)
-class GuardResult:
-    """A rule's guard, evaluated by the shell: holds (True), does not (False), or unavailable (None)."""
-    holds: bool | None
+class CheckResult:
+    """A guard or verify condition, evaluated by the shell: holds, does_not_hold or unknown
+    (Prometheus did not answer). Unknown is not failure: it never escalates."""
+    outcome: str
     detail: str = ""
+
+    @property
+    def holds(self) -> bool | None:
+        return {HOLDS: True, DOES_NOT_HOLD: False}.get(self.outcome)
+
+    @classmethod
+    def of(cls, holds: bool | None, detail: str = "") -> CheckResult:
+        return cls({True: HOLDS, False: DOES_NOT_HOLD, None: UNKNOWN}[holds], detail)
 
 
 @dataclass(frozen=True)
@@ -82,9 +169,10 @@ class PlannedAction:
 
 @dataclass(frozen=True)
 class BudgetUse:
-    nodes_out: int
+    nodes_out: int  # unavailable managed nodes with the plan (NotReady, cordoned, tainted, in flight)
     nodes_allowed: int
-    total_nodes: int
+    total_nodes: int  # managed nodes
+    pools: tuple[tuple[str, int, int, int], ...] = ()  # (pool, unavailable, allowed, total)
 
 
 @dataclass(frozen=True)
@@ -98,3 +186,4 @@ class Decision:
     not_before: dt.datetime | None = None
     open_breaker: bool = False
     budget: BudgetUse | None = None
+    kind: str = "first"  # first | escalation | restore | uncordon: which step of the incident this gates

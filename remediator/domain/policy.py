@@ -15,45 +15,6 @@ _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 _MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(?:"((?:[^"\\]|\\.)*)"|(\S*))\s*$')
 
 
-@dataclass(frozen=True)
-class ActionSpec:
-    required: tuple[str, ...]
-    optional: tuple[str, ...] = ()
-    target: tuple[str, ...] = ("node",)  # the params that name what the action changes, joined by "/"
-    removes_node: bool = False  # counts against the node disruption budget
-    restores: bool = False  # can be undone when the alert resolves (restore_on_resolve)
-
-
-_WORKLOAD = ("namespace", "name")
-ACTIONS: dict[str, ActionSpec] = {
-    "cordon_node": ActionSpec(("node",), removes_node=True),
-    "uncordon_node": ActionSpec(("node",)),
-    "taint_node": ActionSpec(("node",), ("key", "value", "effect"), removes_node=True),
-    "drain_node": ActionSpec(("node",), ("timeout", "force_after", "grace_period", "scope", "uuid"),
-                             removes_node=True),
-    # repairs (remediator/cluster/repair.py, providers.py)
-    "reset_gpu": ActionSpec(("node", "uuid"), ("gpu", "image", "command", "timeout")),
-    "reboot_node": ActionSpec(("node",), ("provider", "image", "command", "timeout", "drain_timeout"),
-                              removes_node=True),
-    "replace_node": ActionSpec(("node",), ("provider",), removes_node=True),
-    "validate_node": ActionSpec(("node",), ("uuid", "gpu", "image", "command", "timeout", "deadline")),
-    "mark_rma_candidate": ActionSpec(("node",), ("reason",), removes_node=True),
-    "restart_pod": ActionSpec(("namespace", "pod"), ("allow_bare", "grace_period"), ("namespace", "pod")),
-    "rollout_restart": ActionSpec(_WORKLOAD, ("kind",), _WORKLOAD),
-    "rollback_deployment": ActionSpec(_WORKLOAD, (), _WORKLOAD),
-    "scale_deployment": ActionSpec(_WORKLOAD, ("replicas", "step", "min", "max"), _WORKLOAD),
-    "quarantine_pod": ActionSpec(("namespace", "pod"), ("label", "value"), ("namespace", "pod")),
-    "shift_traffic": ActionSpec(("namespace", "route", "from", "to"), ("step", "rule_index", "restore_on_resolve"),
-                                ("namespace", "route"), restores=True),
-    "failover_service": ActionSpec(("namespace", "service", "selector"), ("restore_on_resolve",),
-                                   ("namespace", "service"), restores=True),
-}
-
-
-def target_of(action_type: str, params: dict[str, Any]) -> str:
-    return "/".join(str(params.get(k, "")) for k in ACTIONS[action_type].target)
-
-
 class PolicyError(ValueError):
     pass
 
@@ -118,6 +79,7 @@ class Check:
     deadline: float = 60.0  # verify: how long the condition may take to hold
     interval: float = 5.0
     alert_resolved: bool = False  # verify: the triggering alert resolving counts as holding
+    on_unknown: str = "stop"  # verify: when it stays unknown to the deadline: stop (leave it to people) | escalate
 
     def render(self, context: dict[str, Any]) -> str | None:
         return None if self.query is None else str(_render(self.query, context))
@@ -150,6 +112,7 @@ class Rule:
     verify: Check | None = None
     escalate: Escalation = field(default_factory=Escalation)
     uncordon_on_resolved: Check | None = None  # node rules: uncordon once this recovery check holds
+    min_available: int | str | None = None  # pod actions: replicas/endpoints to keep Ready (n or "n%"); None: 1
     validate_on_resolved: bool = False  # and, before that, validate_node passes on the cordoned node
     on_failure: tuple[Action, ...] = ()  # run in order when an action of the ladder fails (e.g. replace, mark)
 

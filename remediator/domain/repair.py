@@ -11,7 +11,9 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-REPAIR_ACTIONS = ("reset_gpu", "reboot_node", "replace_node")
+from remediator.domain.actions import ACTIONS
+
+REPAIR_ACTIONS = ACTIONS.of("repair")  # GPU reset, reboot, replacement (declared in domain/actions.py)
 COUNTED_STATES = ("running", "succeeded", "failed")  # attempts that reached the hardware
 RMA_LABEL = "vigil.io/rma-candidate"
 RMA_REASON_ANNOTATION = "vigil.io/rma-reason"

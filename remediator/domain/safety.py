@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from remediator.domain.budget import Limits, Pools
+
 
 @dataclass(frozen=True)
 class Budget:
-    """Nodes out of service at once, across every action type. `min_nodes` is the floor that
-    lets a small pool repair one node even where a percentage would allow none."""
+    """Nodes out of service at once (unavailable for any reason, over the managed nodes). `min_nodes`
+    is the floor that lets a small pool repair one node even where a percentage would allow none.
+    `pools`: per-pool limits keyed by a node label (None: one cluster-wide budget only)."""
     max_nodes: int | None = None
     max_percent: float | None = None
     max_gpu_percent: float | None = None
@@ -16,6 +19,11 @@ class Budget:
     max_pod_restarts_per_workload: int = 0  # pods restarted or quarantined per workload per window; 0 = no cap
     max_traffic_shift_percent: float | None = None  # share of a route's traffic moved per window
     window: float = 3600.0
+    pools: Pools | None = None
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(self.max_nodes, self.max_percent, self.min_nodes)
 
 
 @dataclass(frozen=True)

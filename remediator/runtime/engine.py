@@ -12,17 +12,19 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from remediator.cluster import executor as actions
+from remediator.cluster.executor import Outcome
 from remediator.cluster.kube import Kube, KubeError
 from remediator.cluster.prom import PromChecker
 from remediator.cluster.repair import RepairContext
-from remediator.cluster.workloads import ServiceActions
+from remediator.cluster.view import read_cluster_view
 from remediator.config import Config
 from remediator.domain.decide import decide, guard_query
-from remediator.domain.models import ClusterView, Decision, GuardResult, Incident, PastAction, SafetyState
+from remediator.domain.models import CheckResult, ClusterView, Decision, Incident, PastAction, SafetyState
+from remediator.domain.rails import World
 from remediator.runtime.followup import Followup
 from remediator.runtime.metrics import Metrics
 from remediator.runtime.repairs import RepairRails
+from remediator.runtime.runner import ClusterOps, Runner
 from remediator.store.ledger import Ledger, from_ts, ts
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class _Context:
         now = engine.clock()
         window = dt.timedelta(seconds=engine.config.history_window)
         self.history: list[PastAction] = engine.ledger.history(now - window)
+        self.repairs = engine.repair_history(now)
         self.state: SafetyState = engine.safety_state(now)
         self._view: ClusterView | None = None
         self._view_at = 0.0
@@ -65,18 +68,21 @@ class Engine:
                  clock: Callable[[], dt.datetime] = utcnow) -> None:
         self.config, self.ledger, self.kube, self.metrics, self.clock = config, ledger, kube, metrics, clock
         self.prom = PromChecker(config.prometheus_url, config.prometheus_timeout) if config.prometheus_url else None
-        self.workloads = ServiceActions(kube) if kube is not None else None
-        self.repair = RepairContext(kube, config.repair, self.prom) if kube is not None else None
         self.rules = {r.name: r for r in config.rules}
-        self.repair_rails = RepairRails(ledger=ledger, settings=config.repair, ctx=self.repair,
-                                        on_exhausted=metrics.repairs_exhausted.inc, clock=clock)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="vigil-action")
         self._thread = threading.Thread(target=self._run, name="vigil-engine", daemon=True)
         self._busy: set[object] = set()
         self._busy_lock = threading.Lock()
-        self.followup = Followup(self)
+        self.repair = RepairContext(kube, config.repair, self.prom) if kube is not None else None
+        self.repair_rails = RepairRails(ledger=ledger, settings=config.repair, ctx=self.repair,
+                                        on_exhausted=metrics.repairs_exhausted.inc, clock=clock)
+        self.runner = Runner(ledger, kube, metrics, clock, repair=self.repair, rails=self.repair_rails)
+        ops = ClusterOps(kube, repair=self.repair) if kube is not None else None
+        self.followup = Followup(ledger, self.runner, ops, self.prom,
+                                 metrics, self.rules, self.world, self._guard, self.note_decision, clock,
+                                 self._stop.is_set, self._stop.wait)
 
     def start(self) -> None:
         self._thread.start()
@@ -139,9 +145,8 @@ class Engine:
         if self.kube is None:
             return ClusterView(available=False)
         try:
-            view = self.kube.cluster_view()
-            return dataclasses.replace(view, pods=self.workloads.pods()) if self.workloads else view
-        except KubeError as exc:
+            return read_cluster_view(self.kube)
+        except (KubeError, OSError) as exc:
             log.warning("cluster view unavailable: %s", exc)
             return ClusterView(available=False)
 
@@ -165,32 +170,52 @@ class Engine:
                                 not_before=now + dt.timedelta(seconds=5))
         else:
             decision = decide(incident, self.config.rules, history, cluster, self.config.safety, state, now,
-                              guard=self._guard(incident))
+                              guard=self._guard(incident), repairs=ctx.repairs, repair=self.config.repair)
         if decision.open_breaker:
             ctx.state = dataclasses.replace(ctx.state, breaker_open=True)
-            self.ledger.set_state(BREAKER_KEY, ts(now))
-            self.ledger.audit("breaker_open", {"detail": decision.detail}, now, incident_id=incident.id)
-            self.metrics.breaker_open.set(1)
-            log.error("circuit breaker opened: %s", decision.detail)
+        self.note_decision(incident, decision)
         ids = self.ledger.save_decision(incident.id, decision, now)
         kept = {"act": "planned", "dry_run": "dry_run", "blocked": "blocked"}.get(decision.outcome)
         if kept:  # later decisions of this tick see this plan (budget, breaker, cooldown)
             ctx.history.extend(PastAction(incident.id, decision.rule or "", a.type, a.target, now, kept,
                                           workload=a.workload, amount=a.amount) for a in decision.actions)
-        self.metrics.observe_decision(decision)
         log.info("incident %s %s: %s %s", incident.id, incident.alertname, decision.outcome,
                  decision.detail or ", ".join(f"{a.type}({a.target})" for a in decision.actions))
         if ids:
             self._submit(incident.id, ids)
         return decision
 
-    def _guard(self, incident: Incident) -> GuardResult | None:
+    def note_decision(self, incident: Incident, decision: Decision) -> None:
+        """What every decision (first action or later step) does to the shared state: open the
+        breaker when it says so, count it in the metrics."""
+        if decision.open_breaker:
+            now = self.clock()
+            self.ledger.set_state(BREAKER_KEY, ts(now))
+            self.ledger.audit("breaker_open", {"detail": decision.detail}, now, incident_id=incident.id)
+            self.metrics.breaker_open.set(1)
+            log.error("circuit breaker opened: %s", decision.detail)
+        if decision.reason == "repair_exhausted":  # no more repair: the node becomes an RMA candidate
+            self.repair_rails.mark(incident.id, incident.labels.get("node", ""), decision.detail)
+        self.metrics.observe_decision(decision)
+
+    def repair_history(self, now: dt.datetime) -> list:
+        """Repair attempts within the repeat-offender window, for the rails."""
+        return self.ledger.repairs(now - dt.timedelta(seconds=self.config.repair.window))
+
+    def world(self, now: dt.datetime) -> World:
+        """What the rails read for a later step (escalation, restore, uncordon): fresh, not cached."""
+        window = dt.timedelta(seconds=self.config.history_window)
+        return World(self._cluster_view(), self.ledger.history(now - window), self.config.safety,
+                     self.safety_state(now), now, self.config.safety.dry_run, repairs=self.repair_history(now),
+                     repair=self.config.repair)
+
+    def _guard(self, incident: Incident) -> CheckResult | None:
         rule = next((r for r in self.config.rules if r.matches(incident.labels)), None)
         if rule is None or rule.guard is None or incident.alert_status != "firing":
             return None
         query = guard_query(rule, incident)
         if self.prom is None or query is None:
-            return GuardResult(None, "no Prometheus configured")
+            return CheckResult.of(None, "no Prometheus configured")
         return self.prom.check(query)
 
     def _submit(self, incident_id: int, chain: list[int]) -> None:
@@ -213,27 +238,8 @@ class Engine:
 
         self._pool.submit(run)
 
-    def run_action(self, incident_id: int, action_id: int) -> actions.Outcome | None:
-        """Claim, execute and record one action; None if it was cancelled or already finished."""
-        row = self.ledger.claim_action(action_id, self.clock())
-        if row is None:  # cancelled (the alert resolved) or finished before a restart
-            return None
-        incident = self.ledger.get_incident(incident_id) or {}
-        replaced, extra = self.repair_rails.before(incident_id, incident, row)
-        outcome = replaced or actions.execute(self.kube, row.type, row.params, str(incident_id), self.repair)
-        if extra:
-            outcome = dataclasses.replace(outcome, data={**outcome.data, **extra})
-        outcome = self.repair_rails.after(incident_id, row, outcome)
-        now = self.clock()
-        self.ledger.finish_action(action_id, outcome.state, outcome.as_result(), now)
-        self.ledger.audit(f"action:{row.type}", {"target": row.target, "state": outcome.state,
-                                                 "detail": outcome.detail}, now,
-                          incident_id=incident_id, action_id=action_id)
-        starts = from_ts(incident.get("startsAt"))
-        self.metrics.observe_action(row.type, outcome.state, (now - starts).total_seconds() if starts else None,
-                                    outcome.reason)
-        log.info("incident %d: %s(%s) %s: %s", incident_id, row.type, row.target, outcome.state, outcome.detail)
-        return outcome
+    def run_action(self, incident_id: int, action_id: int) -> Outcome | None:
+        return self.runner.run_action(incident_id, action_id)
 
     def _run_chain(self, incident_id: int, chain: list[int]) -> None:
         ok = True

@@ -1,142 +1,262 @@
 """After the actions: verify through Prometheus, escalate along the rule's ladder when the
-verification fails, and, once the alert resolves, restore what the rule asked to restore
-(HTTPRoute weights, a Service's selector) and uncordon only after the recovery check holds."""
+verification does not hold, and, once the alert resolves, restore what the rule asked to restore
+(HTTPRoute weights, a Service's selector) and uncordon only after the recovery check holds.
+
+Every one of those steps is planned by the pure core (`plan_escalation`, `plan_step`) and so
+passes the same rails as a first action; this module only executes what passed. Checks have three
+outcomes: holds, does_not_hold and unknown. Unknown never escalates (unless the rule's verify says
+`on_unknown: escalate`): the incident is marked `unverifiable` and the next step is left to people.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from remediator.cluster import executor as actions
-from remediator.domain.policy import ACTIONS, Check, context_of, target_of
-
-if TYPE_CHECKING:
-    from remediator.runtime.engine import Engine
+from remediator.cluster.prom import PromChecker
+from remediator.domain.actions import ACTIONS
+from remediator.domain.decide import after_verification, alert_context, plan_escalation, plan_on_failure, plan_step
+from remediator.domain.models import DOES_NOT_HOLD, HOLDS, UNKNOWN, CheckResult, Decision, Incident, PlannedAction
+from remediator.domain.policy import Check, Rule
+from remediator.domain.rails import Step, World
+from remediator.runtime.metrics import Metrics
+from remediator.runtime.runner import ClusterOps, Runner
+from remediator.store.ledger import Ledger, from_ts
 
 log = logging.getLogger(__name__)
+VERIFICATION = {HOLDS: "verified", DOES_NOT_HOLD: "not_verified", UNKNOWN: "unverifiable"}
+METRIC_RESULT = {HOLDS: "verified", DOES_NOT_HOLD: "failed", UNKNOWN: "unverifiable"}  # vigil_verifications_total
+_WAIT = {"paused", "breaker_open"}  # after a resolve: try again later rather than give up
 
 
+def incident_of(inc: dict) -> Incident:
+    return Incident(inc["fingerprint"], from_ts(inc["startsAt"]) or dt.datetime.now(dt.UTC), inc["labels"],
+                    inc.get("annotations", {}), inc["alert_status"], id=inc["id"])
+
+
+@dataclass
 class Followup:
-    def __init__(self, engine: Engine) -> None:
-        self.e = engine
+    """Collaborators, passed explicitly: the ledger, the runner (executes and records an action),
+    the cluster operations (None without a cluster), a Prometheus checker (None without one), the
+    world the rails read (`world(now)`), a decision hook (breaker, metrics), a clock and a stop flag."""
+    ledger: Ledger
+    runner: Runner
+    ops: ClusterOps | None
+    checker: PromChecker | None
+    metrics: Metrics
+    rules: dict[str, Rule]
+    world: Callable[[dt.datetime], World]
+    guard: Callable[[Incident], CheckResult | None]
+    on_decision: Callable[[Incident, Decision], None]
+    clock: Callable[[], dt.datetime]
+    stopping: Callable[[], bool] = lambda: False
+    sleep: Callable[[float], None] = field(default=time.sleep)
 
-    def _check(self, check: Check, incident_id: int, context: dict) -> tuple[bool, str]:
-        """Poll the check until it holds or its deadline passes."""
+    # ---- checks ---------------------------------------------------------------------------------
+
+    def _once(self, check: Check, incident_id: int, context: dict) -> CheckResult:
+        if check.alert_resolved:
+            inc = self.ledger.get_incident(incident_id) or {}
+            if inc.get("alert_status") == "resolved":
+                return CheckResult(HOLDS, "the triggering alert resolved")
+        if check.query is None:
+            return CheckResult(DOES_NOT_HOLD, "the triggering alert still fires")
+        if self.checker is None:
+            return CheckResult(UNKNOWN, "no Prometheus configured")
+        return self.checker.check(check.render(context))
+
+    def poll(self, check: Check, incident_id: int, context: dict) -> CheckResult:
+        """Poll the check until it holds or its deadline passes; the last answer decides."""
         if check.query is None and not check.alert_resolved:
-            return True, "no recovery check configured"
+            return CheckResult(HOLDS, "no recovery check configured")
         deadline = time.monotonic() + check.deadline
-        detail = "not evaluated"
         while True:
-            if check.alert_resolved:
-                inc = self.e.ledger.get_incident(incident_id) or {}
-                if inc.get("alert_status") == "resolved":
-                    return True, "the triggering alert resolved"
-                detail = "the triggering alert still fires"
-            if check.query is not None:
-                if self.e.prom is None:
-                    return False, "no Prometheus configured"
-                result = self.e.prom.check(check.render(context))
-                if result.holds:
-                    return True, result.detail
-                detail = result.detail
-            if time.monotonic() + check.interval > deadline:
-                return False, f"{detail} (deadline {check.deadline:.0f} s)"
-            time.sleep(check.interval)
+            result = self._once(check, incident_id, context)
+            if result.outcome == HOLDS or self.stopping() or time.monotonic() + check.interval > deadline:
+                if result.outcome != HOLDS:
+                    return CheckResult(result.outcome, f"{result.detail} (deadline {check.deadline:.0f} s)")
+                return result
+            self.sleep(check.interval)
+
+    # ---- verify and escalate -----------------------------------------------------------------
+
+    def _verify(self, rule: Rule, inc: dict) -> CheckResult:
+        result = self.poll(rule.verify, inc["id"], alert_context(incident_of(inc)))
+        last = inc["actions"][-1]["type"] if inc["actions"] else ""
+        self.metrics.verifications.labels(last, METRIC_RESULT[result.outcome]).inc()
+        self.ledger.set_verification(inc["id"], VERIFICATION[result.outcome], result.detail, self.clock())
+        return result
+
+    def _escalate(self, rule: Rule, inc: dict, index: int) -> bool:
+        """Plan escalation step `index` through the rails and run it if it passes; True if it ran."""
+        incident = incident_of(self.ledger.get_incident(inc["id"]) or inc)
+        now = self.clock()
+        world = self.world(now)
+        world = dataclasses.replace(world, now=now, guard=self.guard(incident))
+        decision = plan_escalation(incident, rule, index, world)
+        self.on_decision(incident, decision)
+        self.ledger.audit(f"escalation:{decision.outcome}", {"step": index + 1, "reason": decision.reason,
+                                                             "detail": decision.detail,
+                                                             "trace": list(decision.trace)}, now, incident_id=inc["id"])
+        if decision.outcome != "act":
+            log.warning("incident %d: escalation step %d %s: %s", inc["id"], index + 1, decision.outcome,
+                        decision.detail)
+            return False
+        [p] = decision.actions
+        action_id = self.ledger.append_action(inc["id"], rule.name, p.type, p.target, p.params, now)
+        self.metrics.escalations.labels(p.type).inc()
+        outcome = self.runner.run_action(inc["id"], action_id)
+        return outcome is not None and outcome.state == "succeeded"
 
     def verify_and_escalate(self, incident_id: int) -> None:
-        inc = self.e.ledger.get_incident(incident_id)
-        rule = self.e.rules.get(inc["rule"]) if inc else None
+        inc = self.ledger.get_incident(incident_id)
+        rule = self.rules.get(inc["rule"]) if inc else None
         if rule is None or rule.verify is None:
             return
-        context = context_of(inc["labels"], inc["annotations"])
         steps = rule.escalate.steps[:rule.escalate.max_steps]
-        taken = 0
-        while not self.e._stop.is_set():
-            last = inc["actions"][-1]["type"] if inc["actions"] else ""
-            ok, detail = self._check(rule.verify, incident_id, context)
-            now = self.e.clock()
-            self.e.metrics.verifications.labels(last, "verified" if ok else "failed").inc()
-            self.e.ledger.set_verification(incident_id, "verified" if ok else "not_verified", detail, now)
-            if ok or taken >= len(steps):
-                if not ok and steps:
-                    self.e.ledger.audit("escalation_exhausted", {"steps": taken}, now, incident_id=incident_id)
+        for index in range(len(steps) + 1):
+            if self.stopping() or inc["alert_status"] != "firing":
+                return  # nothing escalates after a resolve
+            result = self._verify(rule, inc)
+            next_step = after_verification(result, rule)
+            if next_step == "verified":
                 return
-            step = steps[taken]
-            params = step.render(context)
-            target = target_of(step.type, params)
-            since = now - dt.timedelta(seconds=rule.escalate.window)
-            loops = {a.incident_id for a in self.e.ledger.history(since) if a.rule == rule.name and
-                     a.type == step.type and a.target == target and a.incident_id != incident_id}
-            if len(loops) >= rule.escalate.max_loops_per_target:
-                self.e.ledger.audit("escalation_capped", {"target": target, "loops": len(loops)}, now,
-                                    incident_id=incident_id)
+            if next_step == "withhold":
+                self.ledger.audit("escalation_withheld", {"reason": "unverifiable", "detail": result.detail},
+                                  self.clock(), incident_id=incident_id)
+                self.metrics.blocked.labels("unverifiable").inc()
                 return
-            action_id = self.e.ledger.append_action(incident_id, rule.name, step.type, target, params, now)
-            self.e.metrics.escalations.labels(step.type).inc()
-            taken += 1
-            outcome = self.e.run_action(incident_id, action_id)
-            if outcome is None or outcome.state != "succeeded":
+            if index == len(steps):
+                if steps:
+                    self.ledger.audit("escalation_exhausted", {"steps": index}, self.clock(), incident_id=incident_id)
                 return
-            inc = self.e.ledger.get_incident(incident_id)
+            if not self._escalate(rule, inc, index):
+                return
+            inc = self.ledger.get_incident(incident_id)
+
+    # ---- a repair ladder going on after a failed step ----------------------------------------------
 
     def on_failure(self, incident_id: int) -> None:
-        """An action of the ladder failed: run the rule's on_failure steps in order (replace the
-        node, or stop and mark it), each recorded on the incident like an escalation step."""
-        inc = self.e.ledger.get_incident(incident_id)
-        rule = self.e.rules.get(inc["rule"]) if inc else None
+        """An action of the ladder failed: plan the rule's on_failure steps (replace the node, or
+        stop and mark it) one by one through the rails and run each that passes."""
+        inc = self.ledger.get_incident(incident_id)
+        rule = self.rules.get(inc["rule"]) if inc else None
         if rule is None or not rule.on_failure:
             return
-        context = context_of(inc["labels"], inc["annotations"])
-        self.e.ledger.audit("on_failure", {"steps": [s.type for s in rule.on_failure]}, self.e.clock(),
-                            incident_id=incident_id)
-        for step in rule.on_failure:
-            params = step.render(context)
-            action_id = self.e.ledger.append_action(incident_id, rule.name, step.type, target_of(step.type, params),
-                                                    params, self.e.clock())
-            outcome = self.e.run_action(incident_id, action_id)
-            if outcome is None or outcome.state != "succeeded" or self.e._stop.is_set():
+        for index in range(len(rule.on_failure)):
+            if self.stopping():
+                return
+            incident = incident_of(self.ledger.get_incident(incident_id) or inc)
+            now = self.clock()
+            decision = plan_on_failure(incident, rule, index, self.world(now))
+            self.on_decision(incident, decision)
+            self.ledger.audit(f"on_failure:{decision.outcome}", {"step": index + 1, "reason": decision.reason,
+                                                                 "detail": decision.detail,
+                                                                 "trace": list(decision.trace)}, now,
+                              incident_id=incident_id)
+            if decision.outcome != "act":
+                return
+            [p] = decision.actions
+            action_id = self.ledger.append_action(incident_id, rule.name, p.type, p.target, p.params, now)
+            outcome = self.runner.run_action(incident_id, action_id)
+            if outcome is None or outcome.state != "succeeded":
                 return
 
-    def _validate(self, inc: dict, node: str) -> tuple[bool, str]:
+    def _validate(self, incident: Incident, node: str) -> tuple[bool, str]:
         """validate_node on the still-cordoned node before it returns to service."""
-        params = {"node": node, "uuid": inc["labels"].get("uuid", ""), "gpu": inc["labels"].get("gpu", "")}
-        outcome = actions.execute(self.e.kube, "validate_node", params, str(inc["id"]), self.e.repair)
-        self.e.ledger.audit("validate", {"node": node, "state": outcome.state, "detail": outcome.detail},
-                            self.e.clock(), incident_id=inc["id"])
-        if outcome.state == "succeeded":
-            self.e.repair_rails.expire(inc["id"])
+        params = {"node": node, "uuid": incident.labels.get("uuid", ""), "gpu": incident.labels.get("gpu", "")}
+        outcome = self.ops.execute("validate_node", params, str(incident.id))
+        self.ledger.audit("validate", {"node": node, "state": outcome.state, "detail": outcome.detail},
+                          self.clock(), incident_id=incident.id)
+        if outcome.state == "succeeded" and self.runner.rails is not None:
+            self.runner.rails.expire(incident.id)
         return outcome.state == "succeeded", outcome.detail
 
-    def after_resolve(self, inc: dict) -> None:
-        rule = self.e.rules.get(inc["rule"])
+    # ---- after the alert resolves ---------------------------------------------------------------
+
+    def _gate(self, step: Step) -> Decision:
+        decision = plan_step(step, self.world(self.clock()))
+        if decision.outcome != "act":
+            self.on_decision(step.incident, decision)
+            self.ledger.audit(f"{step.kind}_blocked", {"reason": decision.reason, "detail": decision.detail,
+                                                       "trace": list(decision.trace)}, self.clock(),
+                              incident_id=step.incident.id)
+        return decision
+
+    def _restores(self, rule: Rule, incident: Incident, inc: dict) -> list[str] | None:
         done = []
-        if rule is not None and self.e.workloads is not None:
-            for a in inc["actions"]:
-                spec = ACTIONS.get(a["type"])
-                if spec and spec.restores and a["state"] == "succeeded" and "original" in a["result"] and \
-                        str(a["params"].get("restore_on_resolve", "")).lower() in ("true", "1", "yes"):
-                    try:
-                        done.append(actions.restore(self.e.workloads, a["type"], a["params"], a["result"],
-                                                    str(inc["id"])))
-                    except Exception as exc:
-                        done.append(f"restore of {a['type']} failed: {exc}")
-            if rule.uncordon_on_resolved is not None:
-                nodes = {a["params"].get("node") for a in inc["actions"]
-                         if a["type"] in ("cordon_node", "drain_node", "reboot_node") and a["state"] == "succeeded"}
-                ok, detail = self._check(rule.uncordon_on_resolved, inc["id"],
-                                         context_of(inc["labels"], inc.get("annotations", {})))
-                for node in sorted(n for n in nodes if n):
-                    if not ok:
-                        done.append(f"{node} left cordoned: recovery not verified ({detail})")
-                        continue
-                    if rule.validate_on_resolved:
-                        valid, why = self._validate(inc, node)
-                        if not valid:
-                            done.append(f"{node} left cordoned: validation did not pass ({why})")
-                            continue
-                    outcome = actions.execute(self.e.kube, "uncordon_node", {"node": node}, str(inc["id"]))
-                    done.append(f"uncordon {node}: {outcome.detail}")
-        self.e.ledger.mark_after_resolve(inc["id"], "; ".join(done) or "nothing to do", self.e.clock())
+        for a in inc["actions"]:
+            if not (ACTIONS.get(a["type"]) and ACTIONS[a["type"]].restorable and a["state"] == "succeeded"
+                    and "original" in a["result"]
+                    and str(a["params"].get("restore_on_resolve", "")).lower() in ("true", "1", "yes")):
+                continue
+            owner = self.ops.owner_of(a["type"], a["params"])
+            step = Step("restore", incident, rule, (PlannedAction(a["type"], a["target"], a["params"]),), owner=owner)
+            decision = self._gate(step)
+            if decision.reason in _WAIT:
+                return None
+            if decision.outcome != "act":
+                done.append(f"restore of {a['type']}({a['target']}) blocked ({decision.reason}): {decision.detail}")
+                continue
+            outcome = self.ops.restore(a["type"], a["params"], a["result"], str(incident.id))
+            done.append(f"restore of {a['type']}({a['target']}): {outcome.detail}")
+        return done
+
+    def _uncordons(self, rule: Rule, incident: Incident, inc: dict) -> list[str] | None:
+        nodes = sorted({a["params"].get("node") for a in inc["actions"] if a["state"] == "succeeded"
+                        and ACTIONS.get(a["type"]) and ACTIONS[a["type"]].undo == "uncordon_node"} - {None})
+        if not nodes:
+            return []
+        check = self.poll(rule.uncordon_on_resolved, incident.id, alert_context(incident))
+        done = []
+        for node in nodes:
+            if check.outcome != HOLDS:
+                done.append(f"{node} left cordoned: recovery {check.outcome.replace('_', ' ')} ({check.detail})")
+                continue
+            if rule.validate_on_resolved:
+                valid, why = self._validate(incident, node)
+                if not valid:
+                    done.append(f"{node} left cordoned: validation did not pass ({why})")
+                    continue
+            params = {"node": node, "only_incident": "true"}
+            decision = self._gate(Step("uncordon", incident, rule, (PlannedAction("uncordon_node", node, params),)))
+            if decision.reason in _WAIT:
+                return None
+            if decision.reason == "foreign_cordon":
+                self._drop_claim(incident, node, decision.detail)
+                done.append(f"{node} left as it is: {decision.detail}")
+                continue
+            if decision.outcome != "act":
+                done.append(f"{node} left cordoned ({decision.reason}): {decision.detail}")
+                continue
+            outcome = self.ops.execute("uncordon_node", params, str(incident.id))
+            if outcome.reason == "not_owner" or outcome.detail == "already schedulable":
+                self._drop_claim(incident, node, f"someone else changed the node: {outcome.detail}")
+            done.append(f"uncordon {node}: {outcome.detail}")
+        return done
+
+    def _drop_claim(self, incident: Incident, node: str, detail: str) -> None:
+        """Someone else changed the node since Vigil cordoned it: Vigil lets go for good."""
+        self.ledger.audit("claim_dropped", {"node": node, "detail": detail}, self.clock(), incident_id=incident.id)
+        self.ops.drop_claim(node, str(incident.id), detail)
+
+    def after_resolve(self, inc: dict) -> None:
+        rule = self.rules.get(inc["rule"])
+        done: list[str] = []
+        if rule is not None and self.ops is not None:
+            state = self.world(self.clock()).state
+            if state.paused or state.breaker_open:
+                return  # nothing changes while paused or in a storm; the next tick tries again
+            incident = incident_of(inc)
+            restores = self._restores(rule, incident, inc)
+            uncordons = self._uncordons(rule, incident, inc) if rule.uncordon_on_resolved and restores is not None \
+                else []
+            if restores is None or uncordons is None:
+                return  # paused or breaker open: the next tick tries again
+            done = restores + uncordons
+        self.ledger.mark_after_resolve(inc["id"], "; ".join(done) or "nothing to do", self.clock())
         log.info("incident %d resolved: %s", inc["id"], "; ".join(done) or "nothing to do")

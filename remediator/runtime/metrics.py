@@ -8,8 +8,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from remediator import __version__
+from remediator.domain.actions import ACTIONS
 from remediator.domain.models import Decision
-from remediator.domain.policy import ACTIONS
 
 INCIDENT_STATUSES = ("pending", "deferred", "acting", "succeeded", "failed", "blocked", "dry_run", "cancelled",
                      "ignored", "resolved")
@@ -59,7 +59,8 @@ class Metrics:
                                "Seconds from the alert's startsAt to the action taking effect.",
                                ["action"], buckets=DELAY_BUCKETS, registry=r)
         self.verifications = Counter("vigil_verifications_total",
-                                     "Post-action verifications by the last action and result (verified, failed).",
+                                     "Post-action verifications by the last action and result: verified, failed, "
+                                     "unverifiable (the check stayed unknown: nothing escalated, left to people).",
                                      ["action", "result"], registry=r)
         self.escalations = Counter("vigil_escalations_total", "Escalation steps taken, by action.", ["action"],
                                    registry=r)
@@ -80,6 +81,8 @@ class Metrics:
         for action in ACTIONS:  # at 0 from the start, so increase() sees the first action
             for result in ("succeeded", "failed", "blocked", "dry_run"):
                 self.actions.labels(action, result)
+            for result in ("verified", "failed", "unverifiable"):
+                self.verifications.labels(action, result)
         if incident_counts is not None:
             r.register(_IncidentCollector(incident_counts))
 

@@ -20,11 +20,12 @@ from remediator.cluster.kube import KubeError
 from remediator.cluster.outcome import Outcome
 from remediator.cluster.repair import RepairContext, mark_rma
 from remediator.cluster.silences import SilenceError, Silences
+from remediator.domain.actions import ACTIONS
 from remediator.domain.repair import REPAIR_ACTIONS, RepairSettings, exhausted
 from remediator.store.ledger import ActionRow, Ledger
 
 log = logging.getLogger(__name__)
-SILENCED = ("reset_gpu", "reboot_node")  # planned disruptions whose side effects must not alert
+SILENCED = ACTIONS.of("silenced")  # planned disruptions whose side effects must not alert
 
 
 class RepairRails:
@@ -52,6 +53,11 @@ class RepairRails:
         if row.type in SILENCED and self.silences is not None:
             return None, self._silence(incident_id, row)
         return None, {}
+
+    def mark(self, incident_id: int, node: str, why: str) -> None:
+        """The rails refused a repair (repair_exhausted): mark the node an RMA candidate."""
+        if node:
+            self._stop(incident_id, node, why)
 
     def _stop(self, incident_id: int, node: str, why: str) -> Outcome:
         detail = why

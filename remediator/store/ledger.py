@@ -245,7 +245,9 @@ class SQLiteLedger(LedgerViews):
                        (t, t, row["id"]))
             n = db.execute("UPDATE actions SET state='cancelled', finished_at=?, result=? WHERE incident_id=?"
                            " AND state='planned'", (t, json.dumps({"detail": "the alert resolved"}), row["id"]))
-            if row["status"] in ("pending", "deferred") or (row["status"] == "acting" and n.rowcount):
+            changed = db.execute("SELECT COUNT(*) FROM actions WHERE incident_id=? AND state IN"
+                                 " ('running','succeeded')", (row["id"],)).fetchone()[0]
+            if row["status"] in ("pending", "deferred") or (row["status"] == "acting" and n.rowcount and not changed):
                 cancelled += 1
                 db.execute("UPDATE incidents SET status='cancelled', reason='resolved',"
                            " detail='the alert resolved before the action ran', updated_at=? WHERE id=?",
@@ -318,11 +320,14 @@ class SQLiteLedger(LedgerViews):
                               (inc,)).fetchone()[0]
             if not left:
                 states = {r[0] for r in db.execute("SELECT state FROM actions WHERE incident_id=?", (inc,))}
-                final = "succeeded" if states == {"succeeded"} else ("blocked" if "blocked" in states else
-                                                                      "failed" if "failed" in states else "cancelled")
+                final = _final_status(states)
+                if final == "succeeded" and "cancelled" in states:  # the alert resolved mid-chain
+                    result = {"reason": "resolved_during_execution", "detail": "the alert resolved during execution;"
+                              " what ran is kept (on_resolved follow-ups run), the rest was cancelled"}
                 db.execute("UPDATE incidents SET status=?, reason=CASE WHEN ?='succeeded' THEN '' ELSE ? END,"
                            " detail=?, updated_at=? WHERE id=? AND status='acting'",
-                           (final, final, result.get("reason", final), result.get("detail", ""), t, inc))
+                           (final, "" if "cancelled" in states and final == "succeeded" else final,
+                            result.get("reason", final), result.get("detail", ""), t, inc))
 
     def incomplete_actions(self) -> dict[int, list[int]]:
         with self._tx() as db:
@@ -422,6 +427,17 @@ class SQLiteLedger(LedgerViews):
     def ping(self) -> None:
         with self._tx() as db:
             db.execute("SELECT 1").fetchone()
+
+
+def _final_status(states: set[str]) -> str:
+    """An incident's status once its chain is done, saying what happened to the cluster: a chain
+    cut short by a resolve after something ran is `succeeded` (it changed the cluster), never
+    `cancelled`."""
+    if "blocked" in states:
+        return "blocked"
+    if "failed" in states:
+        return "failed"
+    return "succeeded" if "succeeded" in states else "cancelled"
 
 
 class _Tx:

@@ -13,6 +13,8 @@ from kubernetes import client
 
 from remediator.cluster import executor as actions
 from remediator.cluster.kube import Kube
+from remediator.cluster.view import read_cluster_view
+from tests.deploy.helm import install_operator_crds
 from tests.k8s import bins
 from tests.k8s.controlplane import add_gpu_nodes, wait_until
 
@@ -48,8 +50,7 @@ def test_kustomize_renders(overlay):
 
 @pytest.mark.k8s
 def test_server_side_dry_run_apply(k8s_api):
-    kubectl("apply", "--server-side", "-f", str(bins.prometheus_operator_crds()), kubeconfig=k8s_api.kubeconfig)
-    k8s_api.wait_crds_established()
+    install_operator_crds(k8s_api)
     kubectl("create", "namespace", "vigil", kubeconfig=k8s_api.kubeconfig, check=False)
     kubectl("create", "namespace", "vigil-repair", kubeconfig=k8s_api.kubeconfig, check=False)
     for overlay in ("deploy/base", "deploy/prometheus-operator", *REPAIR_OVERLAYS):
@@ -101,7 +102,7 @@ def test_the_remediator_service_account_can_do_exactly_what_the_policy_needs(k8s
                                                 {"name": "b", "port": 80, "weight": 50}]}]}})
 
     kube = Kube(api_client=sa)
-    view = kube.cluster_view()
+    view = read_cluster_view(kube)
     assert node in view.nodes
     pods = sorted(p.metadata.name for p in core.list_namespaced_pod(ns).items if p.status.phase == "Running")
     steps = [  # workload actions first, while the pool's node takes pods; the node actions last

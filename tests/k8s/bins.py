@@ -10,7 +10,9 @@ GATEWAY_API_VERSION = "v1.4.1"
 PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
 CLUSTER_API_VERSION = "v1.14.2"
 KARPENTER_VERSION = "v1.14.1"
-CACHE = Path(os.environ.get("VIGIL_K8S_CACHE", Path.home() / ".cache/vigil/k8s")) / K8S_VERSION
+HELM_VERSION = "v3.22.0"
+CACHE_ROOT = Path(os.environ.get("VIGIL_K8S_CACHE", Path.home() / ".cache/vigil/k8s"))
+CACHE = CACHE_ROOT / K8S_VERSION
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
 
 
@@ -52,3 +54,11 @@ def repair_crds() -> list[Path]:
         if not path.is_file():
             raise MissingBinary(f"{path} is missing: run `make k8s-bins`")
     return paths
+
+
+def helm() -> Path:
+    """helm, built by `make k8s-bins` (scripts/k8s-bins.sh) from the Go module proxy."""
+    path = CACHE_ROOT / f"helm-{HELM_VERSION}" / "helm"
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise MissingBinary(f"{path} not found: run `make k8s-bins`")
+    return path

@@ -40,24 +40,50 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def process_identity(pid: int) -> str | None:
+    """Boot id and start time of `pid`: tells the process we started from a later one that reuses its pid
+    (after a reboot or a long time), so a stale state file never makes us signal someone else's process."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] == "Z":  # a zombie has exited; only its parent's wait is missing
+        return None
+    return f"{boot}:{fields[19]}"  # field 22 of stat: start time in clock ticks since boot
+
+
 @dataclass
 class Proc:
     name: str
     pid: int
     log: str
     popen: subprocess.Popen | None = field(default=None, repr=False, compare=False)
+    identity: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.identity is None and self.popen is not None:
+            self.identity = process_identity(self.pid)
 
     def alive(self) -> bool:
         if self.popen is not None:
             return self.popen.poll() is None
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
+        now = process_identity(self.pid)
+        if now is None:
             return False
-        return True
+        if self.identity is None:  # a state file written before identities were kept: go by the program's name
+            try:
+                argv0 = Path(f"/proc/{self.pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            except OSError:
+                return False
+            return Path(argv0).name == self.name
+        return now == self.identity
 
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the process group, then SIGKILL what is left after `timeout`."""
+        if not self.alive():
+            return
         for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
             try:
                 os.killpg(self.pid, sig)
@@ -122,7 +148,7 @@ class ControlPlane:
     def save(self) -> None:
         state = {"tier": self.tier, "server": self.server, "token": self.token,
                  "kubeconfig": str(self.kubeconfig), "ca": str(self.ca),
-                 "procs": [{"name": p.name, "pid": p.pid, "log": p.log} for p in self.procs]}
+                 "procs": [{"name": p.name, "pid": p.pid, "log": p.log, "identity": p.identity} for p in self.procs]}
         (self.workdir / "state.json").write_text(json.dumps(state, indent=2))
 
     @classmethod
@@ -281,14 +307,19 @@ def gpu_node(name: str, *, gpus: int = 8, zone: str = "zone-a", pool: str = "gpu
     }
 
 
-def add_gpu_nodes(api_client, names: list[str], **kw) -> None:
+def add_gpu_nodes(api_client, names: list[str], *, exist_ok: bool = False, **kw) -> None:
+    """Create kwok GPU nodes; with `exist_ok`, a node that is already there is left as it is."""
     from kubernetes import client
 
     core = client.CoreV1Api(api_client)
     for i, name in enumerate(names):
         zone = kw.get("zone") or ("zone-a" if i % 2 == 0 else "zone-b")
         pool = kw.get("pool") or ("gpu-pool-a" if i % 2 == 0 else "gpu-pool-b")
-        core.create_node(gpu_node(name, gpus=kw.get("gpus", 8), zone=zone, pool=pool))
+        try:
+            core.create_node(gpu_node(name, gpus=kw.get("gpus", 8), zone=zone, pool=pool))
+        except client.ApiException as exc:
+            if not (exist_ok and exc.status == 409):
+                raise
 
 
 def wait_until(pred: Callable[[], object], timeout: float = 60.0, interval: float = 0.2, what: str = "") -> object:

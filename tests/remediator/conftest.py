@@ -58,6 +58,7 @@ class Harness:
     nodes: list[str]
     namespace: str
     headers: dict[str, str] = field(default_factory=lambda: {"Authorization": f"Bearer {TOKEN}"})
+    app: Any = None  # the Flask app, for tests that serve it over real HTTP
 
     @property
     def core(self) -> client.CoreV1Api:
@@ -139,7 +140,7 @@ def remediator(k8s_cluster, tmp_path, unique) -> Iterator[Callable[..., Harness]
         engine = Engine(config, ledger, kube, metrics)
         app = create_app(config, ledger, engine, metrics)
         engine.start()
-        h = Harness(config, ledger, engine, metrics, app.test_client(), api, pool, names, ns)
+        h = Harness(config, ledger, engine, metrics, app.test_client(), api, pool, names, ns, app=app)
         made.append(h)
         return h
 

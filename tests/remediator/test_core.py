@@ -9,7 +9,16 @@ import pytest
 
 from remediator.config import Breaker, Budget, Safety, parse_config
 from remediator.domain.decide import decide
-from remediator.domain.models import ClusterView, Incident, NodeView, PastAction, SafetyState
+from remediator.domain.models import (
+    FIELD_MANAGER,
+    CheckResult,
+    ClusterView,
+    Incident,
+    NodeView,
+    PastAction,
+    PodView,
+    SafetyState,
+)
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 
@@ -165,7 +174,12 @@ def test_gpu_weighted_budget():
 
 def test_uncordon_only_what_vigil_cordoned():
     mine = cluster(annotations={"n1": {"vigil.io/cordoned-by": "vigil"}}, unschedulable=("n1",))
+    mine.nodes["n1"] = dataclasses.replace(mine.nodes["n1"], unschedulable_owner=FIELD_MANAGER)
     assert run(incident(alertname="GpuHealthy"), view=mine).outcome == "act"
+    # the annotation alone proves nothing: someone else may have uncordoned and cordoned again
+    stale = cluster(annotations={"n1": {"vigil.io/cordoned-by": "vigil"}}, unschedulable=("n1",))
+    stale.nodes["n1"] = dataclasses.replace(stale.nodes["n1"], unschedulable_owner="kubectl")
+    assert run(incident(alertname="GpuHealthy"), view=stale).reason == "foreign_cordon"
     theirs = cluster(unschedulable=("n1",))
     d = run(incident(alertname="GpuHealthy"), view=theirs)
     assert d.outcome == "blocked" and d.reason == "foreign_cordon"
@@ -199,7 +213,8 @@ SERVICE_RULES = parse_config({"policy": {"rules": [
      "actions": [{"type": "shift_traffic", "params": {"namespace": "ml", "route": "llm", "from": "a", "to": "b",
                                                       "step": 30}}]},
 ]}}).rules
-POD_VIEW = ClusterView({}, pods={"ml/llm-1": "Deployment/ml/llm", "ml/llm-2": "Deployment/ml/llm", "ml/bare": ""})
+POD_VIEW = ClusterView({}, pods={"ml/llm-1": PodView("Deployment/ml/llm"), "ml/llm-2": PodView("Deployment/ml/llm"),
+                                  "ml/bare": PodView("")})
 
 
 def test_pod_restarts_are_budgeted_per_workload():
@@ -222,8 +237,9 @@ def test_traffic_moved_is_budgeted_per_route():
 
 
 def test_guard_results_decide():
-    from remediator.domain.models import GuardResult
     from remediator.domain.policy import Check
+
+    GuardResult = CheckResult.of
 
     rules = [dataclasses.replace(SERVICE_RULES[1], guard=Check(query="up"))]
     inc = Incident("f", NOW, {"alertname": "InferenceLatencyBudgetBurn"}, id=5)

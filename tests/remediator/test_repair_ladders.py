@@ -95,7 +95,9 @@ def test_failed_validation_keeps_the_node_out_and_the_ladder_marks_it(remediator
     _reboot_agent(h, node)
     assert h.post(h.xid(node)).status_code == 200
     [inc] = h.wait_status("failed", "succeeded", "blocked", timeout=90)
-    detail = h.incident(inc["id"])
+    detail = wait_until(lambda: (d := h.incident(inc["id"]))["actions"][-1]["type"] == "mark_rma_candidate" and
+                        d["actions"][-1]["state"] in ("succeeded", "failed", "blocked") and d, 30,
+                        what="the on_failure step")
     steps = [(a["type"], a["state"]) for a in detail["actions"]]
     assert steps == [("cordon_node", "succeeded"), ("drain_node", "succeeded"), ("reboot_node", "succeeded"),
                      ("validate_node", "failed"), ("uncordon_node", "cancelled"), ("mark_rma_candidate", "succeeded")]
@@ -131,10 +133,12 @@ def test_a_node_repaired_too_often_is_marked_and_not_repaired_again_after_a_rest
     assert h.post(body(alert(xid_labels(node), starts_at=now))).status_code == 200
     items = wait_until(lambda: [i for i in h.incidents() if i["status"] == "blocked"], 60, what="third blocked")
     third = h.incident(items[0]["id"])
-    [action] = third["actions"]
-    assert action["state"] == "blocked" and action["result"]["reason"] == "repair_exhausted"
-    assert "repaired 2 times" in action["result"]["detail"]
-    n = h.core.read_node(node)
+    assert third["reason"] == "repair_exhausted" and "repaired 2 times" in third["detail"], third
+    assert not third["actions"], "the repeat_offenders rail stopped the plan: no reset"
+    assert any(line.startswith("repeat_offenders: blocked (repair_exhausted)") for line in third["trace"])
+    assert "repair_exhausted" in [a["event"] for a in third["audit"]]
+    n = wait_until(lambda: (x := h.core.read_node(node)).metadata.labels.get("vigil.io/rma-candidate") and x, 10,
+                   what="the RMA label")
     assert n.metadata.labels["vigil.io/rma-candidate"] == "true" and n.spec.unschedulable
     assert "repaired 2 times" in n.metadata.annotations["vigil.io/rma-reason"]
     assert h.metrics.repairs_exhausted._value.get() == 1

@@ -71,3 +71,50 @@ def test_silence_matchers():
         {"name": "node", "value": "n1", "isRegex": False, "isEqual": True},
         {"name": "alertname", "value": "Gpu.+", "isRegex": True, "isEqual": True},
         {"name": "severity", "value": "info", "isRegex": False, "isEqual": False}]
+
+
+def test_the_repeat_offender_rail_blocks_a_repair_step_and_says_why():
+    from remediator.domain.decide import decide
+    from remediator.domain.models import ClusterView, Incident, SafetyState
+    from remediator.domain.policy import Action, Matcher, Rule
+    from remediator.domain.safety import Safety
+
+    rule = Rule("reboot", (Matcher.parse('alertname="X"'),), (Action("cordon_node", {"node": "n1"}),
+                                                              Action("reboot_node", {"node": "n1"})))
+    incident = Incident("fp", NOW - dt.timedelta(seconds=5), {"alertname": "X", "node": "n1", "uuid": "GPU-a"}, id=99)
+    args = (incident, [rule], [], ClusterView(available=False), Safety(), SafetyState(), NOW)
+    d = decide(*args, repairs=[rec(1), rec(2), rec(3)], repair=S)
+    assert d.outcome == "blocked" and d.reason == "repair_exhausted" and "repaired 3 times" in d.detail
+    assert any(line.startswith("repeat_offenders: blocked (repair_exhausted)") for line in d.trace)
+    d = decide(*args, repairs=[rec(1), rec(2)], repair=S)
+    assert d.outcome == "act" and "repeat_offenders: ok: under 3 repairs of this node and GPU in 7 days" in d.trace
+
+
+def test_explain_prints_every_rail_for_each_step_of_the_xid_ladder(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    payload = tmp_path / "xid.json"
+    labels = {"alertname": "GpuXidCritical", "node": "gpu-node-1", "gpu": "3", "uuid": "GPU-abc", "xid": "79",
+              "severity": "critical", "remediation": "auto"}
+    payload.write_text(json.dumps({"version": "4", "status": "firing", "receiver": "vigil-remediator",
+                                   "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+                                   "externalURL": "", "groupKey": "x", "truncatedAlerts": 0, "alerts": [{
+                                       "status": "firing", "labels": labels, "annotations": {},
+                                       "startsAt": dt.datetime.now(dt.UTC).isoformat(), "endsAt": "",
+                                       "generatorURL": "", "fingerprint": "abc"}]}))
+    example = Path(__file__).resolve().parents[2] / "remediator/examples/vigil.yaml"
+    r = subprocess.run([sys.executable, "-m", "remediator.cli", "explain", "--config", str(example), str(payload)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                       env={**os.environ, "VIGIL_WEBHOOK_TOKEN": "t",
+                            "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "first: cordon_node(gpu-node-1), drain_node(gpu-node-1), reboot_node(gpu-node-1), " \
+           "validate_node(gpu-node-1), uncordon_node(gpu-node-1)" in out
+    assert "on_failure: replace_node(gpu-node-1)" in out
+    for rail in ("paused", "stale", "target", "ownership", "cooldown", "repeat_offenders", "breaker", "budgets"):
+        assert out.count(f"{rail}: ok") == 2, rail  # the first step and the on_failure step

@@ -1,0 +1,378 @@
+"""The safety rails: small named checks that every state-changing step passes, in a fixed order.
+
+paused -> stale -> min_firing -> target -> ownership -> availability -> cooldown -> rate_limit ->
+guard -> breaker -> budgets. Each rail reads the step (what would change, for which incident and
+rule, and why: a first action, an escalation step, a restore or an uncordon on resolve) and the
+world (cluster view, history, settings, safety state, clock), and returns a Verdict: passed with
+a trace line, or stopped (blocked or deferred) with a reason. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from remediator.domain import budget as nodebudget
+from remediator.domain.actions import ACTIONS
+from remediator.domain.models import (
+    ATTEMPTED,
+    IN_FLIGHT,
+    LIVE_STATES,
+    PAUSE_ANNOTATION,
+    BudgetUse,
+    CheckResult,
+    ClusterView,
+    Incident,
+    PastAction,
+    PlannedAction,
+    SafetyState,
+)
+from remediator.domain.policy import Rule
+from remediator.domain.repair import RepairRecord, RepairSettings, exhausted
+from remediator.domain.safety import Safety
+
+KINDS = ("first", "escalation", "restore", "uncordon", "on_failure")
+
+
+@dataclass(frozen=True)
+class Step:
+    """What would change. kind: first | escalation | restore | uncordon | on_failure (a repair ladder
+    going on after a step failed). owner: for a restore,
+    who owns the change now ("vigil:<incident id>" or another writer), as the shell read it."""
+    kind: str
+    incident: Incident
+    rule: Rule
+    actions: tuple[PlannedAction, ...]
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class World:
+    """What the rails read besides the step; `guard` is None where it was not evaluated."""
+    cluster: ClusterView
+    history: Sequence[PastAction]
+    safety: Safety
+    state: SafetyState
+    now: dt.datetime
+    dry_run: bool = False
+    guard: CheckResult | None = None
+    repairs: Sequence[RepairRecord] = ()  # repair attempts in the repeat-offender window (from the ledger)
+    repair: RepairSettings | None = None  # None: repeat offenders not checked (no ledger at hand)
+
+    def live(self) -> list[PastAction]:
+        counted = (*LIVE_STATES, "dry_run") if self.dry_run else LIVE_STATES
+        return [a for a in self.history if a.state in counted]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    line: str
+    reason: str = ""
+    outcome: str = "blocked"  # when not passed: blocked | defer
+    not_before: dt.datetime | None = None
+    open_breaker: bool = False
+    budget: BudgetUse | None = None
+    keep_actions: bool = False  # a blocked plan kept as attempts (the breaker counts them)
+
+
+def ok(line: str, **kw) -> Verdict:
+    return Verdict(True, line, **kw)
+
+
+def block(reason: str, detail: str, **kw) -> Verdict:
+    return Verdict(False, detail, reason=reason, **kw)
+
+
+def _node_actions(step: Step) -> list[PlannedAction]:
+    return [p for p in step.actions if ACTIONS[p.type].target_kind == "node"]
+
+
+# ---- the rails, in order ------------------------------------------------------------------------
+
+def paused(step: Step, world: World) -> Verdict:
+    if world.state.paused:
+        return block("paused", "remediation is paused globally")
+    for p in step.actions:
+        ns = p.params.get("namespace")
+        if ns is not None and ns in world.cluster.paused_namespaces:
+            return block("paused", f"namespace {ns} has {PAUSE_ANNOTATION}=disabled")
+    for p in _node_actions(step):
+        node = world.cluster.nodes.get(p.target)
+        if node is not None and node.annotations.get(PAUSE_ANNOTATION) == "disabled":
+            return block("paused", f"node {p.target} has {PAUSE_ANNOTATION}=disabled")
+        if p.type == "drain_node":
+            hit = sorted({k.split("/")[0] for k, pod in world.cluster.pods.items() if pod.node == p.target}
+                         & world.cluster.paused_namespaces)
+            if hit:
+                return block("paused", f"draining {p.target} would evict pods of paused namespace {hit[0]}")
+    return ok("not paused (global, namespaces, nodes)")
+
+
+def stale(step: Step, world: World) -> Verdict:
+    if step.kind != "first":
+        return ok(f"not checked for {step.kind} steps")
+    age = (world.now - step.incident.starts_at).total_seconds()
+    if age > world.safety.max_alert_age and not step.rule.allow_stale:
+        return block("stale", f"the alert started {age:.0f} s ago, more than max_alert_age "
+                     f"{world.safety.max_alert_age:.0f} s")
+    return ok(f"alert age {max(age, 0):.0f} s")
+
+
+def min_firing(step: Step, world: World) -> Verdict:
+    if step.kind != "first":
+        return ok(f"not checked for {step.kind} steps")
+    age = (world.now - step.incident.starts_at).total_seconds()
+    if age < step.rule.min_firing:
+        not_before = step.incident.starts_at + dt.timedelta(seconds=step.rule.min_firing)
+        return Verdict(False, f"firing for {max(age, 0):.1f} s, the rule needs {step.rule.min_firing:.0f} s",
+                       reason="min_firing", outcome="defer", not_before=not_before)
+    return ok(f"firing for {max(age, 0):.0f} s (needs {step.rule.min_firing:.0f} s)")
+
+
+def target(step: Step, world: World) -> Verdict:
+    cluster = world.cluster
+    if not cluster.available:
+        return ok("cluster view unavailable; targets not checked")
+    for p in step.actions:
+        kind = ACTIONS[p.type].target_kind
+        if kind == "node":
+            node = cluster.nodes.get(p.target)
+            if node is None:
+                return block("unknown_target", f"{p.type}: no node named {p.target!r}")
+            if not node.managed:
+                return block("outside_node_selector", f"{p.type}: node {p.target} is outside node_selector")
+        elif kind == "pod":
+            pod = cluster.pods.get(p.target)
+            if pod is None:
+                return block("unknown_target", f"{p.type}: no pod {p.target}")
+            if not pod.workload and str(p.params.get("allow_bare", "")).lower() not in ("true", "1", "yes"):
+                return block("bare_pod", f"{p.target} has no controller; the rule does not allow restarting "
+                             "bare pods")
+    return ok("targets exist and are managed")
+
+
+def ownership(step: Step, world: World) -> Verdict:
+    if step.kind == "restore":
+        mine = f"vigil:{step.incident.id}"
+        if step.owner != mine:
+            return block("not_owner", f"{step.actions[0].target} is now owned by {step.owner or 'nobody'}, not "
+                         f"incident {step.incident.id}; Vigil never undoes what it does not own")
+        return ok(f"incident {step.incident.id} still owns the change")
+    for p in step.actions:
+        if not ACTIONS[p.type].undoes or not world.cluster.available:
+            continue
+        node = world.cluster.nodes.get(p.target)
+        owner = node.cordon_owner if node else ""
+        if not owner:
+            continue  # schedulable already: nothing to undo
+        wanted = f"vigil:{step.incident.id}" if step.kind == "uncordon" else "vigil:"
+        if not (owner == wanted if step.kind == "uncordon" else owner.startswith(wanted)):
+            return block("foreign_cordon", f"node {p.target} is cordoned by {owner}, not by "
+                         f"{'this incident' if step.kind == 'uncordon' else 'Vigil'}; Vigil never undoes that")
+    return ok("nothing to undo that Vigil does not own")
+
+
+def min_available(spec: int | str | None, total: int) -> int:
+    """A rule's min_available ("n" or "n%" of `total`, rounded up); default 1."""
+    if spec is None:
+        return 1
+    text = str(spec).strip()
+    if text.endswith("%"):
+        return math.ceil(total * float(text[:-1]) / 100)
+    return int(text)
+
+
+def _pod_availability(p: PlannedAction, step: Step, cluster: ClusterView) -> str:
+    pod = cluster.pods.get(p.target)
+    if pod is None:
+        return ""
+    if p.type == "restart_pod" and pod.workload:
+        others = [k for k, v in cluster.pods.items() if v.workload == pod.workload and v.ready and k != p.target]
+        desired = cluster.workloads[pod.workload].desired if pod.workload in cluster.workloads else len(others) + 1
+        need = min_available(step.rule.min_available, desired)
+        if len(others) < need:
+            return (f"{pod.workload}: restarting {p.target} would leave {len(others)} other Ready of {desired} "
+                    f"replicas, min_available {need}")
+    if p.type == "quarantine_pod":
+        for svc in pod.services:
+            ready = cluster.service_endpoints.get(svc, frozenset())
+            need = min_available(step.rule.min_available, len(ready))
+            left = len(ready - {p.target})
+            if left < need:
+                return (f"Service {svc}: quarantining {p.target} would leave {left} ready endpoints of "
+                        f"{len(ready)}, min_available {need}")
+    return ""
+
+
+def availability(step: Step, world: World) -> Verdict:
+    if not world.cluster.available:
+        return ok("cluster view unavailable; availability not checked")
+    for p in step.actions:
+        if ACTIONS[p.type].targets_pod:
+            why = _pod_availability(p, step, world.cluster)
+            if why:
+                return block("availability", why)
+    return ok("replicas and endpoints stay above min_available")
+
+
+def cooldown(step: Step, world: World) -> Verdict:
+    rule = step.rule
+    if step.kind == "escalation":
+        since = world.now - dt.timedelta(seconds=rule.escalate.window)
+        for p in step.actions:
+            loops = {a.incident_id for a in world.history if a.rule == rule.name and a.type == p.type and
+                     a.target == p.target and a.incident_id != step.incident.id and a.at >= since}
+            if len(loops) >= rule.escalate.max_loops_per_target:
+                return block("escalation_capped", f"{p.type}({p.target}) already escalated for {len(loops)} other "
+                             f"incidents in {rule.escalate.window:.0f} s, max_loops_per_target "
+                             f"{rule.escalate.max_loops_per_target}")
+        return ok("escalation loop cap not reached")
+    if step.kind != "first" or not rule.cooldown:
+        return ok("no cooldown")
+    since = world.now - dt.timedelta(seconds=rule.cooldown)
+    live = world.live()
+    for p in step.actions:
+        recent = [a for a in live if a.rule == rule.name and a.target == p.target and a.at >= since]
+        if recent:
+            return block("cooldown", f"{p.target}: rule acted at {max(a.at for a in recent).isoformat()}, "
+                         f"cooldown {rule.cooldown:.0f} s")
+    return ok(f"no action on these targets in the last {rule.cooldown:.0f} s")
+
+
+def rate_limit(step: Step, world: World) -> Verdict:
+    rule = step.rule
+    if step.kind != "first" or not rule.max_actions:
+        return ok("no rate limit")
+    since = world.now - dt.timedelta(seconds=rule.window)
+    acted = {a.incident_id for a in world.live() if a.rule == rule.name and a.at >= since}
+    if len(acted) >= rule.max_actions:
+        return block("rate_limit", f"{len(acted)} incidents acted on in {rule.window:.0f} s, max_actions "
+                     f"{rule.max_actions}")
+    return ok(f"{len(acted)} of {rule.max_actions} incidents in {rule.window:.0f} s")
+
+
+def guard(step: Step, world: World) -> Verdict:
+    check = step.rule.guard
+    if check is None or step.kind not in ("first", "escalation"):
+        return ok("no guard")
+    result = world.guard
+    if result is None:
+        return ok("not evaluated here (no Prometheus); the engine evaluates it before acting")
+    if result.holds is None:
+        if check.mode != "fail_open":
+            return block("guard_unavailable", f"the guard could not be evaluated ({result.detail}); failing closed")
+        return ok(f"unknown ({result.detail}); the rule fails open")
+    if not result.holds:
+        return block("guard", f"the guard does not hold: {result.detail}")
+    return ok(f"holds: {result.detail}")
+
+
+def breaker(step: Step, world: World) -> Verdict:
+    if world.state.breaker_open:
+        return block("breaker_open", "the circuit breaker is open; reset it after checking the storm")
+    br = world.safety.breaker
+    since = world.now - dt.timedelta(seconds=br.window)
+    attempted = (*ATTEMPTED, "dry_run") if world.dry_run else ATTEMPTED
+    recent = sum(1 for a in world.history if a.state in attempted and a.at >= since)
+    if recent + len(step.actions) > br.max_actions:
+        return block("breaker_open", f"{recent} actions in the last {br.window:.0f} s plus {len(step.actions)} "
+                     f"would exceed {br.max_actions}: opening the circuit breaker", open_breaker=True)
+    return ok(f"{recent} + {len(step.actions)} actions in {br.window:.0f} s, max {br.max_actions}")
+
+
+def _pod_budgets(step: Step, world: World) -> Verdict | None:
+    b = world.safety.budget
+    since = world.now - dt.timedelta(seconds=b.window)
+    live = [a for a in world.live() if a.at >= since]
+    for p in step.actions:
+        kind = ACTIONS[p.type].budget
+        if kind == "pod_disruptions" and p.workload and b.max_pod_restarts_per_workload:
+            done = sum(1 for a in live if a.workload == p.workload)
+            if done >= b.max_pod_restarts_per_workload:
+                return block("budget", f"{p.workload}: {done} pods restarted in {b.window:.0f} s, "
+                             f"max_pod_restarts_per_workload {b.max_pod_restarts_per_workload}")
+        if kind == "traffic_shift" and b.max_traffic_shift_percent is not None:
+            moved = sum(a.amount for a in live if a.type == p.type and a.target == p.target)
+            if moved + p.amount > b.max_traffic_shift_percent:
+                return block("budget", f"{p.target}: {moved:g}% of traffic moved in {b.window:.0f} s plus "
+                             f"{p.amount:g}% exceeds max_traffic_shift_percent {b.max_traffic_shift_percent:g}")
+    return None
+
+
+def _in_flight(world: World) -> set[str]:
+    removes = set(ACTIONS.of("removes_node"))
+    out = {a.target for a in world.history if a.state in IN_FLIGHT and a.type in removes}
+    if world.dry_run:  # what dry-run would have taken out, while its alert still fires
+        out |= {a.target for a in world.history if a.state == "dry_run" and a.incident_firing and a.type in removes}
+    return out
+
+
+def _node_budget(step: Step, world: World) -> Verdict:
+    b = world.safety.budget
+    managed = world.cluster.managed
+    out = nodebudget.unavailable(managed, _in_flight(world))
+    plan = {p.target for p in step.actions if ACTIONS[p.type].removes_node}
+    after = set(out) | plan
+    whole = nodebudget.check(b.limits, set(managed), set(out), after)
+    lines = [f"{whole.unavailable} of {whole.total} managed nodes unavailable with this plan ({whole.why})"]
+    failed = "" if whole.ok else f"{whole.unavailable} unavailable nodes would exceed the budget ({whole.why})"
+    if b.max_gpu_percent is not None and len(after) > b.min_nodes and after != set(out):
+        gpu_ok, why = nodebudget.gpu_check(b.max_gpu_percent, managed, after)
+        lines.append(why)
+        failed = failed or ("" if gpu_ok else f"{len(after)} nodes out would exceed the budget ({why})")
+    pools = []
+    if b.pools is not None:
+        for pool in sorted({b.pools.pool_of(managed[n]) for n in plan if n in managed}):
+            names = {n for n, v in managed.items() if b.pools.pool_of(v) == pool}
+            c = nodebudget.check(b.pools.limits(pool), names, set(out) & names, after & names)
+            pools.append((pool, c.unavailable, c.allowed, c.total))
+            lines.append(f"pool {b.pools.label}={pool}: {c.unavailable}/{c.total} unavailable ({c.why})")
+            failed = failed or ("" if c.ok else f"pool {b.pools.label}={pool}: {c.unavailable} of {c.total} "
+                                f"unavailable would exceed its budget ({c.why})")
+    use = BudgetUse(whole.unavailable, whole.allowed, whole.total, tuple(pools))
+    line = "; ".join(lines)
+    if failed:
+        listed = ", ".join(f"{n} ({why})" for n, why in sorted(out.items())) or "none"
+        return block("budget", f"{failed}; {line}; unavailable now: {listed}", budget=use, keep_actions=True)
+    return ok(line, budget=use)
+
+
+def budgets(step: Step, world: World) -> Verdict:
+    pods = _pod_budgets(step, world)
+    if pods is not None:
+        return pods
+    if not any(ACTIONS[p.type].removes_node for p in step.actions):
+        return ok("no node taken out of service")
+    if not world.cluster.available:
+        return ok("cluster view unavailable; node budget not checked")
+    return _node_budget(step, world)
+
+
+Rail = Callable[[Step, World], Verdict]
+def repeat_offenders(step: Step, world: World) -> Verdict:
+    """A node or GPU repaired max_repairs times within the window is not repaired again: the shell
+    marks it an RMA candidate instead (remediator/runtime/repairs.py)."""
+    repairs = [p for p in step.actions if ACTIONS[p.type].repair]
+    if not repairs:
+        return ok("no repair in this step")
+    if world.repair is None:
+        return ok("repair history not at hand; checked again when the repair runs")
+    for p in repairs:
+        why = exhausted(world.repairs, node=str(p.params.get("node", "")),
+                        uuid=str(p.params.get("uuid") or step.incident.labels.get("uuid", "")),
+                        settings=world.repair, now=world.now, incident_id=step.incident.id)
+        if why:
+            return block("repair_exhausted", why)
+    return ok(f"under {world.repair.max_repairs} repairs of this node and GPU in "
+              f"{world.repair.window / 86400:g} days")
+
+
+RAILS: tuple[tuple[str, Rail], ...] = (
+    ("paused", paused), ("stale", stale), ("min_firing", min_firing), ("target", target),
+    ("ownership", ownership), ("availability", availability), ("cooldown", cooldown),
+    ("rate_limit", rate_limit), ("repeat_offenders", repeat_offenders), ("guard", guard), ("breaker", breaker),
+    ("budgets", budgets),
+)

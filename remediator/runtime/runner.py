@@ -1,0 +1,94 @@
+"""The thin shell around the executors: claim an action in the ledger, execute it, record the
+outcome (ledger, audit, metrics). Shared by the engine (first actions) and the follow-ups
+(escalation steps, restores, uncordons), so every change is recorded the same way."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from remediator.cluster.executor import EXECUTORS, Executors, Outcome
+from remediator.cluster.kube import Kube, KubeError
+from remediator.cluster.repair import RepairContext
+from remediator.runtime.metrics import Metrics
+from remediator.runtime.repairs import RepairRails
+from remediator.store.ledger import Ledger, from_ts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ClusterOps:
+    """What the follow-ups may do to the cluster: run or restore an action, read who owns a change,
+    and drop a claim Vigil no longer holds. None of it decides anything: the rails do."""
+    kube: Kube
+    executors: Executors = EXECUTORS
+    repair: RepairContext | None = None
+
+    def execute(self, type_: str, params: dict[str, Any], incident: str) -> Outcome:
+        return self.executors.execute(self.kube, type_, params, incident, self.repair)
+
+    def restore(self, type_: str, params: dict[str, Any], result: dict[str, Any], incident: str) -> Outcome:
+        return self.executors.restore(self.kube, type_, params, result, incident)
+
+    def owner_of(self, type_: str, params: dict[str, Any]) -> str:
+        return self.executors.owner_of(self.kube, type_, params)
+
+    def drop_claim(self, node: str, incident: str, owner: str) -> None:
+        """An Event on the node saying Vigil let go of its cordon (someone else owns it now)."""
+        try:
+            obj = self.kube.core.read_node(node)
+        except Exception as exc:
+            log.warning("could not read node %s to record the dropped claim: %s", node, exc)
+            return
+        self.kube.event(obj, "VigilClaimDropped", f"Vigil dropped its cordon claim for incident {incident}: "
+                        f"spec.unschedulable is owned by {owner}; Vigil will not uncordon it")
+
+
+@dataclass
+class Runner:
+    ledger: Ledger
+    kube: Kube | None
+    metrics: Metrics
+    clock: Callable[[], dt.datetime]
+    executors: Executors = EXECUTORS
+    repair: RepairContext | None = None
+    rails: RepairRails | None = None  # repeat offenders and silences around repairs
+
+    def run_action(self, incident_id: int, action_id: int) -> Outcome | None:
+        """Claim, execute and record one action; None if it was cancelled or already finished."""
+        row = self.ledger.claim_action(action_id, self.clock())
+        if row is None:  # cancelled (the alert resolved) or finished before a restart
+            return None
+        incident = self.ledger.get_incident(incident_id) or {}
+        if self.kube is None:
+            outcome = Outcome("failed", "no Kubernetes client", reason="no_cluster")
+        else:
+            outcome = self._execute(incident_id, incident, row)
+        now = self.clock()
+        self.ledger.finish_action(action_id, outcome.state, outcome.as_result(), now)
+        self.ledger.audit(f"action:{row.type}", {"target": row.target, "state": outcome.state,
+                                                 "detail": outcome.detail}, now,
+                          incident_id=incident_id, action_id=action_id)
+        starts = from_ts(incident.get("startsAt"))
+        self.metrics.observe_action(row.type, outcome.state, (now - starts).total_seconds() if starts else None,
+                                    outcome.reason)
+        log.info("incident %d: %s(%s) %s: %s", incident_id, row.type, row.target, outcome.state, outcome.detail)
+        return outcome
+
+
+    def _execute(self, incident_id: int, incident: dict, row: Any) -> Outcome:
+        if self.rails is None:
+            return self.executors.execute(self.kube, row.type, row.params, str(incident_id), self.repair)
+        replaced, extra = self.rails.before(incident_id, incident, row)
+        outcome = replaced or self.executors.execute(self.kube, row.type, row.params, str(incident_id), self.repair)
+        if extra:
+            outcome = dataclasses.replace(outcome, data={**outcome.data, **extra})
+        return self.rails.after(incident_id, row, outcome)
+
+
+__all__ = ["ClusterOps", "KubeError", "Runner"]
