@@ -119,15 +119,25 @@ class Kube:
         return "uncordoned"
 
     def taint(self, name: str, key: str, value: str, effect: str, incident: str) -> str:
-        node = self._node(name)
-        taints = list(node.spec.taints or [])
-        if any(t.key == key and t.effect == effect and (t.value or "") == value for t in taints):
-            return "already tainted"
-        taints = [t for t in taints if not (t.key == key and t.effect == effect)]
-        taints.append(client.V1Taint(key=key, value=value or None, effect=effect))
-        body = {"spec": {"taints": [self.api.sanitize_for_serialization(t) for t in taints]},
-                "metadata": {"resourceVersion": node.metadata.resource_version}}
-        self._patch_node(name, body)  # resourceVersion: a concurrent taint change makes this 409, not a loss
+        """Add the taint, keeping everyone else's. The patch carries the resourceVersion read, so a
+        concurrent change (the node controller adds node.kubernetes.io/unschedulable right after a
+        cordon) is a 409, never a lost taint; then read again and retry, a few times."""
+        for attempt in range(5):
+            node = self._node(name)
+            taints = list(node.spec.taints or [])
+            if any(t.key == key and t.effect == effect and (t.value or "") == value for t in taints):
+                return "already tainted"
+            taints = [t for t in taints if not (t.key == key and t.effect == effect)]
+            taints.append(client.V1Taint(key=key, value=value or None, effect=effect))
+            body = {"spec": {"taints": [self.api.sanitize_for_serialization(t) for t in taints]},
+                    "metadata": {"resourceVersion": node.metadata.resource_version}}
+            try:
+                self._patch_node(name, body)
+                break
+            except KubeError as exc:
+                if exc.status != 409 or attempt == 4:
+                    raise
+                self._sleep(0.2 * (attempt + 1))
         self.event(node, "VigilTaint", f"Tainted {key}={value}:{effect} by Vigil for incident {incident}")
         return "tainted"
 
