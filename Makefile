@@ -5,9 +5,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_PACKAGES := prometheus prometheus-alertmanager docker-compose
+# chromium: the status page is tested in headless Chromium (a screenshot and the DOM against the API).
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager docker-compose chromium
 
-.PHONY: all venv deps lint test demo bench k8s-bins cluster cluster-down alerts dashboards clean
+.PHONY: all venv deps lint test demo bench k8s-bins cluster cluster-down alerts dashboards podresources-stubs clean
 
 all: test
 
@@ -65,6 +66,10 @@ cluster-down: venv
 # Rule files, PrometheusRule, promtool unit tests and runbooks from alerts/generate.py.
 alerts: venv
 	$(PY) -m alerts.generate
+
+# The kubelet PodResources v1 stubs (exporters/gpu/podresources/v1) from the vendored proto.
+podresources-stubs: venv
+	$(PY) scripts/podresources_stubs.py
 
 # Grafana dashboards (dashboards/json, dashboards/export) and provisioning from dashboards/build.py.
 dashboards: venv

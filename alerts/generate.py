@@ -18,18 +18,28 @@ from pathlib import Path
 
 import yaml
 
+from vigil_common import sxid, xid
+from vigil_common.generated import write_or_check
+from vigil_common.pushed_alerts import PUSHED, REMEDIATE
+from vigil_common.runbooks import RUNBOOK_URL
+
 ROOT = Path(__file__).resolve().parent.parent
 
-# XIDs by class (NVIDIA's XID catalog; see ../shared/reference/gpu-metrics.md §4.3).
-XID_NODE_ACTION = (46, 48, 54, 62, 64, 74, 79, 95, 109, 119, 120, 140, 143, 154)  # drain, reset, reboot or RMA
-XID_MEMORY_RECOVERABLE = (63, 92, 94)  # ECC recording or contained: reset at the next opportunity
-XID_APPLICATION = (13, 31, 43, 45)  # the workload's fault; node-level only if it repeats
+# The pods holding the GPU, through the exporter's join series; prints nothing without attribution, so the
+# alert itself never depends on it.
+PODS = ('{{ with query (printf "count by (namespace, pod) (gpu_allocation_info{node=%q, uuid=%q})" '
+        '$labels.node $labels.uuid) | sortByLabel "pod" }} Pods on it:'
+        '{{ range . }} {{ .Labels.namespace }}/{{ .Labels.pod }}{{ end }}.'
+        '{{ end }}')
+# One fault seen by both sources (NVML events, kernel log) is one event per source: aggregates take
+# the larger of the two increases, never their sum (README: "One XID, two sources").
+XID_INCREASE = "max without (source) (increase(gpu_xid_errors_total{{{j}, xid=~\"{codes}\"}}[{w}]))"
 
 
 @dataclass(frozen=True)
 class Settings:
     """Every selector, threshold and window in one place (kubernetes-mixin style)."""
-    runbook_url: str = "https://github.com/vigil-gpu/vigil/blob/main/docs/runbooks/{alertname}.md"
+    runbook_url: str = RUNBOOK_URL
     gpu_job: str = 'job="vigil-gpu-exporter"'
     service_job: str = 'job="vigil-service-exporter"'
     remediator_job: str = 'job="vigil-remediator"'
@@ -79,20 +89,30 @@ def _re(codes: tuple[int, ...]) -> str:
     return "|".join(str(c) for c in codes)
 
 
-REMEDIATE = {"remediation": "auto"}
+
+def pushed(kind: str, inner: str, condition: str, description: str, runbook: Runbook, **kw: object) -> Alert:
+    """A rule the fast path also pushes: name, severity, summary, static labels and `by` labels come
+    from vigil_common.pushed_alerts, so the two alerts have one label set."""
+    spec = PUSHED[kind]
+    return Alert(spec.alertname, f"max by ({', '.join(spec.by)}) ({inner}){condition}", spec.severity,
+                 spec.summary, description, runbook, labels=dict(spec.extra), **kw)
 
 
 def gpu_alerts(s: Settings) -> list[Alert]:
+    """Per-GPU alerts; each description names the pods holding the GPU where attribution is on."""
+    return [replace(a, description=a.description + PODS) for a in _gpu_alerts(s)]
+
+
+def _gpu_alerts(s: Settings) -> list[Alert]:
     j = s.gpu_job
     gpu = "node, gpu, uuid"
     return [
-        Alert("GpuXidCritical",
-              f"max by ({gpu}, xid) (time() - gpu_xid_last_timestamp_seconds{{{j}, xid=~\"{_re(XID_NODE_ACTION)}\"}})"
-              f" < {_seconds(s.xid_window)}",
-              "critical", "A GPU reported an XID error that needs a drain, a GPU reset or a node reboot.",
-              "GPU {{ $labels.gpu }} ({{ $labels.uuid }}) on node {{ $labels.node }} reported XID {{ $labels.xid }} "
-              "{{ $value | humanizeDuration }} ago.",
-              Runbook("The GPU exporter's NVML event thread saw an XID that NVIDIA's catalog classes as needing "
+        pushed("xid", f"time() - gpu_xid_last_timestamp_seconds{{{j}, xid=~\"{_re(xid.NODE_ACTION)}\"}}",
+               f" < {_seconds(s.xid_window)}",
+               "GPU {{ $labels.gpu }} ({{ $labels.uuid }}) on node {{ $labels.node }} reported XID {{ $labels.xid }} "
+               "{{ $value | humanizeDuration }} ago.",
+              Runbook("The GPU exporter (NVML's event thread or the kernel log) saw an XID that NVIDIA's catalog "
+                      "classes as needing "
                       "node-level action (e.g. 48 double-bit ECC, 74 NVLink, 79 fallen off the bus, 95 "
                       "uncontained ECC, 119/120 GSP). It fires for " + s.xid_window + " after the last event.",
                       "Jobs on this GPU fail or hang; new pods scheduled on the node may fail the same way.",
@@ -101,11 +121,10 @@ def gpu_alerts(s: Settings) -> list[Alert]:
                       "Cordon and drain the node, then reset the GPU or reboot; RMA if it repeats.",
                       "With the example policy the remediator cordons and drains the node (within the "
                       "disruption budget and breaker), recording an Event and an audit entry. Pause with the "
-                      "node annotation `vigil.io/remediation: disabled`."),
-              labels=REMEDIATE),
+                      "node annotation `vigil.io/remediation: disabled`.")),
         Alert("GpuXidMemoryRecoverable",
               f"max by ({gpu}, xid) (time() - gpu_xid_last_timestamp_seconds{{{j}, "
-              f"xid=~\"{_re(XID_MEMORY_RECOVERABLE)}\"}}) < {_seconds(s.xid_window)}",
+              f"xid=~\"{_re(xid.MEMORY_RECOVERABLE)}\"}}) < {_seconds(s.xid_window)}",
               "warning", "A GPU recorded a recoverable memory error event.",
               "GPU {{ $labels.gpu }} ({{ $labels.uuid }}) on node {{ $labels.node }} reported XID {{ $labels.xid }} "
               "{{ $value | humanizeDuration }} ago.",
@@ -117,20 +136,22 @@ def gpu_alerts(s: Settings) -> list[Alert]:
                       "None by default: not routed to the remediator."),
               ),
         Alert("GpuXidApplicationErrors",
-              f"sum by ({gpu}) (increase(gpu_xid_errors_total{{{j}, xid=~\"{_re(XID_APPLICATION)}\"}}[1h])) >= 3",
+              f"sum by ({gpu}) ({XID_INCREASE.format(j=j, codes=_re(xid.APPLICATION), w='1h')}) >= 3 "
+              f"unless on ({gpu}) sum by ({gpu}) (increase(gpu_xid_follow_on_errors_total{{{j}}}[1h])) > 0",
               "warning", "A GPU keeps reporting application XID errors.",
               "GPU {{ $labels.gpu }} ({{ $labels.uuid }}) on node {{ $labels.node }} reported {{ $value }} "
               "application XIDs (13, 31, 43, 45) in the last hour.",
               Runbook("XIDs 13, 31, 43 and 45 are normally the workload's fault. Three or more in an hour on one "
-                      "GPU (NVSentinel's RepeatedXIDErrorOnSameGPU) suggests the GPU.",
+                      "GPU (NVSentinel's RepeatedXIDErrorOnSameGPU) suggests the GPU. Counted once when NVML "
+                      "and the kernel log both saw an event; quiet on a GPU whose kernel log said an XID 45 was "
+                      "caused by an earlier XID (that one has its own alert).",
                       "Jobs on the GPU crash repeatedly.",
                       "Which pods ran on the GPU; whether different workloads hit the same GPU.",
                       "Restart the workload; if other workloads fail on the same GPU, drain the node.",
                       "None: application XIDs never cordon a node (NVSentinel PR #1629 flagged 77 nodes "
                       "from one crash burst of XID 45)."),
               for_="5m"),
-        Alert("GpuLost", f"max by ({gpu}) (gpu_accessible{{{j}}} == 0)", "critical",
-              "A GPU fell off the bus or needs a reset.",
+        pushed("lost", f"gpu_accessible{{{j}}} == 0", "",
               "GPU {{ $labels.gpu }} ({{ $labels.uuid }}) on node {{ $labels.node }} is not accessible to NVML.",
               Runbook("NVML answers GPU_IS_LOST (or RESET_REQUIRED) for this GPU; the exporter keeps its "
                       "identity and reports `gpu_accessible 0`.",
@@ -138,11 +159,8 @@ def gpu_alerts(s: Settings) -> list[Alert]:
                       "`nvidia-smi` (may hang); `dmesg | grep -i 'fallen off the bus'`.",
                       "Cordon the node and reboot or power-cycle it; RMA if it recurs.",
                       "With the example policy the remediator cordons the node and taints it "
-                      "`vigil.io/gpu-lost=gpu<N>:NoSchedule`. This alert inhibits the other alerts of that GPU."),
-              labels=REMEDIATE),
-        Alert("GpuEccUncorrectable",
-              f"max by ({gpu}) (increase(gpu_ecc_uncorrected_errors_total{{{j}}}[10m])) > 0", "critical",
-              "A GPU reported uncorrectable ECC errors.",
+                      "`vigil.io/gpu-lost=gpu<N>:NoSchedule`. This alert inhibits the other alerts of that GPU.")),
+        pushed("ecc_uncorrected", f"increase(gpu_ecc_uncorrected_errors_total{{{j}}}[10m])", " > 0",
               "GPU {{ $labels.gpu }} ({{ $labels.uuid }}) on node {{ $labels.node }} had {{ $value }} "
               "uncorrectable ECC errors in 10 minutes.",
               Runbook("Volatile uncorrectable (double-bit) ECC errors increased.",
@@ -151,16 +169,15 @@ def gpu_alerts(s: Settings) -> list[Alert]:
                       "Drain the node and reset the GPU; RMA if remapping fails.",
                       "Routed to the remediator: the example policy drains the GPU's pods, resets the GPU and "
                       "verifies it, rebooting the node if that does not help."),
-              labels=REMEDIATE),
-        Alert("GpuRowRemapFailure", f"max by ({gpu}) (gpu_row_remap_failed{{{j}}} == 1)", "critical",
-              "A GPU failed to remap a memory row.",
+              ),
+        pushed("row_remap_failure", f"gpu_row_remap_failed{{{j}}} == 1", "",
               "GPU {{ $labels.gpu }} ({{ $labels.uuid }}) on node {{ $labels.node }} reports a row-remap failure.",
               Runbook("The row remapper ran out of spare rows or failed: the memory is permanently degraded.",
                       "Uncorrectable errors will recur on this GPU.", "`nvidia-smi -q -d ROW_REMAPPER -i <gpu>`.",
                       "Drain the node and RMA the GPU.",
                       "Routed to the remediator: the example policy cordons and drains the node and replaces it "
                       "(the GPU needs an RMA)."),
-              labels=REMEDIATE),
+              ),
         Alert("GpuRowRemapPending", f"max by ({gpu}) (gpu_row_remap_pending{{{j}}} == 1)", "warning",
               "A GPU has a row remap pending until its next reset.",
               "GPU {{ $labels.gpu }} ({{ $labels.uuid }}) on node {{ $labels.node }} needs a reset to apply a "
@@ -215,6 +232,42 @@ def gpu_alerts(s: Settings) -> list[Alert]:
                       "`nvidia-smi nvlink -e -i <gpu>`; which links (`gpu_nvlink_errors_total{link}`).",
                       "Drain and reseat or service the NVLink/NVSwitch path.", "None by default."),
               for_="10m"),
+    ]
+
+
+def nvswitch_alerts(s: Settings) -> list[Alert]:
+    """SXids from the kernel log: fatal pages, unclassified opens a ticket, non-fatal is only counted."""
+    j = s.gpu_job
+    window = _seconds(s.xid_window)
+    by = "node, device, sxid"
+    diagnosis = ("The kernel log (`dmesg | grep -i sxid`); `nvidia-smi nvlink -s`; the Fabric Manager log "
+                 "(`/var/log/fabricmanager.log`); `gpu_nvswitch_sxid_errors_total` by code on the GPU fleet dashboard.")
+    return [
+        Alert("GpuNvswitchSxidFatal",
+              f"max by ({by}) (time() - gpu_nvswitch_sxid_last_timestamp_seconds{{{j}, "
+              f"severity=\"{sxid.FATAL}\"}}) < {window}", "critical",
+              "An NVSwitch reported a fatal SXid error.",
+              "NVSwitch {{ $labels.device }} on node {{ $labels.node }} reported fatal SXid {{ $labels.sxid }} "
+              "{{ $value | humanizeDuration }} ago.",
+              Runbook("The NVSwitch driver logged an SXid marked Fatal (for example 24007, a sourcetrack timeout). "
+                      f"It fires for {s.xid_window} after the last one.",
+                      "NVLink traffic through the switch fails: multi-GPU jobs on the node hang or crash, and "
+                      "the fabric may need a reset.", diagnosis,
+                      "Drain the node; reset the fabric (restart Fabric Manager) or reboot; RMA the baseboard if "
+                      "it repeats.",
+                      "None by default: not routed to the remediator. Add a policy rule (cordon_node, "
+                      "drain_node) to make it automatic.")),
+        Alert("GpuNvswitchSxidUnclassified",
+              f"max by ({by}) (time() - gpu_nvswitch_sxid_last_timestamp_seconds{{{j}, "
+              f"severity=\"{sxid.UNKNOWN}\"}}) < {window}", "warning",
+              "An NVSwitch reported an SXid error of unknown severity.",
+              "NVSwitch {{ $labels.device }} on node {{ $labels.node }} reported SXid {{ $labels.sxid }} without "
+              "a severity {{ $value | humanizeDuration }} ago.",
+              Runbook("The NVSwitch driver logged an SXid whose line says neither Fatal nor Non-fatal (for example "
+                      "26006, SOE HALTED). NVSentinel treats these as fatal; Vigil asks a person to look.",
+                      "Possibly none; possibly the same as a fatal SXid.", diagnosis,
+                      "Look the code up in NVIDIA's NVSwitch SXid documentation; treat it as fatal if the "
+                      "fabric is degraded.", "None.")),
     ]
 
 
@@ -406,6 +459,17 @@ def pipeline_alerts(s: Settings) -> list[Alert]:
                       "The incident's drain result names the PodDisruptionBudget.",
                       "Scale the workload or relax the PDB; or opt the rule into force_after.", "None."),
               ),
+        Alert("VigilIncidentErrors",
+              f"sum by (job, stage) (increase(vigil_incident_errors_total{{{r}}}[15m])) > 0", "warning",
+              "The remediator failed to process incidents.",
+              "{{ $value | humanize }} incidents failed in stage {{ $labels.stage }} in 15 minutes.",
+              Runbook("Processing an incident raised (a bug or unexpected data); the incident is marked failed "
+                      "with reason internal_error.", "Those incidents are not remediated; the others are.",
+                      "`GET /api/incidents?status=failed`: the detail and the audit's internal_error entry name "
+                      "the exception; the remediator's log has the traceback.",
+                      "Act on the affected nodes by hand; report the exception.",
+                      "None: the engine goes on with the other incidents."),
+              ),
         Alert("VigilRepairExhausted",
               f"sum by (job) (increase(vigil_repairs_exhausted_total{{{r}}}[6h])) > 0", "warning",
               "A node or GPU was repaired too often; it waits for an RMA.",
@@ -433,7 +497,7 @@ def pipeline_alerts(s: Settings) -> list[Alert]:
 
 def groups(s: Settings) -> list[Group]:
     return [
-        Group("vigil-gpu-health", "gpu.yml", gpu_alerts(s), interval=s.gpu_interval),
+        Group("vigil-gpu-health", "gpu.yml", gpu_alerts(s) + nvswitch_alerts(s), interval=s.gpu_interval),
         Group("vigil-gpu-exporter", "gpu.yml", exporter_alerts(s)),
         Group("vigil-service-availability.rules", "service.yml", slo_recording(s, "probe_errors"), interval="30s"),
         Group("vigil-service-latency.rules", "service.yml", slo_recording(s, "probe_slow"), interval="30s"),
@@ -511,22 +575,6 @@ def outputs(s: Settings = Settings(), root: Path = ROOT) -> dict[Path, str]:
     files[root / "deploy/helm/vigil/files/rule-groups.yaml"] = _dump({"groups": prometheus_rule(s)["spec"]["groups"]})
     files.update({root / "docs/runbooks" / f"{name}.md": text for name, text in runbooks(s).items()})
     return files
-
-
-def write_or_check(files: dict[Path, str], root: Path, *, check: bool, target: str) -> int:
-    """Write the generated files, or (check) report those whose committed text differs: exit 1."""
-    stale = []
-    for path, text in files.items():
-        if check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(str(path.relative_to(root)))
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    if stale:
-        print(f"stale (run `make {target}`): " + ", ".join(stale), file=sys.stderr)
-        return 1
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,11 @@ GPU = 'job="vigil-gpu-exporter",instance="10.0.0.1:9835",node="n1",gpu="3",uuid=
 GPU_LABELS = {"node": "n1", "gpu": "3", "uuid": "GPU-3"}
 SVC = 'job="vigil-service-exporter",namespace="ml",service="llm",zone="zone-a"'
 REM = 'job="vigil-remediator",instance="10.0.0.9:9095"'
+SW = 'job="vigil-gpu-exporter",instance="10.0.0.1:9835",node="n1",device="nvswitch0"'
+ALLOC = ('gpu_allocation_info{{job="vigil-gpu-exporter",instance="10.0.0.1:9835",node="n1",gpu="3",uuid="GPU-3",'
+         'namespace="ml",pod="{pod}",container="{container}"}}')
+APP4 = "0 1 2 3 4 4 4 4 4 4 4"
+APP_DESC = "GPU 3 (GPU-3) on node n1 reported 4 application XIDs (13, 31, 43, 45) in the last hour."
 
 
 @dataclass
@@ -56,6 +61,24 @@ def cases() -> dict[str, list[Case]]:
              [({**GPU_LABELS, "xid": "79", "severity": "critical", "remediation": "auto"},
                "GPU 3 (GPU-3) on node n1 reported XID 79 20s ago.")]),
         Case("GpuXidCritical", "700s", [(f'gpu_xid_last_timestamp_seconds{{{GPU},xid="79"}}', "10x200")]),
+        Case("GpuXidCritical", "30s", [(f'gpu_xid_last_timestamp_seconds{{{GPU},xid="79"}}', "10x200"),
+                                       (ALLOC.format(pod="llm-0", container="server"), "1x200"),
+                                       (ALLOC.format(pod="llm-0", container="sidecar"), "1x200"),
+                                       (ALLOC.format(pod="batch-7", container="main"), "1x200")],
+             [({**GPU_LABELS, "xid": "79", "severity": "critical", "remediation": "auto"},
+               "GPU 3 (GPU-3) on node n1 reported XID 79 20s ago. Pods on it: ml/batch-7 ml/llm-0.")]),
+        Case("GpuNvswitchSxidFatal", "30s", [(f'gpu_nvswitch_sxid_last_timestamp_seconds{{{SW},sxid="24007",'
+                                              'severity="fatal"}', "10x200")],
+             [({"node": "n1", "device": "nvswitch0", "sxid": "24007", "severity": "critical"},
+               "NVSwitch nvswitch0 on node n1 reported fatal SXid 24007 20s ago.")]),
+        Case("GpuNvswitchSxidFatal", "30s", [(f'gpu_nvswitch_sxid_last_timestamp_seconds{{{SW},sxid="12028",'
+                                              'severity="non_fatal"}', "10x200")]),
+        Case("GpuNvswitchSxidUnclassified", "30s", [(f'gpu_nvswitch_sxid_last_timestamp_seconds{{{SW},sxid="26006",'
+                                                     'severity="unknown"}', "10x200")],
+             [({"node": "n1", "device": "nvswitch0", "sxid": "26006", "severity": "warning"},
+               "NVSwitch nvswitch0 on node n1 reported SXid 26006 without a severity 20s ago.")]),
+        Case("GpuNvswitchSxidUnclassified", "700s", [(f'gpu_nvswitch_sxid_last_timestamp_seconds{{{SW},'
+                                                      'sxid="26006",severity="unknown"}', "10x200")]),
         Case("GpuXidCritical", "30s", [(f'gpu_xid_last_timestamp_seconds{{{GPU},xid="13"}}', "10x200"),
                                        (f'gpu_xid_last_timestamp_seconds{{{GPU},xid="63"}}', "10x200")]),
         Case("GpuXidMemoryRecoverable", "30s", [(f'gpu_xid_last_timestamp_seconds{{{GPU},xid="63"}}', "10x200")],
@@ -68,6 +91,17 @@ def cases() -> dict[str, list[Case]]:
              interval="1m"),
         Case("GpuXidApplicationErrors", "10m", [(f'gpu_xid_errors_total{{{GPU},xid="13"}}', "0 1 1 1 1 1 1 1 1 1 1")],
              interval="1m"),
+        # One fault seen by NVML and by the kernel log is one event, and one source alone is enough.
+        Case("GpuXidApplicationErrors", "10m", [(f'gpu_xid_errors_total{{{GPU},xid="13",source="nvml"}}', APP4),
+                                                (f'gpu_xid_errors_total{{{GPU},xid="13",source="kernel"}}', APP4)],
+             [({**GPU_LABELS, "severity": "warning"}, APP_DESC)], interval="1m"),
+        Case("GpuXidApplicationErrors", "10m", [(f'gpu_xid_errors_total{{{GPU},xid="13",source="nvml"}}', "0x10"),
+                                                (f'gpu_xid_errors_total{{{GPU},xid="13",source="kernel"}}', APP4)],
+             [({**GPU_LABELS, "severity": "warning"}, APP_DESC)], interval="1m"),
+        # XID 45s the kernel log calls follow-ons of an earlier XID do not make the GPU look bad.
+        Case("GpuXidApplicationErrors", "10m", [(f'gpu_xid_errors_total{{{GPU},xid="45",source="nvml"}}', APP4),
+                                                (f'gpu_xid_follow_on_errors_total{{{GPU},xid="45",cause_xid="79"}}',
+                                                 APP4)], interval="1m"),
         Case("GpuLost", "15s", [(f"gpu_accessible{{{GPU}}}", "1 1 0 0 0")],
              [({**GPU_LABELS, "severity": "critical", "remediation": "auto"},
                "GPU 3 (GPU-3) on node n1 is not accessible to NVML.")]),
@@ -187,6 +221,12 @@ def cases() -> dict[str, list[Case]]:
              [({"job": "vigil-remediator", "severity": "warning"},
                "1 drains were blocked by a PodDisruptionBudget in 30 minutes.")], interval="1m"),
         Case("VigilDrainBlocked", "10m", [(f'vigil_blocked_total{{{REM},reason="budget"}}', "0 0 0 1 1 1 1 1 1 1 1")],
+             interval="1m"),
+        Case("VigilIncidentErrors", "10m",
+             [(f'vigil_incident_errors_total{{{REM},stage="decide"}}', "0 0 0 1 1 1 1 1 1 1 1")],
+             [({"job": "vigil-remediator", "stage": "decide", "severity": "warning"},
+               "1 incidents failed in stage decide in 15 minutes.")], interval="1m"),
+        Case("VigilIncidentErrors", "10m", [(f'vigil_incident_errors_total{{{REM},stage="decide"}}', "0x10")],
              interval="1m"),
         Case("VigilRepairExhausted", "10m", [(f"vigil_repairs_exhausted_total{{{REM}}}", "0 0 0 1 1 1 1 1 1 1 1")],
              [({"job": "vigil-remediator", "severity": "warning"},

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import gpu_exporter, pipeline, remediator, service_exporter
+from bench import gpu_exporter, pipeline, remediator, scale, service_exporter
 
-BENCHES = [gpu_exporter.run, remediator.run, service_exporter.run, pipeline.run]
+BENCHES = [gpu_exporter.run, remediator.run, scale.run, service_exporter.run, pipeline.run]
 
 
 def main() -> int:

@@ -1,5 +1,6 @@
 """Remediator intake: durable ingest rate against a no-op handler on the same server, p99 ack
-latency at a fixed 200 req/s, and one 10,000-alert notification against json.loads of its body."""
+latency at a fixed 200 req/s, and one 10,000-alert notification against a no-op handler's POST of
+the same body plus json.loads of it."""
 
 from __future__ import annotations
 
@@ -137,6 +138,12 @@ def run() -> list[tuple[str, str, str, str]]:
             t = time.perf_counter()
             json.loads(storm)
             loads.append(time.perf_counter() - t)
+        noop_posts = []
+        for _ in range(3):
+            t = time.perf_counter()
+            requests.post(noop_url, data=storm, headers={"Content-Type": "application/json"}, timeout=120)
+            noop_posts.append(time.perf_counter() - t)
+        baseline_storm = statistics.median(noop_posts) + statistics.median(loads)
         posts = []
         for k in range(3):
             body = storm.replace(b'"fingerprint": "a', f'"fingerprint": "{k + 1}'.encode())  # new incidents
@@ -145,7 +152,7 @@ def run() -> list[tuple[str, str, str, str]]:
                                                        "Content-Type": "application/json"}, timeout=120)
             posts.append(time.perf_counter() - t)
             assert r.status_code == 200 and r.json()["new"] == 10_000, r.text[:200]
-        storm_ratio = statistics.median(posts) / statistics.median(loads)
+        storm_ratio = statistics.median(posts) / baseline_storm
     finally:
         for p in (rem, noop):
             p.terminate()
@@ -156,10 +163,10 @@ def run() -> list[tuple[str, str, str, str]]:
                 p.wait(10)
     return [
         ("remediator durable ingest vs no-op handler", f"{ratio:.2f}x ({max(durable):.0f} vs {max(baseline):.0f} "
-         "req/s)", ">= 0.5x", "yes" if ratio >= 0.5 else "no"),
+         "req/s)", ">= 0.6x", "yes" if ratio >= 0.6 else "no"),
         ("remediator p99 ack latency at 200 req/s", f"{p99 * 1e3:.1f} ms (median "
          f"{statistics.median(lat) * 1e3:.1f} ms)", "<= 20 ms", "yes" if p99 <= 0.020 else "no"),
-        ("remediator 10,000-alert notification vs json.loads", f"{storm_ratio:.1f}x "
-         f"({statistics.median(posts) * 1e3:.0f} ms vs {statistics.median(loads) * 1e3:.0f} ms)", "<= 5x",
-         "yes" if storm_ratio <= 5 else "no"),
+        ("remediator 10,000-alert notification vs no-op POST + json.loads", f"{storm_ratio:.1f}x "
+         f"({statistics.median(posts) * 1e3:.0f} ms vs {baseline_storm * 1e3:.0f} ms)", "<= 3x",
+         "yes" if storm_ratio <= 3 else "no"),
     ]

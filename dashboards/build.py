@@ -14,14 +14,15 @@ from pathlib import Path
 
 import yaml
 
-from alerts import generate
-from alerts.generate import write_or_check
 from dashboards.model import Dashboard, Panel, Row, Target, Variable, export_variant
+from vigil_common import xid
+from vigil_common.generated import write_or_check
+from vigil_common.runbooks import RUNBOOK_BASE
 
 ROOT = Path(__file__).resolve().parent
-# The alert rules own the runbook location and the XID classes; the panels follow them.
-RUNBOOKS = generate.Settings().runbook_url.rsplit("/", 1)[0]
-CRITICAL_XIDS = "|".join(str(c) for c in generate.XID_NODE_ACTION)
+# The signal catalog owns the runbook location and the XID classes; the rules and the panels follow it.
+RUNBOOKS = RUNBOOK_BASE
+CRITICAL_XIDS = xid.pattern(xid.NODE_ACTION)
 GPU = 'job="vigil-gpu-exporter", node=~"$node"'
 SVC = 'job="vigil-service-exporter", namespace=~"$namespace", service=~"$service"'
 REM = 'job="vigil-remediator"'
@@ -57,7 +58,8 @@ def gpu_fleet() -> Dashboard:
             stat("GPUs lost", "GPUs that fell off the bus or need a reset.", f"count(gpu_accessible{{{GPU}}} == 0) "
                  "or vector(0)", thresholds=RED_AT, links=runbook("GpuLost")),
             stat("Critical XIDs (1h)", "XIDs that need a drain, reset or reboot, in the last hour.",
-                 f'sum(increase(gpu_xid_errors_total{{{GPU}, xid=~"{CRITICAL_XIDS}"}}[1h])) or vector(0)',
+                 f'sum(max without (source) (increase(gpu_xid_errors_total{{{GPU}, xid=~"{CRITICAL_XIDS}"}}[1h]))) '
+                 "or vector(0)",
                  thresholds=RED_AT, links=runbook("GpuXidCritical")),
             stat("Row remaps pending", "GPUs that need a reset to apply a row remap.",
                  f"sum(gpu_row_remap_pending{{{GPU}}}) or vector(0)", thresholds=[(None, "green"), (1, "orange")]),
@@ -67,9 +69,14 @@ def gpu_fleet() -> Dashboard:
             stat("Exporters up", "GPU exporters Prometheus scrapes.", f"sum(up{{{GPU}}})"),
         ]),
         Row("Errors", [
-            ts("XID events by code", "XID errors per code across the fleet.",
-               Target(f"sum by (xid) (increase(gpu_xid_errors_total{{{GPU}}}[$__rate_interval]))", "XID {{xid}}"),
-               w=12, expect_data=False),
+            ts("XID events by code", "XID errors per code across the fleet (NVML and the kernel log; an event "
+               "both saw counts once).",
+               Target(f"sum by (xid) (max without (source) (increase(gpu_xid_errors_total{{{GPU}}}"
+                      "[$__rate_interval])))", "XID {{xid}}"), w=12, expect_data=False),
+            ts("NVSwitch SXids", "NVSwitch SXid errors from the kernel log, by switch, code and severity.",
+               Target(f"sum by (node, device, sxid, severity) (increase(gpu_nvswitch_sxid_errors_total{{{GPU}}}"
+                      "[$__rate_interval])) > 0", "{{node}} {{device}} SXid {{sxid}} {{severity}}"), w=12,
+               expect_data=False, links=runbook("GpuNvswitchSxidFatal")),
             ts("Uncorrectable ECC errors", "Uncorrectable (double-bit) ECC errors per GPU.",
                Target(f"sum by (node, gpu) (increase(gpu_ecc_uncorrected_errors_total{{{GPU}}}[$__rate_interval]))",
                       "{{node}} GPU {{gpu}}"), w=12),
@@ -103,6 +110,10 @@ def gpu_node() -> Dashboard:
             Panel("table", "GPUs", "Identity of each GPU (gpu_info) on the node.",
                   [Target(f"gpu_info{{{g}}}", instant=True)], w=24, h=6,
                   options={"showHeader": True}),
+            Panel("table", "Pods on each GPU", "Which pod and container the kubelet allocated each GPU to "
+                  "(gpu_allocation_info, from the pod-resources API; a MIG slice or shared replica shows its parent "
+                  "GPU). Empty where pod attribution is off.",
+                  [Target(f"gpu_allocation_info{{{g}}}", instant=True)], w=24, h=6, options={"showHeader": True}),
             Panel("state-timeline", "Accessible", "1 while NVML can read the GPU.",
                   [Target(f"gpu_accessible{{{g}}}", by)], w=12, thresholds=[(None, "red"), (1, "green")]),
             ts("Recovery action requested", "0 none, 1 GPU reset, 2 node reboot, 3 drain P2P, 4 drain and reset.",
@@ -123,7 +134,8 @@ def gpu_node() -> Dashboard:
         ]),
         Row("Errors", [
             ts("XIDs", "XID errors by GPU and code.",
-               Target(f"increase(gpu_xid_errors_total{{{g}}}[$__rate_interval]) > 0", "GPU {{gpu}} XID {{xid}}"),
+               Target(f"max without (source) (increase(gpu_xid_errors_total{{{g}}}[$__rate_interval])) > 0",
+                      "GPU {{gpu}} XID {{xid}}"),
                expect_data=False, links=runbook("GpuXidCritical")),
             ts("ECC errors", "Corrected and uncorrected ECC errors.",
                Target(f"increase(gpu_ecc_corrected_errors_total{{{g}}}[$__rate_interval])", f"corrected {by}"),

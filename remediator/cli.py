@@ -2,8 +2,12 @@
 
     remediator serve --config vigil.yaml [--listen 127.0.0.1:9095] [--insecure-no-auth]
     remediator explain --config vigil.yaml payload.json
-    remediator check-config vigil.yaml
+    remediator check-config vigil.yaml [--check-secrets]
     remediator example-config [NAME | --list | --write DIR]
+    remediator incidents|show ID|pause --reason R [--for 2h]|resume|breaker-reset|state   (on call; see below)
+
+The on-call subcommands talk to a running remediator: --url (env VIGIL_URL) and a bearer token
+from --token-file (env VIGIL_TOKEN_FILE) or VIGIL_TOKEN.
 """
 
 from __future__ import annotations
@@ -17,12 +21,16 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from remediator.config import Config, ConfigError, load_config
+from vigil_common import logs
 from vigil_common.hostport import hostport_arg
+from vigil_common.logs import HelpFormatter as _Help
 
 log = logging.getLogger("remediator")
+ENGINE_STOP_TIMEOUT = 8.0  # seconds for running actions to reach a safe point; Kubernetes kills at 30
 
 
 def _die(message: str) -> int:
@@ -30,32 +38,82 @@ def _die(message: str) -> int:
     return 2
 
 
+def _config_errors(path: str, first: ConfigError) -> int:
+    """Every error of a config that does not load (secrets included), not just the first."""
+    from remediator.config_check import check
+
+    errors = check(path, check_secrets=True).errors or (first,)
+    for err in errors:
+        print(f"error: {err}", file=sys.stderr)
+    return _die(f"{path}: {len(errors)} error{'s' if len(errors) > 1 else ''}; see `remediator check-config`")
+
+
 def _kube(config: Config):
     """The cluster client, or None where there is none (allowed in dry-run only)."""
-    from remediator.cluster.kube import Kube
+    from remediator.cluster.kube import Kube, RetryPolicy
 
+    retry = RetryPolicy(request_timeout=config.kube_request_timeout, deadline=config.action_deadline)
     if config.kubeconfig:
         return Kube(os.path.expanduser(config.kubeconfig), event_namespace=config.event_namespace,
-                    node_selector=config.node_selector)
+                    node_selector=config.node_selector, retry=retry)
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return Kube(None, event_namespace=config.event_namespace, node_selector=config.node_selector)
+        return Kube(None, event_namespace=config.event_namespace, node_selector=config.node_selector, retry=retry)
     return None
 
 
-def serve(args: argparse.Namespace) -> int:
-    from waitress import create_server
+def _log_start_state(config: Config, engine) -> None:
+    """What an operator must know at start: a pause in force (why, by whom, until when), an open
+    breaker, and a single credential shared by Alertmanager and people."""
+    from remediator.runtime.engine import utcnow
 
-    from remediator.runtime import logs
+    state = engine.safety_state(utcnow())
+    pause = engine.pause()
+    engine.metrics.paused.set(1 if state.paused else 0)
+    engine.metrics.breaker_open.set(1 if state.breaker_open else 0)
+    (log.warning if state.paused else log.info)("%s", pause.describe() if state.paused else
+                                                "remediation is active (not paused)")
+    if state.breaker_open:
+        log.warning("the circuit breaker is OPEN: no actions until POST /api/breaker/reset (remediator breaker-reset)")
+    for role in ("intake", "read", "admin"):
+        if config.auth.configured and not config.auth.with_role(role):
+            log.warning("auth: no credential has the %r role (auth.credentials)", role)
+    if config.auth.legacy:
+        log.warning("auth: one credential serves Alertmanager and people (intake and admin); list "
+                    "auth.credentials with roles intake, read and admin to tell them apart in the audit trail")
+
+
+def _cache(config: Config, kube, metrics):
+    """The watch-fed cluster cache decisions read: nodes always; namespaces, pods, Services and
+    workloads only when a rule's actions need them (see cluster.cache.Needs)."""
+    if kube is None:
+        return None
+    from remediator.cluster.cache import ClusterCache, Needs
+    from remediator.domain.actions import ACTIONS
+
+    kinds = [ACTIONS[a.type] for r in config.rules for a in (*r.actions, *r.escalate.steps)]
+    needs = Needs(namespaces=any("namespace" in k.params or k.name == "drain_node" for k in kinds),
+                  pods=any(k.targets_pod or k.name == "drain_node" for k in kinds),
+                  services=any(k.targets_pod for k in kinds))
+    cache = ClusterCache(kube, needs)
+    metrics.watch_cache(cache.staleness, lambda: {i.res.name: len(i.items) for i in cache.informers})
+    metrics.count_kube_requests(lambda: kube.requests)
+    cache.start()
+    return cache
+
+
+def serve(args: argparse.Namespace) -> int:
     from remediator.runtime.engine import Engine
     from remediator.runtime.metrics import Metrics
     from remediator.store.ledger import SQLiteLedger
     from remediator.web.app import create_app
+    from remediator.web.server import close as close_server
+    from remediator.web.server import make_server
 
-    logs.setup(args.log_level)
+    logs.setup(args.log_level, args.log_format)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        return _die(str(exc))
+        return _config_errors(args.config, exc)
     if not config.auth.configured and not args.insecure_no_auth:
         return _die(f"{args.config}: no webhook credentials configured (auth.bearer_token_file/_env or "
                     "auth.basic_auth); refusing to start. Use --insecure-no-auth only for local experiments.")
@@ -68,29 +126,45 @@ def serve(args: argparse.Namespace) -> int:
     except Exception as exc:
         return _die(f"cannot open the ledger {config.ledger_path}: {exc}")
     metrics = Metrics(ledger.counts_by_status)
-    engine = Engine(config, ledger, kube, metrics)
-    app = create_app(config, ledger, engine, metrics, insecure_no_auth=args.insecure_no_auth)
+    cache = _cache(config, kube, metrics)
+    engine = Engine(config, ledger, kube, metrics, cache=cache)
+    draining = threading.Event()
+    app = create_app(config, ledger, engine, metrics, insecure_no_auth=args.insecure_no_auth, draining=draining)
     host, port = args.listen or config.listen
     try:
-        server = create_server(app, host=host, port=port, threads=8, ident="vigil",
-                               max_request_body_size=config.max_body_bytes + 1024, clear_untrusted_proxy_headers=True)
+        server = make_server(app, host=host, port=port, max_body_bytes=config.max_body_bytes)
     except OSError as exc:
         return _die(f"cannot listen on {host}:{port}: {exc.strerror}")
+    if cache is not None and not cache.wait_synced(5.0):
+        log.warning("the cluster cache is not synced yet; decisions defer until it is")
     engine.start()
     log.info("remediator listening on http://%s:%s (dry_run=%s, auth=%s, ledger=%s)", host,
              server.effective_port, config.safety.dry_run, "off" if args.insecure_no_auth else "on",
              config.ledger_path)
     if args.insecure_no_auth:
         log.warning("webhook authentication is OFF (--insecure-no-auth)")
+    _log_start_state(config, engine)
 
-    def stop(*_: object) -> None:
-        threading.Thread(target=server.close, daemon=True).start()
+    def shutdown() -> None:
+        """Readiness is off; intake keeps answering (what arrives is recorded and decided after the
+        restart) while running actions stop at their next safe point; then the listener closes."""
+        started = time.monotonic()
+        engine.stop(timeout=ENGINE_STOP_TIMEOUT)
+        time.sleep(max(config.shutdown_delay - (time.monotonic() - started), 0.0))
+        close_server(server)
+        log.info("stopped in %.1f s", time.monotonic() - started)
+
+    def stop(signum: int, _: object) -> None:
+        if not draining.is_set():
+            log.info("%s: shutting down (readiness off, actions left resumable)", signal.Signals(signum).name)
+            draining.set()
+            threading.Thread(target=shutdown, name="vigil-shutdown", daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    with contextlib.suppress(OSError):  # closed by the signal handler
+    with contextlib.suppress(OSError):  # closed by shutdown()
         server.run()
-    engine.stop()
+    engine.stop(timeout=1.0)
     return 0
 
 
@@ -166,16 +240,20 @@ def _print_explained(r: dict) -> None:
 
 
 def explain(args: argparse.Namespace) -> int:
+    from remediator.config_check import check
     from remediator.domain.models import Incident
     from remediator.domain.payload import PayloadError, parse
     from remediator.domain.rails import World
 
+    checked = check(args.config)  # explain needs no secrets: they are not read
+    if checked.config is None:
+        for err in checked.errors:
+            print(f"error: {err}", file=sys.stderr)
+        return _die(f"{args.config}: {len(checked.errors)} error(s)")
+    config = checked.config
     try:
-        config = load_config(args.config)
         body = Path(args.payload).read_bytes() if args.payload != "-" else sys.stdin.buffer.read()
         note = parse(body)
-    except ConfigError as exc:
-        return _die(str(exc))
     except OSError as exc:
         return _die(f"{args.payload}: {exc.strerror}")
     except PayloadError as exc:
@@ -195,12 +273,20 @@ def explain(args: argparse.Namespace) -> int:
 
 
 def check_config(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        return _die(str(exc))
+    from remediator.config_check import check
+
+    result = check(args.config, check_secrets=args.check_secrets)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if not result.ok:
+        for err in result.errors:
+            print(f"error: {err}", file=sys.stderr)
+        n = len(result.errors)
+        return _die(f"{args.config}: {n} error{'s' if n > 1 else ''}")
+    config = result.config
     print(f"{args.config}: ok ({len(config.rules)} rules, dry_run={config.safety.dry_run}, "
-          f"auth={'configured' if config.auth.configured else 'NOT configured'})")
+          f"auth={'configured' if config.auth.configured else 'NOT configured'}"
+          f"{', secrets checked' if args.check_secrets else ', secrets not checked'})")
     return 0
 
 
@@ -211,30 +297,38 @@ def example_config(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="remediator", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from remediator import __version__, oncall
+
+    p = argparse.ArgumentParser(prog="remediator", description=__doc__, formatter_class=_Help)
+    logs.add_arguments(p, __version__, logging_flags=False)
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("serve", help="run the webhook receiver and the engine")
+    s = sub.add_parser("serve", help="run the webhook receiver and the engine", formatter_class=_Help)
     s.add_argument("--config", required=True)
     s.add_argument("--listen", type=hostport_arg, default=None, help="HOST:PORT (default from config, 127.0.0.1:9095)")
     s.add_argument("--insecure-no-auth", action="store_true", help="accept unauthenticated webhooks (local only)")
-    s.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    s.add_argument("--log-level", default="INFO", choices=logs.LEVELS)
+    s.add_argument("--log-format", default="json", choices=("json", "text"), help="log lines as JSON or text")
     s.set_defaults(func=serve)
-    e = sub.add_parser("explain", help="print the decision trace for a payload without acting")
+    e = sub.add_parser("explain", help="print the decision trace for a payload without acting", formatter_class=_Help)
     e.add_argument("--config", required=True)
     e.add_argument("--json", action="store_true")
     e.add_argument("payload", help="an Alertmanager v4 webhook body (file, or - for stdin)")
     e.set_defaults(func=explain)
-    c = sub.add_parser("check-config", help="validate a config")
+    c = sub.add_parser("check-config", help="validate a config: every error, with file, line and YAML path",
+                       formatter_class=_Help)
     c.add_argument("config")
+    c.add_argument("--check-secrets", action="store_true",
+                   help="also read every token and password file and environment variable the config names")
     c.set_defaults(func=check_config)
-    x = sub.add_parser("example-config", help="print or write the shipped examples, rules, dashboards, runbooks")
+    x = sub.add_parser("example-config", help="print or write the shipped examples, rules, dashboards, runbooks",
+                       formatter_class=_Help)
     x.add_argument("name", nargs="?", help="a shipped file (default vigil.yaml; --list names them)")
     x.add_argument("--list", action="store_true", help="list the shipped files")
     x.add_argument("--write", type=Path, metavar="DIR", help="write every shipped file under DIR")
     x.add_argument("--force", action="store_true", help="with --write: overwrite existing files")
     x.set_defaults(func=example_config)
-    return p
+    oncall.add_parsers(sub, _Help)
+    return logs.document_defaults(p)
 
 
 def main(argv: list[str] | None = None) -> int:

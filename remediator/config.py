@@ -5,28 +5,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from remediator.config_repair import parse_repair
+from remediator.credentials import Auth, parse_auth
 from remediator.domain.actions import ACTIONS
 from remediator.domain.budget import Limits, Pools
 from remediator.domain.policy import Action, Check, Escalation, Matcher, PolicyError, Rule, compile_template
 from remediator.domain.repair import RepairSettings
 from remediator.domain.safety import Breaker, Budget, Safety
-from vigil_common.config import ConfigError, Section, load_yaml
+from remediator.oncall_config import UI, Notifications, parse_notifications, parse_ui
+from vigil_common.config import ConfigError, Section, guarded, load_yaml, report
 from vigil_common.hostport import parse_hostport
-
-
-@dataclass(frozen=True)
-class Auth:
-    bearer_token: str | None = None
-    basic_username: str | None = None
-    basic_password: str | None = None
-
-    @property
-    def configured(self) -> bool:
-        return bool(self.bearer_token or (self.basic_username and self.basic_password))
 
 
 @dataclass(frozen=True)
@@ -34,17 +24,23 @@ class Config:
     path: str = "<defaults>"
     listen: tuple[str, int] = ("127.0.0.1", 9095)
     max_body_bytes: int = 10 * 1024 * 1024
+    shutdown_delay: float = 2.0  # seconds intake keeps answering after SIGTERM, with readiness off
     auth: Auth = field(default_factory=Auth)
     ledger_path: str = "vigil-ledger.db"
     kubeconfig: str | None = None  # None: in-cluster config
     event_namespace: str = "default"
     node_selector: str = ""  # label selector of the nodes Vigil manages and budgets over; "" = all
+    kube_request_timeout: float = 10.0  # seconds, each Kubernetes API request
+    action_deadline: float = 60.0  # seconds an action may retry transient API errors (429, 5xx, resets)
+    action_deadlines: dict[str, float] = field(default_factory=dict)  # per action type, overriding the default
     workers: int = 4
     prometheus_url: str | None = None  # for guard and verify (prometheus-api-client)
     prometheus_timeout: float = 5.0
     safety: Safety = field(default_factory=Safety)
     rules: tuple[Rule, ...] = ()
     repair: RepairSettings = field(default_factory=RepairSettings)
+    notifications: Notifications = field(default_factory=Notifications)
+    ui: UI = field(default_factory=UI)
 
     @property
     def history_window(self) -> float:
@@ -52,38 +48,30 @@ class Config:
         return max([self.safety.breaker.window, *(max(r.window, r.cooldown) for r in self.rules)])
 
 
-def _secret(sec: Section, file_key: str, env_key: str) -> str | None:
-    """A secret from a file or an environment variable, never from the config itself."""
-    path, env = sec.string(file_key, None), sec.string(env_key, None)
-    if path and env:
-        raise ConfigError(f"{sec.where}: set {file_key!r} or {env_key!r}, not both")
-    if path:
-        try:
-            value = Path(os.path.expanduser(path)).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"{sec.key(file_key)}: cannot read {path}: {exc.strerror}") from exc
-        if not value:
-            raise ConfigError(f"{sec.key(file_key)}: {path} is empty")
-        return value
-    if env:
-        value = os.environ.get(env, "").strip()
-        if not value:
-            raise ConfigError(f"{sec.key(env_key)}: environment variable {env} is not set or empty")
-        return value
-    return None
-
-
-def _auth(raw: Any, where: str) -> Auth:
-    sec = Section(raw, where, ("bearer_token_file", "bearer_token_env", "basic_auth"))
-    token = _secret(sec, "bearer_token_file", "bearer_token_env")
-    user = password = None
-    if sec.get("basic_auth") is not None:
-        basic = Section(sec.get("basic_auth"), f"{where}.basic_auth", ("username", "password_file", "password_env"))
-        user = basic.string("username", None)
-        password = _secret(basic, "password_file", "password_env")
-        if not user or not password:
-            raise ConfigError(f"{where}.basic_auth: needs 'username' and 'password_file' or 'password_env'")
-    return Auth(token, user, password)
+def _action(a: Any, aw: str) -> Action:
+    if not isinstance(a, dict) or not isinstance(a.get("type"), str):
+        raise ConfigError(f"{aw}: each action needs a 'type'")
+    spec = ACTIONS.get(a["type"])
+    if spec is None:
+        raise ConfigError(f"{aw}: unknown action type {a['type']!r} (known: {', '.join(sorted(ACTIONS))})",
+                          at=(a, "type"))
+    unknown = sorted(set(a) - {"type", "params"})
+    if unknown:
+        raise ConfigError(f"{aw}: unknown key {unknown[0]!r}", at=(a, unknown[0]))
+    params = a.get("params") or {}
+    if not isinstance(params, dict):
+        raise ConfigError(f"{aw}.params: must be a mapping", at=(a, "params"))
+    missing = [p for p in spec.required if p not in params]
+    if missing:
+        raise ConfigError(f"{aw}.params: {a['type']} needs {missing[0]!r}", at=(a, "params"))
+    extra = sorted(set(params) - set(spec.required) - set(spec.optional))
+    if extra:
+        raise ConfigError(f"{aw}.params: {a['type']} has no parameter {extra[0]!r}", at=(params, extra[0]))
+    try:
+        compiled = {k: compile_template(v, f"{aw}.params.{k}") for k, v in params.items()}
+    except PolicyError as exc:
+        raise ConfigError(str(exc), at=(a, "params")) from exc
+    return Action(a["type"], compiled)
 
 
 def _actions(raw: Any, where: str, *, required: bool) -> list[Action]:
@@ -91,32 +79,14 @@ def _actions(raw: Any, where: str, *, required: bool) -> list[Action]:
         return []
     if not isinstance(raw, list) or (required and not raw):
         raise ConfigError(f"{where}': a non-empty list of actions")
-    actions = []
-    for j, a in enumerate(raw):
-        aw = f"{where}[{j}]'"
-        if not isinstance(a, dict) or not isinstance(a.get("type"), str):
-            raise ConfigError(f"{aw}: each action needs a 'type'")
-        spec = ACTIONS.get(a["type"])
-        if spec is None:
-            raise ConfigError(f"{aw}: unknown action type {a['type']!r} (known: {', '.join(sorted(ACTIONS))})")
-        unknown = sorted(set(a) - {"type", "params"})
-        if unknown:
-            raise ConfigError(f"{aw}: unknown key {unknown[0]!r}")
-        params = a.get("params") or {}
-        if not isinstance(params, dict):
-            raise ConfigError(f"{aw}.params: must be a mapping")
-        missing = [p for p in spec.required if p not in params]
-        if missing:
-            raise ConfigError(f"{aw}.params: {a['type']} needs {missing[0]!r}")
-        extra = sorted(set(params) - set(spec.required) - set(spec.optional))
-        if extra:
-            raise ConfigError(f"{aw}.params: {a['type']} has no parameter {extra[0]!r}")
-        try:
-            compiled = {k: compile_template(v, f"{aw}.params.{k}") for k, v in params.items()}
-        except PolicyError as exc:
-            raise ConfigError(str(exc)) from exc
-        actions.append(Action(a["type"], compiled))
-    return actions
+    found = [guarded(lambda a=a, j=j: _action(a, f"{where}[{j}]'"), at=(raw, j)) for j, a in enumerate(raw)]
+    return [a for a in found if a is not None]
+
+
+def _deadlines(raw: Any, where: str) -> dict[str, float]:
+    """{action type: duration}: how long each type of action may retry transient API errors."""
+    sec = Section(raw, where, tuple(ACTIONS))
+    return {t: sec.duration(t, 0.0) for t in ACTIONS if sec.get(t) is not None}
 
 
 def _check(raw: Any, where: str) -> Check | None:
@@ -131,7 +101,8 @@ def _check(raw: Any, where: str) -> Check | None:
         raise ConfigError(f"{sec.key('mode')}: fail_closed or fail_open, got {mode!r}")
     on_unknown = sec.string("on_unknown", "stop")
     if on_unknown not in ("stop", "escalate"):
-        raise ConfigError(f"{sec.key('on_unknown')}: stop or escalate, got {on_unknown!r}")
+        sec.fail("on_unknown", f"stop or escalate, got {on_unknown!r}")
+        on_unknown = "stop"
     try:
         compiled = compile_template(query, f"{where}.query") if query else None
     except PolicyError as exc:
@@ -141,6 +112,13 @@ def _check(raw: Any, where: str) -> Check | None:
                  on_unknown=on_unknown)
 
 
+def _matchers(text: Any, where: str) -> list[Matcher]:
+    try:
+        return Matcher.parse_all(text)
+    except PolicyError as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
 def _rule(raw: Any, i: int, where: str) -> Rule:
     name = raw.get("name") if isinstance(raw, dict) else None
     rw = f"{where}: rule {name!r}" if isinstance(name, str) and name else f"{where}: rule #{i + 1}"
@@ -148,22 +126,24 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
                              "allow_stale", "guard", "verify", "escalate", "on_resolved", "description",
                              "on_failure", "min_available"))
     if not isinstance(name, str) or not name:
-        raise ConfigError(f"{rw}: key 'name': required")
+        sec.fail("name", "required")
+        name = f"#{i + 1}"
     match = sec.get("match")
     if not isinstance(match, list) or not match:
-        raise ConfigError(f"{sec.key('match')}: a non-empty list of matchers such as 'alertname=\"X\"'")
-    try:
-        matchers = tuple(Matcher.parse(m) for m in match)
-    except PolicyError as exc:
-        raise ConfigError(f"{sec.key('match')}: {exc}") from exc
-    actions = _actions(sec.get("actions"), f"{rw}: key 'actions", required=True)
+        sec.fail("match", "a non-empty list of matchers such as 'alertname=\"X\"'")
+        match = []
+    matchers = tuple(x for i, m in enumerate(match)
+                     for x in guarded(lambda m=m: _matchers(m, sec.key("match")), at=(match, i)) or ())
+    actions = guarded(lambda: _actions(sec.get("actions"), f"{rw}: key 'actions", required=True),
+                      at=(sec.raw, "actions")) or []
     esc = Section(sec.get("escalate"), f"{rw}: key 'escalate'", ("steps", "max_steps", "max_loops_per_target",
                                                                     "window"))
-    steps = _actions(esc.get("steps"), f"{rw}: key 'escalate.steps", required=False)
+    steps = guarded(lambda: _actions(esc.get("steps"), f"{rw}: key 'escalate.steps", required=False),
+                    at=(esc.raw, "steps")) or []
     on_resolved = Section(sec.get("on_resolved"), f"{rw}: key 'on_resolved'", ("uncordon", "verify", "validate"))
     uncordon = on_resolved.boolean("uncordon", False)
     if uncordon and not any(ACTIONS[a.type].removes_node for a in [*actions, *steps]):
-        raise ConfigError(f"{rw}: key 'on_resolved.uncordon': only for rules that take a node out")
+        on_resolved.fail("uncordon", "only for rules that take a node out")
     on_failure = Section(sec.get("on_failure"), f"{rw}: key 'on_failure'", ("steps",))
     return Rule(
         name=name, matchers=matchers, actions=tuple(actions), cooldown=sec.duration("cooldown", 0.0),
@@ -176,7 +156,8 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
         uncordon_on_resolved=(_check(on_resolved.get("verify"), f"{rw}: key 'on_resolved.verify'") or Check())
         if uncordon else None,
         validate_on_resolved=on_resolved.boolean("validate", False),
-        on_failure=tuple(_actions(on_failure.get("steps"), f"{rw}: key 'on_failure.steps", required=False)),
+        on_failure=tuple(guarded(lambda: _actions(on_failure.get("steps"), f"{rw}: key 'on_failure.steps",
+                                                  required=False), at=(on_failure.raw, "steps")) or ()),
         min_available=_min_available(sec),
     )
 
@@ -192,8 +173,8 @@ def _min_available(sec: Section) -> int | str | None:
     except ValueError:
         value = -1
     if isinstance(raw, bool) or value < 0 or (text.endswith("%") and value > 100):
-        raise ConfigError(f"{sec.key('min_available')}: a number of replicas or a percentage such as '50%', "
-                          f"got {raw!r}")
+        sec.fail("min_available", f"a number of replicas or a percentage such as '50%', got {raw!r}")
+        return None
     return text if text.endswith("%") else int(text)
 
 
@@ -201,7 +182,7 @@ def _limits(raw: Any, where: str) -> Limits:
     sec = Section(raw, where, ("max_nodes", "max_percent", "min_nodes"))
     pct = sec.number("max_percent", None)
     if pct is not None and pct > 100:
-        raise ConfigError(f"{sec.key('max_percent')}: a percentage, at most 100")
+        sec.fail("max_percent", "a percentage, at most 100")
     return Limits(sec.number("max_nodes", None, integer=True), pct, sec.number("min_nodes", 1, integer=True))
 
 
@@ -212,26 +193,31 @@ def _pools(raw: Any, where: str) -> Pools | None:
     sec = Section(raw, where, ("label", "default", "overrides"))
     label = sec.string("label", None)
     if not label:
-        raise ConfigError(f"{sec.key('label')}: required (the node label whose value names the pool)")
+        sec.fail("label", "required (the node label whose value names the pool)")
+        return None
     overrides = sec.get("overrides") or {}
     if not isinstance(overrides, dict):
-        raise ConfigError(f"{sec.key('overrides')}: a mapping of label value to limits")
+        sec.fail("overrides", "a mapping of label value to limits")
+        overrides = {}
     return Pools(label, _limits(sec.get("default"), f"{where}.default"),
                  {str(k): _limits(v, f"{where}.overrides.{k}") for k, v in overrides.items()})
 
 
 def parse_config(data: Any, path: str = "<config>") -> Config:
     top = Section(data, path, ("server", "auth", "ledger", "kubernetes", "engine", "safety", "policy", "prometheus",
-                               "repair"))
+                               "notifications", "ui", "repair"))
     prom = Section(top.get("prometheus"), f"{path}: prometheus", ("url", "timeout"))
-    server = Section(top.get("server"), f"{path}: server", ("listen", "max_body_bytes"))
+    server = Section(top.get("server"), f"{path}: server", ("listen", "max_body_bytes", "shutdown_delay"))
     listen = server.string("listen", "127.0.0.1:9095")
     try:
         listen_at = parse_hostport(listen)
     except ValueError as exc:
-        raise ConfigError(f"{server.key('listen')}: {exc}") from exc
+        server.fail("listen", str(exc))
+        listen_at = ("127.0.0.1", 9095)
     ledger = Section(top.get("ledger"), f"{path}: ledger", ("path",))
-    kube = Section(top.get("kubernetes"), f"{path}: kubernetes", ("kubeconfig", "event_namespace", "node_selector"))
+    kube = Section(top.get("kubernetes"), f"{path}: kubernetes", ("kubeconfig", "event_namespace", "node_selector",
+                                                                   "request_timeout", "action_deadline",
+                                                                   "action_deadlines"))
     engine = Section(top.get("engine"), f"{path}: engine", ("workers",))
     safety = Section(top.get("safety"), f"{path}: safety", ("dry_run", "max_alert_age", "budget", "breaker"))
     budget = Section(safety.get("budget"), f"{path}: safety.budget",
@@ -241,27 +227,38 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
     for k in ("max_percent", "max_gpu_percent", "max_traffic_shift_percent"):
         v = budget.number(k, None)
         if v is not None and v > 100:
-            raise ConfigError(f"{budget.key(k)}: a percentage, at most 100")
+            budget.fail(k, "a percentage, at most 100")
     policy = Section(top.get("policy"), f"{path}: policy", ("rules",))
     raw_rules = policy.get("rules") or []
     if not isinstance(raw_rules, list):
-        raise ConfigError(f"{policy.key('rules')}: must be a list")
-    rules = tuple(_rule(r, i, f"{path}: policy") for i, r in enumerate(raw_rules))
+        policy.fail("rules", "must be a list")
+        raw_rules = []
+    parsed = [guarded(lambda r=r, i=i: _rule(r, i, f"{path}: policy"), at=(raw_rules, i))
+              for i, r in enumerate(raw_rules)]
+    rules = tuple(r for r in parsed if r is not None)
     needs_prometheus = [r.name for r in rules if (r.guard and r.guard.query) or (r.verify and r.verify.query)
                         or (r.uncordon_on_resolved and r.uncordon_on_resolved.query)]
     if needs_prometheus and not prom.string("url", None):
-        raise ConfigError(f"{path}: prometheus: key 'url': rule {needs_prometheus[0]!r} has a PromQL guard or verify")
+        prom.fail("url", f"rule {needs_prometheus[0]!r} has a PromQL guard or verify")
     names = [r.name for r in rules]
     dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"{path}: policy: rule {dupes[0]!r}: key 'name': used twice")
+    for dupe in dupes:
+        report(ConfigError(f"{path}: policy: rule {dupe!r}: key 'name': used twice",
+                           at=(raw_rules, [i for i, r in enumerate(raw_rules)
+                                           if isinstance(r, dict) and r.get("name") == dupe][-1])))
     return Config(
         path=path, listen=listen_at,
         max_body_bytes=server.number("max_body_bytes", 10 * 1024 * 1024, integer=True, minimum=1024),
-        auth=_auth(top.get("auth"), f"{path}: auth"),
+        shutdown_delay=server.duration("shutdown_delay", 2.0),
+        auth=parse_auth(top.get("auth"), f"{path}: auth"),
+        notifications=parse_notifications(top.get("notifications"), f"{path}: notifications"),
+        ui=parse_ui(top.get("ui"), f"{path}: ui"),
         ledger_path=ledger.string("path", "vigil-ledger.db"),
         kubeconfig=kube.string("kubeconfig", None), event_namespace=kube.string("event_namespace", "default"),
         node_selector=kube.string("node_selector", ""),
+        kube_request_timeout=kube.duration("request_timeout", 10.0),
+        action_deadline=kube.duration("action_deadline", 60.0),
+        action_deadlines=_deadlines(kube.get("action_deadlines"), kube.key("action_deadlines")),
         workers=engine.number("workers", 4, integer=True, minimum=1),
         prometheus_url=prom.string("url", None), prometheus_timeout=prom.duration("timeout", 5.0),
         safety=Safety(
@@ -279,7 +276,7 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
                             reset_after=breaker.duration("reset_after", 0.0)),
         ),
         rules=rules,
-        repair=parse_repair(top.get("repair"), path),
+        repair=guarded(lambda: parse_repair(top.get("repair"), path), at=(top.raw, "repair")) or RepairSettings(),
     )
 
 

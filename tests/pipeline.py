@@ -180,6 +180,10 @@ class Pipeline:
         for rule in cfg["policy"]["rules"]:
             if rule["name"] == "gpu-xid-node-fatal":  # the demo's repeat offender fails three times in a row
                 rule.update(cooldown="0s", max_actions=20)
+        # The example's notifications and links point at 127.0.0.1:9093; here Alertmanager has its own port.
+        am = self.stack.alertmanager_url
+        cfg["notifications"] = {"alertmanager_urls": [am]} if am else {}
+        cfg["ui"] = {"alertmanager_url": am} if am else {}
         path = self.workdir / "vigil.yaml"
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         port = free_port()

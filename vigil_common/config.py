@@ -1,19 +1,78 @@
 """Reading a YAML config section by section: every error names the file, the section and the key,
 and unknown keys are errors (a typo in a safety setting must not pass silently). Shared by the
-remediator's vigil.yaml and the service exporter's services.yaml."""
+remediator's vigil.yaml and the service exporter's services.yaml.
+
+Normally the first error raises ConfigError. Inside `collecting()` (check-config) errors are
+recorded instead and reading goes on with the default, so one run reports every mistake; each
+error keeps the mapping and key it is about, which `Marks` turns into a YAML path and a line."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import yaml
 
 from vigil_common.durations import parse_duration
 
+T = TypeVar("T")
+
 
 class ConfigError(ValueError):
-    pass
+    def __init__(self, message: str, at: tuple[Any, Any] | None = None) -> None:
+        super().__init__(message)
+        self.at = at  # (the mapping or list, the key or index) the error is about, for its line
+
+
+@dataclass
+class Collector:
+    """What one check-config run found: errors, and notes (secrets not checked, and the like)."""
+    check_secrets: bool = False
+    errors: list[ConfigError] = field(default_factory=list)
+    notes: list[ConfigError] = field(default_factory=list)
+
+
+_COLLECTOR: ContextVar[Collector | None] = ContextVar("vigil_config_collector", default=None)
+
+
+@contextlib.contextmanager
+def collecting(*, check_secrets: bool = False) -> Iterator[Collector]:
+    c = Collector(check_secrets=check_secrets)
+    token = _COLLECTOR.set(c)
+    try:
+        yield c
+    finally:
+        _COLLECTOR.reset(token)
+
+
+def collector() -> Collector | None:
+    return _COLLECTOR.get()
+
+
+def report(err: ConfigError) -> None:
+    """Raise the error, or, while collecting, record it so that reading goes on."""
+    c = _COLLECTOR.get()
+    if c is None:
+        raise err
+    c.errors.append(err)
+
+
+def guarded(fn: Callable[[], T], at: tuple[Any, Any] | None = None) -> T | None:
+    """fn(); while collecting, an error it raises is recorded (at `at` unless it knows better) and
+    the result is None, so that the next rule or action is still checked."""
+    if _COLLECTOR.get() is None:
+        return fn()
+    try:
+        return fn()
+    except ConfigError as exc:
+        if exc.at is None:
+            exc.at = at
+        report(exc)
+        return None
 
 
 class Section:
@@ -23,17 +82,21 @@ class Section:
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
-            raise ConfigError(f"{where}: must be a mapping")
-        unknown = sorted(set(raw) - set(known))
-        if unknown:
-            raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(known)})")
+            report(ConfigError(f"{where}: must be a mapping", at=(raw, None)))
+            raw = {}
+        for k in sorted((k for k in raw if k not in known), key=str):
+            report(ConfigError(f"{where}: unknown key {k!r} (known: {', '.join(known)})", at=(raw, k)))
         self.raw, self.where = raw, where
 
     def key(self, k: str) -> str:
         return f"{self.where}: key {k!r}"
 
     def err(self, k: str, msg: str) -> ConfigError:
-        return ConfigError(f"{self.key(k)}: {msg}")
+        return ConfigError(f"{self.key(k)}: {msg}", at=(self.raw, k))
+
+    def fail(self, k: str, msg: str) -> None:
+        """Report an error about key `k` (raises unless collecting)."""
+        report(self.err(k, msg))
 
     def get(self, k: str, default: Any = None) -> Any:
         return self.raw.get(k, default)
@@ -43,9 +106,11 @@ class Section:
         if v is None:
             return None
         if isinstance(v, bool) or not isinstance(v, int | float) or (integer and not isinstance(v, int)):
-            raise ConfigError(f"{self.key(k)}: expected {'an integer' if integer else 'a number'}, got {v!r}")
+            self.fail(k, f"expected {'an integer' if integer else 'a number'}, got {v!r}")
+            return default
         if v < minimum:
-            raise ConfigError(f"{self.key(k)}: must be at least {minimum}")
+            self.fail(k, f"must be at least {minimum}")
+            return default
         return v
 
     def duration(self, k: str, default: float, *, positive: bool = False) -> float:
@@ -55,38 +120,99 @@ class Section:
         try:
             seconds = parse_duration(v)
         except ValueError as exc:
-            raise ConfigError(f"{self.key(k)}: {exc}") from exc
+            self.fail(k, str(exc))
+            return default
         if positive and seconds <= 0:
-            raise self.err(k, "must be positive")
+            self.fail(k, "must be positive")
+            return default
         return seconds
 
     def boolean(self, k: str, default: bool) -> bool:
         v = self.raw.get(k, default)
         if not isinstance(v, bool):
-            raise ConfigError(f"{self.key(k)}: expected true or false, got {v!r}")
+            self.fail(k, f"expected true or false, got {v!r}")
+            return default
         return v
 
     def string(self, k: str, default: str | None = None, *, required: bool = False) -> str | None:
         v = self.raw.get(k, default)
         if v is None and required:
-            raise self.err(k, "required")
+            self.fail(k, "required")
         if v is not None and not isinstance(v, str):
-            raise ConfigError(f"{self.key(k)}: expected a string, got {v!r}")
+            self.fail(k, f"expected a string, got {v!r}")
+            return default
         return v
 
     def str_map(self, k: str) -> dict[str, str]:
         v = self.raw.get(k) or {}
         if not isinstance(v, dict) or not all(isinstance(a, str) and isinstance(b, str) for a, b in v.items()):
-            raise self.err(k, "expected a mapping of strings")
+            self.fail(k, "expected a mapping of strings")
+            return {}
         return dict(v)
 
 
 def load_yaml(path: str | os.PathLike) -> Any:
     """The document at `path`; a missing file or bad YAML is a ConfigError naming the file."""
+    return load_yaml_marked(path)[0]
+
+
+class Marks:
+    """Where each mapping key and list item of a loaded document is: its YAML path and line."""
+
+    def __init__(self) -> None:
+        self._at: dict[tuple[int, Any], tuple[str, int]] = {}
+        self._containers: dict[int, tuple[str, int]] = {}
+        self._keep: list[Any] = []  # the containers stay alive, so their ids stay theirs
+
+    def add(self, node: yaml.Node, data: Any, path: str) -> None:
+        self._keep.append(data)
+        self._containers[id(data)] = (path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode) and isinstance(data, dict):
+            for knode, vnode in node.value:
+                key = knode.value if knode.value in data else _int_key(knode.value, data)
+                sub = f"{path}.{key}" if path else str(key)
+                self._at[(id(data), key)] = (sub, knode.start_mark.line + 1)
+                if isinstance(data.get(key), dict | list):
+                    self.add(vnode, data[key], sub)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(data, list):
+            for i, (vnode, item) in enumerate(zip(node.value, data, strict=False)):
+                sub = f"{path}[{i}]"
+                self._at[(id(data), i)] = (sub, vnode.start_mark.line + 1)
+                if isinstance(item, dict | list):
+                    self.add(vnode, item, sub)
+
+    def locate(self, at: tuple[Any, Any] | None) -> tuple[str, int] | None:
+        """(YAML path, line) of an error's (container, key); the container's own place if the key
+        is not in it (a missing key), None if the container is not from the document."""
+        if at is None:
+            return None
+        container, key = at
+        return self._at.get((id(container), key)) or self._containers.get(id(container))
+
+
+def _int_key(text: str, data: dict) -> Any:
+    with contextlib.suppress(ValueError):
+        if int(text) in data:
+            return int(text)
+    return text
+
+
+def load_yaml_marked(path: str | os.PathLike) -> tuple[Any, Marks]:
+    """The document and its Marks; a missing file or bad YAML is a ConfigError naming the file
+    (with the line YAML reports)."""
     try:
         with open(path) as f:
-            return yaml.safe_load(f)
+            loader = yaml.SafeLoader(f)
+            try:
+                node = loader.get_single_node()
+                data = loader.construct_document(node) if node is not None else None
+            finally:
+                loader.dispose()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    marks = Marks()
+    if node is not None:
+        marks.add(node, data, "")
+    return data, marks

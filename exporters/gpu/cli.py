@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
-from exporters.gpu.exporter import build, load_backend
+from exporters import __version__
+from exporters.gpu.attribution import KUBELET_SOCKET
+from exporters.gpu.exporter import PodResourcesConfig, build, load_backend
 from exporters.gpu.fastpath import DEFAULT_EVENTS, PushConfig
+from exporters.gpu.kernel_log import KernelLogConfig
+from exporters.gpu.kmsg import is_char_device
 from exporters.gpu.server import make_app
 from exporters.http import serve_or_report, wait_for_termination
+from vigil_common import logs
+from vigil_common.hostport import hostport_arg
 
 log = logging.getLogger("gpu-exporter")
-
-
-def listen_address(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
+DEFAULT_KMSG = "/dev/kmsg"
 
 
 def positive_int(value: str) -> int:
@@ -46,6 +50,23 @@ def _read_secret(path: str, flag: str) -> str:
     if not value:
         raise SystemExit(f"gpu-exporter: {flag}: {path} is empty")
     return value
+
+
+def kernel_log_path(args: argparse.Namespace) -> str | None:
+    """--kernel-log PATH; '' turns it off; by default /dev/kmsg where it is readable, and for the
+    simulated backend a file its injected faults are logged to."""
+    if args.kernel_log is not None:
+        return args.kernel_log or None
+    if args.backend == "simulated":
+        where = tempfile.mkdtemp(prefix="vigil-simulated-")
+        atexit.register(shutil.rmtree, where, True)
+        return str(Path(where) / "kmsg")
+    try:
+        os.close(os.open(DEFAULT_KMSG, os.O_RDONLY | os.O_NONBLOCK))
+    except OSError as exc:
+        log.info("kernel log off: cannot read %s (%s); XIDs come from NVML only", DEFAULT_KMSG, exc.strerror)
+        return None
+    return DEFAULT_KMSG
 
 
 def push_config(args: argparse.Namespace, p: argparse.ArgumentParser) -> PushConfig | None:
@@ -78,8 +99,9 @@ def push_config(args: argparse.Namespace, p: argparse.ArgumentParser) -> PushCon
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gpu-exporter", description=__doc__)
-    p.add_argument("--listen", type=listen_address, default=("127.0.0.1", 9835),
+    p = argparse.ArgumentParser(prog="gpu-exporter", description=__doc__, formatter_class=logs.HelpFormatter)
+    logs.add_arguments(p, __version__)
+    p.add_argument("--listen", type=hostport_arg, default=("127.0.0.1", 9835),
                    help="HOST:PORT to serve /metrics on (default 127.0.0.1:9835)")
     p.add_argument("--backend", choices=("nvml", "simulated"), default="nvml")
     p.add_argument("--simulated-gpus", type=positive_int, default=8,
@@ -92,6 +114,14 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds between reads of the NVLink error counters, 4 NVML calls a link (default 10)")
     p.add_argument("--fail-without-gpu", action="store_true",
                    help="exit 1 if NVML cannot be initialised or sees no GPU, instead of serving nvml_up 0")
+    p.add_argument("--kernel-log", default=None, metavar="PATH",
+                   help="read NVRM Xid and NVSwitch SXid lines from this kernel log (/dev/kmsg or a file); '' "
+                        f"turns it off (default: {DEFAULT_KMSG} if readable; a simulated log with --backend simulated)")
+    p.add_argument("--pod-resources-socket", default=None, metavar="PATH",
+                   help="export gpu_allocation_info from the kubelet's pod-resources API on this socket (off by "
+                        f"default; the DaemonSet passes {KUBELET_SOCKET})")
+    p.add_argument("--pod-resources-interval", type=_duration, default=10.0,
+                   help="how often the pod-resources API is read (default 10s)")
     fp = p.add_argument_group("event fast path (push critical GPU events to Alertmanager)")
     fp.add_argument("--alertmanager-url", action="append", default=[],
                     help="an Alertmanager to push to; repeat for every replica (enables the fast path)")
@@ -107,17 +137,22 @@ def parser() -> argparse.ArgumentParser:
     fp.add_argument("--alertmanager-basic-auth-user", default=None)
     fp.add_argument("--alertmanager-basic-auth-password-file", default=None)
     fp.add_argument("--alertmanager-ca-file", default=None)
-    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    return p
+    return logs.document_defaults(p)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)  # unknown flags: usage and exit 2
     push = push_config(args, p)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    exporter = build(load_backend(args.backend, args.simulated_gpus), collect_timeout=args.collect_timeout,
-                     min_interval=args.min_interval, nvlink_interval=args.nvlink_interval, push=push)
+    logs.setup(args.log_level, args.log_format)
+    kmsg = kernel_log_path(args)
+    simulated_log = kmsg if args.backend == "simulated" and kmsg and not is_char_device(kmsg) else None
+    exporter = build(load_backend(args.backend, args.simulated_gpus, simulated_log),
+                     collect_timeout=args.collect_timeout, min_interval=args.min_interval,
+                     nvlink_interval=args.nvlink_interval, push=push,
+                     kernel_log=KernelLogConfig(kmsg) if kmsg else None,
+                     pod_resources=(PodResourcesConfig(args.pod_resources_socket, args.pod_resources_interval)
+                                    if args.pod_resources_socket else None))
     exporter.start()
     if args.fail_without_gpu and (not exporter.session.up or exporter.session.visible == 0):
         log.error("no usable GPU (NVML up=%s, GPUs=%d) and --fail-without-gpu is set",
@@ -131,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     log.info("serving %s/metrics (backend %s, %d GPU(s))", where, args.backend, exporter.session.visible)
     if push is not None:
         log.info("fast path: pushing %s to %s as node %s", ",".join(push.events), ", ".join(push.urls), push.node)
+    if kmsg:
+        log.info("kernel log: %s", kmsg)
     if exporter.simulated is not None:
         log.info("inject faults: curl -XPOST %s/simulate -d '{\"gpu\":3,\"fault\":\"xid\",\"xid\":79}'", where)
     wait_for_termination()

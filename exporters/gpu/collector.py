@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterable, Iterator
 from importlib import metadata
+from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -22,6 +23,12 @@ from exporters.gpu.xid import XidCounts
 scrape_timeout: contextvars.ContextVar[float | None] = contextvars.ContextVar("scrape_timeout", default=None)
 
 _INFO_LABELS = SPECS["gpu_info"].labels
+
+
+class SampleSource(Protocol):
+    """An optional signal with families of its own (no name shared with another source)."""
+
+    def samples(self) -> list[Sample]: ...
 
 
 def _families(samples: Iterable[Sample]) -> Iterator[Metric]:
@@ -45,9 +52,11 @@ def _ml_py_version() -> str:
 
 class GpuCollector:
     def __init__(self, sampler: Sampler, session: NvmlSession, xids: XidCounts,
-                 errors: ErrorCounts, *, timeout: float = 5.0, pushes: ErrorCounts | None = None) -> None:
+                 errors: ErrorCounts, *, timeout: float = 5.0, pushes: ErrorCounts | None = None,
+                 extras: tuple[SampleSource, ...] = ()) -> None:
         self.sampler, self.session, self.xids, self.errors = sampler, session, xids, errors
         self.pushes = pushes  # fast-path push results, when the fast path is on
+        self.extras = extras  # optional signals (kernel log, pod attribution), each its own families
         self.timeout = timeout
         self._ml_py = _ml_py_version()
 
@@ -57,7 +66,8 @@ class GpuCollector:
     def collect(self) -> Iterator[Metric]:
         snap = self._snapshot()
         head, per_gpu, (xids, _), own = self._blocks(snap)
-        return _families([*head, *per_gpu, *(snap.nvlink if snap else []), *xids, *own])
+        extra = [s for source in self.extras for s in source.samples()]
+        return _families([*head, *per_gpu, *(snap.nvlink if snap else []), *xids, *extra, *own])
 
     def render(self, renderer: Renderer) -> str:
         """The exposition of one scrape; the snapshot's block is shared by scrapes that share it."""
@@ -67,7 +77,8 @@ class GpuCollector:
         if snap is not None:
             body = renderer.cached_block("gpu", snap, per_gpu)
             body += renderer.cached_block("nvlink", snap.nvlink_version, snap.nvlink)
-        return renderer.block(head) + body + renderer.cached_block("xid", version, xids) + renderer.block(own)
+        extra = "".join(renderer.block(source.samples()) for source in self.extras)
+        return renderer.block(head) + body + renderer.cached_block("xid", version, xids) + extra + renderer.block(own)
 
     def _snapshot(self) -> Snapshot | None:
         bound = scrape_timeout.get()
@@ -82,9 +93,11 @@ class GpuCollector:
         if snap is not None:
             head += [Sample("gpu_accessible", (str(d.index), d.uuid), 1 if snap.accessible[d.uuid] else 0)
                      for d in devices if d.uuid in snap.accessible]
-        counts, last, version = self.xids.snapshot()
-        xids = [Sample("gpu_xid_errors_total", k, v) for k, v in sorted(counts.items())]
-        xids += [Sample("gpu_xid_last_timestamp_seconds", k, v) for k, v in sorted(last.items())]
+        x = self.xids.snapshot()
+        xids = [Sample("gpu_xid_errors_total", k, v) for k, v in sorted(x.counts.items())]
+        xids += [Sample("gpu_xid_last_timestamp_seconds", k, v) for k, v in sorted(x.last.items())]
+        xids += [Sample("gpu_xid_follow_on_errors_total", k, v) for k, v in sorted(x.follow_on.items())]
+        version = x.version
         up = self.session.up
         own = [
             Sample("gpu_exporter_nvml_up", (), 1 if up else 0),

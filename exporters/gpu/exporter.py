@@ -8,15 +8,25 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
+from exporters.gpu.attribution import Attribution, PodResourcesClient
 from exporters.gpu.collector import GpuCollector
 from exporters.gpu.errors import ErrorCounts
 from exporters.gpu.exposition import Renderer
 from exporters.gpu.fastpath import AlertPusher, PushConfig
+from exporters.gpu.kernel_log import KernelLogConfig, KernelLogReader, SxidCounts
 from exporters.gpu.metrics import DEFAULT_XIDS
 from exporters.gpu.sampler import Sampler
 from exporters.gpu.session import NvmlSession
 from exporters.gpu.simulated import SimulatedNVML
+from exporters.gpu.simulated_kmsg import SimulatedKernelLog
 from exporters.gpu.xid import XidCounts, XidWatcher
+
+
+@dataclass(frozen=True)
+class PodResourcesConfig:
+    socket: str  # the kubelet's pod-resources socket
+    interval: float = 10.0  # seconds between reads; scrapes never call the kubelet
+    timeout: float = 5.0
 
 
 @dataclass
@@ -33,6 +43,8 @@ class GpuExporter:
     collect_timeout: float = 5.0
     renderer: Renderer = field(default_factory=Renderer)
     pusher: AlertPusher | None = None
+    kernel_log: KernelLogReader | None = None
+    attribution: Attribution | None = None
 
     def exposition(self) -> bytes:
         """What /metrics serves: the GPU collector's fast path, then the process metrics."""
@@ -45,13 +57,23 @@ class GpuExporter:
     def start(self) -> None:
         self.sampler.sample(timeout=self.collect_timeout)  # first init, off the scrape path
         self.watcher.start()
+        for part in (self.kernel_log, self.attribution):
+            if part is not None:
+                part.start()
         if self.pusher is not None:
             self.pusher.start()
 
+    def stop(self) -> None:
+        """Stop the background threads (they are daemons; tests stop them to free their files)."""
+        for part in (self.watcher, self.kernel_log, self.attribution, self.pusher):
+            if part is not None:
+                part.stop()
 
-def load_backend(name: str, simulated_gpus: int = 8) -> Any:
+
+def load_backend(name: str, simulated_gpus: int = 8, kernel_log: str | None = None) -> Any:
+    """`kernel_log`: for the simulated backend, the file its injected faults are logged to."""
     if name == "simulated":
-        return SimulatedNVML(simulated_gpus)
+        return SimulatedNVML(simulated_gpus, kernel_log=SimulatedKernelLog(kernel_log) if kernel_log else None)
     if name == "nvml":
         import pynvml  # nvidia-ml-py; loads libnvidia-ml.so.1 only at nvmlInit
 
@@ -62,7 +84,8 @@ def load_backend(name: str, simulated_gpus: int = 8) -> Any:
 def build(nvml: Any, *, collect_timeout: float = 5.0, min_interval: float = 0.0, nvlink_interval: float = 10.0,
           xid_precreate: tuple[int, ...] = DEFAULT_XIDS,
           backoff: tuple[float, float] = (1.0, 30.0), xid_wait_ms: int = 1000,
-          push: PushConfig | None = None) -> GpuExporter:
+          push: PushConfig | None = None, kernel_log: KernelLogConfig | None = None,
+          pod_resources: PodResourcesConfig | None = None) -> GpuExporter:
     errors = ErrorCounts()
     session = NvmlSession(nvml, errors=errors, backoff=backoff)
     sampler = Sampler(session, errors, min_interval=min_interval, nvlink_interval=nvlink_interval)
@@ -70,13 +93,20 @@ def build(nvml: Any, *, collect_timeout: float = 5.0, min_interval: float = 0.0,
     watcher = XidWatcher(session, xids, errors, wait_ms=xid_wait_ms, backoff=backoff,
                          request_init=lambda: sampler.sample(collect_timeout))
     pushes = ErrorCounts(("dropped", "failure", "success"), "failure") if push else None
-    collector = GpuCollector(sampler, session, xids, errors, timeout=collect_timeout, pushes=pushes)
+    reader = (KernelLogReader(kernel_log, session=session, xids=xids, sxids=SxidCounts(), listeners=watcher.listeners)
+              if kernel_log is not None else None)
+    attribution = (Attribution(PodResourcesClient(pod_resources.socket, timeout=pod_resources.timeout), session,
+                               interval=pod_resources.interval) if pod_resources is not None else None)
+    extras = tuple(x for x in (reader, attribution) if x is not None)
+    collector = GpuCollector(sampler, session, xids, errors, timeout=collect_timeout, pushes=pushes, extras=extras)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(collector)
     process = CollectorRegistry()
     ProcessCollector(registry=process)
-    exp = GpuExporter(nvml, session, sampler, xids, watcher, collector, registry, process, errors, collect_timeout)
+    exp = GpuExporter(nvml, session, sampler, xids, watcher, collector, registry, process, errors, collect_timeout,
+                      kernel_log=reader, attribution=attribution)
     if push is not None:
-        exp.pusher = AlertPusher(push, sampler, count=pushes.inc)
+        exp.pusher = AlertPusher(push, sampler, count=pushes.inc,
+                                 pods=attribution.pods_of if attribution is not None else None)
         watcher.listeners.append(exp.pusher.on_xid)
     return exp

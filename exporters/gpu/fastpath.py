@@ -1,5 +1,5 @@
 """The event fast path: critical GPU events pushed straight to Alertmanager's v2 API, under exactly
-the labels of the matching Prometheus rule (a test holds them equal to alerts/rules/gpu.yml).
+the labels of the matching Prometheus rule (both built from vigil_common.pushed_alerts).
 
 Alertmanager merges alerts with identical label sets and keeps the earliest startsAt, so the push
 and the rule's alert are one alert, one incident at the remediator, with grouping, silences,
@@ -27,34 +27,14 @@ from datetime import UTC, datetime, timedelta
 
 from exporters.gpu.sampler import Sampler
 from exporters.gpu.xid import XidEvent
+from vigil_common import xid as xid_catalog
+from vigil_common.pushed_alerts import PUSHED
+from vigil_common.runbooks import runbook_url
 
 log = logging.getLogger(__name__)
-RUNBOOK = "https://github.com/vigil-gpu/vigil/blob/main/docs/runbooks/{alertname}.md"
 
-# The rule's XID class (alerts/generate.py XID_NODE_ACTION); the test compares the two.
-CRITICAL_XIDS = frozenset({46, 48, 54, 62, 64, 74, 79, 95, 109, 119, 120, 140, 143, 154})
-
-
-@dataclass(frozen=True)
-class Spec:
-    """What a Prometheus rule's alert looks like: its name, its static labels, its summary."""
-    alertname: str
-    labels: dict[str, str]
-    summary: str
-    by: tuple[str, ...]  # the rule's `by (...)` labels, which the alert carries
-
-
-SPECS: dict[str, Spec] = {
-    "xid": Spec("GpuXidCritical", {"severity": "critical", "remediation": "auto"},
-                "A GPU reported an XID error that needs a drain, a GPU reset or a node reboot.",
-                ("node", "gpu", "uuid", "xid")),
-    "lost": Spec("GpuLost", {"severity": "critical", "remediation": "auto"}, "A GPU fell off the bus or needs a reset.",
-                 ("node", "gpu", "uuid")),
-    "ecc_uncorrected": Spec("GpuEccUncorrectable", {"severity": "critical", "remediation": "auto"},
-                            "A GPU reported uncorrectable ECC errors.", ("node", "gpu", "uuid")),
-    "row_remap_failure": Spec("GpuRowRemapFailure", {"severity": "critical", "remediation": "auto"},
-                              "A GPU failed to remap a memory row.", ("node", "gpu", "uuid")),
-}
+CRITICAL_XIDS = frozenset(xid_catalog.NODE_ACTION)
+SPECS = PUSHED  # event kind -> the rule's alert (vigil_common.pushed_alerts: one definition for both)
 DEFAULT_EVENTS = tuple(SPECS)
 
 
@@ -89,8 +69,10 @@ def _iso(t: datetime) -> str:
 
 class AlertPusher:
     def __init__(self, config: PushConfig, sampler: Sampler, *, count: Callable[[str], None],
+                 pods: Callable[[str], list[str]] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.config, self.sampler, self._count, self._clock = config, sampler, count, clock
+        self._pods = pods  # uuid -> ["namespace/pod"], from pod attribution when it is on
         self._events: queue.Queue[XidEvent] = queue.Queue(maxsize=10_000)
         self._active: dict[tuple, _Active] = {}
         self._stop = threading.Event()
@@ -135,8 +117,11 @@ class AlertPusher:
         active = self._active.get(key)
         if active is None or active.ended:
             spec = SPECS[kind]
+            held = self._pods(values.get("uuid", "")) if self._pods is not None else []
+            if held:  # as the rule's description says it
+                description += " Pods on it: " + " ".join(held) + "."
             self._active[key] = _Active(labels, {"summary": spec.summary, "description": description,
-                                                 "runbook_url": RUNBOOK.format(alertname=spec.alertname)}, now, until)
+                                                 "runbook_url": runbook_url(spec.alertname)}, now, until)
             self._wake.set()
         elif until is not None and (active.until is None or until > active.until):
             active.until = until

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vigil_common import xid
+
 
 @dataclass(frozen=True)
 class Spec:
@@ -53,10 +55,24 @@ _SPECS = [
     Spec("gpu_clock_event_active", "gauge", "1 while this reason holds clocks down (throttling).",
          ("gpu", "uuid", "reason")),
     Spec("gpu_xid_errors_total", "counter",
-         "XID errors reported by the driver, per code. Known codes are pre-created at 0.",
-         ("gpu", "uuid", "xid")),
-    Spec("gpu_xid_last_timestamp_seconds", "gauge", "Unix time of the last XID of this code on this GPU.",
-         ("gpu", "uuid", "xid")),
+         "XID errors reported by the driver, per code and source (nvml: the event API; kernel: the kernel log). "
+         "One fault seen by both sources counts once per source: aggregate with max without (source). "
+         "Known codes are pre-created at 0.",
+         ("gpu", "uuid", "xid", "source")),
+    Spec("gpu_xid_last_timestamp_seconds", "gauge",
+         "Unix time of the last XID of this code on this GPU, from either source.", ("gpu", "uuid", "xid")),
+    Spec("gpu_xid_follow_on_errors_total", "counter",
+         "XIDs the kernel log says were caused by an earlier XID (cause_xid), not counted as new faults.",
+         ("gpu", "uuid", "xid", "cause_xid")),
+    Spec("gpu_nvswitch_sxid_errors_total", "counter",
+         "NVSwitch SXid errors from the kernel log, per switch, code and severity (fatal, non_fatal, unknown).",
+         ("device", "sxid", "severity")),
+    Spec("gpu_nvswitch_sxid_last_timestamp_seconds", "gauge",
+         "Unix time of the last SXid of this code on this NVSwitch.", ("device", "sxid", "severity")),
+    Spec("gpu_allocation_info", "gauge",
+         "1 for every container the kubelet allocated this GPU to (whole, a MIG slice or a shared replica); "
+         "join on uuid. From the pod-resources API, refreshed on an interval.",
+         ("gpu", "uuid", "namespace", "pod", "container")),
     Spec("gpu_recovery_action", "gauge",
          "Driver-requested recovery: 0 none, 1 GPU reset, 2 node reboot, 3 drain P2P, 4 drain and reset."),
     Spec("gpu_performance_state", "gauge", "Performance state (P-state), 0 is maximum performance."),
@@ -68,6 +84,17 @@ _SPECS = [
     Spec("gpu_exporter_nvml_errors_total", "counter", "NVML calls that failed, by error.", ("error",)),
     Spec("gpu_exporter_alert_pushes_total", "counter",
          "Fast-path pushes to Alertmanager by result (success, failure per replica; dropped events).", ("result",)),
+    Spec("gpu_exporter_kernel_log_up", "gauge", "1 while the kernel log is open and read.", ()),
+    Spec("gpu_exporter_kernel_log_lines_total", "counter",
+         "Driver lines read from the kernel log, by what they were (xid, follow_on, sxid, gpu_uuid, malformed, "
+         "unmapped: an XID at a PCI address no known GPU has).", ("result",)),
+    Spec("gpu_exporter_kernel_log_lost_records_total", "counter",
+         "Kernel-log records overwritten before they were read (gaps in /dev/kmsg sequence numbers).", ()),
+    Spec("gpu_exporter_pod_resources_up", "gauge", "1 if the last read of the kubelet pod-resources API worked.",
+         ()),
+    Spec("gpu_exporter_pod_resources_allocatable_devices", "gauge",
+         "GPU devices the kubelet can allocate, by resource (GetAllocatableResources; absent where unimplemented).",
+         ("resource",)),
     Spec("gpu_exporter_build_info", "gauge", "Exporter build; always 1.",
          ("version", "nvml_version", "nvidia_ml_py_version")),
 ]
@@ -94,7 +121,4 @@ NVLINK_ERRORS: dict[str, str] = {
 }
 
 # XID codes whose series exist at 0 from the start, so increase() sees the first event.
-# The node-level codes of NVIDIA's catalog plus the application codes the rules tell apart.
-DEFAULT_XIDS: tuple[int, ...] = (
-    13, 31, 43, 45, 46, 48, 54, 62, 63, 64, 74, 79, 92, 94, 95, 109, 119, 120, 154,
-)
+DEFAULT_XIDS: tuple[int, ...] = xid.PRECREATED

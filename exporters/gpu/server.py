@@ -65,6 +65,8 @@ class _Simulate:
         if not isinstance(body, dict):
             return _error(start_response, "400 Bad Request", "invalid_body",
                           'expected an object such as {"gpu": 3, "fault": "xid", "xid": 79}')
+        if body.get("fault") == "sxid":
+            return self._sxid(body, start_response)
         gpu, fault, xid = body.get("gpu"), body.get("fault"), body.get("xid")
         if not isinstance(gpu, int) or isinstance(gpu, bool):
             return _error(start_response, "400 Bad Request", "invalid_body", "'gpu' must be an integer index")
@@ -72,6 +74,18 @@ class _Simulate:
             return _error(start_response, "400 Bad Request", "invalid_body", "'fault' must be a string")
         try:
             self.sim.inject(gpu, fault, xid)
+        except FaultError as exc:
+            return _error(start_response, "400 Bad Request", "invalid_fault", str(exc))
+        return _json(start_response, "200 OK", {"applied": body, "faults": self.sim.faults()})
+
+
+    def _sxid(self, body: dict, start_response: StartResponse) -> Iterable[bytes]:
+        """{"fault": "sxid", "nvswitch": 0, "sxid": 24007}: an NVSwitch line in the simulated kernel log."""
+        switch = body.get("nvswitch")
+        if not isinstance(switch, int) or isinstance(switch, bool):
+            return _error(start_response, "400 Bad Request", "invalid_body", "'nvswitch' must be an integer index")
+        try:
+            self.sim.inject_sxid(switch, body.get("sxid"))
         except FaultError as exc:
             return _error(start_response, "400 Bad Request", "invalid_fault", str(exc))
         return _json(start_response, "200 OK", {"applied": body, "faults": self.sim.faults()})

@@ -19,6 +19,8 @@ from typing import Any
 
 import pynvml
 
+from exporters.gpu.simulated_kmsg import SimulatedKernelLog
+
 MiB = 1024 * 1024
 H100_MEMORY_TOTAL = 80 * 1024 * MiB
 H100_MEMORY_RESERVED = 528 * MiB
@@ -35,8 +37,11 @@ FAULTS = (
     "nvlink_errors",
     "thermal_slowdown",
     "power_brake",
+    "sxid",
     "clear",
 )
+# PCI buses of an HGX H100's eight GPUs; GPU 8 and up sit in the next PCI domain.
+_BUSES = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB)
 
 # XIDs after which the driver asks for a GPU reset or a node reboot (gpu_recovery_action).
 _RECOVERY_BY_XID = {
@@ -94,8 +99,13 @@ class SimulatedNVML:
         *,
         clock: Callable[[], float] = time.monotonic,
         retired_pages_supported: bool = False,
+        kernel_log: SimulatedKernelLog | None = None,
+        mig: dict[int, int] | None = None,
     ) -> None:
         self._clock = clock
+        self.kernel_log = kernel_log  # where injected XIDs and SXIDs are also logged, as the driver does
+        self._mig: dict[bytes, tuple[Any, Any]] = {}  # MIG UUID -> (its struct, its handle)
+        self._mig_parent: dict[int, _Gpu] = {}  # MIG handle address -> parent GPU
         self._t0 = clock()
         self._lock = threading.Lock()
         self._initialized = 0
@@ -110,6 +120,12 @@ class SimulatedNVML:
             self._gpus.append(gpu)
             self._by_addr[_addr(gpu.handle)] = gpu
             self._by_id[id(gpu.handle)] = gpu  # fast path for the handle objects we hand out
+        for index, count in (mig or {}).items():
+            for n in range(count):
+                struct = pynvml.struct_c_nvmlDevice_t()
+                handle = pynvml.c_nvmlDevice_t(struct)
+                self._mig[self.mig_uuid(index, n).encode()] = (struct, handle)
+                self._mig_parent[_addr(handle)] = self._gpus[index]
         self._event_sets: dict[int, tuple[Any, _EventSet]] = {}
         self.hang: threading.Event | None = None  # tests: set to make every device call block
 
@@ -121,8 +137,26 @@ class SimulatedNVML:
 
     # ---- fault injection (not part of the pynvml shape) ----------------------------------
 
+    @staticmethod
+    def mig_uuid(gpu: int, instance: int) -> str:
+        return f"MIG-6b2f0000-0000-4000-8000-{gpu:06x}{instance:06x}"
+
+    def inject_sxid(self, switch: int, sxid: int) -> None:
+        """An NVSwitch error: only the kernel log sees those (NVML has no SXID event)."""
+        if not isinstance(sxid, int) or isinstance(sxid, bool) or not 0 < sxid < 1_000_000:
+            raise FaultError("fault 'sxid' needs an integer 'sxid' between 1 and 999999")
+        if self.kernel_log is None:
+            raise FaultError("fault 'sxid' needs the simulated kernel log (the exporter's --kernel-log)")
+        try:
+            self.kernel_log.sxid(switch=switch, sxid=sxid)
+        except ValueError as exc:
+            raise FaultError(str(exc)) from exc
+
     def inject(self, gpu: int, fault: str, xid: int | None = None) -> None:
-        """Apply a fault; XIDs go out through the event sets exactly like the driver's."""
+        """Apply a fault; XIDs go out through the event sets exactly like the driver's, and to the
+        simulated kernel log if there is one."""
+        if fault == "sxid":
+            raise FaultError("fault 'sxid' takes 'nvswitch' and 'sxid', not 'gpu'")
         if fault not in FAULTS:
             raise FaultError(f"unknown fault {fault!r}; expected one of {', '.join(FAULTS)}")
         if not 0 <= gpu < len(self._gpus):
@@ -148,6 +182,8 @@ class SimulatedNVML:
                 g.faults.add(fault)
         if fault == "xid":
             self._deliver(g, xid)
+            if self.kernel_log is not None:
+                self.kernel_log.xid(pci=self._pci_text(g), uuid=self._uuid(g), serial=self._serial(g), xid=xid)
 
     def fail_driver(self, code: int | None) -> None:
         """Make every call fail with `code` (e.g. NVML_ERROR_DRIVER_NOT_LOADED); None heals."""
@@ -235,13 +271,48 @@ class SimulatedNVML:
         self._gpu(handle)
         return "NVIDIA H100 80GB HBM3"
 
-    def nvmlDeviceGetUUID(self, handle: Any) -> str:
-        g = self._gpu(handle)
+    @staticmethod
+    def _uuid(g: _Gpu) -> str:
         return f"GPU-5a1e0000-0000-4000-8000-{g.index:012x}"
 
-    def nvmlDeviceGetSerial(self, handle: Any) -> str:
-        g = self._gpu(handle)
+    @staticmethod
+    def _serial(g: _Gpu) -> str:
         return f"165242{g.index:07d}"
+
+    @staticmethod
+    def _pci(g: _Gpu) -> tuple[int, int]:
+        return g.index // len(_BUSES), _BUSES[g.index % len(_BUSES)]
+
+    def _pci_text(self, g: _Gpu) -> str:
+        domain, bus = self._pci(g)
+        return f"{domain:04x}:{bus:02x}:00"  # as the driver logs it: lower case, no function
+
+    def nvmlDeviceGetUUID(self, handle: Any) -> str:
+        mig = self._mig_parent.get(_addr(handle))
+        if mig is not None:
+            self._check_init()
+            return next(u.decode() for u, (_, h) in self._mig.items() if _addr(h) == _addr(handle))
+        return self._uuid(self._gpu(handle))
+
+    def nvmlDeviceGetHandleByUUID(self, uuid: Any) -> Any:
+        self._check_init()
+        key = uuid if isinstance(uuid, bytes) else str(uuid).encode()
+        if key in self._mig:
+            return self._mig[key][1]
+        for g in self._gpus:
+            if self._uuid(g).encode() == key:
+                return g.handle
+        raise _err(pynvml.NVML_ERROR_NOT_FOUND)
+
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, migDevice: Any) -> Any:
+        self._check_init()
+        g = self._mig_parent.get(_addr(migDevice))
+        if g is None:
+            raise _err(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        return g.handle
+
+    def nvmlDeviceGetSerial(self, handle: Any) -> str:
+        return self._serial(self._gpu(handle))
 
     def nvmlDeviceGetVbiosVersion(self, handle: Any) -> str:
         self._gpu(handle)
@@ -249,17 +320,19 @@ class SimulatedNVML:
 
     def nvmlDeviceGetPciInfo(self, handle: Any) -> Any:
         g = self._gpu(handle)
-        info = pynvml.nvmlPciInfo_t()
-        bus = 0x18 + 0x10 * g.index
-        info.domain, info.bus, info.device = 0, bus, 0
+        info = pynvml.nvmlPciInfo_t()  # what nvmlDeviceGetPciInfo (_v3) returns
+        domain, bus = self._pci(g)
+        info.domain, info.bus, info.device = domain, bus, 0
         info.pciDeviceId = 0x233010DE
-        info.busId = f"00000000:{bus:02X}:00.0".encode()
-        info.busIdLegacy = f"0000:{bus:02X}:00.0".encode()
+        info.busId = f"{domain:08X}:{bus:02X}:00.0".encode()  # NVML's "%08X:%02X:%02X.0": upper case
+        info.busIdLegacy = f"{domain:04X}:{bus:02X}:00.0".encode()
         return info
 
     def nvmlDeviceGetMigMode(self, device: Any) -> list[int]:
-        self._gpu(device)
-        return [pynvml.NVML_DEVICE_MIG_DISABLE, pynvml.NVML_DEVICE_MIG_DISABLE]
+        g = self._gpu(device)
+        on = any(parent is g for parent in self._mig_parent.values())
+        mode = pynvml.NVML_DEVICE_MIG_ENABLE if on else pynvml.NVML_DEVICE_MIG_DISABLE
+        return [mode, mode]
 
     def nvmlDeviceGetUtilizationRates(self, handle: Any) -> Any:
         g = self._gpu(handle)

@@ -1,5 +1,11 @@
-"""XID errors from NVML's event API, counted per GPU and code outside the scrape path, so the
-counts stay visible while collections fail and no XID between two scrapes is lost."""
+"""XID errors, counted per GPU, code and source outside the scrape path, so the counts stay
+visible while collections fail and no XID between two scrapes is lost. Two sources feed the same
+counts: NVML's event API (here, `XidWatcher`) and the kernel log (`exporters/gpu/kernel_log.py`).
+
+Each source has its own series (`source="nvml"|"kernel"`): the same fault seen by both is one
+event per source, and the rules and dashboards take `max without (source)` of `increase()`, so it
+counts once, and still counts when one source is down. `gpu_xid_last_timestamp_seconds` has no
+source label: it is the latest time either source saw the code."""
 
 from __future__ import annotations
 
@@ -24,34 +30,59 @@ class XidEvent:
     uuid: str
     xid: int
     timestamp: float
+    source: str = "nvml"  # "nvml" | "kernel"
+
+
+SOURCES = ("nvml", "kernel")
+
+
+Key = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class XidSnapshot:
+    counts: dict[Key, int]  # (gpu, uuid, xid, source)
+    last: dict[Key, float]  # (gpu, uuid, xid)
+    follow_on: dict[Key, int]  # (gpu, uuid, xid, cause)
+    version: object
 
 
 class XidCounts:
     def __init__(self, precreate: tuple[int, ...] = ()) -> None:
         self._lock = threading.Lock()
         self._precreate = precreate
-        self._counts: dict[tuple[str, str, str], int] = {}
-        self._last: dict[tuple[str, str, str], float] = {}
+        self._counts: dict[Key, int] = {}
+        self._last: dict[Key, float] = {}
+        self._follow_on: dict[Key, int] = {}
         self.version = object()  # replaced on every change, so renderings can be reused until then
 
-    def ensure_device(self, gpu: str, uuid: str) -> None:
+    def ensure_device(self, gpu: str, uuid: str, source: str = "nvml") -> None:
         with self._lock:
             for code in self._precreate:
-                if (gpu, uuid, str(code)) not in self._counts:
-                    self._counts[(gpu, uuid, str(code))] = 0
+                if (gpu, uuid, str(code), source) not in self._counts:
+                    self._counts[(gpu, uuid, str(code), source)] = 0
                     self.version = object()
 
     def record(self, event: XidEvent) -> None:
-        key = (event.gpu, event.uuid, str(event.xid))
         with self._lock:
+            key = (event.gpu, event.uuid, str(event.xid), event.source)
             self._counts[key] = self._counts.get(key, 0) + 1
-            self._last[key] = event.timestamp
+            last = key[:3]
+            self._last[last] = max(self._last.get(last, 0.0), event.timestamp)
             self.version = object()
 
-    def snapshot(self) -> tuple[dict[tuple[str, str, str], int], dict[tuple[str, str, str], float], object]:
+    def record_follow_on(self, event: XidEvent, cause: int) -> None:
+        """An XID the driver says was caused by an earlier one (45 "caused by previous Xid N"):
+        not a new fault, so not in gpu_xid_errors_total."""
+        with self._lock:
+            key = (event.gpu, event.uuid, str(event.xid), str(cause))
+            self._follow_on[key] = self._follow_on.get(key, 0) + 1
+            self.version = object()
+
+    def snapshot(self) -> XidSnapshot:
         """Counts, last-seen times and the version they belong to, read together."""
         with self._lock:
-            return dict(self._counts), dict(self._last), self.version
+            return XidSnapshot(dict(self._counts), dict(self._last), dict(self._follow_on), self.version)
 
 
 def _handle_key(handle: Any) -> int:
@@ -146,11 +177,18 @@ class XidWatcher:
         if dev is None:
             log.warning("XID %d from an unregistered device", data.eventData)
             return
-        event = XidEvent(str(dev.index), dev.uuid, int(data.eventData), time.time())
-        self.counts.record(event)
-        log.warning("XID %d on GPU %s (%s)", event.xid, event.gpu, text(event.uuid))
-        for listener in self.listeners:
-            try:
-                listener(event)
-            except Exception:  # a listener (e.g. the alert push) must not stop XID counting
-                log.exception("XID listener failed")
+        publish(XidEvent(str(dev.index), dev.uuid, int(data.eventData), time.time()), self.counts, self.listeners)
+
+
+def publish(event: XidEvent, counts: XidCounts, listeners: list[Callable[[XidEvent], None]], *,
+            quiet: bool = False) -> None:
+    """Count an event and hand it to the listeners (the fast path); both sources call this.
+    `quiet`: the caller logs (the kernel-log reader rate-limits floods of one code)."""
+    counts.record(event)
+    if not quiet:
+        log.warning("XID %d on GPU %s (%s), from %s", event.xid, event.gpu, text(event.uuid), event.source)
+    for listener in listeners:
+        try:
+            listener(event)
+        except Exception:  # a listener (e.g. the alert push) must not stop XID counting
+            log.exception("XID listener failed")

@@ -6,22 +6,25 @@ import argparse
 import logging
 import sys
 
-from exporters.gpu.cli import listen_address
+from exporters import __version__
 from exporters.http import serve_or_report, wait_for_termination
 from exporters.service.config import ConfigError, load_config
 from exporters.service.exporter import build
 from exporters.service.server import make_app
+from vigil_common import logs
+from vigil_common.hostport import hostport_arg
 
 log = logging.getLogger("service-exporter")
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="service-exporter", description=__doc__)
+    p = argparse.ArgumentParser(prog="service-exporter", description=__doc__, formatter_class=logs.HelpFormatter)
+    logs.add_arguments(p, __version__)
     p.add_argument("--config", required=True, help="services.yaml")
-    p.add_argument("--listen", type=listen_address, default=("127.0.0.1", 9836))
-    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
-    args = p.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    p.add_argument("--listen", type=hostport_arg, default=("127.0.0.1", 9836),
+                   help="HOST:PORT (default: 127.0.0.1:9836)")
+    args = logs.document_defaults(p).parse_args(argv)
+    logs.setup(args.log_level, args.log_format)
     try:
         config = load_config(args.config)
     except ConfigError as exc:

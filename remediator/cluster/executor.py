@@ -13,7 +13,7 @@ from typing import Any
 
 from remediator.cluster import providers
 from remediator.cluster import repair as node_repair
-from remediator.cluster.kube import Kube, KubeError
+from remediator.cluster.kube import Interrupted, Kube, KubeError
 from remediator.cluster.outcome import Outcome
 from remediator.cluster.repair import RepairContext, gpu_holders
 from remediator.cluster.workloads import ServiceActions
@@ -30,7 +30,7 @@ class Clients:
 
 Executor = Callable[[Clients, dict[str, Any], str], Outcome]
 Restorer = Callable[[Clients, dict[str, Any], dict[str, Any], str], str]
-OwnerReader = Callable[[Clients, dict[str, Any]], str]
+OwnerReader = Callable[[Clients, dict[str, Any], dict[str, Any]], str]
 
 
 class Executors:
@@ -63,29 +63,49 @@ class Executors:
         return self._binder(self.owners, name)
 
     def execute(self, kube: Kube, type_: str, params: dict[str, Any], incident: str,
-                repair: RepairContext | None = None) -> Outcome:
+                deadlines: dict[str, float] | None = None, repair: RepairContext | None = None) -> Outcome:
+        """Run the action as one idempotent step (read, decide from the object's state, write),
+        retried on transient API errors until its deadline (see remediator.cluster.retry)."""
         fn = self.run.get(type_)
         if fn is None:
             return Outcome("failed", f"no executor for action {type_!r}", reason="unknown_action")
-        return _guarded(lambda: fn(Clients(kube, ServiceActions(kube), repair), params, incident))
+        clients = Clients(kube, ServiceActions(kube), repair)
+        return _guarded(lambda: kube.attempt(type_, lambda: fn(clients, params, incident),
+                                             deadline_of(type_, params, deadlines)))
 
     def restore(self, kube: Kube, type_: str, params: dict[str, Any], result: dict[str, Any],
                 incident: str) -> Outcome:
         fn = self.restorers[type_]
-        return _guarded(lambda: Outcome("succeeded", fn(Clients(kube, ServiceActions(kube)), params, result,
-                                                        incident)))
+        return _guarded(lambda: kube.attempt(f"restore {type_}", lambda: Outcome(
+            "succeeded", fn(Clients(kube, ServiceActions(kube)), params, result, incident))))
 
-    def owner_of(self, kube: Kube, type_: str, params: dict[str, Any]) -> str:
-        """Who owns the change now ("vigil:<incident>", or who else); "unknown" if it cannot be read."""
+    def owner_of(self, kube: Kube, type_: str, params: dict[str, Any], result: dict[str, Any]) -> str:
+        """Who owns the change now ("vigil:<incident>", or who else); "unknown" if it cannot be read.
+        `result` is what the action recorded when it ran (what it set)."""
         try:
-            return self.owners[type_](Clients(kube, ServiceActions(kube)), params)
+            return kube.attempt(f"owner of {type_}", lambda: self.owners[type_](Clients(kube, ServiceActions(kube)),
+                                                                                params, result),
+                                kube.retrier.policy.request_timeout)
         except Exception as exc:
             return f"unknown ({type(exc).__name__})"
+
+
+def deadline_of(type_: str, params: dict[str, Any], deadlines: dict[str, float] | None) -> float | None:
+    """Seconds the action may spend retrying transient errors: its type's configured deadline, or
+    the default (None); a drain gets at least its own timeout plus a minute."""
+    d = (deadlines or {}).get(type_)
+    if type_ == "drain_node":
+        d = max(d or 0.0, _seconds(params, "timeout", 300.0) + 60.0)
+    if ACTIONS[type_].repair or ACTIONS[type_].silenced or type_ == "validate_node":  # Jobs and reboots wait long
+        d = max(d or 0.0, 3600.0)
+    return d
 
 
 def _guarded(fn: Callable[[], Outcome]) -> Outcome:
     try:
         return fn()
+    except Interrupted:
+        return Outcome("interrupted", "the remediator is stopping; resumed after the restart", reason="interrupted")
     except KubeError as exc:
         reason = "not_owner" if exc.status == 409 and "not cordoned by" in str(exc) else "api_error"
         return Outcome("failed" if reason == "api_error" else "blocked", str(exc),
@@ -100,8 +120,8 @@ EXECUTORS = Executors(ACTIONS)
 
 
 def execute(kube: Kube, type_: str, params: dict[str, Any], incident: str,
-            repair: RepairContext | None = None) -> Outcome:
-    return EXECUTORS.execute(kube, type_, params, incident, repair)
+            deadlines: dict[str, float] | None = None, repair: RepairContext | None = None) -> Outcome:
+    return EXECUTORS.execute(kube, type_, params, incident, deadlines, repair)
 
 
 def _seconds(params: dict, key: str, default: float) -> float:
@@ -117,8 +137,14 @@ def _int(v: Any, default: int | None) -> int | None:
     return default if v in (None, "") else int(v)
 
 
-def _marker_owner(marker: str) -> str:
-    return f"vigil:{marker.split(':', 1)[0]}" if marker else "nobody (the change was undone)"
+def _marker_owner(marker: str, now: Any, set_by_vigil: Any) -> str:
+    """Vigil owns the change while its marker is there AND the object still holds what Vigil set: a
+    marker surviving someone else's edit proves nothing."""
+    if not marker:
+        return "nobody (the change was undone)"
+    if now != set_by_vigil:
+        return f"someone else (changed since incident {marker.split(':', 1)[0]} set it)"
+    return f"vigil:{marker.split(':', 1)[0]}"
 
 
 # ---- node actions ---------------------------------------------------------------------------------
@@ -219,8 +245,11 @@ def _restore_route(c: Clients, p: dict, result: dict, incident: str) -> str:
 
 
 @EXECUTORS.owner("shift_traffic")
-def _route_owner(c: Clients, p: dict) -> str:
-    return _marker_owner(c.workloads.marker("httproute", p["namespace"], p["route"], "vigil.io/shifted-for"))
+def _route_owner(c: Clients, p: dict, result: dict) -> str:
+    marker, rules = c.workloads.current("httproute", p["namespace"], p["route"], "vigil.io/shifted-for")
+    index = int(result.get("rule_index", 0))
+    refs = (rules[index].get("backendRefs") or []) if index < len(rules) else []
+    return _marker_owner(marker, {r["name"]: r.get("weight", 1) for r in refs}, result.get("weights"))
 
 
 @EXECUTORS.bind("failover_service")
@@ -235,8 +264,9 @@ def _restore_service(c: Clients, p: dict, result: dict, incident: str) -> str:
 
 
 @EXECUTORS.owner("failover_service")
-def _service_owner(c: Clients, p: dict) -> str:
-    return _marker_owner(c.workloads.marker("service", p["namespace"], p["service"], "vigil.io/failed-over-for"))
+def _service_owner(c: Clients, p: dict, result: dict) -> str:
+    marker, selector = c.workloads.current("service", p["namespace"], p["service"], "vigil.io/failed-over-for")
+    return _marker_owner(marker, selector, dict(p["selector"]))
 
 
 # ---- repairs (remediator/cluster/repair.py, providers.py) -----------------------------------------

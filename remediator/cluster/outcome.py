@@ -8,7 +8,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Outcome:
-    state: str  # succeeded | failed | blocked
+    state: str  # succeeded | failed | blocked | interrupted (stopping: left to resume after the restart)
     detail: str
     data: dict[str, Any] = field(default_factory=dict)
     reason: str = ""

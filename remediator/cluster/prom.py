@@ -1,15 +1,22 @@
-"""Guard and verify conditions evaluated against Prometheus (prometheus-api-client)."""
+"""Guard and verify conditions evaluated against Prometheus (prometheus-api-client).
+
+Every query is bounded: the configured timeout is the HTTP client's connect and read timeout, and
+Prometheus is asked to give up at the same time. No automatic retries (the client's default would
+retry a hung server three times with backoff): a check that does not answer in time is unknown,
+and the rule's mode decides."""
 
 from __future__ import annotations
 
 from prometheus_api_client import PrometheusConnect
+from urllib3.util.retry import Retry
 
 from remediator.domain.models import CheckResult
 
 
 class PromChecker:
     def __init__(self, url: str, timeout: float = 5.0) -> None:
-        self._prom = PrometheusConnect(url=url, disable_ssl=not url.startswith("https"))
+        self._prom = PrometheusConnect(url=url, disable_ssl=not url.startswith("https"), timeout=timeout,
+                                       retry=Retry(total=0, connect=0, read=0, status=0, redirect=0))
         self._timeout = timeout
         self.url = url
 
@@ -18,7 +25,7 @@ class PromChecker:
         Prometheus does not answer."""
         try:
             result = self._prom.custom_query(query, params={"timeout": f"{self._timeout:g}"})  # seconds
-        except Exception as exc:  # unreachable, bad query, HTTP errors: the rule's mode decides
+        except Exception as exc:  # unreachable, hung, bad query, HTTP errors: the rule's mode decides
             return CheckResult.of(None, f"Prometheus at {self.url} did not answer {query!r}: {type(exc).__name__}")
         if result:
             return CheckResult.of(True, f"{query} returned {len(result)} series")

@@ -11,7 +11,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from remediator.cluster.kube import Kube, KubeError, _wrap
+from remediator.cluster.kube import Kube, Refused, _wrap
 
 
 def _workload_of(pod: Any) -> str:
@@ -29,6 +29,20 @@ def _workload_of(pod: Any) -> str:
     return ""
 
 
+def workload_of_raw(meta: dict) -> str:
+    """As `_workload_of`, from a pod's metadata as plain JSON (the watch cache)."""
+    ns = meta.get("namespace", "")
+    for o in meta.get("ownerReferences") or []:
+        if not o.get("controller"):
+            continue
+        if o.get("kind") == "ReplicaSet":
+            h = (meta.get("labels") or {}).get("pod-template-hash")
+            if h and o["name"].endswith(f"-{h}"):
+                return f"Deployment/{ns}/{o['name'].removesuffix('-' + h)}"
+        return f"{o.get('kind')}/{ns}/{o.get('name')}"
+    return ""
+
+
 class ServiceActions:
     """Workload and traffic actions through the official client. Each records an Event and is
     idempotent per incident (an annotation or the recorded original state marks what was done)."""
@@ -40,7 +54,7 @@ class ServiceActions:
 
     def _call(self, fn: Callable, *args: Any, **kw: Any) -> Any:
         try:
-            return fn(*args, **kw)
+            return self.kube.call(fn, *args, **kw)
         except ApiException as exc:
             raise _wrap(exc) from exc
 
@@ -49,19 +63,19 @@ class ServiceActions:
         """Through the Eviction API, so PodDisruptionBudgets hold; a 429 is reported with the PDB that
         refused it. Deleted directly only when the rule opts in with force_delete."""
         try:
-            pod = self.kube.core.read_namespaced_pod(name, ns)
+            pod = self.kube.call(self.kube.core.read_namespaced_pod, name, ns)
         except ApiException as exc:
             if exc.status == 404:
                 return {"detail": "already gone"}
             raise _wrap(exc) from exc
         if not _workload_of(pod) and not allow_bare:
-            raise KubeError(409, f"pod {ns}/{name} has no controller; refusing to delete a bare pod")
+            raise Refused(f"pod {ns}/{name} has no controller; refusing to delete a bare pod")
         body: dict[str, Any] = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": name,
                                                                                             "namespace": ns}}
         if grace is not None:
             body["deleteOptions"] = {"gracePeriodSeconds": grace}
         try:
-            self.kube.core.create_namespaced_pod_eviction(name, ns, body)
+            self.kube.call(self.kube.core.create_namespaced_pod_eviction, name, ns, body)
         except ApiException as exc:
             if exc.status == 404:
                 return {"detail": "already gone"}
@@ -79,19 +93,20 @@ class ServiceActions:
                                                 "replaces it")
         return {"detail": "evicted; the controller replaces it"}
 
-    def marker(self, kind: str, ns: str, name: str, annotation: str) -> str:
-        """The value of Vigil's marker annotation on an HTTPRoute or a Service ("" when absent)."""
+    def current(self, kind: str, ns: str, name: str, annotation: str) -> tuple[str, Any]:
+        """Vigil's marker annotation ("" when absent) and what an owner check compares: an HTTPRoute's
+        rules, a Service's selector."""
         if kind == "httproute":
             obj = self._route(ns, name)
-            return (obj["metadata"].get("annotations") or {}).get(annotation, "")
+            return (obj["metadata"].get("annotations") or {}).get(annotation, ""), obj["spec"].get("rules") or []
         svc = self._call(self.kube.core.read_namespaced_service, name, ns)
-        return (svc.metadata.annotations or {}).get(annotation, "")
+        return (svc.metadata.annotations or {}).get(annotation, ""), dict(svc.spec.selector or {})
 
     def _read_workload(self, kind: str, ns: str, name: str) -> Any:
         reader = {"Deployment": self.apps.read_namespaced_deployment, "StatefulSet":
                   self.apps.read_namespaced_stateful_set, "DaemonSet": self.apps.read_namespaced_daemon_set}.get(kind)
         if reader is None:
-            raise KubeError(400, f"kind must be Deployment, StatefulSet or DaemonSet, not {kind!r}")
+            raise Refused(f"kind must be Deployment, StatefulSet or DaemonSet, not {kind!r}", 400)
         return self._call(reader, name, ns)
 
     def rollout_restart(self, kind: str, ns: str, name: str, incident: str) -> str:
@@ -119,7 +134,7 @@ class ServiceActions:
         revs = sorted(owned, key=lambda rs: int((rs.metadata.annotations or {}).get(
             "deployment.kubernetes.io/revision", "0")), reverse=True)
         if len(revs) < 2:
-            raise KubeError(409, f"deployment {ns}/{name} has no previous revision to roll back to")
+            raise Refused(f"deployment {ns}/{name} has no previous revision to roll back to")
         previous = revs[1]
         template = self.kube.api.sanitize_for_serialization(previous.spec.template)
         template.get("metadata", {}).get("labels", {}).pop("pod-template-hash", None)
@@ -168,15 +183,16 @@ class ServiceActions:
         obj = self._route(ns, route)
         rules = obj["spec"].get("rules") or []
         if rule_index >= len(rules):
-            raise KubeError(400, f"HTTPRoute {ns}/{route} has no rule {rule_index}")
+            raise Refused(f"HTTPRoute {ns}/{route} has no rule {rule_index}", 400)
         refs = rules[rule_index].get("backendRefs") or []
         by = {r["name"]: r for r in refs}
         if src not in by or dst not in by:
-            raise KubeError(400, f"HTTPRoute {ns}/{route} rule {rule_index} lacks backend {src!r} or {dst!r}")
+            raise Refused(f"HTTPRoute {ns}/{route} rule {rule_index} lacks backend {src!r} or {dst!r}", 400)
         original = {r["name"]: r.get("weight", 1) for r in refs}
         marker = (obj["metadata"].get("annotations") or {}).get("vigil.io/shifted-for", "")
         if marker.startswith(f"{incident}:"):
-            return {"detail": "already shifted for this incident", "original": json_loads(marker.split(":", 1)[1])}
+            return {"detail": "already shifted for this incident", "original": json_loads(marker.split(":", 1)[1]),
+                    "rule_index": rule_index, "weights": {r["name"]: r.get("weight", 1) for r in refs}}
         moved = min(step, by[src].get("weight", 1))
         by[src]["weight"] = by[src].get("weight", 1) - moved
         by[dst]["weight"] = by[dst].get("weight", 1) + moved

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 
 class PayloadError(ValueError):
@@ -22,31 +23,49 @@ class PayloadError(ValueError):
         self.error, self.detail = error, detail
 
 
-ZERO_TIME = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
+ZERO_TIME = dt.datetime(1, 1, 1, tzinfo=dt.UTC)  # Go's zero time: the endsAt of a firing alert
+MIN_YEAR, MAX_YEAR = 1970, 9999  # what the ledger stores; anything else is a sender's bug
 _HEX = re.compile(r"[0-9a-fA-F]{1,64}").fullmatch
-_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+_MAX_TIME_CHARS = 40  # longer is never RFC 3339; also keeps huge strings out of the cache
+
+
+def _to_utc(t: dt.datetime) -> dt.datetime | str:
+    try:
+        utc = t.astimezone(dt.UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 is in year 0
+        return "is out of range (its offset moves it outside years 1-9999)"
+    if t != ZERO_TIME and not MIN_YEAR <= utc.year <= MAX_YEAR:
+        return f"is out of range: year {utc.year} in UTC (accepted: {MIN_YEAR}-{MAX_YEAR})"
+    return utc
 
 
 @functools.lru_cache(maxsize=4096)
 def _parse_rfc3339(value: str) -> dt.datetime | str:
-    """Cached: the alerts of one rule evaluation, and every firing endsAt, share their timestamps."""
+    """Cached: the alerts of one rule evaluation, and every firing endsAt, share their timestamps.
+    Returns the time in UTC within years 1970-9999 (or Go's zero time), else why not."""
     m = _RFC3339.match(value)
     if not m:
         return f"is not RFC 3339: {value[:64]!r}"
     frac = (m.group(2) or "")[:7]  # Go writes nanoseconds; Python keeps microseconds
     tz = "+00:00" if m.group(3) in ("Z", "z") else m.group(3)
     try:
-        return dt.datetime.fromisoformat(m.group(1).replace("t", "T").replace(" ", "T") + frac + tz)
+        t = dt.datetime.fromisoformat(m.group(1).replace("t", "T").replace(" ", "T") + frac + tz)
     except ValueError as exc:
         return str(exc)
+    return _to_utc(t)
 
 
-def parse_time(value: Any, where: str) -> dt.datetime:
+def parse_time(value: Any, where: str, *, zero_ok: bool = False) -> dt.datetime:
     if not isinstance(value, str):
         raise PayloadError("invalid_payload", f"{where} must be an RFC 3339 string")
+    if len(value) > _MAX_TIME_CHARS:
+        raise PayloadError("invalid_payload", f"{where} is not RFC 3339: {value[:64]!r}")
     parsed = _parse_rfc3339(value)
     if isinstance(parsed, str):
         raise PayloadError("invalid_payload", f"{where} {parsed}")
+    if parsed == ZERO_TIME and not zero_ok:
+        raise PayloadError("invalid_payload", f"{where} is the zero time; accepted: years {MIN_YEAR}-{MAX_YEAR}")
     return parsed
 
 
@@ -80,44 +99,50 @@ class Notification:
     external_url: str = ""
 
 
-def _str_map(value: Any, where: str) -> dict[str, str]:
+def _str_map(value: Any, i: int, name: str) -> dict[str, str]:
     if value is None:
         return {}
-    if type(value) is not dict:
-        raise PayloadError("invalid_payload", f"{where} must be an object of strings")
-    for k, v in value.items():
-        if type(v) is not str or type(k) is not str:
-            raise PayloadError("invalid_payload", f"{where} must be an object of strings")
+    if type(value) is not dict or not all(type(k) is str and type(v) is str for k, v in value.items()):
+        raise PayloadError("invalid_payload", f"alerts[{i}].{name} must be an object of strings")
     return value
 
 
+def _time(value: Any, i: int, name: str, *, zero_ok: bool = False) -> dt.datetime:
+    """parse_time with the hot path first: a cached, valid timestamp (a storm shares a few)."""
+    if type(value) is str and len(value) <= _MAX_TIME_CHARS:
+        parsed = _parse_rfc3339(value)
+        if type(parsed) is dt.datetime and (zero_ok or parsed != ZERO_TIME):
+            return parsed
+    return parse_time(value, f"alerts[{i}].{name}", zero_ok=zero_ok)
+
+
 def _alert(raw: Any, i: int) -> Alert:
-    where = f"alerts[{i}]"
-    if not isinstance(raw, dict):
-        raise PayloadError("invalid_payload", f"{where} must be an object")
-    status = raw.get("status")
-    if status not in ("firing", "resolved"):
-        raise PayloadError("invalid_payload", f"{where}.status must be 'firing' or 'resolved'")
-    labels = _str_map(raw.get("labels"), f"{where}.labels")
+    """One alert; the error messages (built only on error) name the field."""
+    if type(raw) is not dict:
+        raise PayloadError("invalid_payload", f"alerts[{i}] must be an object")
+    get = raw.get
+    status = get("status")
+    if status != "firing" and status != "resolved":
+        raise PayloadError("invalid_payload", f"alerts[{i}].status must be 'firing' or 'resolved'")
+    labels = _str_map(get("labels"), i, "labels")
     if not labels:
-        raise PayloadError("invalid_payload", f"{where}.labels must not be empty")
-    fingerprint = raw.get("fingerprint")
-    if not isinstance(fingerprint, str) or not _HEX(fingerprint):
-        raise PayloadError("invalid_payload", f"{where}.fingerprint must be a hex string")
-    ends_raw = raw.get("endsAt")
-    gen = raw.get("generatorURL", "")
-    return Alert(
-        status=status, labels=labels, annotations=_str_map(raw.get("annotations"), f"{where}.annotations"),
-        starts_at=parse_time(raw.get("startsAt"), f"{where}.startsAt"),
-        ends_at=ZERO_TIME if ends_raw in (None, "") else parse_time(ends_raw, f"{where}.endsAt"),
-        fingerprint=fingerprint.lower(), generator_url=gen if isinstance(gen, str) else "",
-    )
+        raise PayloadError("invalid_payload", f"alerts[{i}].labels must not be empty")
+    fingerprint = get("fingerprint")
+    if type(fingerprint) is not str or not _HEX(fingerprint):
+        raise PayloadError("invalid_payload", f"alerts[{i}].fingerprint must be a hex string")
+    ends_raw = get("endsAt")
+    gen = get("generatorURL", "")
+    return Alert(status, labels, _str_map(get("annotations"), i, "annotations"), _time(get("startsAt"), i, "startsAt"),
+                 ZERO_TIME if ends_raw is None or ends_raw == "" else _time(ends_raw, i, "endsAt", zero_ok=True),
+                 fingerprint.lower(), gen if type(gen) is str else "")
 
 
 def parse(body: bytes) -> Notification:
+    """orjson rejects what must never reach the ledger: invalid UTF-8, lone surrogates (escaped or
+    not, in keys and values), NaN/Infinity, integers over 64 bits and nesting deeper than 1024."""
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise PayloadError("invalid_json", str(exc)) from exc
     if not isinstance(data, dict):
         raise PayloadError("invalid_payload", "the body must be a JSON object")

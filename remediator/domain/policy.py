@@ -4,15 +4,15 @@ annotations (a missing label blocks that incident with a reason; it never crashe
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
+from remediator.domain.matchers import MatcherError, parse_matchers
+
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
-_MATCHER = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*(?:"((?:[^"\\]|\\.)*)"|(\S*))\s*$')
 
 
 class PolicyError(ValueError):
@@ -24,21 +24,23 @@ class Matcher:
     label: str
     op: str
     value: str
-    regex: re.Pattern | None = None
+    regex: Any = None  # an anchored RE2 program
+
+    @classmethod
+    def parse_all(cls, text: str) -> list[Matcher]:
+        """One entry of a rule's `match:` list, parsed exactly as Alertmanager parses `matchers:`."""
+        try:
+            parsed = parse_matchers(text)
+        except MatcherError as exc:
+            raise PolicyError(f"matcher {text!r}: {exc}") from exc
+        return [cls(p.label, p.op, p.value, p.regex) for p in parsed]
 
     @classmethod
     def parse(cls, text: str) -> Matcher:
-        m = _MATCHER.match(text) if isinstance(text, str) else None
-        if not m:
-            raise PolicyError(f'matcher {text!r} is not of the form label="value" (ops = != =~ !~)')
-        value = m.group(3).replace('\\"', '"') if m.group(3) is not None else m.group(4)
-        regex = None
-        if m.group(2) in ("=~", "!~"):
-            try:
-                regex = re.compile(value)
-            except re.error as exc:
-                raise PolicyError(f"matcher {text!r}: bad regex: {exc}") from exc
-        return cls(m.group(1), m.group(2), value, regex)
+        found = cls.parse_all(text)
+        if len(found) != 1:
+            raise PolicyError(f"matcher {text!r}: expected exactly one matcher, found {len(found)}")
+        return found[0]
 
     def matches(self, labels: dict[str, str]) -> bool:
         got = labels.get(self.label, "")  # as in Alertmanager: a missing label is the empty string
@@ -46,7 +48,7 @@ class Matcher:
             return got == self.value
         if self.op == "!=":
             return got != self.value
-        hit = self.regex.fullmatch(got) is not None  # anchored, as in Alertmanager
+        hit = self.regex.search(got) is not None  # anchored ^(?:re)$, as in Alertmanager
         return hit if self.op == "=~" else not hit
 
     def __str__(self) -> str:

@@ -10,10 +10,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 
+from remediator.cluster.cache import ClusterCache
 from remediator.cluster.executor import Outcome
-from remediator.cluster.kube import Kube, KubeError
+from remediator.cluster.kube import Kube
 from remediator.cluster.prom import PromChecker
 from remediator.cluster.repair import RepairContext
 from remediator.cluster.view import read_cluster_view
@@ -21,24 +23,28 @@ from remediator.config import Config
 from remediator.domain.decide import decide, guard_query
 from remediator.domain.models import CheckResult, ClusterView, Decision, Incident, PastAction, SafetyState
 from remediator.domain.rails import World
+from remediator.runtime import pause as pausing
 from remediator.runtime.followup import Followup
 from remediator.runtime.metrics import Metrics
+from remediator.runtime.notify import Notifier, decision_events
 from remediator.runtime.repairs import RepairRails
 from remediator.runtime.runner import ClusterOps, Runner
-from remediator.store.ledger import Ledger, from_ts, ts
+from remediator.store.ledger import DUE_BATCH, Ledger, from_ts, ts
 
 log = logging.getLogger(__name__)
 BREAKER_KEY = "breaker_opened_at"
-PAUSE_KEY = "paused"
+PAUSE_KEY = pausing.PAUSE_KEY
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def read_safety_state(ledger: Ledger) -> SafetyState:
-    """Pause and breaker as the ledger holds them (no timeout handling: see Engine.safety_state)."""
-    return SafetyState(paused=ledger.get_state(PAUSE_KEY) == "true",
+def read_safety_state(ledger: Ledger, now: dt.datetime | None = None) -> SafetyState:
+    """Pause and breaker as the ledger holds them (an expired pause is no pause; the breaker's
+    reset_after is handled by Engine.safety_state)."""
+    p = pausing.read(ledger)
+    return SafetyState(paused=p.paused and not p.expired(now or utcnow()),
                        breaker_open=ledger.get_state(BREAKER_KEY) is not None)
 
 
@@ -65,8 +71,9 @@ class _Context:
 
 class Engine:
     def __init__(self, config: Config, ledger: Ledger, kube: Kube | None, metrics: Metrics,
-                 clock: Callable[[], dt.datetime] = utcnow) -> None:
+                 clock: Callable[[], dt.datetime] = utcnow, cache: ClusterCache | None = None) -> None:
         self.config, self.ledger, self.kube, self.metrics, self.clock = config, ledger, kube, metrics, clock
+        self.cache = cache  # decisions read it (no API request); without one, each view is LISTed
         self.prom = PromChecker(config.prometheus_url, config.prometheus_timeout) if config.prometheus_url else None
         self.rules = {r.name: r for r in config.rules}
         self._wake = threading.Event()
@@ -74,24 +81,40 @@ class Engine:
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="vigil-action")
         self._thread = threading.Thread(target=self._run, name="vigil-engine", daemon=True)
         self._busy: set[object] = set()
+        self._futures: set[futures.Future] = set()
         self._busy_lock = threading.Lock()
-        self.repair = RepairContext(kube, config.repair, self.prom) if kube is not None else None
+        self.notifier = Notifier(config.notifications, metrics.registry)
+        sleep = kube.retrier.sleep if kube is not None else time.sleep  # waits end when the process stops
+        self.repair = RepairContext(kube, config.repair, self.prom, sleep=sleep) if kube is not None else None
         self.repair_rails = RepairRails(ledger=ledger, settings=config.repair, ctx=self.repair,
                                         on_exhausted=metrics.repairs_exhausted.inc, clock=clock)
-        self.runner = Runner(ledger, kube, metrics, clock, repair=self.repair, rails=self.repair_rails)
-        ops = ClusterOps(kube, repair=self.repair) if kube is not None else None
-        self.followup = Followup(ledger, self.runner, ops, self.prom,
-                                 metrics, self.rules, self.world, self._guard, self.note_decision, clock,
-                                 self._stop.is_set, self._stop.wait)
+        self.runner = Runner(ledger, kube, metrics, clock, deadlines=config.action_deadlines,
+                             notify=self.notifier.notify, repair=self.repair, rails=self.repair_rails)
+        ops = ClusterOps(kube, deadlines=config.action_deadlines, repair=self.repair) if kube is not None else None
+        self.followup = Followup(ledger=ledger, runner=self.runner, ops=ops,
+                                 checker=self.prom, metrics=metrics, rules=self.rules, world=self.world,
+                                 safety_state=self.safety_state, guard=self._guard, on_decision=self.note_decision,
+                                 clock=clock, stopping=self._stop.is_set, sleep=self._stop.wait,
+                                 notify=self.notifier.notify)
 
     def start(self) -> None:
+        self.notifier.start()
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop deciding; running actions stop at their next safe point (a retry or drain pause),
+        left `running` in the ledger and resumed after the restart. Waits at most `timeout` s."""
         self._stop.set()
         self._wake.set()
-        self._thread.join(10)
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self.kube is not None:
+            self.kube.retrier.stopping.set()  # also ends the cache's watches
+        deadline = time.monotonic() + timeout
+        self._thread.join(timeout)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._busy_lock:
+            running = list(self._futures)
+        futures.wait(running, timeout=max(deadline - time.monotonic(), 0.1))
+        self.notifier.stop(timeout=max(deadline - time.monotonic(), 0.5))  # what is queued gets its chance
 
     def wake(self) -> None:
         self._wake.set()
@@ -103,7 +126,9 @@ class Engine:
         reset_after = self.config.safety.breaker.reset_after
         if opened and reset_after and (now - from_ts(opened)).total_seconds() >= reset_after:
             self.reset_breaker(now, by="timeout")
-        return read_safety_state(self.ledger)
+        if pausing.read(self.ledger).expired(now):
+            self.set_paused(False, now, by="expiry")
+        return read_safety_state(self.ledger, now)
 
     def reset_breaker(self, now: dt.datetime, by: str) -> bool:
         was_open = self.ledger.get_state(BREAKER_KEY) is not None
@@ -114,10 +139,18 @@ class Engine:
         self.metrics.breaker_open.set(0)
         return was_open
 
-    def set_paused(self, paused: bool, now: dt.datetime, by: str) -> None:
-        self.ledger.set_state(PAUSE_KEY, "true" if paused else None)
-        self.ledger.audit("pause" if paused else "unpause", {"by": by}, now)
+    def set_paused(self, paused: bool, now: dt.datetime, by: str, *, reason: str = "",
+                   until: dt.datetime | None = None) -> pausing.Pause:
+        p = pausing.Pause(paused, reason, by, now, until) if paused else pausing.Pause()
+        pausing.write(self.ledger, p)
+        detail = {"by": by, "reason": reason, "until": p.as_dict()["until"]} if paused else {"by": by}
+        self.ledger.audit("pause" if paused else "unpause", detail, now)
         self.metrics.paused.set(1 if paused else 0)
+        log.warning("%s (%s)", p.describe(), f"set by {by}")
+        return p
+
+    def pause(self) -> pausing.Pause:
+        return pausing.read(self.ledger)
 
     # ---- the loop -----------------------------------------------------------------------------
 
@@ -129,39 +162,98 @@ class Engine:
         except Exception:
             log.exception("could not resume incomplete actions")
         while not self._stop.is_set():
+            timeout = 1.0
             try:
                 self._tick()
-            except Exception:  # the loop must survive a bad incident or a ledger hiccup
+                wake_at = self.ledger.next_wake()
+                if wake_at is not None:
+                    timeout = min(timeout, max((wake_at - self.clock()).total_seconds(), 0.0))
+            except Exception:  # the loop must survive a ledger hiccup (incidents fail alone, in _tick)
                 log.exception("engine tick failed")
-                self._stop.wait(1.0)
-            timeout = 1.0
-            wake_at = self.ledger.next_wake()
-            if wake_at is not None:
-                timeout = min(timeout, max((wake_at - self.clock()).total_seconds(), 0.0))
+                self.metrics.incident_errors.labels("tick").inc()
             self._wake.wait(timeout)
             self._wake.clear()
 
     def _cluster_view(self) -> ClusterView:
         if self.kube is None:
             return ClusterView(available=False)
+        if self.cache is not None:
+            return self.cache.view()  # unavailable while unsynced or stale: decisions defer
         try:
             return read_cluster_view(self.kube)
-        except (KubeError, OSError) as exc:
-            log.warning("cluster view unavailable: %s", exc)
+        except Exception as exc:  # KubeError, or anything the client raised: defer, never fail
+            log.warning("cluster view unavailable: %s: %s", type(exc).__name__, exc)
             return ClusterView(available=False)
 
     def _tick(self) -> None:
-        due = self.ledger.due(self.clock())
+        due = self.ledger.due(self.clock(), on_unreadable=lambda i, exc: self.incident_failed(i, "read", exc))
         ctx = _Context(self) if due else None
+        decided: list[tuple[Incident, Decision]] = []
         for incident in due:
             if self._stop.is_set():
-                return
-            self.decide_and_record(incident, ctx)
+                break
+            try:
+                decided.append((incident, self._decide(incident, ctx)))
+            except Exception as exc:  # this incident fails alone; the rest of the tick goes on
+                self.incident_failed(incident.id, "decide", exc)
+        self._record(decided)
+        if len(due) >= DUE_BATCH:
+            self._wake.set()  # a backlog: the next tick starts at once
         for inc in self.ledger.resolved_followups():
-            self._submit_task(f"after:{inc['id']}", self.followup.after_resolve, inc)
+            self._submit_task(f"after:{inc['id']}", self.followup.after_resolve, inc,
+                              on_error=lambda exc, i=inc["id"]: self._after_failed(i, exc))
+
+    def _record(self, decided: list[tuple[Incident, Decision]]) -> None:
+        """The tick's decisions in one short transaction (intake's commits wait on no more than it);
+        if that fails, one by one, so a decision that cannot be stored fails only its incident."""
+        if not decided:
+            return
+        now = self.clock()
+        save_all = getattr(self.ledger, "save_decisions", None)
+        ids: dict[int, list[int]] = {}
+        try:
+            if save_all is None:
+                raise NotImplementedError
+            ids = save_all([(i.id, d) for i, d in decided], now)
+        except Exception:
+            for incident, decision in decided:
+                try:
+                    ids[incident.id] = self.ledger.save_decision(incident.id, decision, now)
+                except Exception as exc:
+                    self.incident_failed(incident.id, "record", exc)
+                    ids[incident.id] = []
+        for incident, decision in decided:
+            self._after_decision(incident, decision, ids.get(incident.id, []))
+
+    def _after_decision(self, incident: Incident, decision: Decision, ids: list[int]) -> None:
+        log.info("incident %s %s: %s %s", incident.id, incident.alertname, decision.outcome,
+                 decision.detail or ", ".join(f"{a.type}({a.target})" for a in decision.actions))
+        if ids:
+            self._submit(incident.id, ids)
+
+    def _after_failed(self, incident_id: int, exc: BaseException) -> None:
+        self.metrics.incident_errors.labels("after_resolve").inc()
+        self.ledger.mark_after_resolve(incident_id, f"failed: {type(exc).__name__}: {exc}"[:1000], self.clock())
+
+    def incident_failed(self, incident_id: int | None, stage: str, exc: BaseException) -> None:
+        """Processing an incident raised: failed, with the exception in its record, audit and a metric."""
+        log.error("incident %s failed in %s: %s: %s", incident_id, stage, type(exc).__name__, exc,
+                  exc_info=(type(exc), exc, exc.__traceback__))
+        self.metrics.incident_errors.labels(stage).inc()
+        if incident_id is None:
+            return
+        try:
+            self.ledger.fail_incident(incident_id, stage, exc, self.clock())
+        except Exception:
+            log.exception("could not mark incident %s failed", incident_id)
 
     def decide_and_record(self, incident: Incident, ctx: _Context | None = None) -> Decision:
-        ctx = ctx or _Context(self)
+        """Decide one incident and store the decision (the tick does the same for a batch)."""
+        decision = self._decide(incident, ctx or _Context(self))
+        self._after_decision(incident, decision, self.ledger.save_decision(incident.id, decision, self.clock()))
+        return decision
+
+    def _decide(self, incident: Incident, ctx: _Context) -> Decision:
         now = self.clock()
         history, cluster, state = ctx.history, ctx.cluster(), ctx.state
         if self.kube is not None and not cluster.available:
@@ -174,15 +266,10 @@ class Engine:
         if decision.open_breaker:
             ctx.state = dataclasses.replace(ctx.state, breaker_open=True)
         self.note_decision(incident, decision)
-        ids = self.ledger.save_decision(incident.id, decision, now)
         kept = {"act": "planned", "dry_run": "dry_run", "blocked": "blocked"}.get(decision.outcome)
         if kept:  # later decisions of this tick see this plan (budget, breaker, cooldown)
             ctx.history.extend(PastAction(incident.id, decision.rule or "", a.type, a.target, now, kept,
                                           workload=a.workload, amount=a.amount) for a in decision.actions)
-        log.info("incident %s %s: %s %s", incident.id, incident.alertname, decision.outcome,
-                 decision.detail or ", ".join(f"{a.type}({a.target})" for a in decision.actions))
-        if ids:
-            self._submit(incident.id, ids)
         return decision
 
     def note_decision(self, incident: Incident, decision: Decision) -> None:
@@ -197,6 +284,8 @@ class Engine:
         if decision.reason == "repair_exhausted":  # no more repair: the node becomes an RMA candidate
             self.repair_rails.mark(incident.id, incident.labels.get("node", ""), decision.detail)
         self.metrics.observe_decision(decision)
+        for event in decision_events(incident, decision):  # blocked (or dry-run) first actions and later steps
+            self.notifier.notify(event)
 
     def repair_history(self, now: dt.datetime) -> list:
         """Repair attempts within the repeat-offender window, for the rails."""
@@ -219,9 +308,11 @@ class Engine:
         return self.prom.check(query)
 
     def _submit(self, incident_id: int, chain: list[int]) -> None:
-        self._submit_task(incident_id, self._run_chain, incident_id, chain)
+        self._submit_task(incident_id, self._run_chain, incident_id, chain,
+                          on_error=lambda exc: self.incident_failed(incident_id, "act", exc))
 
-    def _submit_task(self, key: object, fn: Callable, *args: object) -> None:
+    def _submit_task(self, key: object, fn: Callable, *args: object,
+                     on_error: Callable[[BaseException], None] | None = None) -> None:
         with self._busy_lock:
             if key in self._busy:
                 return
@@ -230,13 +321,25 @@ class Engine:
         def run() -> None:
             try:
                 fn(*args)
-            except Exception:
+            except Exception as exc:
                 log.exception("task %s failed", key)
+                if on_error is not None:
+                    try:
+                        on_error(exc)
+                    except Exception:
+                        log.exception("task %s: recording the failure failed", key)
             finally:
                 with self._busy_lock:
                     self._busy.discard(key)
 
-        self._pool.submit(run)
+        future = self._pool.submit(run)
+        with self._busy_lock:
+            self._futures.add(future)
+        future.add_done_callback(self._forget)
+
+    def _forget(self, future: futures.Future) -> None:
+        with self._busy_lock:
+            self._futures.discard(future)
 
     def run_action(self, incident_id: int, action_id: int) -> Outcome | None:
         return self.runner.run_action(incident_id, action_id)
@@ -244,6 +347,8 @@ class Engine:
     def _run_chain(self, incident_id: int, chain: list[int]) -> None:
         ok = True
         for action_id in chain:
+            if self._stop.is_set():
+                return  # the rest stays planned: resumed after the restart
             outcome = self.run_action(incident_id, action_id)
             if outcome is not None and outcome.state != "succeeded":
                 ok = False

@@ -20,17 +20,26 @@ from dataclasses import dataclass, field
 from remediator.cluster.prom import PromChecker
 from remediator.domain.actions import ACTIONS
 from remediator.domain.decide import after_verification, alert_context, plan_escalation, plan_on_failure, plan_step
-from remediator.domain.models import DOES_NOT_HOLD, HOLDS, UNKNOWN, CheckResult, Decision, Incident, PlannedAction
+from remediator.domain.models import (
+    DOES_NOT_HOLD,
+    HOLDS,
+    UNKNOWN,
+    CheckResult,
+    Decision,
+    Incident,
+    PlannedAction,
+    SafetyState,
+)
 from remediator.domain.policy import Check, Rule
 from remediator.domain.rails import Step, World
 from remediator.runtime.metrics import Metrics
+from remediator.runtime.notify import Event
 from remediator.runtime.runner import ClusterOps, Runner
 from remediator.store.ledger import Ledger, from_ts
 
 log = logging.getLogger(__name__)
 VERIFICATION = {HOLDS: "verified", DOES_NOT_HOLD: "not_verified", UNKNOWN: "unverifiable"}
 METRIC_RESULT = {HOLDS: "verified", DOES_NOT_HOLD: "failed", UNKNOWN: "unverifiable"}  # vigil_verifications_total
-_WAIT = {"paused", "breaker_open"}  # after a resolve: try again later rather than give up
 
 
 def incident_of(inc: dict) -> Incident:
@@ -50,11 +59,13 @@ class Followup:
     metrics: Metrics
     rules: dict[str, Rule]
     world: Callable[[dt.datetime], World]
+    safety_state: Callable[[dt.datetime], SafetyState]
     guard: Callable[[Incident], CheckResult | None]
     on_decision: Callable[[Incident, Decision], None]
     clock: Callable[[], dt.datetime]
     stopping: Callable[[], bool] = lambda: False
     sleep: Callable[[float], None] = field(default=time.sleep)
+    notify: Callable[[Event], None] = lambda event: None  # VigilRemediation notifications (gave up)
 
     # ---- checks ---------------------------------------------------------------------------------
 
@@ -129,14 +140,21 @@ class Followup:
                 self.ledger.audit("escalation_withheld", {"reason": "unverifiable", "detail": result.detail},
                                   self.clock(), incident_id=incident_id)
                 self.metrics.blocked.labels("unverifiable").inc()
+                self._gave_up(inc, f"verification unknown, left to people: {result.detail}")
                 return
             if index == len(steps):
                 if steps:
                     self.ledger.audit("escalation_exhausted", {"steps": index}, self.clock(), incident_id=incident_id)
+                self._gave_up(inc, f"not verified after {index} escalation step(s): {result.detail}")
                 return
             if not self._escalate(rule, inc, index):
                 return
             inc = self.ledger.get_incident(incident_id)
+
+    def _gave_up(self, inc: dict, detail: str) -> None:
+        last = inc["actions"][-1] if inc.get("actions") else {}
+        self.notify(Event("gave_up", inc["id"], last.get("type", "none"), "gave_up", last.get("target", ""),
+                          f"Vigil gave up on incident {inc['id']} ({inc.get('alertname', '?')})", detail))
 
     # ---- a repair ladder going on after a failed step ----------------------------------------------
 
@@ -187,18 +205,16 @@ class Followup:
                               incident_id=step.incident.id)
         return decision
 
-    def _restores(self, rule: Rule, incident: Incident, inc: dict) -> list[str] | None:
+    def _restores(self, rule: Rule, incident: Incident, inc: dict) -> list[str]:
         done = []
         for a in inc["actions"]:
             if not (ACTIONS.get(a["type"]) and ACTIONS[a["type"]].restorable and a["state"] == "succeeded"
                     and "original" in a["result"]
                     and str(a["params"].get("restore_on_resolve", "")).lower() in ("true", "1", "yes")):
                 continue
-            owner = self.ops.owner_of(a["type"], a["params"])
+            owner = self.ops.owner_of(a["type"], a["params"], a["result"])
             step = Step("restore", incident, rule, (PlannedAction(a["type"], a["target"], a["params"]),), owner=owner)
             decision = self._gate(step)
-            if decision.reason in _WAIT:
-                return None
             if decision.outcome != "act":
                 done.append(f"restore of {a['type']}({a['target']}) blocked ({decision.reason}): {decision.detail}")
                 continue
@@ -206,7 +222,7 @@ class Followup:
             done.append(f"restore of {a['type']}({a['target']}): {outcome.detail}")
         return done
 
-    def _uncordons(self, rule: Rule, incident: Incident, inc: dict) -> list[str] | None:
+    def _uncordons(self, rule: Rule, incident: Incident, inc: dict) -> list[str]:
         nodes = sorted({a["params"].get("node") for a in inc["actions"] if a["state"] == "succeeded"
                         and ACTIONS.get(a["type"]) and ACTIONS[a["type"]].undo == "uncordon_node"} - {None})
         if not nodes:
@@ -224,8 +240,6 @@ class Followup:
                     continue
             params = {"node": node, "only_incident": "true"}
             decision = self._gate(Step("uncordon", incident, rule, (PlannedAction("uncordon_node", node, params),)))
-            if decision.reason in _WAIT:
-                return None
             if decision.reason == "foreign_cordon":
                 self._drop_claim(incident, node, decision.detail)
                 done.append(f"{node} left as it is: {decision.detail}")
@@ -245,18 +259,18 @@ class Followup:
         self.ops.drop_claim(node, str(incident.id), detail)
 
     def after_resolve(self, inc: dict) -> None:
+        """Restores and uncordons, each through the gate. While paused globally or with the breaker
+        open nothing runs and the next tick tries again; any other block is recorded and the rest is
+        left to people."""
         rule = self.rules.get(inc["rule"])
         done: list[str] = []
         if rule is not None and self.ops is not None:
-            state = self.world(self.clock()).state
+            state = self.safety_state(self.clock())  # cheap: no cluster read while waiting
             if state.paused or state.breaker_open:
-                return  # nothing changes while paused or in a storm; the next tick tries again
+                return
             incident = incident_of(inc)
-            restores = self._restores(rule, incident, inc)
-            uncordons = self._uncordons(rule, incident, inc) if rule.uncordon_on_resolved and restores is not None \
-                else []
-            if restores is None or uncordons is None:
-                return  # paused or breaker open: the next tick tries again
-            done = restores + uncordons
+            done = self._restores(rule, incident, inc)
+            if rule.uncordon_on_resolved is not None:
+                done += self._uncordons(rule, incident, inc)
         self.ledger.mark_after_resolve(inc["id"], "; ".join(done) or "nothing to do", self.clock())
         log.info("incident %d resolved: %s", inc["id"], "; ".join(done) or "nothing to do")

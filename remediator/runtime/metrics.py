@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from remediator import __version__
 from remediator.domain.actions import ACTIONS
@@ -36,6 +36,32 @@ class _IncidentCollector:
         yield fam
 
 
+class _Count:
+    def __init__(self, name: str, doc: str, count: Callable[[], int]) -> None:
+        self._name, self._doc, self._count = name, doc, count
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self._name, self._doc, value=self._count())
+
+
+class _CacheSizes:
+    def __init__(self, sizes: Callable[[], dict[str, int]]) -> None:
+        self._sizes = sizes
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        fam = GaugeMetricFamily("vigil_cluster_cache_objects", "Objects held by the cluster cache, by resource.",
+                                labels=["resource"])
+        for resource, n in self._sizes().items():
+            fam.add_metric([resource], n)
+        yield fam
+
+
 class Metrics:
     def __init__(self, incident_counts: Callable[[], dict[str, int]] | None = None) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
@@ -49,6 +75,9 @@ class Metrics:
         self.truncated = Counter("vigil_truncated_alerts_total",
                                  "Alerts Alertmanager left out of webhooks (max_alerts); Vigil never saw them.",
                                  registry=r)
+        self.incident_errors = Counter("vigil_incident_errors_total",
+                                       "Incidents whose processing raised (marked failed, reason internal_error), "
+                                       "by stage.", ["stage"], registry=r)
         self.decisions = Counter("vigil_decisions_total", "Decisions by outcome.", ["outcome"], registry=r)
         self.blocked = Counter("vigil_blocked_total", "Incidents or actions blocked, by reason.", ["reason"],
                                registry=r)
@@ -73,6 +102,9 @@ class Metrics:
                                    "Nodes out of service at the last budget check (with that plan).", registry=r)
         self.budget_allowed = Gauge("vigil_disruption_budget_nodes_allowed",
                                     "Nodes the disruption budget allows out of service at once.", registry=r)
+        self.pool_budget = Gauge("vigil_disruption_budget_pool_nodes",
+                                 "Per-pool budget at the last check: unavailable (with that plan), allowed, total.",
+                                 ["pool", "state"], registry=r)
         Gauge("vigil_build_info", "Remediator build; always 1.", ["version"], registry=r).labels(__version__).set(1)
         for outcome in ("act", "dry_run", "blocked", "defer", "no_match", "resolved"):
             self.decisions.labels(outcome)
@@ -86,6 +118,19 @@ class Metrics:
         if incident_counts is not None:
             r.register(_IncidentCollector(incident_counts))
 
+    def count_kube_requests(self, count: Callable[[], int]) -> None:
+        """Kubernetes API requests the actions and reads made (the cache's watches not included)."""
+        self.registry.register(_Count("vigil_kubernetes_requests", "Kubernetes API requests made by actions "
+                                      "and reads (not the cluster cache's list and watch).", count))
+
+    def watch_cache(self, staleness: Callable[[], float], sizes: Callable[[], dict[str, int]]) -> None:
+        """The cluster cache's staleness and size, read at scrape time."""
+        g = Gauge("vigil_cluster_cache_staleness_seconds",
+                  "Seconds since the cluster cache last heard from the API server (+Inf before its first sync).",
+                  registry=self.registry)
+        g.set_function(staleness)
+        self.registry.register(_CacheSizes(sizes))
+
     def observe_decision(self, d: Decision) -> None:
         self.decisions.labels(d.outcome).inc()
         if d.outcome == "blocked":
@@ -96,6 +141,10 @@ class Metrics:
         if d.budget is not None:
             self.budget_in_use.set(d.budget.nodes_out)
             self.budget_allowed.set(d.budget.nodes_allowed)
+            for pool, unavailable, allowed, total in d.budget.pools:
+                self.pool_budget.labels(pool, "unavailable").set(unavailable)
+                self.pool_budget.labels(pool, "allowed").set(allowed)
+                self.pool_budget.labels(pool, "total").set(total)
 
     def observe_action(self, action: str, result: str, delay: float | None, reason: str = "") -> None:
         self.actions.labels(action, result).inc()

@@ -15,6 +15,7 @@ from remediator.cluster.executor import EXECUTORS, Executors, Outcome
 from remediator.cluster.kube import Kube, KubeError
 from remediator.cluster.repair import RepairContext
 from remediator.runtime.metrics import Metrics
+from remediator.runtime.notify import Event, action_event
 from remediator.runtime.repairs import RepairRails
 from remediator.store.ledger import Ledger, from_ts
 
@@ -27,21 +28,22 @@ class ClusterOps:
     and drop a claim Vigil no longer holds. None of it decides anything: the rails do."""
     kube: Kube
     executors: Executors = EXECUTORS
+    deadlines: dict[str, float] | None = None  # per action type: how long transient API errors are retried
     repair: RepairContext | None = None
 
     def execute(self, type_: str, params: dict[str, Any], incident: str) -> Outcome:
-        return self.executors.execute(self.kube, type_, params, incident, self.repair)
+        return self.executors.execute(self.kube, type_, params, incident, self.deadlines, self.repair)
 
     def restore(self, type_: str, params: dict[str, Any], result: dict[str, Any], incident: str) -> Outcome:
         return self.executors.restore(self.kube, type_, params, result, incident)
 
-    def owner_of(self, type_: str, params: dict[str, Any]) -> str:
-        return self.executors.owner_of(self.kube, type_, params)
+    def owner_of(self, type_: str, params: dict[str, Any], result: dict[str, Any]) -> str:
+        return self.executors.owner_of(self.kube, type_, params, result)
 
     def drop_claim(self, node: str, incident: str, owner: str) -> None:
         """An Event on the node saying Vigil let go of its cordon (someone else owns it now)."""
         try:
-            obj = self.kube.core.read_node(node)
+            obj = self.kube.call(self.kube.core.read_node, node)
         except Exception as exc:
             log.warning("could not read node %s to record the dropped claim: %s", node, exc)
             return
@@ -56,6 +58,8 @@ class Runner:
     metrics: Metrics
     clock: Callable[[], dt.datetime]
     executors: Executors = EXECUTORS
+    deadlines: dict[str, float] | None = None  # per action type: how long transient API errors are retried
+    notify: Callable[[Event], None] = lambda event: None  # VigilRemediation notifications (acted, blocked)
     repair: RepairContext | None = None
     rails: RepairRails | None = None  # repeat offenders and silences around repairs
 
@@ -69,6 +73,9 @@ class Runner:
             outcome = Outcome("failed", "no Kubernetes client", reason="no_cluster")
         else:
             outcome = self._execute(incident_id, incident, row)
+        if outcome.state == "interrupted":  # stopping: left running, resumed once after the restart
+            log.info("incident %d: %s(%s) interrupted by shutdown", incident_id, row.type, row.target)
+            return outcome
         now = self.clock()
         self.ledger.finish_action(action_id, outcome.state, outcome.as_result(), now)
         self.ledger.audit(f"action:{row.type}", {"target": row.target, "state": outcome.state,
@@ -78,14 +85,17 @@ class Runner:
         self.metrics.observe_action(row.type, outcome.state, (now - starts).total_seconds() if starts else None,
                                     outcome.reason)
         log.info("incident %d: %s(%s) %s: %s", incident_id, row.type, row.target, outcome.state, outcome.detail)
+        self.notify(action_event(incident_id, row.type, outcome.state, row.target, outcome.detail))
         return outcome
 
 
     def _execute(self, incident_id: int, incident: dict, row: Any) -> Outcome:
         if self.rails is None:
-            return self.executors.execute(self.kube, row.type, row.params, str(incident_id), self.repair)
+            return self.executors.execute(self.kube, row.type, row.params, str(incident_id), self.deadlines,
+                                          self.repair)
         replaced, extra = self.rails.before(incident_id, incident, row)
-        outcome = replaced or self.executors.execute(self.kube, row.type, row.params, str(incident_id), self.repair)
+        outcome = replaced or self.executors.execute(self.kube, row.type, row.params, str(incident_id),
+                                                     self.deadlines, self.repair)
         if extra:
             outcome = dataclasses.replace(outcome, data={**outcome.data, **extra})
         return self.rails.after(incident_id, row, outcome)

@@ -18,16 +18,21 @@ import datetime as dt
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+import orjson
 
 from remediator.domain.models import Decision, Incident, PastAction
 from remediator.domain.payload import Alert
 from remediator.domain.repair import REPAIR_ACTIONS, RepairRecord
 from remediator.store.views import LedgerViews, from_ts, ts
 
-_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode  # one encoder, not one per call
+
+def _canonical(d: dict[str, str]) -> str:
+    """Labels and annotations as stored: sorted keys, compact (orjson: a storm's hot path)."""
+    return orjson.dumps(d, option=orjson.OPT_SORT_KEYS).decode()
 
 
 @dataclass(frozen=True)
@@ -50,9 +55,14 @@ class ActionRow:
     state: str
 
 
+DUE_BATCH = 200  # incidents decided per engine tick: a backlog never makes one tick (or intake) slow
+
+
 class Ledger(Protocol):
     def record(self, alerts: Iterable[Alert], now: dt.datetime) -> Recorded: ...
-    def due(self, now: dt.datetime) -> list[Incident]: ...
+    def due(self, now: dt.datetime, limit: int = DUE_BATCH,
+            on_unreadable: Callable[[int, Exception], None] | None = None) -> list[Incident]: ...
+    def fail_incident(self, incident_id: int, stage: str, exc: BaseException, now: dt.datetime) -> None: ...
     def next_wake(self) -> dt.datetime | None: ...
     def save_decision(self, incident_id: int, decision: Decision, now: dt.datetime) -> list[int]: ...
     def claim_action(self, action_id: int, now: dt.datetime) -> ActionRow | None: ...
@@ -101,6 +111,7 @@ CREATE TABLE IF NOT EXISTS incidents (
 );
 CREATE INDEX IF NOT EXISTS incidents_status ON incidents (status, not_before);
 CREATE INDEX IF NOT EXISTS incidents_alertname ON incidents (alertname);
+CREATE INDEX IF NOT EXISTS incidents_followup ON incidents (id) WHERE alert_status='resolved' AND after_resolve='';
 CREATE TABLE IF NOT EXISTS actions (
     id INTEGER PRIMARY KEY,
     incident_id INTEGER NOT NULL REFERENCES incidents (id),
@@ -186,35 +197,43 @@ class SQLiteLedger(LedgerViews):
             if not job.done:
                 with self._queue_lock:
                     batch, self._queue = self._queue, []
-                db = self._intake
-                try:
-                    db.execute("BEGIN IMMEDIATE")
-                    for j in batch:
-                        j.result = self._record(db, j.alerts, j.now)
-                    db.execute("COMMIT")
-                except BaseException as exc:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    for j in batch:
-                        j.error = exc
-                finally:
-                    for j in batch:
-                        j.done = True
+                self._commit_batch(batch)
         if job.error is not None:
             raise job.error
         return job.result
+
+    def _commit_batch(self, batch: list[_Job]) -> None:
+        """One transaction, one savepoint per request: a request whose alerts cannot be written
+        fails alone; the others commit. Only a failing COMMIT (disk, lock) fails them all."""
+        db = self._intake
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for j in batch:
+                db.execute("SAVEPOINT job")
+                try:
+                    j.result = self._record(db, j.alerts, j.now)
+                except Exception as exc:
+                    db.execute("ROLLBACK TO job")
+                    j.error = exc
+                db.execute("RELEASE job")
+            db.execute("COMMIT")
+        except BaseException as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            for j in batch:
+                j.error, j.result = j.error or exc, None
+        finally:
+            for j in batch:
+                j.done = True
 
     def _record(self, db: sqlite3.Connection, alerts: list[Alert], now: dt.datetime) -> Recorded:
         new = dupes = resolved = cancelled = 0
         t = ts(now)
         keyed = [(a.fingerprint, ts(a.starts_at), a) for a in alerts]
-        existing: set[tuple[str, str]] = set()
-        fingerprints = sorted({fp for fp, _, _ in keyed})
-        for i in range(0, len(fingerprints), 900):
-            chunk = fingerprints[i:i + 900]
-            existing.update((r[0], r[1]) for r in db.execute(
-                f"SELECT fingerprint, starts_at FROM incidents WHERE fingerprint IN ({','.join('?' * len(chunk))})",
-                chunk))
+        fingerprints = orjson.dumps(sorted({fp for fp, _, _ in keyed})).decode()  # one query, any count
+        existing: set[tuple[str, str]] = {(r[0], r[1]) for r in db.execute(
+            "SELECT fingerprint, starts_at FROM incidents WHERE fingerprint IN (SELECT value FROM json_each(?))",
+            (fingerprints,))}
         fresh, seen = [], set()
         for fp, starts, a in keyed:
             if (fp, starts) in existing or (fp, starts) in seen:
@@ -258,11 +277,42 @@ class SQLiteLedger(LedgerViews):
 
     # ---- the engine's side -----------------------------------------------------------------
 
-    def due(self, now: dt.datetime) -> list[Incident]:
+    def due(self, now: dt.datetime, limit: int = DUE_BATCH,
+            on_unreadable: Callable[[int, Exception], None] | None = None) -> list[Incident]:
+        """At most `limit` incidents to decide, oldest first (both queries use incidents_status). A row
+        that cannot be read back goes to `on_unreadable` (default: marked failed), so it can never
+        block the ones after it."""
         with self._tx() as db:
-            rows = db.execute("SELECT * FROM incidents WHERE status='pending' OR (status='deferred' AND"
-                              " not_before <= ?) ORDER BY id", (ts(now),)).fetchall()
-        return [_incident(r) for r in rows]
+            rows = db.execute("SELECT * FROM incidents WHERE status='pending' ORDER BY id LIMIT ?",
+                              (limit,)).fetchall()
+            if len(rows) < limit:
+                rows += db.execute("SELECT * FROM incidents WHERE status='deferred' AND not_before <= ?"
+                                   " ORDER BY not_before LIMIT ?", (ts(now), limit - len(rows))).fetchall()
+        out, broken = [], []
+        for r in rows:
+            try:
+                out.append(_incident(r))
+            except Exception as exc:
+                broken.append((r["id"], exc))
+        for incident_id, exc in broken:
+            if on_unreadable is not None:
+                on_unreadable(incident_id, exc)
+            else:
+                self.fail_incident(incident_id, "read", exc, now)
+        return out
+
+    def fail_incident(self, incident_id: int, stage: str, exc: BaseException, now: dt.datetime) -> None:
+        """Processing this incident raised: record the exception on it and in the audit, and take
+        it out of the engine's queue (status failed, reason internal_error)."""
+        t, detail = ts(now), f"{type(exc).__name__}: {exc}"[:1000]
+        with self._tx() as db:
+            db.execute("UPDATE incidents SET status='failed', reason='internal_error', detail=?, updated_at=?"
+                       " WHERE id=?", (detail, t, incident_id))
+            db.execute("UPDATE actions SET state=CASE state WHEN 'running' THEN 'failed' ELSE 'cancelled' END,"
+                       " finished_at=?, result=? WHERE incident_id=? AND state IN ('planned', 'running')",
+                       (t, json.dumps({"detail": detail, "reason": "internal_error"}), incident_id))
+            self._audit(db, "internal_error", {"stage": stage, "exception": type(exc).__name__,
+                                               "message": str(exc)[:1000]}, t, incident_id, None)
 
     def next_wake(self) -> dt.datetime | None:
         with self._tx() as db:
@@ -271,29 +321,36 @@ class SQLiteLedger(LedgerViews):
 
     def save_decision(self, incident_id: int, decision: Decision, now: dt.datetime) -> list[int]:
         """Store the decision and its actions in one transaction; returns the ids of actions to run."""
+        return self.save_decisions([(incident_id, decision)], now)[incident_id]
+
+    def save_decisions(self, decided: list[tuple[int, Decision]], now: dt.datetime) -> dict[int, list[int]]:
+        """A tick's decisions in one transaction: {incident id: ids of the actions to run}."""
         t = ts(now)
+        with self._tx() as db:
+            return {incident_id: self._save(db, incident_id, decision, t) for incident_id, decision in decided}
+
+    def _save(self, db: sqlite3.Connection, incident_id: int, decision: Decision, t: str) -> list[int]:
         status = {"act": "acting", "dry_run": "dry_run", "blocked": "blocked", "defer": "deferred",
                   "no_match": "ignored", "resolved": "resolved"}[decision.outcome]
         state = {"act": "planned", "dry_run": "dry_run", "blocked": "blocked"}.get(decision.outcome)
+        row = db.execute("SELECT alert_status, status FROM incidents WHERE id=?", (incident_id,)).fetchone()
+        if row is None or row["status"] not in ("pending", "deferred"):
+            return []  # resolved (cancelled) meanwhile, or already decided
+        db.execute("UPDATE incidents SET status=?, reason=?, detail=?, rule=?, not_before=?, trace=?,"
+                   " updated_at=? WHERE id=?",
+                   (status, decision.reason, decision.detail, decision.rule,
+                    ts(decision.not_before) if decision.not_before else None, json.dumps(list(decision.trace)),
+                    t, incident_id))
         ids = []
-        with self._tx() as db:
-            row = db.execute("SELECT alert_status, status FROM incidents WHERE id=?", (incident_id,)).fetchone()
-            if row is None or row["status"] not in ("pending", "deferred"):
-                return []  # resolved (cancelled) meanwhile, or already decided
-            db.execute("UPDATE incidents SET status=?, reason=?, detail=?, rule=?, not_before=?, trace=?,"
-                       " updated_at=? WHERE id=?",
-                       (status, decision.reason, decision.detail, decision.rule,
-                        ts(decision.not_before) if decision.not_before else None, json.dumps(list(decision.trace)),
-                        t, incident_id))
-            if state is not None:  # blocked plans are kept too: attempts the breaker counts
-                for seq, p in enumerate(decision.actions):
-                    cur = db.execute("INSERT INTO actions (incident_id, seq, rule, type, target, params, state,"
-                                     " workload, amount, planned_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                                     (incident_id, seq, decision.rule, p.type, p.target,
-                                      json.dumps(p.params, default=str), state, p.workload, p.amount, t))
-                    ids.append(cur.lastrowid)
-            self._audit(db, f"decision:{decision.outcome}", {"rule": decision.rule, "reason": decision.reason,
-                                                             "detail": decision.detail}, t, incident_id, None)
+        if state is not None:  # blocked plans are kept too: attempts the breaker counts
+            for seq, p in enumerate(decision.actions):
+                cur = db.execute("INSERT INTO actions (incident_id, seq, rule, type, target, params, state,"
+                                 " workload, amount, planned_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                                 (incident_id, seq, decision.rule, p.type, p.target,
+                                  json.dumps(p.params, default=str), state, p.workload, p.amount, t))
+                ids.append(cur.lastrowid)
+        self._audit(db, f"decision:{decision.outcome}", {"rule": decision.rule, "reason": decision.reason,
+                                                         "detail": decision.detail}, t, incident_id, None)
         return ids if decision.outcome == "act" else []
 
     def claim_action(self, action_id: int, now: dt.datetime) -> ActionRow | None:

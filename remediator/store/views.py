@@ -8,14 +8,25 @@ import functools
 import json
 import sqlite3
 
+_MIN = dt.datetime.min.replace(tzinfo=dt.UTC)
+_MAX = dt.datetime.max.replace(tzinfo=dt.UTC)
+
 
 @functools.lru_cache(maxsize=4096)
 def ts(t: dt.datetime) -> str:
-    """Fixed-width UTC text, so string order is time order in SQL (cached: storms share startsAt)."""
-    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Fixed-width UTC text (years zero-padded to 4 digits), so string order is time order in SQL and
+    `from_ts` reads back every datetime (cached: storms share startsAt). The payload parser admits only
+    years 1970-9999; an offset that would leave years 1-9999 is clamped here rather than raised."""
+    try:
+        u = t.astimezone(dt.UTC)
+    except OverflowError:
+        u = _MIN if t.year == 1 else _MAX
+    return (f"{u.year:04d}-{u.month:02d}-{u.day:02d}T{u.hour:02d}:{u.minute:02d}:{u.second:02d}"
+            f".{u.microsecond:06d}Z")
+
 
 def from_ts(s: str | None) -> dt.datetime | None:
-    return dt.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC) if s else None
+    return dt.datetime.fromisoformat(s.replace("Z", "+00:00")) if s else None
 
 
 class LedgerViews:
@@ -64,6 +75,13 @@ class LedgerViews:
         out["audit"] = [{"at": a["at"], "event": a["event"], "action_id": a["action_id"],
                          "detail": json.loads(a["detail"])} for a in audit]
         return out
+
+    def recent_audit(self, limit: int) -> list[dict]:
+        """The newest audit records, global ones (pause, breaker) and incidents' alike."""
+        with self._tx() as db:
+            rows = db.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [{"at": a["at"], "event": a["event"], "incident_id": a["incident_id"], "action_id": a["action_id"],
+                 "detail": json.loads(a["detail"])} for a in rows]
 
     def counts_by_status(self) -> dict[str, int]:
         with self._tx() as db:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sqlite3
-from functools import wraps
+import threading
 
 from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
@@ -18,8 +18,10 @@ from remediator.config import Config
 from remediator.domain.payload import PayloadError, parse
 from remediator.runtime.engine import Engine, utcnow
 from remediator.runtime.metrics import Metrics
+from remediator.runtime.pause import Pause, pause_request
 from remediator.store.ledger import Ledger
-from remediator.web.auth import authorized
+from remediator.web.roles import actor, require
+from remediator.web.status import bp as status_page
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +33,12 @@ def _error(status: int, error: str, detail: str):
 
 
 def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics, *,
-               insecure_no_auth: bool = False) -> Flask:
+               insecure_no_auth: bool = False, draining: threading.Event | None = None) -> Flask:
+    """`draining` set (SIGTERM): /readyz answers 503 while the webhook keeps recording."""
     app = Flask("vigil-remediator")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
-    app.extensions["vigil"] = {"config": config, "ledger": ledger, "engine": engine, "metrics": metrics}
-
-    def require_auth(view):
-        @wraps(view)
-        def wrapped(*args, **kwargs):
-            if not insecure_no_auth and not authorized(config.auth, request.headers.get("Authorization")):
-                resp = _error(401, "unauthorized", "missing or wrong credentials")
-                resp.headers["WWW-Authenticate"] = 'Bearer realm="vigil"'
-                return resp
-            return view(*args, **kwargs)
-        return wrapped
+    app.extensions["vigil"] = {"config": config, "ledger": ledger, "engine": engine, "metrics": metrics,
+                               "insecure_no_auth": insecure_no_auth}
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
@@ -62,7 +56,7 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
         return resp
 
     @app.post("/webhook/alertmanager")
-    @require_auth
+    @require("intake")
     def webhook():
         body = request.get_data(cache=False)  # 413 above MAX_CONTENT_LENGTH
         try:
@@ -74,8 +68,14 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
         except sqlite3.Error as exc:  # not the sender's fault: 503 so Alertmanager resends
             log.error("ledger write failed: %s", exc)
             return _error(503, "ledger_unavailable", "the ledger could not record the alerts; retry")
-        for a in note.alerts:
-            metrics.notifications.labels(a.status).inc()
+        except Exception as exc:  # this body cannot be stored as it is; resending will not help
+            log.exception("alerts of group %s could not be recorded", note.group_key)
+            return _error(400, "unrecordable", f"{type(exc).__name__}: {exc}"[:300])
+        firing = sum(1 for a in note.alerts if a.status == "firing")
+        if firing:
+            metrics.notifications.labels("firing").inc(firing)
+        if len(note.alerts) > firing:
+            metrics.notifications.labels("resolved").inc(len(note.alerts) - firing)
         if rec.duplicates:
             metrics.dedupe_hits.inc(rec.duplicates)
         if note.truncated_alerts:
@@ -87,7 +87,7 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
                         "duplicates": rec.duplicates, "resolved": rec.resolved, "cancelled": rec.cancelled})
 
     @app.get("/api/incidents")
-    @require_auth
+    @require("read")
     def incidents():
         try:
             limit = int(request.args.get("limit", 50))
@@ -103,32 +103,42 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
         return jsonify({"items": items, "total": total, "limit": limit, "offset": offset, "next_offset": nxt})
 
     @app.get("/api/incidents/<int:incident_id>")
-    @require_auth
+    @require("read")
     def incident(incident_id: int):
         found = ledger.get_incident(incident_id)
         return jsonify(found) if found else _error(404, "not_found", f"no incident {incident_id}")
 
     @app.post("/api/breaker/reset")
-    @require_auth
+    @require("admin")
     def breaker_reset():
-        was_open = engine.reset_breaker(utcnow(), by=request.remote_addr or "api")
+        was_open = engine.reset_breaker(utcnow(), by=actor())
         engine.wake()
         return jsonify({"breaker_open": False, "was_open": was_open})
 
     @app.post("/api/pause")
-    @require_auth
+    @require("admin")
     def pause():
-        body = request.get_json(silent=True)
-        if not isinstance(body, dict) or not isinstance(body.get("paused"), bool):
-            return _error(400, "invalid_body", 'expected {"paused": true} or {"paused": false}')
-        engine.set_paused(body["paused"], utcnow(), by=request.remote_addr or "api")
-        return jsonify({"paused": body["paused"]})
+        now = utcnow()
+        try:
+            paused, reason, until = pause_request(request.get_json(silent=True), now)
+        except ValueError as exc:
+            return _error(400, "invalid_body", str(exc))
+        p = engine.set_paused(paused, now, by=actor(), reason=reason, until=until)
+        return jsonify(p.as_dict())
+
+    @app.get("/api/pause")
+    @require("read")
+    def pause_state():
+        engine.safety_state(utcnow())  # ends an expired pause
+        p: Pause = engine.pause()
+        return jsonify(p.as_dict())
 
     @app.get("/api/state")
-    @require_auth
+    @require("read")
     def state():
         s = engine.safety_state(utcnow())
-        return jsonify({"paused": s.paused, "breaker_open": s.breaker_open, "dry_run": config.safety.dry_run})
+        return jsonify({"paused": s.paused, "breaker_open": s.breaker_open, "dry_run": config.safety.dry_run,
+                        "pause": engine.pause().as_dict()})
 
     @app.get("/healthz")
     def healthz():
@@ -137,6 +147,8 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
     @app.get("/readyz")
     def readyz():
         checks = {}
+        if draining is not None and draining.is_set():
+            checks["shutdown"] = "draining: stopping after the running actions reach a safe point"
         try:
             ledger.ping()
             checks["ledger"] = "ok"
@@ -150,6 +162,11 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
                 checks["kubernetes"] = "ok"
             except (KubeError, OSError, Exception) as exc:  # urllib3 connection errors included
                 checks["kubernetes"] = f"error: {type(exc).__name__}"
+        cache = getattr(engine, "cache", None)
+        if cache is not None:
+            staleness = cache.staleness()
+            checks["cluster_cache"] = "ok" if cache.synced else (
+                "not synced yet" if staleness == float("inf") else f"stale: {staleness:.0f} s since the last event")
         ok = all(v == "ok" or v.startswith("not configured") for v in checks.values())
         resp = jsonify({"status": "ok" if ok else "unavailable", "checks": checks})
         resp.status_code = 200 if ok else 503
@@ -159,5 +176,6 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
     def prom():
         return Response(generate_latest(metrics.registry), content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
+    app.register_blueprint(status_page)
     app.extensions["vigil"]["started"] = dt.datetime.now(dt.UTC)
     return app

@@ -1,4 +1,5 @@
-"""Webhook and API credentials: a bearer token and/or basic auth, compared in constant time."""
+"""Who is calling: a bearer token or basic auth, compared in constant time against every
+configured credential (so timing does not tell which one nearly matched)."""
 
 from __future__ import annotations
 
@@ -6,27 +7,42 @@ import base64
 import binascii
 import hmac
 
-from remediator.config import Auth
+from remediator.credentials import Auth, Credential
 
 
-def _eq(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
+def _eq(a: str | None, b: str) -> bool:
+    return a is not None and hmac.compare_digest(a.encode(), b.encode())
 
 
-def authorized(auth: Auth, header: str | None) -> bool:
+def _basic(value: str) -> tuple[str, str] | None:
+    try:
+        user, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (user, password) if sep else None
+
+
+def identify(auth: Auth, header: str | None) -> Credential | None:
+    """The credential the Authorization header proves, or None."""
     if not header:
-        return False
+        return None
     scheme, _, value = header.partition(" ")
     scheme = scheme.lower()
-    if scheme == "bearer" and auth.bearer_token:
-        return _eq(value.strip(), auth.bearer_token)
-    if scheme == "basic" and auth.basic_username and auth.basic_password:
-        try:
-            user, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        # Both comparisons always run, so timing does not tell which part was wrong.
-        ok_user = _eq(user, auth.basic_username)
-        ok_pass = _eq(password, auth.basic_password)
-        return bool(sep) and ok_user and ok_pass
-    return False
+    found = None
+    if scheme == "bearer":
+        for c in auth.credentials:
+            if _eq(c.bearer_token, value.strip()) and found is None:
+                found = c
+    elif scheme == "basic" and (pair := _basic(value)) is not None:
+        user, password = pair
+        for c in auth.credentials:
+            # Both comparisons always run, so timing does not tell which part was wrong.
+            ok_user, ok_pass = _eq(c.basic_username, user), _eq(c.basic_password, password)
+            if ok_user and ok_pass and found is None:
+                found = c
+    return found
+
+
+def authorized(auth: Auth, header: str | None, role: str = "intake") -> bool:
+    cred = identify(auth, header)
+    return cred is not None and cred.allows(role)

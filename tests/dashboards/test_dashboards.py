@@ -162,20 +162,27 @@ def test_the_metric_check_can_fail():
 def test_every_panel_that_should_have_data_has_data(tmp_path):
     """A real Prometheus with Vigil's rules scrapes a simulated GPU exporter, the service exporter
     probing a local inference server, and the remediator (dry-run) after an alert."""
+    from exporters.gpu.exporter import PodResourcesConfig
+    from exporters.gpu.kernel_log import KernelLogConfig
     from exporters.gpu.server import make_app as gpu_app
     from exporters.gpu.simulated import SimulatedNVML
+    from exporters.gpu.simulated_kmsg import SimulatedKernelLog
     from exporters.http import serve
     from exporters.service.config import parse_config
     from exporters.service.exporter import build as build_service
     from exporters.service.server import make_app as service_app
     from tests.gpu.conftest import make_exporter
+    from tests.gpu.kubelet import FakeKubelet, pod
     from tests.k8s.controlplane import free_port
     from tests.remediator.payloads import alert, body, xid_labels
     from tests.service.servers import Endpoint
     from tests.stack import Stack
 
-    sim = SimulatedNVML(8)
-    gpu = make_exporter(sim, nvlink_interval=1)
+    kubelet = FakeKubelet(tmp_path / "kubelet.sock")  # pod attribution, for "Pods on each GPU"
+    kubelet.set_pods(pod("ml", "llm-0", {"server": [("nvidia.com/gpu", ["GPU-5a1e0000-0000-4000-8000-000000000000"])]}))
+    sim = SimulatedNVML(8, kernel_log=SimulatedKernelLog(tmp_path / "kmsg"))
+    gpu = make_exporter(sim, nvlink_interval=1, kernel_log=KernelLogConfig(str(tmp_path / "kmsg"), poll=0.1),
+                        pod_resources=PodResourcesConfig(str(kubelet.socket), interval=1))
     gpu_http = serve(gpu_app(gpu), "127.0.0.1", 0)
     endpoint = Endpoint()
     svc = build_service(parse_config({"interval": "1s", "modules": {
@@ -242,5 +249,6 @@ def test_every_panel_that_should_have_data_has_data(tmp_path):
         svc.stop()
         svc_http.shutdown()
         gpu_http.shutdown()
-        gpu.watcher.stop()
+        gpu.stop()
+        kubelet.stop()
         endpoint.close()

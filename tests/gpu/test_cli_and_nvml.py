@@ -92,3 +92,19 @@ def test_simulated_backend_serves_eight_gpus():
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def test_kernel_log_defaults(tmp_path):
+    import argparse
+
+    from exporters.gpu.cli import kernel_log_path
+
+    def ns(**kw):
+        return argparse.Namespace(**{"kernel_log": None, "backend": "nvml", **kw})
+
+    assert kernel_log_path(ns(kernel_log="")) is None, "'' turns it off"
+    assert kernel_log_path(ns(kernel_log=str(tmp_path / "k"))) == str(tmp_path / "k")
+    simulated = kernel_log_path(ns(backend="simulated"))
+    assert simulated.endswith("/kmsg") and simulated.startswith("/tmp/vigil-simulated-")
+    # as root on this machine /dev/kmsg is readable, so the NVML backend reads it by default
+    assert kernel_log_path(ns()) == "/dev/kmsg"

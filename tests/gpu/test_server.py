@@ -10,7 +10,7 @@ import requests
 
 from exporters.gpu.server import make_app, serve
 
-from .conftest import make_exporter, one, parse
+from .conftest import make_exporter, one, parse, pick, wait_for
 
 
 @pytest.fixture
@@ -70,6 +70,9 @@ def test_simulate_xid_then_lost_as_in_the_issue(served):
         (b'{"gpu": 3, "fault": "xid", "xid": "79"}', "invalid_fault"),
         (b'{"gpu": 42, "fault": "lost"}', "invalid_fault"),
         (b"\xff\xfe", "invalid_json"),
+        (b'{"fault": "sxid", "sxid": 24007}', "invalid_body"),
+        (b'{"fault": "sxid", "nvswitch": 0, "sxid": 24007}', "invalid_fault"),  # no simulated kernel log here
+        (b'{"gpu": 0, "fault": "sxid", "sxid": 24007}', "invalid_body"),
     ],
 )
 def test_bad_simulate_body_is_a_json_400(served, body, error):
@@ -128,3 +131,28 @@ def test_scrape_timeout_header_bounds_a_hung_collection(clock):
         sim.hang.set()
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_simulate_an_sxid_through_http(tmp_path):
+    from exporters.gpu.exporter import load_backend
+    from exporters.gpu.kernel_log import KernelLogConfig
+
+    log = tmp_path / "kmsg"
+    exp = make_exporter(load_backend("simulated", 8, str(log)), kernel_log=KernelLogConfig(str(log), poll=0.05))
+    httpd = serve(make_app(exp), "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{httpd.server_port}"
+    try:
+        assert wait_for(lambda: exp.kernel_log.up)
+        r = requests.post(f"{url}/simulate", json={"fault": "sxid", "nvswitch": 1, "sxid": 24007}, timeout=10)
+        assert r.status_code == 200, r.text
+        for body, error in (({"fault": "sxid", "nvswitch": 9, "sxid": 24007}, "invalid_fault"),
+                            ({"fault": "sxid", "nvswitch": 1, "sxid": "x"}, "invalid_fault")):
+            r = requests.post(f"{url}/simulate", json=body, timeout=10)
+            assert r.status_code == 400 and r.json()["error"] == error, r.text
+        assert wait_for(lambda: pick(parse(requests.get(f"{url}/metrics", timeout=10).text),
+                                     "gpu_nvswitch_sxid_errors_total", device="nvswitch1", severity="fatal"))
+        assert "nvidia-nvswitch1: SXid (PCI:0000:06:00.0): 24007, Fatal, Link 28 " in log.read_text()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        exp.stop()

@@ -29,7 +29,7 @@ def rule(**over):
         ({"safety": {"breaker": {"window": "5 minutes"}}}, "safety.breaker: key 'window'"),
         ({"server": {"listen": "nowhere"}}, "server: key 'listen'"),
         (rule(match=["alertname~X"]), "rule 'r1': key 'match'"),
-        (rule(match=['alertname=~"("']), "bad regex"),
+        (rule(match=['alertname=~"("']), "invalid RE2 regex"),
         (rule(actions=[{"type": "reboot_datacenter"}]), "rule 'r1': key 'actions[0]': unknown action type"),
         (rule(actions=[{"type": "cordon_node", "params": {}}]), "cordon_node needs 'node'"),
         (rule(actions=[{"type": "cordon_node", "params": {"node": "x", "nod": "y"}}]), "no parameter 'nod'"),
@@ -60,7 +60,8 @@ def test_secrets_come_from_files_or_environment(tmp_path, monkeypatch):
 
 
 def test_the_example_config_is_valid(monkeypatch):
-    monkeypatch.setenv("VIGIL_WEBHOOK_TOKEN", "t")
+    for var in ("VIGIL_WEBHOOK_TOKEN", "VIGIL_ADMIN_TOKEN", "VIGIL_VIEWER_PASSWORD"):
+        monkeypatch.setenv(var, f"{var}-value")
     cfg = load_config(EXAMPLE)
     assert [r.name for r in cfg.rules] == ["gpu-xid-node-fatal", "gpu-lost", "gpu-reset", "gpu-reboot-requested",
                                           "gpu-row-remap-failure", "endpoint-down", "latency-burn-in-a-zone"]

@@ -48,7 +48,7 @@ def _events(h, name):
 def test_global_pause_stops_escalation(remediator):
     h = remediator(nodes=2, policy={"rules": [rule(
         "ladder", "InferenceEndpointDown", [{"type": "restart_pod", "params": NS_POD}],
-        verify={"alert_resolved": True, "deadline": "4s", "interval": "0.5s"}, escalate=LADDER)]})
+        verify={"alert_resolved": True, "deadline": "4s", "interval": "500ms"}, escalate=LADDER)]})
     h.deploy("llm", 2)
     h.post(pod_alert(h, h.running("llm")[0].metadata.name))
     wait_until(lambda: (i := h.incidents()) and any(a["state"] == "succeeded" for a in h.incident(i[0]["id"])[
@@ -67,7 +67,7 @@ def test_prometheus_down_during_verify_never_escalates(remediator):
     dead = f"http://127.0.0.1:{free_port()}"
     h = remediator(nodes=2, overrides={"prometheus": {"url": dead}}, policy={"rules": [rule(
         "ladder", "InferenceEndpointDown", [{"type": "restart_pod", "params": NS_POD}],
-        verify={"query": "up == 1", "deadline": "2s", "interval": "0.5s"}, escalate=LADDER)]})
+        verify={"query": "up == 1", "deadline": "2s", "interval": "500ms"}, escalate=LADDER)]})
     h.deploy("llm", 2)
     h.post(pod_alert(h, h.running("llm")[0].metadata.name))
     d = wait_audit(h, "escalation_withheld")
@@ -233,3 +233,25 @@ def test_a_node_outside_node_selector_is_named_so(remediator):
     [inc] = h.wait_status("blocked")
     assert inc["reason"] == "outside_node_selector" and "outside node_selector" in inc["detail"]
     assert not h.unschedulable(other)
+
+
+def test_restore_on_resolve_never_overwrites_someone_elses_change(remediator):
+    h = remediator(nodes=1, policy={"rules": [rule("failover", "InferenceServiceDegraded", [
+        {"type": "failover_service", "params": {"namespace": "{{ labels.namespace }}", "service": "llm",
+                                                "selector": {"app": "llm", "pool": "standby"},
+                                                "restore_on_resolve": True}}])]})
+    h.core.create_namespaced_service(h.namespace, {"metadata": {"name": "llm"}, "spec": {
+        "selector": {"app": "llm", "pool": "primary"}, "ports": [{"port": 80}]}})
+    payload = body(alert({"alertname": "InferenceServiceDegraded", "namespace": h.namespace, "service": "llm"}))
+    h.post(payload)
+    h.wait_status("succeeded")
+    theirs = {"app": "llm", "pool": "canary"}  # an operator's own switch; Vigil's marker annotation survives it
+    h.core.patch_namespaced_service("llm", h.namespace, {"spec": {"selector": {"pool": "canary"}}})
+    payload["alerts"][0]["status"] = "resolved"
+    h.post(payload)
+    wait_until(lambda: h.incidents()[0]["after_resolve"], 30, what="after_resolve")
+    [inc] = h.incidents()
+    assert h.core.read_namespaced_service("llm", h.namespace).spec.selector == theirs
+    assert "not_owner" in inc["after_resolve"]
+    assert any(a["event"] == "restore_blocked" and a["detail"]["reason"] == "not_owner" for a in audit(h, inc["id"]))
+    assert h.metrics.blocked.labels("not_owner")._value.get() == 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 from pathlib import Path
 
 from hypothesis import HealthCheck, settings
@@ -49,7 +50,7 @@ from remediator.domain.models import (
 from remediator.domain.rails import Step, World
 
 EXAMPLES = Path(__file__).with_name("hypothesis-examples")
-SEQUENCES = int(__import__("os").environ.get("VIGIL_SEQUENCES", 10_000))
+SEQUENCES = int(os.environ.get("VIGIL_SEQUENCES", 10_000))  # make test runs 10,000; lower it to iterate
 START = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 NODES = tuple(f"n{i}" for i in range(6))
 POOL = {n: ("a" if i < 3 else "b") for i, n in enumerate(NODES)}
@@ -69,6 +70,10 @@ CONFIG = parse_config({
          "on_resolved": {"uncordon": True}},
         {"name": "healthy", "match": ['alertname="Healthy"'],
          "actions": [{"type": "uncordon_node", "params": {"node": "{{ labels.node }}"}}]},
+        {"name": "failover", "match": ['alertname="Degraded"'],
+         "actions": [{"type": "failover_service", "params": {"namespace": "ml", "service": "svc",
+                                                             "selector": {"pool": "standby"},
+                                                             "restore_on_resolve": True}}]},
         {"name": "down", "match": ['alertname="Down"'],
          "actions": [{"type": "restart_pod", "params": {"namespace": "ml", "pod": "{{ labels.pod }}"}}],
          "verify": {"alert_resolved": True},
@@ -88,8 +93,11 @@ class Tracked:
 
 
 class SafetyMachine(RuleBasedStateMachine):
+    runs = 0  # sequences started, to show the run generated as many as it says
+
     def __init__(self) -> None:
         super().__init__()
+        SafetyMachine.runs += 1
         self.now = START
         self.ready = dict.fromkeys(NODES, True)
         self.unschedulable = dict.fromkeys(NODES, False)
@@ -100,6 +108,9 @@ class SafetyMachine(RuleBasedStateMachine):
         self.quarantined: set[str] = set()
         self.paused = False
         self.ns_paused = False
+        self.node_paused: set[str] = set()
+        self.marker = ""  # the Service's vigil.io/failed-over-for: which incident switched it
+        self.selector_by_vigil = False  # does the Service still hold the selector Vigil set?
         self.history: list[PastAction] = []
         self.incidents: list[Tracked] = []
         self.violations: list[str] = []
@@ -107,8 +118,7 @@ class SafetyMachine(RuleBasedStateMachine):
     # ---- the model as the rails see it ----------------------------------------------------------
 
     def view(self) -> ClusterView:
-        nodes = {n: NodeView(n, self.unschedulable[n], 8, {INCIDENT_ANNOTATION: self.annotation[n]} if
-                             self.annotation[n] else {}, {"pool": POOL[n]}, self.ready[n],
+        nodes = {n: NodeView(n, self.unschedulable[n], 8, self.annotations(n), {"pool": POOL[n]}, self.ready[n],
                              (Taint("vigil.io/unhealthy", "NoSchedule"),) if n in self.tainted else (), True,
                              self.owner[n] if self.unschedulable[n] else "") for n in NODES}
         pods = {p: PodView("Deployment/ml/llm", self.pod_ready[p], "n0", ("ml/svc",)) for p in PODS}
@@ -116,6 +126,14 @@ class SafetyMachine(RuleBasedStateMachine):
         return ClusterView(nodes, frozenset({"ml"}) if self.ns_paused else frozenset(), True, pods,
                            {"Deployment/ml/llm": WorkloadView(3, sum(self.pod_ready.values()))},
                            {"ml/svc": endpoints})
+
+    def annotations(self, n: str) -> dict[str, str]:
+        out = {INCIDENT_ANNOTATION: self.annotation[n]} if self.annotation[n] else {}
+        return {**out, "vigil.io/remediation": "disabled"} if n in self.node_paused else out
+
+    def service_owner(self) -> str:
+        """As the owner reader: Vigil's marker and the selector Vigil set, both still there."""
+        return f"vigil:{self.marker}" if self.marker and self.selector_by_vigil else "someone else"
 
     def world(self) -> World:
         return World(self.view(), list(self.history), CONFIG.safety, SafetyState(paused=self.paused), self.now)
@@ -138,6 +156,8 @@ class SafetyMachine(RuleBasedStateMachine):
                 self._violate(f"{a.type}({a.target}) takes {sorted(after)} out: over budget")
         if a.type == "drain_node" and self.ns_paused and any(True for _ in PODS) and a.target == "n0":
             self._violate("drain of a node with pods of a paused namespace")
+        if a.target in self.node_paused:
+            self._violate(f"{a.type}({a.target}) on a paused node")
         if spec.undoes and self.unschedulable[a.target]:
             mine = self.owner[a.target] == FIELD_MANAGER
             if not mine or (kind == "uncordon" and self.annotation[a.target] != str(tracked.incident.id)):
@@ -152,6 +172,12 @@ class SafetyMachine(RuleBasedStateMachine):
         serving = [p for p in PODS if p != a.target and self.pod_ready[p] and p not in self.quarantined]
         if a.type == "quarantine_pod" and len(serving) < 1:
             self._violate(f"quarantine of {a.target} leaves the Service without endpoints")
+
+    def _check_service(self, tracked: Tracked, kind: str) -> None:
+        if self.ns_paused:
+            self._violate(f"failover_service ({kind}) in a paused namespace")
+        if kind == "restore" and self.service_owner() != f"vigil:{tracked.incident.id}":
+            self._violate(f"restore of a Service owned by {self.service_owner()}")
 
     def _apply_node(self, tracked: Tracked, a: PlannedAction) -> None:
         n = a.target
@@ -173,6 +199,10 @@ class SafetyMachine(RuleBasedStateMachine):
             if ACTIONS[a.type].target_kind == "node":
                 self._check_node(tracked, kind, a)
                 self._apply_node(tracked, a)
+            elif a.type == "failover_service":
+                self._check_service(tracked, kind)
+                mine = kind == "first"
+                self.marker, self.selector_by_vigil = (str(tracked.incident.id) if mine else ""), mine
             else:
                 self._check_pod(a)
                 if a.type == "restart_pod":
@@ -202,6 +232,14 @@ class SafetyMachine(RuleBasedStateMachine):
     def healthy(self, node: str) -> None:
         self._fire("Healthy", {"node": node}, 5.0)
 
+    @rule()
+    def degraded(self) -> None:
+        self._fire("Degraded", {}, 5.0)
+
+    @rule()
+    def operator_edits_the_service(self) -> None:
+        self.selector_by_vigil = False  # their own selector; Vigil's marker annotation stays
+
     @rule(pod=st.sampled_from(PODS))
     def pod_down(self, pod: str) -> None:
         self._fire("Down", {"pod": pod.split("/")[1]}, 5.0)
@@ -230,7 +268,14 @@ class SafetyMachine(RuleBasedStateMachine):
             return
         tracked.incident = dataclasses.replace(tracked.incident, alert_status="resolved")
         rule_ = RULES.get(tracked.rule)
-        if rule_ is None or rule_.uncordon_on_resolved is None:
+        if rule_ is None:
+            return
+        for a in [a for a in self.history if a.incident_id == tracked.incident.id and ACTIONS[a.type].restorable]:
+            params = {"namespace": "ml", "service": "svc"}  # as recorded with the action
+            step = Step("restore", tracked.incident, rule_, (PlannedAction(a.type, a.target, params),),
+                        owner=self.service_owner())
+            self.apply(tracked, "restore", plan_step(step, self.world()))
+        if rule_.uncordon_on_resolved is None:
             return
         for node in sorted({a.target for a in self.history if a.incident_id == tracked.incident.id and
                             ACTIONS[a.type].undo == "uncordon_node"}):
@@ -261,9 +306,10 @@ class SafetyMachine(RuleBasedStateMachine):
         if ready:
             self.quarantined.discard(pod)  # a new pod, serving again
 
-    @rule(paused=st.booleans(), namespace=st.booleans())
-    def pause(self, paused: bool, namespace: bool) -> None:
+    @rule(paused=st.booleans(), namespace=st.booleans(), node=st.sampled_from((None, *NODES)))
+    def pause(self, paused: bool, namespace: bool, node: str | None) -> None:
         self.paused, self.ns_paused = paused, namespace
+        self.node_paused = {node} if node else set()
 
     @rule(minutes=st.sampled_from([1, 5, 30]))
     def time_passes(self, minutes: int) -> None:
@@ -275,6 +321,8 @@ class SafetyMachine(RuleBasedStateMachine):
 
 
 def test_the_decision_core_and_follow_up_planning_keep_the_invariants():
+    SafetyMachine.runs = 0
     run_state_machine_as_test(SafetyMachine, settings=settings(
         max_examples=SEQUENCES, stateful_step_count=12, deadline=None, derandomize=False,
         database=DirectoryBasedExampleDatabase(EXAMPLES), suppress_health_check=list(HealthCheck)))
+    assert SafetyMachine.runs >= SEQUENCES

@@ -205,7 +205,7 @@ def test_prometheus_down_during_guard_and_during_verify(served):
     s = served(nodes=2, overrides={"prometheus": {"url": dead}}, policy={"rules": [
         rule("guarded", "GpuXidCritical", [CORDON], guard={"query": "up == 1"}),
         rule("verified", "InferenceEndpointDown", [{"type": "restart_pod", "params": NS_POD}],
-             verify={"query": "up == 1", "deadline": "2s", "interval": "0.5s"},
+             verify={"query": "up == 1", "deadline": "2s", "interval": "500ms"},
              escalate={"steps": [{"type": "rollout_restart", "params": {"namespace": "{{ labels.namespace }}",
                                                                         "name": "llm"}}]})]})
     s.h.deploy("llm", 2)
@@ -270,7 +270,7 @@ def test_node_and_namespace_pause_and_global_pause_during_escalation(served):
     s = served(nodes=3, policy={"rules": [
         rule("gpu", "GpuXidCritical", [CORDON]),
         rule("restart", "InferenceEndpointDown", [{"type": "restart_pod", "params": NS_POD}],
-             verify={"alert_resolved": True, "deadline": "4s", "interval": "0.5s"}, escalate=ladder)]})
+             verify={"alert_resolved": True, "deadline": "4s", "interval": "500ms"}, escalate=ladder)]})
     s.h.core.patch_node(s.h.nodes[0], {"metadata": {"annotations": {"vigil.io/remediation": "disabled"}}})
     s.post(s.h.xid(s.h.nodes[0]))
     other_ns = f"{s.h.namespace}-paused"
@@ -330,3 +330,5 @@ def test_per_pool_budgets(served):
     assert len(unavailable(s.h, zone_a)) == 1 and s.h.unschedulable(s.h.nodes[1])
     [d, *_] = s.assert_blocked("budget", at_least=3)
     assert "pool topology.kubernetes.io/zone=zone-a" in d["detail"]
+    metrics = requests.get(f"{s.url}/metrics", timeout=10).text
+    assert 'vigil_disruption_budget_pool_nodes{pool="zone-b",state="allowed"} 1.0' in metrics

@@ -3,8 +3,6 @@ control plane and a real Prometheus (which evaluates the PromQL of guards and ve
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from kubernetes import client
 
@@ -137,6 +135,8 @@ def test_latency_burn_in_zone_a_shifts_weights_to_zone_b_and_restores(remediator
     payload["alerts"][0]["status"] = "resolved"
     h.post(payload)
     wait_until(lambda: _weights(h) == {"llm-zone-a": 50, "llm-zone-b": 50}, 30, what="weights restored")
+    # the restore is recorded after the patch lands: wait for the record, not for the first read after the patch
+    wait_until(lambda: h.incident(inc["id"])["after_resolve"], 30, what="after_resolve recorded")
     assert "restored" in h.incident(inc["id"])["after_resolve"]
 
 
@@ -182,7 +182,7 @@ def test_a_failed_verify_escalates_and_the_ladder_stops_at_its_cap(remediator, p
     ns_pod = {"namespace": "{{ labels.namespace }}", "pod": "{{ labels.pod }}"}
     h = remediator(nodes=2, overrides={"prometheus": {"url": prometheus}}, policy={"rules": [rule(
         "ladder", "InferenceEndpointDown", [{"type": "restart_pod", "params": ns_pod}],
-        verify={"query": FAILS, "deadline": "1s", "interval": "0.5s"},
+        verify={"query": FAILS, "deadline": "1s", "interval": "500ms"},
         escalate={"steps": [{"type": "rollout_restart", "params": {"namespace": "{{ labels.namespace }}",
                                                                    "name": "llm"}},
                             {"type": "rollback_deployment", "params": {"namespace": "{{ labels.namespace }}",
@@ -209,7 +209,7 @@ def test_a_verify_that_holds_does_not_escalate(remediator, prometheus):
     h = remediator(nodes=2, overrides={"prometheus": {"url": prometheus}}, policy={"rules": [rule(
         "ok", "InferenceEndpointDown", [{"type": "restart_pod", "params": {
             "namespace": "{{ labels.namespace }}", "pod": "{{ labels.pod }}"}}],
-        verify={"query": HOLDS, "deadline": "5s", "interval": "0.5s"},
+        verify={"query": HOLDS, "deadline": "5s", "interval": "500ms"},
         escalate={"steps": [{"type": "rollout_restart", "params": {"namespace": "{{ labels.namespace }}",
                                                                    "name": "llm"}}]})]})
     h.deploy("llm", 2)
@@ -230,5 +230,5 @@ def test_uncordon_on_resolve_only_after_the_recovery_check(remediator, prometheu
     payload["alerts"][0]["status"] = "resolved"
     h.post(payload)
     wait_until(lambda: not h.unschedulable(h.nodes[0]), 30, what="uncordon after recovery")
-    time.sleep(0.5)
+    wait_until(lambda: h.incidents()[0]["after_resolve"], 30, what="after_resolve recorded")
     assert "uncordon" in h.incidents()[0]["after_resolve"]

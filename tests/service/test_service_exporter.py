@@ -155,7 +155,7 @@ def test_a_hanging_target_never_harms_the_others(running, endpoint):
     _, url = running([{"name": "hang", "url": endpoint.url, "module": "hang"},
                         {"name": "ok", "url": endpoint.url, "module": "health"},
                         {"name": "closed", "url": f"http://127.0.0.1:{free_port()}", "module": "health"}],
-                       interval="0.5s")
+                       interval="500ms")
     time.sleep(3.2)
     m = metrics(url)
     assert value(m, "probe_success", target="ok") == 1

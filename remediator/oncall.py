@@ -1,0 +1,191 @@
+"""The on-call subcommands: talk to a running remediator over its HTTP API.
+
+    remediator incidents [--status acting] [--alertname GpuXidCritical] [--limit 20] [--json]
+    remediator show ID [--json]
+    remediator pause --reason "node maintenance" [--for 2h]
+    remediator resume
+    remediator breaker-reset
+    remediator state
+
+Where and who: --url (or VIGIL_URL, default http://127.0.0.1:9095) and a bearer token from
+--token-file (or VIGIL_TOKEN_FILE) or the VIGIL_TOKEN environment variable. Reading needs a
+credential with the read role, pause/resume/breaker-reset one with admin. Any failure (no
+answer, a refusal, bad input) is one line on stderr and exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+DEFAULT_URL = "http://127.0.0.1:9095"
+
+
+class ClientError(Exception):
+    pass
+
+
+class Client:
+    def __init__(self, url: str, token: str | None, timeout: float) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ClientError(f"--url: expected http://HOST:PORT or https://..., got {url!r}")
+        self.url, self.token, self.timeout = url.rstrip("/"), token, timeout
+
+    def call(self, method: str, path: str, body: dict | None = None, query: dict | None = None) -> Any:
+        from urllib.parse import urlencode
+
+        q = {k: v for k, v in (query or {}).items() if v not in (None, "")}
+        req = urllib.request.Request(f"{self.url}{path}{'?' + urlencode(q) if q else ''}", method=method,
+                                     data=json.dumps(body).encode() if body is not None else None)
+        req.add_header("Accept", "application/json")
+        if body is not None:
+            req.add_header("Content-Type", "application/json")
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raise ClientError(f"{method} {path}: HTTP {exc.code}: {_error_text(exc)}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ClientError(f"cannot reach the remediator at {self.url}: {reason}") from exc
+        except ValueError as exc:
+            raise ClientError(f"{method} {path}: the answer is not JSON") from exc
+
+
+def _error_text(exc: urllib.error.HTTPError) -> str:
+    try:
+        body = json.loads(exc.read() or b"{}")
+        return f"{body.get('error', '')}: {body.get('detail', '')}".strip(": ")
+    except ValueError:
+        return exc.reason or "error"
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    path = args.token_file or os.environ.get("VIGIL_TOKEN_FILE")
+    if path:
+        try:
+            token = Path(os.path.expanduser(path)).read_text().strip()
+        except OSError as exc:
+            raise ClientError(f"--token-file {path}: {exc.strerror}") from exc
+        if not token:
+            raise ClientError(f"--token-file {path} is empty")
+        return token
+    return os.environ.get("VIGIL_TOKEN", "").strip() or None
+
+
+def _labels(labels: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "alertname")
+
+
+def incidents(c: Client, args: argparse.Namespace) -> Any:
+    data = c.call("GET", "/api/incidents", query={"status": args.status, "alertname": args.alertname,
+                                                   "limit": args.limit})
+    if args.json:
+        return data
+    rows = [("ID", "STATUS", "ALERT", "RULE", "UPDATED", "LABELS")]
+    rows += [(str(i["id"]), i["status"], i["alertname"], i["rule"] or "-", i["updated_at"] or "-",
+              _labels(i["labels"])) for i in data["items"]]
+    widths = [max(len(r[k]) for r in rows) for k in range(5)]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r[:5], widths, strict=True)) + "  " + r[5] for r in rows]
+    return "\n".join([*lines, f"({len(data['items'])} of {data['total']})"])
+
+
+def show(c: Client, args: argparse.Namespace) -> Any:
+    i = c.call("GET", f"/api/incidents/{args.id}")
+    if args.json:
+        return i
+    out = [f"incident {i['id']}: {i['alertname']} {i['status']}" + (f" ({i['reason']}: {i['detail']})"
+                                                                     if i["reason"] else ""),
+           f"  labels:  {_labels(i['labels'])}", f"  rule:    {i['rule'] or '-'}",
+           f"  alert:   {i['alert_status']} since {i['startsAt']}", "  trace:"]
+    out += [f"    {t}" for t in i["trace"]] or ["    -"]
+    out.append("  actions:")
+    out += [f"    #{a['seq']} {a['type']}({a['target']}) {a['state']}"
+            + (f": {a['result'].get('detail')}" if a["result"].get("detail") else "")
+            for a in i["actions"]] or ["    -"]
+    if i.get("verification"):
+        out.append(f"  verification: {i['verification']}")
+    out.append("  audit:")
+    out += [f"    {e['at']} {e['event']} {json.dumps(e['detail'], sort_keys=True)}" for e in i["audit"]] or ["    -"]
+    return "\n".join(out)
+
+
+def pause(c: Client, args: argparse.Namespace) -> Any:
+    if not args.reason.strip():
+        raise ClientError("--reason must say why (it is shown on the status page and kept in the audit trail)")
+    p = c.call("POST", "/api/pause", {"paused": True, "reason": args.reason, **({"for": args.for_} if args.for_
+                                                                                 else {})})
+    return p if args.json else f"paused by {p['by']}: {p['reason']} (until {p['until'] or 'resumed'})"
+
+
+def resume(c: Client, args: argparse.Namespace) -> Any:
+    p = c.call("POST", "/api/pause", {"paused": False})
+    return p if args.json else "remediation resumed"
+
+
+def breaker_reset(c: Client, args: argparse.Namespace) -> Any:
+    r = c.call("POST", "/api/breaker/reset")
+    return r if args.json else ("circuit breaker closed (it was open)" if r["was_open"] else
+                                "circuit breaker was already closed")
+
+
+def state(c: Client, args: argparse.Namespace) -> Any:
+    s = c.call("GET", "/api/state")
+    if args.json:
+        return s
+    p = s.get("pause") or {}
+    paused = f"PAUSED by {p.get('by')}: {p.get('reason')} (until {p.get('until') or 'resumed'})" if s["paused"] \
+        else "active"
+    return f"remediation: {paused}\nbreaker: {'OPEN' if s['breaker_open'] else 'closed'}\ndry_run: {s['dry_run']}"
+
+
+COMMANDS: dict[str, tuple[Callable[[Client, argparse.Namespace], Any], str]] = {
+    "incidents": (incidents, "list incidents (newest first)"),
+    "show": (show, "one incident: its decision trace, actions and audit trail"),
+    "pause": (pause, "pause remediation (admin): nothing acts until resumed or --for runs out"),
+    "resume": (resume, "resume remediation (admin)"),
+    "breaker-reset": (breaker_reset, "close the circuit breaker (admin)"),
+    "state": (state, "pause, breaker and dry-run"),
+}
+
+
+def run(args: argparse.Namespace) -> int:
+    fn = COMMANDS[args.command][0]
+    try:
+        client = Client(args.url, _token(args), args.timeout)
+        out = fn(client, args)
+    except ClientError as exc:
+        print(f"remediator {args.command}: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(out, indent=2) if not isinstance(out, str) else out)
+    return 0
+
+
+def add_parsers(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
+    for name, (_, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_, formatter_class=formatter)
+        p.add_argument("--url", default=os.environ.get("VIGIL_URL", DEFAULT_URL),
+                       help="the remediator's base URL (env VIGIL_URL)")
+        p.add_argument("--token-file", default=None,
+                       help="file holding a bearer token (env VIGIL_TOKEN_FILE; or the token itself in VIGIL_TOKEN)")
+        p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for an answer")
+        p.add_argument("--json", action="store_true", help="print the API's JSON")
+        if name == "incidents":
+            p.add_argument("--status", default=None, help="only incidents in this status (e.g. acting, blocked)")
+            p.add_argument("--alertname", default=None)
+            p.add_argument("--limit", type=int, default=50, help="at most this many (1-500)")
+        elif name == "show":
+            p.add_argument("id", type=int, help="incident id")
+        elif name == "pause":
+            p.add_argument("--reason", required=True, help="why (shown on the status page, kept in the audit)")
+            p.add_argument("--for", dest="for_", default=None, metavar="DURATION",
+                           help="end the pause by itself after this long (e.g. 2h); default: until resumed")
+        p.set_defaults(func=run)

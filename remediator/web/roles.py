@@ -1,0 +1,48 @@
+"""Roles on the HTTP surface: intake (Alertmanager's webhook), read (the status page and GET
+/api/*) and admin (pause, resume, breaker reset). Each request is tied to the credential that
+proved it; `actor()` is what the audit trail records."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import current_app, g, jsonify, request
+
+from remediator.web.auth import identify
+
+INSECURE = "anonymous (--insecure-no-auth)"
+
+
+def _deny(status: int, error: str, detail: str):
+    resp = jsonify({"error": error, "detail": detail})
+    resp.status_code = status
+    if status == 401:  # a browser asks for a username and password; API clients send a bearer token
+        resp.headers["WWW-Authenticate"] = 'Basic realm="vigil", charset="UTF-8"'
+    return resp
+
+
+def require(role: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
+        @wraps(view)
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            vigil = current_app.extensions["vigil"]
+            if vigil.get("insecure_no_auth"):
+                g.identity = INSECURE
+                return view(*args, **kwargs)
+            cred = identify(vigil["config"].auth, request.headers.get("Authorization"))
+            if cred is None:
+                return _deny(401, "unauthorized", "missing or wrong credentials")
+            if not cred.allows(role):
+                return _deny(403, "forbidden", f"credential {cred.name!r} lacks the {role!r} role "
+                                               f"(has: {', '.join(sorted(cred.roles))})")
+            g.identity = cred.name
+            return view(*args, **kwargs)
+        return wrapped
+    return decorator
+
+
+def actor() -> str:
+    """Who acted, for the audit trail: the credential's name and the client address."""
+    return f"{getattr(g, 'identity', 'unknown')}@{request.remote_addr or '?'}"

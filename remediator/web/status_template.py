@@ -1,0 +1,93 @@
+"""The status page's template (kept in code so that it ships with the package as it is)."""
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="refresh" content="30">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Vigil remediator{% if s.pause.paused %} (paused){% endif %}</title>
+<style>
+ body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #1d1d1f; background: #fafafa; }
+ h1 { font-size: 1.4em; margin: 0 0 .3em; } h2 { font-size: 1.1em; margin: 1.2em 0 .4em; }
+ .cards { display: flex; flex-wrap: wrap; gap: 1em; }
+ .card { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: .8em 1em; min-width: 16em; }
+ .bad { border-left: 6px solid #c62828; } .ok { border-left: 6px solid #2e7d32; }
+ .warn { border-left: 6px solid #f9a825; }
+ .big { font-size: 1.3em; font-weight: 600; }
+ table { border-collapse: collapse; width: 100%; background: #fff; }
+ th, td { border-bottom: 1px solid #eee; padding: .35em .5em; text-align: left; vertical-align: top; }
+ th { background: #f0f0f0; } code, pre { font-family: ui-monospace, monospace; font-size: 12px; }
+ pre { margin: .3em 0; white-space: pre-wrap; }
+ .status-succeeded, .status-dry_run { color: #2e7d32; } .status-failed, .status-blocked { color: #c62828; }
+ .status-acting, .status-pending, .status-deferred { color: #ef6c00; }
+ .muted { color: #666; } nav { margin: .3em 0 1em; } nav a { margin-right: 1em; }
+</style>
+</head>
+<body>
+<h1>Vigil remediator</h1>
+<div class="muted">version {{ s.version }} &middot; as of {{ s.now }}{% if s.leader %} &middot;
+ leader <span id="leader">{{ s.leader }}</span>{% endif %}</div>
+{% if ui.grafana_url or ui.alertmanager_url %}<nav id="links">
+ {% if ui.grafana_url %}<a id="grafana-link" href="{{ ui.grafana_url }}">Grafana</a>{% endif %}
+ {% if ui.alertmanager_url %}<a id="alertmanager-link" href="{{ ui.alertmanager_url }}">Alertmanager</a>{% endif %}
+</nav>{% endif %}
+
+<div class="cards">
+ <section id="pause" class="card {{ 'bad' if s.pause.paused else 'ok' }}" data-paused="{{ s.pause.paused|lower }}">
+  <h2>Remediation</h2>
+  {% if s.pause.paused %}
+  <div class="big">PAUSED</div>
+  <div>reason: <span id="pause-reason">{{ s.pause.reason or 'no reason given' }}</span></div>
+  <div>by: {{ s.pause.by or 'unknown' }}{% if s.pause.since %} at {{ s.pause.since }}{% endif %}</div>
+  <div>until: <span id="pause-until">{{ s.pause.until or 'resumed by hand' }}</span></div>
+  {% else %}<div class="big">active</div>{% endif %}
+  {% if s.dry_run %}<div id="dry-run"><strong>dry-run</strong>: decisions are recorded, nothing is changed</div>
+  {% endif %}
+ </section>
+ <section id="breaker" class="card {{ 'bad' if s.breaker_open else 'ok' }}" data-open="{{ s.breaker_open|lower }}">
+  <h2>Circuit breaker</h2>
+  <div class="big">{{ 'OPEN' if s.breaker_open else 'closed' }}</div>
+  {% if s.breaker_open %}<div>since {{ s.breaker_opened_at }}; close with <code>remediator breaker-reset</code></div>
+  {% endif %}
+ </section>
+ <section id="budget" class="card {{ 'warn' if s.budget is none else 'ok' }}">
+  <h2>Disruption budget</h2>
+  {% if s.budget is none %}<div>unknown: {{ s.budget_note }}</div>{% else %}
+  <table><tr><th>pool</th><th>nodes out</th><th>allowed</th><th>nodes</th></tr>
+  {% for b in s.budget %}<tr class="budget-row" data-pool="{{ b.pool }}"><td>{{ b.pool }}</td><td>{{ b.out }}</td>
+   <td>{{ b.allowed }}</td><td>{{ b.total }}</td></tr>
+  <tr><td colspan="4" class="muted">{{ b.detail }}</td></tr>{% endfor %}
+  </table>{% endif %}
+ </section>
+</div>
+
+<h2>Recent incidents <span class="muted">({{ s.incidents|length }} of {{ s.total_incidents }})</span></h2>
+{% if not s.incidents %}<p id="no-incidents">No incidents recorded.</p>{% else %}
+<table id="incidents">
+<tr><th>id</th><th>alert</th><th>status</th><th>rule</th><th>labels</th><th>updated</th></tr>
+{% for i in s.incidents %}
+<tr id="incident-{{ i.id }}" class="incident" data-status="{{ i.status }}">
+ <td>{{ i.id }}</td><td>{{ i.alertname }}</td>
+ <td class="status-{{ i.status }}">{{ i.status }}{% if i.reason %} ({{ i.reason }}){% endif %}</td>
+ <td>{{ i.rule or '-' }}</td>
+ <td><code>{% for k, v in i.labels|dictsort %}{% if k != 'alertname' %}{{ k }}={{ v }} {% endif %}{% endfor %}
+ </code></td>
+ <td>{{ i.updated_at or i.received_at }}</td>
+</tr>
+<tr><td></td><td colspan="5">
+ <details{% if loop.index <= 3 %} open{% endif %}><summary>trace and {{ (i.actions or [])|length }} action(s)</summary>
+  {% if i.detail %}<div>{{ i.detail }}</div>{% endif %}
+  <pre class="trace">{% for t in i.trace or [] %}{{ t }}
+{% endfor %}</pre>
+  {% for a in i.actions or [] %}<div class="action" data-state="{{ a.state }}">
+   <code>#{{ a.seq }} {{ a.type }}({{ a.target }})</code> <span class="status-{{ a.state }}">{{ a.state }}</span>
+   {%- if a.result.detail %}: {{ a.result.detail }}{% endif %}</div>
+  {% endfor %}
+ </details>
+</td></tr>
+{% endfor %}
+</table>{% endif %}
+</body>
+</html>
+"""

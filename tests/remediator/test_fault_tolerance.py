@@ -1,0 +1,198 @@
+"""Hung dependencies and transient API faults: every outbound call is bounded, transient errors are
+retried until the action's deadline, and an uncertain outcome is decided from the cluster's state."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import socket
+import threading
+from collections import Counter
+
+import pytest
+from kubernetes import client
+
+from remediator.cluster.kube import Kube, KubeError, RetryPolicy
+from remediator.cluster.prom import PromChecker
+from remediator.config import parse_config
+from remediator.domain.models import Decision, Incident, PlannedAction
+from remediator.domain.payload import parse
+from remediator.runtime.engine import Engine
+from remediator.runtime.metrics import Metrics
+from remediator.store.ledger import SQLiteLedger
+from remediator.web.app import create_app
+from tests.k8s.controlplane import _write_kubeconfig, add_gpu_nodes, wait_until
+
+from .faultproxy import FaultProxy
+from .payloads import alert, body, xid_labels
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@pytest.fixture
+def hung_socket():
+    """Accepts connections and never answers."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(srv.accept()[0])
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    t.join(5)
+    for c in held:
+        c.close()
+    srv.close()
+
+
+def _bounded(fn, limit: float):
+    """Run fn in a thread; the test fails if it has not returned after `limit` seconds."""
+    out: list = []
+    t = threading.Thread(target=lambda: out.append(_catch(fn)), daemon=True)
+    t.start()
+    t.join(limit)
+    assert out, f"still hanging after {limit} s"
+    return out[0]
+
+
+def _catch(fn):
+    try:
+        return fn()
+    except Exception as exc:
+        return exc
+
+
+def test_a_hung_prometheus_makes_the_guard_unknown(hung_socket):
+    prom = PromChecker(f"http://127.0.0.1:{hung_socket}", timeout=1.0)
+    result = _bounded(lambda: prom.check('up{job="x"} == 0'), 15)
+    assert result.holds is None and "did not answer" in result.detail
+
+
+def test_a_hung_api_server_fails_the_action_at_its_deadline(hung_socket, tmp_path):
+    kubeconfig = tmp_path / "hung.kubeconfig"
+    _write_kubeconfig(kubeconfig, f"http://127.0.0.1:{hung_socket}", tmp_path / "unused-ca.crt", "token")
+    kube = Kube(str(kubeconfig), retry=RetryPolicy(request_timeout=1.0, deadline=3.0))
+    err = _bounded(lambda: kube.attempt("cordon", lambda: kube.cordon("n1", "1")), 30)
+    assert isinstance(err, KubeError) and err.status == 0 and "deadline" in str(err)
+    assert kube.retrier.attempts >= 2  # retried, not given up on the first timeout
+
+
+POLICY = {"rules": [{"name": "xid", "match": ['alertname="GpuXidCritical"'],
+                     "actions": [{"type": "cordon_node", "params": {"node": "{{ labels.node }}"}}]}]}
+
+
+@pytest.mark.k8s
+def test_100_incidents_behind_a_proxy_faulting_30_percent_of_requests(k8s_cluster, tmp_path, unique, monkeypatch):
+    pool = f"faults-{unique}"
+    names = [f"{pool}-n{i:03d}" for i in range(100)]
+    api = k8s_cluster.api_client()
+    core = client.CoreV1Api(api)
+    add_gpu_nodes(api, names, pool=pool)
+    proxy = FaultProxy(k8s_cluster.server, k8s_cluster.ca, tmp_path / "proxy-pki", rate=0.3, seed=14, slow=2.5)
+    kubeconfig = tmp_path / "via-proxy.kubeconfig"
+    _write_kubeconfig(kubeconfig, proxy.url, proxy.ca, k8s_cluster.token)
+    monkeypatch.setenv("VIGIL_TEST_TOKEN", "t")
+    config = parse_config({
+        "auth": {"bearer_token_env": "VIGIL_TEST_TOKEN"}, "ledger": {"path": str(tmp_path / "ledger.db")},
+        "kubernetes": {"kubeconfig": str(kubeconfig), "node_selector": f"vigil.io/pool={pool}",
+                       "request_timeout": "2s", "action_deadline": "60s"},
+        "engine": {"workers": 8},
+        "safety": {"budget": {"max_nodes": 100, "min_nodes": 0}, "breaker": {"max_actions": 1000}},
+        "policy": POLICY}, "test.yaml")
+    ledger = SQLiteLedger(config.ledger_path)
+    metrics = Metrics(ledger.counts_by_status)
+    kube = Kube(str(kubeconfig), node_selector=config.node_selector,
+                retry=RetryPolicy(request_timeout=config.kube_request_timeout, deadline=config.action_deadline))
+    engine = Engine(config, ledger, kube, metrics)
+    http = create_app(config, ledger, engine, metrics).test_client()
+    engine.start()
+    try:
+        for node in names:
+            r = http.post("/webhook/alertmanager", json=body(alert(xid_labels(node))),
+                          headers={"Authorization": "Bearer t"})
+            assert r.status_code == 200, r.data
+
+        def settled():
+            counts = ledger.counts_by_status()
+            return counts if sum(counts.values()) == 100 and not set(counts) & {"pending", "deferred",
+                                                                                 "acting"} else None
+        counts = wait_until(settled, 400, interval=1, what="every incident settled")
+    finally:
+        engine.stop()
+        proxy.close()
+    print(f"\nfaults injected: {dict(proxy.counts)}; incidents: {counts}; request attempts: "
+          f"{kube.retrier.attempts}")
+    assert sum(n for f, n in proxy.counts.items() if f != "none") >= 0.2 * sum(proxy.counts.values())
+    assert all(proxy.counts[f] for f in ("429", "500", "reset_before", "reset_after", "delay", "slow"))
+    assert counts.get("succeeded", 0) >= 98, counts
+    items, _ = ledger.list_incidents(status=None, alertname=None, limit=500, offset=0)
+    for i in items:
+        if i["status"] != "succeeded":
+            assert i["reason"] and i["detail"], i  # every non-success says why
+        full = ledger.get_incident(i["id"])
+        assert len(full["actions"]) == 1, full["actions"]  # one cordon per incident, never two
+    nodes = {n.metadata.name: n for n in core.list_node(label_selector=f"vigil.io/pool={pool}").items}
+    done = {i["labels"]["node"] for i in items if i["status"] == "succeeded"}
+    assert all(nodes[n].spec.unschedulable and nodes[n].metadata.annotations.get("vigil.io/incident") for n in done)
+    events = core.list_namespaced_event("default", field_selector="reason=VigilCordon").items
+    per_node = Counter(e.involved_object.name for e in events if e.involved_object.name in nodes)
+    assert max(per_node.values()) == 1, per_node  # an Event per cordon, never two
+    assert len(per_node) >= 98
+    ledger.close()
+    for n in names:
+        core.delete_node(n)
+
+
+@pytest.mark.k8s
+def test_a_kill_between_patch_and_event_is_finished_on_resume(k8s_cluster, tmp_path, unique, monkeypatch):
+    """The cordon's PATCH applied, then the process died (kill -9) before its Event: the resumed
+    action sees its own cordon, records it as done and writes the Event, once."""
+    pool = f"resume-{unique}"
+    node = f"{pool}-n0"
+    api = k8s_cluster.api_client()
+    core = client.CoreV1Api(api)
+    add_gpu_nodes(api, [node], pool=pool)
+    monkeypatch.setenv("VIGIL_TEST_TOKEN", "t")
+    config = parse_config({"auth": {"bearer_token_env": "VIGIL_TEST_TOKEN"},
+                           "ledger": {"path": str(tmp_path / "ledger.db")},
+                           "kubernetes": {"kubeconfig": str(k8s_cluster.kubeconfig),
+                                          "node_selector": f"vigil.io/pool={pool}"},
+                           "policy": POLICY}, "test.yaml")
+    ledger = SQLiteLedger(config.ledger_path)
+
+    ledger.record(parse(json.dumps(body(alert(xid_labels(node)))).encode()).alerts, now())
+    inc: Incident = ledger.due(now())[0]
+    [action_id] = ledger.save_decision(inc.id, Decision("act", "xid", (PlannedAction("cordon_node", node,
+                                                                                     {"node": node}),)), now())
+    assert ledger.claim_action(action_id, now()) is not None  # running when the process died
+    core.patch_node(node, {"spec": {"unschedulable": True}, "metadata": {"annotations": {
+        "vigil.io/cordoned-by": "vigil", "vigil.io/incident": str(inc.id)}}})  # the PATCH that applied
+    for _ in range(2):  # resumed twice (say, killed again): still one Event
+        kube = Kube(config.kubeconfig, node_selector=config.node_selector)
+        metrics = Metrics(ledger.counts_by_status)
+        engine = Engine(config, ledger, kube, metrics)
+        engine.start()
+        wait_until(lambda: ledger.counts_by_status().get("succeeded") == 1, 30, what="the resumed cordon")
+        engine.stop()
+        with ledger._tx() as db:  # as if it died again before recording the outcome
+            db.execute("UPDATE actions SET state='running' WHERE id=?", (action_id,))
+            db.execute("UPDATE incidents SET status='acting' WHERE id=?", (inc.id,))
+    got = ledger.get_incident(inc.id)
+    assert got["actions"][0]["result"]["detail"] == "cordoned"
+    events = core.list_namespaced_event("default", field_selector=f"involvedObject.name={node}").items
+    assert [e.reason for e in events if e.reason.startswith("Vigil")] == ["VigilCordon"]
+    ledger.close()
+    core.delete_node(node)
