@@ -61,7 +61,7 @@ def test_reset_gpu_runs_a_pinned_privileged_job_once_per_incident(env, unique):
                                                  {"key": "other.io/x", "effect": "NoSchedule"}]}})
     uuid = f"GPU-{unique}-3"
     params = {"node": node, "uuid": uuid, "gpu": "3"}
-    out = executor.execute(e.kube, "reset_gpu", params, "41", e.ctx)
+    out = executor.execute(e.kube, "reset_gpu", params, "41", repair=e.ctx)
     assert out.state == "succeeded", out
     assert "attribution unknown" in out.detail  # no Prometheus here: every GPU pod on the node must be gone
     [job] = _jobs(e, node)
@@ -78,7 +78,7 @@ def test_reset_gpu_runs_a_pinned_privileged_job_once_per_incident(env, unique):
     assert c.command == ["/bin/sh", "-c", f"nvidia-smi -pm 0 -i {uuid} && nvidia-smi --gpu-reset -i {uuid}"]
     assert job.metadata.labels["vigil.io/incident"] == "41"
     assert "VigilResetGpu" in _reasons(e, node)
-    again = executor.execute(e.kube, "reset_gpu", params, "41", e.ctx)
+    again = executor.execute(e.kube, "reset_gpu", params, "41", repair=e.ctx)
     assert again.state == "succeeded" and len(_jobs(e, node)) == 1, "the same incident reuses its Job"
 
 
@@ -90,10 +90,10 @@ def test_reset_gpu_waits_for_the_gpu_pods_and_refuses_a_shell_in_a_label(env, un
     e.core.create_namespaced_pod(ns, {"metadata": {"name": "trainer"}, "spec": {
         "nodeName": node, "containers": [{"name": "t", "image": "example.invalid/t:1",
                                           "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}})
-    out = executor.execute(e.kube, "reset_gpu", {"node": node, "uuid": f"GPU-{unique}-0"}, "42", e.ctx)
+    out = executor.execute(e.kube, "reset_gpu", {"node": node, "uuid": f"GPU-{unique}-0"}, "42", repair=e.ctx)
     assert out.state == "blocked" and out.reason == "gpu_in_use" and f"{ns}/trainer" in out.detail
     assert not _jobs(e, node)
-    bad = executor.execute(e.kube, "reset_gpu", {"node": node, "uuid": "GPU-1; reboot"}, "43", e.ctx)
+    bad = executor.execute(e.kube, "reset_gpu", {"node": node, "uuid": "GPU-1; reboot"}, "43", repair=e.ctx)
     assert bad.state == "failed" and bad.reason == "bad_params" and not _jobs(e, node)
 
 
@@ -107,7 +107,7 @@ def test_reboot_by_job_cordons_drains_and_sees_the_new_boot_id(env, unique):
     e = env()
     node = _node(e, unique)
     e.background(lambda: _agent_reboots(e, node, f"boot-{unique}"))
-    out = executor.execute(e.kube, "reboot_node", {"node": node}, "51", e.ctx)
+    out = executor.execute(e.kube, "reboot_node", {"node": node}, "51", repair=e.ctx)
     assert out.state == "succeeded", out
     assert f"boot-{unique}" in out.detail
     assert e.core.read_node(node).spec.unschedulable, "a reboot first cordons the node"
@@ -123,7 +123,7 @@ def test_reboot_by_job_cordons_drains_and_sees_the_new_boot_id(env, unique):
 def test_a_reboot_that_never_happens_fails_at_its_deadline(env, unique):
     e = env(settings=dataclasses.replace(SETTINGS, reboot_job=dataclasses.replace(SETTINGS.reboot_job, timeout=3)))
     node = _node(e, unique)
-    out = executor.execute(e.kube, "reboot_node", {"node": node}, "52", e.ctx)
+    out = executor.execute(e.kube, "reboot_node", {"node": node}, "52", repair=e.ctx)
     assert out.state == "failed" and out.reason == "reboot_timeout", out
 
 
@@ -143,7 +143,7 @@ def test_reboot_by_medik8s_creates_a_self_node_remediation(env, unique):
                                                          "vigil-repair", "selfnoderemediations", node, snr)
 
     e.background(operator)
-    out = executor.execute(e.kube, "reboot_node", {"node": node}, "61", e.ctx)
+    out = executor.execute(e.kube, "reboot_node", {"node": node}, "61", repair=e.ctx)
     assert out.state == "succeeded", out
     assert seen["spec"] == {"remediationStrategy": "Automatic"}
     assert seen["metadata"]["annotations"]["vigil.io/incident"] == "61"
@@ -175,15 +175,15 @@ def test_replace_by_cluster_api_annotates_the_nodes_machine(env, unique):
     objects.create_namespaced_custom_object("cluster.x-k8s.io", "v1beta2", ns, "machines", _machine("gpu-m0"))
     node = _node(e, unique, **{"cluster.x-k8s.io/machine": "gpu-m0", "cluster.x-k8s.io/cluster-namespace": ns,
                                "cluster.x-k8s.io/cluster-name": "gpu"})
-    out = executor.execute(e.kube, "replace_node", {"node": node}, "71", e.ctx)
+    out = executor.execute(e.kube, "replace_node", {"node": node}, "71", repair=e.ctx)
     assert out.state == "succeeded", out
     m = objects.get_namespaced_custom_object("cluster.x-k8s.io", "v1beta2", ns, "machines", "gpu-m0")
     assert m["metadata"]["annotations"]["cluster.x-k8s.io/remediate-machine"] == ""
     assert e.core.read_node(node).spec.unschedulable
-    again = executor.execute(e.kube, "replace_node", {"node": node}, "71", e.ctx)
+    again = executor.execute(e.kube, "replace_node", {"node": node}, "71", repair=e.ctx)
     assert again.state == "succeeded" and "already" in again.detail
     plain = _node(e, unique, "plain")
-    out = executor.execute(e.kube, "replace_node", {"node": plain}, "72", e.ctx)
+    out = executor.execute(e.kube, "replace_node", {"node": plain}, "72", repair=e.ctx)
     assert out.state == "failed" and out.reason == "not_managed"
 
 
@@ -199,7 +199,7 @@ def test_replace_by_karpenter_deletes_the_nodes_nodeclaim(env, unique):
                                        "values": ["p5.48xlarge"]}]}})
         objects.patch_cluster_custom_object_status("karpenter.sh", "v1", "nodeclaims", name,
                                                    {"status": {"nodeName": node_name}})
-    out = executor.execute(e.kube, "replace_node", {"node": node}, "81", e.ctx)
+    out = executor.execute(e.kube, "replace_node", {"node": node}, "81", repair=e.ctx)
     assert out.state == "succeeded", out
     names = {c["metadata"]["name"] for c in objects.list_cluster_custom_object("karpenter.sh", "v1",
                                                                                "nodeclaims")["items"]}
@@ -217,7 +217,7 @@ def test_deploy_base_alone_does_not_grant_the_providers(env, unique, action, set
     e = env("deploy/base", settings)
     ns = f"capi-{unique}"
     node = _node(e, unique, **{"cluster.x-k8s.io/machine": "m", "cluster.x-k8s.io/cluster-namespace": ns})
-    out = executor.execute(e.kube, action, {"node": node, "uuid": f"GPU-{unique}"}, "91", e.ctx)
+    out = executor.execute(e.kube, action, {"node": node, "uuid": f"GPU-{unique}"}, "91", repair=e.ctx)
     assert out.state == "failed" and out.data.get("status") == 403, out
     assert expect in out.detail
 
@@ -225,16 +225,16 @@ def test_deploy_base_alone_does_not_grant_the_providers(env, unique, action, set
 def test_validation_passes_fails_and_runs_only_on_a_cordoned_node(env, unique):
     e = env()
     node = _node(e, unique)
-    out = executor.execute(e.kube, "validate_node", {"node": node}, "101", e.ctx)
+    out = executor.execute(e.kube, "validate_node", {"node": node}, "101", repair=e.ctx)
     assert out.state == "blocked" and out.reason == "not_cordoned"
     e.core.patch_node(node, {"spec": {"unschedulable": True}})
-    out = executor.execute(e.kube, "validate_node", {"node": node}, "102", e.ctx)
+    out = executor.execute(e.kube, "validate_node", {"node": node}, "102", repair=e.ctx)
     assert out.state == "succeeded", out
     [job] = _jobs(e, node)
     assert job.spec.template.spec.containers[0].command[-1] == "dcgmi diag -r 2"
     failing = dataclasses.replace(SETTINGS, validate_job=JobSpec(FAILS, "dcgmi diag -r 2", 30))
     ctx = RepairContext(e.kube, failing)
-    out = executor.execute(e.kube, "validate_node", {"node": node}, "103", ctx)
+    out = executor.execute(e.kube, "validate_node", {"node": node}, "103", repair=ctx)
     assert out.state == "failed" and out.reason == "validation_failed", out
     assert "VigilValidated" in _reasons(e, node)
 
@@ -291,13 +291,14 @@ def test_drain_scope_gpu_evicts_only_the_pods_holding_the_faulty_gpu(env, unique
         wait_until(lambda: prom.series(f'gpu_allocation_info{{node="{node}"}}'), 30, what="the series scraped")
         ctx = RepairContext(e.kube, SETTINGS, prom)
         out = executor.execute(e.kube, "drain_node", {"node": node, "scope": "gpu", "uuid": uuid3, "timeout": "20s"},
-                               "111", ctx)
+                               "111", repair=ctx)
         assert out.state == "succeeded", out
         assert out.data["evicted"] == [f"{ns}/on-gpu3"] and "1 pods hold" in out.data["scope"]
         assert {p.metadata.name for p in e.core.list_namespaced_pod(ns).items} == {"on-gpu1"}
-        reset = executor.execute(e.kube, "reset_gpu", {"node": node, "uuid": uuid3}, "111", ctx)
+        reset = executor.execute(e.kube, "reset_gpu", {"node": node, "uuid": uuid3}, "111", repair=ctx)
         assert reset.state == "succeeded" and "all gone" in reset.detail, reset
-        unknown = executor.execute(e.kube, "drain_node", {"node": other, "scope": "gpu", "uuid": uuid3}, "112", ctx)
+        unknown = executor.execute(e.kube, "drain_node", {"node": other, "scope": "gpu", "uuid": uuid3}, "112",
+                                   repair=ctx)
         assert unknown.state == "succeeded" and "draining the whole node" in unknown.data["scope"], unknown
     finally:
         stack.stop()

@@ -12,6 +12,7 @@ import pytest
 import requests
 from kubernetes import client
 
+from remediator.cluster.kube import Kube
 from remediator.runtime.engine import Engine
 from remediator.runtime.metrics import Metrics
 from remediator.store.ledger import SQLiteLedger
@@ -111,7 +112,8 @@ def _restart(h: Harness) -> Harness:
     h.ledger.close()
     ledger = SQLiteLedger(h.config.ledger_path)
     metrics = Metrics(ledger.counts_by_status)
-    engine = Engine(h.config, ledger, h.engine.kube, metrics)
+    kube = Kube(h.config.kubeconfig, node_selector=h.config.node_selector)  # the old one stopped with its engine
+    engine = Engine(h.config, ledger, kube, metrics)
     app = create_app(h.config, ledger, engine, metrics)
     engine.start()
     h.ledger, h.engine, h.metrics, h.http = ledger, engine, metrics, app.test_client()
