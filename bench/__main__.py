@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import gpu_exporter, pipeline, remediator, scale, service_exporter
+from bench import failover, gpu_exporter, pipeline, remediator, scale, service_exporter
 
-BENCHES = [gpu_exporter.run, remediator.run, scale.run, service_exporter.run, pipeline.run]
+BENCHES = [gpu_exporter.run, remediator.run, scale.run, service_exporter.run, pipeline.run, failover.run]
 
 
 def main() -> int:

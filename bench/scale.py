@@ -39,7 +39,7 @@ def _nodes(api, pool: str, n: int) -> list[str]:
         items = core.list_node(label_selector=f"vigil.io/pool={pool}").items
         return sum(any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
                    for n in items) == n
-    wait_until(ready, 600, interval=2, what=f"{n} nodes Ready")
+    wait_until(ready, max(600.0, n * 0.5), interval=2, what=f"{n} nodes Ready")
     return names
 
 

@@ -102,9 +102,8 @@ def _cache(config: Config, kube, metrics):
 
 
 def serve(args: argparse.Namespace) -> int:
-    from remediator.runtime.engine import Engine
+    from remediator import ha
     from remediator.runtime.metrics import Metrics
-    from remediator.store.ledger import SQLiteLedger
     from remediator.web.app import create_app
     from remediator.web.server import close as close_server
     from remediator.web.server import make_server
@@ -122,12 +121,12 @@ def serve(args: argparse.Namespace) -> int:
         return _die(f"{args.config}: no Kubernetes configuration (kubernetes.kubeconfig, or run in a cluster); "
                     "only safety.dry_run may run without one")
     try:
-        ledger = SQLiteLedger(config.ledger_path)
+        ledger = ha.open_ledger(config, kube)
     except Exception as exc:
-        return _die(f"cannot open the ledger {config.ledger_path}: {exc}")
+        return _die(f"cannot open the ledger ({config.ledger.backend}): {exc}")
     metrics = Metrics(ledger.counts_by_status)
     cache = _cache(config, kube, metrics)
-    engine = Engine(config, ledger, kube, metrics, cache=cache)
+    engine, leader = ha.engine_with_leader(config, ledger, kube, metrics, cache)
     draining = threading.Event()
     app = create_app(config, ledger, engine, metrics, insecure_no_auth=args.insecure_no_auth, draining=draining)
     host, port = args.listen or config.listen
@@ -137,10 +136,10 @@ def serve(args: argparse.Namespace) -> int:
         return _die(f"cannot listen on {host}:{port}: {exc.strerror}")
     if cache is not None and not cache.wait_synced(5.0):
         log.warning("the cluster cache is not synced yet; decisions defer until it is")
-    engine.start()
-    log.info("remediator listening on http://%s:%s (dry_run=%s, auth=%s, ledger=%s)", host,
+    ha.start(leader, engine)
+    log.info("remediator listening on http://%s:%s (dry_run=%s, auth=%s, %s, identity=%s)", host,
              server.effective_port, config.safety.dry_run, "off" if args.insecure_no_auth else "on",
-             config.ledger_path)
+             ha.describe(config), leader.identity)
     if args.insecure_no_auth:
         log.warning("webhook authentication is OFF (--insecure-no-auth)")
     _log_start_state(config, engine)
@@ -150,6 +149,7 @@ def serve(args: argparse.Namespace) -> int:
         restart) while running actions stop at their next safe point; then the listener closes."""
         started = time.monotonic()
         engine.stop(timeout=ENGINE_STOP_TIMEOUT)
+        ha.release(leader)  # the actions are at a safe point: hand the lease over
         time.sleep(max(config.shutdown_delay - (time.monotonic() - started), 0.0))
         close_server(server)
         log.info("stopped in %.1f s", time.monotonic() - started)
@@ -165,15 +165,16 @@ def serve(args: argparse.Namespace) -> int:
     with contextlib.suppress(OSError):  # closed by shutdown()
         server.run()
     engine.stop(timeout=1.0)
+    ha.release(leader)
     return 0
 
 
 def _cluster_and_history(config: Config, now: dt.datetime):
+    from remediator import ha
     from remediator.domain.models import ClusterView, SafetyState
     from remediator.runtime.engine import read_safety_state
-    from remediator.store.ledger import SQLiteLedger
 
-    cluster, history, state = ClusterView(available=False), [], SafetyState()
+    cluster, history, state, kube = ClusterView(available=False), [], SafetyState(), None
     try:
         kube = _kube(config)
         if kube is not None:
@@ -182,10 +183,13 @@ def _cluster_and_history(config: Config, now: dt.datetime):
             cluster = read_cluster_view(kube)
     except Exception as exc:  # no cluster at hand is normal for explain
         print(f"# cluster view unavailable ({type(exc).__name__}); budget and node checks skipped")
-    if os.path.exists(config.ledger_path):
-        ledger = SQLiteLedger(config.ledger_path)
-        history = ledger.history(now - dt.timedelta(seconds=config.history_window))
-        state = read_safety_state(ledger)
+    try:  # the history and safety state the engine would see, from whichever backend holds them
+        ledger = ha.ledger_to_read(config, kube)
+        if ledger is not None:
+            history = ledger.history(now - dt.timedelta(seconds=config.history_window))
+            state = read_safety_state(ledger)
+    except Exception as exc:
+        print(f"# ledger unavailable ({type(exc).__name__}); history, budget in flight and breaker not used")
     return cluster, history, state
 
 
@@ -284,8 +288,10 @@ def check_config(args: argparse.Namespace) -> int:
         n = len(result.errors)
         return _die(f"{args.config}: {n} error{'s' if n > 1 else ''}")
     config = result.config
+    from remediator import ha
+
     print(f"{args.config}: ok ({len(config.rules)} rules, dry_run={config.safety.dry_run}, "
-          f"auth={'configured' if config.auth.configured else 'NOT configured'}"
+          f"auth={'configured' if config.auth.configured else 'NOT configured'}, {ha.describe(config)}"
           f"{', secrets checked' if args.check_secrets else ', secrets not checked'})")
     return 0
 

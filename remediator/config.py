@@ -14,6 +14,7 @@ from remediator.domain.budget import Limits, Pools
 from remediator.domain.policy import Action, Check, Escalation, Matcher, PolicyError, Rule, compile_template
 from remediator.domain.repair import RepairSettings
 from remediator.domain.safety import Breaker, Budget, Safety
+from remediator.ha_config import LeaderElection, LedgerSettings, parse_leader_election, parse_ledger
 from remediator.oncall_config import UI, Notifications, parse_notifications, parse_ui
 from vigil_common.config import ConfigError, Section, guarded, load_yaml, report
 from vigil_common.hostport import parse_hostport
@@ -27,6 +28,8 @@ class Config:
     shutdown_delay: float = 2.0  # seconds intake keeps answering after SIGTERM, with readiness off
     auth: Auth = field(default_factory=Auth)
     ledger_path: str = "vigil-ledger.db"
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
+    leader_election: LeaderElection = field(default_factory=LeaderElection)
     kubeconfig: str | None = None  # None: in-cluster config
     event_namespace: str = "default"
     node_selector: str = ""  # label selector of the nodes Vigil manages and budgets over; "" = all
@@ -205,7 +208,7 @@ def _pools(raw: Any, where: str) -> Pools | None:
 
 def parse_config(data: Any, path: str = "<config>") -> Config:
     top = Section(data, path, ("server", "auth", "ledger", "kubernetes", "engine", "safety", "policy", "prometheus",
-                               "notifications", "ui", "repair"))
+                               "notifications", "ui", "leader_election", "repair"))
     prom = Section(top.get("prometheus"), f"{path}: prometheus", ("url", "timeout"))
     server = Section(top.get("server"), f"{path}: server", ("listen", "max_body_bytes", "shutdown_delay"))
     listen = server.string("listen", "127.0.0.1:9095")
@@ -214,7 +217,7 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
     except ValueError as exc:
         server.fail("listen", str(exc))
         listen_at = ("127.0.0.1", 9095)
-    ledger = Section(top.get("ledger"), f"{path}: ledger", ("path",))
+    ledger_path, ledger = parse_ledger(top.get("ledger"), f"{path}: ledger")
     kube = Section(top.get("kubernetes"), f"{path}: kubernetes", ("kubeconfig", "event_namespace", "node_selector",
                                                                    "request_timeout", "action_deadline",
                                                                    "action_deadlines"))
@@ -253,7 +256,9 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
         auth=parse_auth(top.get("auth"), f"{path}: auth"),
         notifications=parse_notifications(top.get("notifications"), f"{path}: notifications"),
         ui=parse_ui(top.get("ui"), f"{path}: ui"),
-        ledger_path=ledger.string("path", "vigil-ledger.db"),
+        ledger_path=ledger_path, ledger=ledger,
+        leader_election=parse_leader_election(top.get("leader_election"), f"{path}: leader_election",
+                                              dry_run=safety.boolean("dry_run", False)),
         kubeconfig=kube.string("kubeconfig", None), event_namespace=kube.string("event_namespace", "default"),
         node_selector=kube.string("node_selector", ""),
         kube_request_timeout=kube.duration("request_timeout", 10.0),

@@ -168,6 +168,7 @@ class Pipeline:
         cfg["auth"] = {"bearer_token_env": "VIGIL_WEBHOOK_TOKEN"}
         cfg["ledger"] = {"path": str(self.workdir / "ledger.db")}
         cfg["kubernetes"] = {"kubeconfig": str(self.cp.kubeconfig)}
+        cfg["leader_election"] = {"name": f"vigil-{secrets.token_hex(4)}"}  # not the Lease of an earlier run
         cfg["prometheus"] = {"url": f"http://127.0.0.1:{self._prometheus_port}"}
         cfg["safety"]["budget"] = {"max_nodes": self.nodes // 2, "min_nodes": 1}
         cfg["repair"].update({  # the simulated node agent answers within a second

@@ -142,6 +142,7 @@ class Informer:
         self.synced = threading.Event()
         self.last_contact = 0.0
         self.lists = 0
+        self.gone = 0  # watches refused with 410 Gone (each followed by a relist)
         self._watch: _RawWatch | None = None
 
     def _list(self) -> None:
@@ -206,6 +207,7 @@ class Informer:
                 if exc.status == 410:  # too old: list again
                     log.info("%s watch expired (410 Gone); relisting", self.res.name)
                     self.rv = None
+                    self.gone += 1
                     continue
                 log.warning("%s watch failed: %s %s", self.res.name, exc.status, exc.reason)
             except Exception as exc:  # reset, timeout, a bad event: resume from the last resourceVersion

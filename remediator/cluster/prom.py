@@ -3,10 +3,16 @@
 Every query is bounded: the configured timeout is the HTTP client's connect and read timeout, and
 Prometheus is asked to give up at the same time. No automatic retries (the client's default would
 retry a hung server three times with backoff): a check that does not answer in time is unknown,
-and the rule's mode decides."""
+and the rule's mode decides. After Prometheus failed to answer (timeout, refused, reset), checks in
+the next `timeout` seconds are unknown at once: a hung Prometheus costs one timeout per window,
+not one per incident, so the incidents queued behind a guarded one are not held up."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
+import requests
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
@@ -14,19 +20,27 @@ from remediator.domain.models import CheckResult
 
 
 class PromChecker:
-    def __init__(self, url: str, timeout: float = 5.0) -> None:
+    def __init__(self, url: str, timeout: float = 5.0, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._prom = PrometheusConnect(url=url, disable_ssl=not url.startswith("https"), timeout=timeout,
                                        retry=Retry(total=0, connect=0, read=0, status=0, redirect=0))
         self._timeout = timeout
+        self._clock = clock
+        self._down: tuple[float, str] | None = None  # when it last failed to answer, and how
         self.url = url
 
     def check(self, query: str) -> CheckResult:
         """Holds when the query returns at least one sample (as an alert expression does); unknown when
         Prometheus does not answer."""
+        if self._down is not None and self._clock() - self._down[0] < self._timeout:
+            return CheckResult.of(None, f"Prometheus at {self.url} did not answer {self._clock() - self._down[0]:.0f}"
+                                        f" s ago ({self._down[1]}); not asked again yet")
         try:
             result = self._prom.custom_query(query, params={"timeout": f"{self._timeout:g}"})  # seconds
         except Exception as exc:  # unreachable, hung, bad query, HTTP errors: the rule's mode decides
+            if isinstance(exc, requests.ConnectionError | requests.Timeout):
+                self._down = (self._clock(), type(exc).__name__)
             return CheckResult.of(None, f"Prometheus at {self.url} did not answer {query!r}: {type(exc).__name__}")
+        self._down = None
         if result:
             return CheckResult.of(True, f"{query} returned {len(result)} series")
         return CheckResult.of(False, f"{query} returned nothing")

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from remediator.cluster.cache import ClusterCache
 from remediator.cluster.executor import Outcome
 from remediator.cluster.kube import Kube
+from remediator.cluster.lease import AlwaysLeader, Leadership
 from remediator.cluster.prom import PromChecker
 from remediator.cluster.repair import RepairContext
 from remediator.cluster.view import read_cluster_view
@@ -70,9 +71,15 @@ class _Context:
 
 
 class Engine:
+    """Only the leader decides and acts: `leader` (a LeaseElector, or AlwaysLeader where Vigil acts
+    on no cluster) is asked before each decision, and the runner and the follow-ups' cluster
+    operations ask it before each claim and fence right before each change."""
+
     def __init__(self, config: Config, ledger: Ledger, kube: Kube | None, metrics: Metrics,
-                 clock: Callable[[], dt.datetime] = utcnow, cache: ClusterCache | None = None) -> None:
+                 clock: Callable[[], dt.datetime] = utcnow, cache: ClusterCache | None = None,
+                 leader: Leadership | None = None) -> None:
         self.config, self.ledger, self.kube, self.metrics, self.clock = config, ledger, kube, metrics, clock
+        self.leader = leader if leader is not None else AlwaysLeader()
         self.cache = cache  # decisions read it (no API request); without one, each view is LISTed
         self.prom = PromChecker(config.prometheus_url, config.prometheus_timeout) if config.prometheus_url else None
         self.rules = {r.name: r for r in config.rules}
@@ -89,8 +96,10 @@ class Engine:
         self.repair_rails = RepairRails(ledger=ledger, settings=config.repair, ctx=self.repair,
                                         on_exhausted=metrics.repairs_exhausted.inc, clock=clock)
         self.runner = Runner(ledger, kube, metrics, clock, deadlines=config.action_deadlines,
-                             notify=self.notifier.notify, repair=self.repair, rails=self.repair_rails)
-        ops = ClusterOps(kube, deadlines=config.action_deadlines, repair=self.repair) if kube is not None else None
+                             notify=self.notifier.notify, leader=self.leader, repair=self.repair,
+                             rails=self.repair_rails)
+        ops = ClusterOps(kube, deadlines=config.action_deadlines, leader=self.leader,
+                         repair=self.repair) if kube is not None else None
         self.followup = Followup(ledger=ledger, runner=self.runner, ops=ops,
                                  checker=self.prom, metrics=metrics, rules=self.rules, world=self.world,
                                  safety_state=self.safety_state, guard=self._guard, on_decision=self.note_decision,
@@ -154,17 +163,27 @@ class Engine:
 
     # ---- the loop -----------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _resume(self) -> None:
+        """On start and on each new term as leader: the actions the ledger holds as planned or running."""
         try:
             for incident_id, chain in self.ledger.incomplete_actions().items():
-                log.info("resuming incident %d after a restart (%d actions)", incident_id, len(chain))
+                log.info("resuming incident %d (%d actions)", incident_id, len(chain))
                 self._submit(incident_id, chain)
         except Exception:
             log.exception("could not resume incomplete actions")
+
+    def _run(self) -> None:
+        was_leading = False
         while not self._stop.is_set():
+            leading = self.leader.is_leader()
+            self.metrics.leader.set(1 if leading else 0)
+            if leading and not was_leading:
+                self._resume()
+            was_leading = leading
             timeout = 1.0
             try:
-                self._tick()
+                if leading:
+                    self._tick()
                 wake_at = self.ledger.next_wake()
                 if wake_at is not None:
                     timeout = min(timeout, max((wake_at - self.clock()).total_seconds(), 0.0))
@@ -190,7 +209,7 @@ class Engine:
         ctx = _Context(self) if due else None
         decided: list[tuple[Incident, Decision]] = []
         for incident in due:
-            if self._stop.is_set():
+            if self._stop.is_set() or not self.leader.is_leader():
                 break
             try:
                 decided.append((incident, self._decide(incident, ctx)))
@@ -200,6 +219,8 @@ class Engine:
         if len(due) >= DUE_BATCH:
             self._wake.set()  # a backlog: the next tick starts at once
         for inc in self.ledger.resolved_followups():
+            if not self.leader.is_leader():
+                return
             self._submit_task(f"after:{inc['id']}", self.followup.after_resolve, inc,
                               on_error=lambda exc, i=inc["id"]: self._after_failed(i, exc))
 
@@ -355,5 +376,5 @@ class Engine:
                 if outcome.state == "failed" and not self._stop.is_set():
                     self.followup.on_failure(incident_id)  # the ladder goes on (replace) or stops and marks
                 break
-        if ok and not self._stop.is_set():
+        if ok and not self._stop.is_set() and self.leader.is_leader():
             self.followup.verify_and_escalate(incident_id)

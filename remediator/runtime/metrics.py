@@ -98,6 +98,8 @@ class Metrics:
                                          "(it is marked vigil.io/rma-candidate=true).", registry=r)
         self.breaker_open = Gauge("vigil_breaker_open", "1 while the circuit breaker is open.", registry=r)
         self.paused = Gauge("vigil_paused", "1 while remediation is paused globally.", registry=r)
+        self.leader = Gauge("vigil_leader", "1 while this replica holds the leader lease (only the leader acts).",
+                            registry=r)
         self.budget_in_use = Gauge("vigil_disruption_budget_nodes_in_use",
                                    "Nodes out of service at the last budget check (with that plan).", registry=r)
         self.budget_allowed = Gauge("vigil_disruption_budget_nodes_allowed",

@@ -8,11 +8,12 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from remediator.cluster.executor import EXECUTORS, Executors, Outcome
 from remediator.cluster.kube import Kube, KubeError
+from remediator.cluster.lease import AlwaysLeader, Leadership, NotLeader
 from remediator.cluster.repair import RepairContext
 from remediator.runtime.metrics import Metrics
 from remediator.runtime.notify import Event, action_event
@@ -25,16 +26,26 @@ log = logging.getLogger(__name__)
 @dataclass
 class ClusterOps:
     """What the follow-ups may do to the cluster: run or restore an action, read who owns a change,
-    and drop a claim Vigil no longer holds. None of it decides anything: the rails do."""
+    and drop a claim Vigil no longer holds. None of it decides anything: the rails do. Every change
+    is fenced: a replica that cannot prove it holds the leader lease changes nothing."""
     kube: Kube
     executors: Executors = EXECUTORS
     deadlines: dict[str, float] | None = None  # per action type: how long transient API errors are retried
+    leader: Leadership = field(default_factory=AlwaysLeader)
     repair: RepairContext | None = None
 
     def execute(self, type_: str, params: dict[str, Any], incident: str) -> Outcome:
+        try:
+            self.leader.fence()
+        except NotLeader as exc:
+            return Outcome("failed", str(exc), reason="not_leader")
         return self.executors.execute(self.kube, type_, params, incident, self.deadlines, self.repair)
 
     def restore(self, type_: str, params: dict[str, Any], result: dict[str, Any], incident: str) -> Outcome:
+        try:
+            self.leader.fence()
+        except NotLeader as exc:
+            return Outcome("failed", str(exc), reason="not_leader")
         return self.executors.restore(self.kube, type_, params, result, incident)
 
     def owner_of(self, type_: str, params: dict[str, Any], result: dict[str, Any]) -> str:
@@ -60,15 +71,24 @@ class Runner:
     executors: Executors = EXECUTORS
     deadlines: dict[str, float] | None = None  # per action type: how long transient API errors are retried
     notify: Callable[[Event], None] = lambda event: None  # VigilRemediation notifications (acted, blocked)
+    leader: Leadership = field(default_factory=AlwaysLeader)
     repair: RepairContext | None = None
     rails: RepairRails | None = None  # repeat offenders and silences around repairs
 
     def run_action(self, incident_id: int, action_id: int) -> Outcome | None:
-        """Claim, execute and record one action; None if it was cancelled or already finished."""
+        """Claim, execute and record one action; None if it was cancelled or already finished, or if
+        this replica is not (or no longer) the leader: the next leader resumes it."""
+        if not self.leader.is_leader():
+            return None
         row = self.ledger.claim_action(action_id, self.clock())
         if row is None:  # cancelled (the alert resolved) or finished before a restart
             return None
         incident = self.ledger.get_incident(incident_id) or {}
+        try:
+            self.leader.fence()  # the last check before the cluster changes
+        except NotLeader as exc:
+            log.warning("incident %d: not acting on %s(%s): %s", incident_id, row.type, row.target, exc)
+            return None
         if self.kube is None:
             outcome = Outcome("failed", "no Kubernetes client", reason="no_cluster")
         else:

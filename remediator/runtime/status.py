@@ -62,8 +62,9 @@ def budget_rows(engine: Engine, now: dt.datetime) -> tuple[list[BudgetRow] | Non
     in_flight = {a.target for a in world.history if a.state in IN_FLIGHT and a.type in removes}
     out = set(nodebudget.unavailable(managed, in_flight))
     whole = nodebudget.check(b.limits, set(managed), out, out)
-    rows = [BudgetRow(engine.config.node_selector or "all managed nodes", whole.unavailable, whole.allowed,
-                      whole.total, whole.why)]
+    selector = engine.config.node_selector
+    rows = [BudgetRow(f"managed nodes ({selector})" if selector else "all managed nodes", whole.unavailable,
+                      whole.allowed, whole.total, whole.why)]
     if b.pools is not None:
         for pool in sorted({b.pools.pool_of(v) for v in managed.values()}):
             names = {n for n, v in managed.items() if b.pools.pool_of(v) == pool}

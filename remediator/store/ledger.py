@@ -35,6 +35,11 @@ def _canonical(d: dict[str, str]) -> str:
     return orjson.dumps(d, option=orjson.OPT_SORT_KEYS).decode()
 
 
+class LedgerUnavailable(Exception):
+    """The backend could not be read or written (a network backend down, a disk error): not the
+    caller's fault, and temporary; intake answers 503 so that Alertmanager resends."""
+
+
 @dataclass(frozen=True)
 class Recorded:
     new: int = 0  # new firing incidents

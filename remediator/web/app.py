@@ -19,7 +19,7 @@ from remediator.domain.payload import PayloadError, parse
 from remediator.runtime.engine import Engine, utcnow
 from remediator.runtime.metrics import Metrics
 from remediator.runtime.pause import Pause, pause_request
-from remediator.store.ledger import Ledger
+from remediator.store.ledger import Ledger, LedgerUnavailable
 from remediator.web.roles import actor, require
 from remediator.web.status import bp as status_page
 
@@ -65,7 +65,7 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
             return _error(400, exc.error, exc.detail)
         try:
             rec = ledger.record(note.alerts, utcnow())
-        except sqlite3.Error as exc:  # not the sender's fault: 503 so Alertmanager resends
+        except (sqlite3.Error, LedgerUnavailable) as exc:  # not the sender's fault: 503 so Alertmanager resends
             log.error("ledger write failed: %s", exc)
             return _error(503, "ledger_unavailable", "the ledger could not record the alerts; retry")
         except Exception as exc:  # this body cannot be stored as it is; resending will not help
@@ -138,7 +138,9 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
     def state():
         s = engine.safety_state(utcnow())
         return jsonify({"paused": s.paused, "breaker_open": s.breaker_open, "dry_run": config.safety.dry_run,
-                        "pause": engine.pause().as_dict()})
+                        "pause": engine.pause().as_dict(), "leader": engine.leader.is_leader(),
+                        "identity": engine.leader.identity, "lease_holder": engine.leader.holder(),
+                        "ledger_backend": config.ledger.backend})
 
     @app.get("/healthz")
     def healthz():
@@ -146,13 +148,16 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
 
     @app.get("/readyz")
     def readyz():
+        """Ready = intake can make alerts durable (every replica takes webhooks) and no shutdown is
+        under way. The cluster, its cache and the lease are reported, not required: an apiserver
+        blip must not take every replica out of the webhook Service."""
         checks = {}
         if draining is not None and draining.is_set():
             checks["shutdown"] = "draining: stopping after the running actions reach a safe point"
         try:
             ledger.ping()
             checks["ledger"] = "ok"
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, LedgerUnavailable) as exc:
             checks["ledger"] = f"error: {exc}"
         if engine.kube is None:
             checks["kubernetes"] = "not configured (dry-run without a cluster)"
@@ -167,8 +172,9 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
             staleness = cache.staleness()
             checks["cluster_cache"] = "ok" if cache.synced else (
                 "not synced yet" if staleness == float("inf") else f"stale: {staleness:.0f} s since the last event")
-        ok = all(v == "ok" or v.startswith("not configured") for v in checks.values())
-        resp = jsonify({"status": "ok" if ok else "unavailable", "checks": checks})
+        ok = "shutdown" not in checks and checks["ledger"] == "ok"
+        resp = jsonify({"status": "ok" if ok else "unavailable", "checks": checks, "required": ["ledger", "shutdown"],
+                        "leader": engine.leader.is_leader()})
         resp.status_code = 200 if ok else 503
         return resp
 

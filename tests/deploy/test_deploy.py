@@ -31,7 +31,8 @@ REPAIR_OVERLAYS = ["deploy/overlays/repair-job-reboot", "deploy/overlays/repair-
                    "deploy/overlays/repair-cluster-api", "deploy/overlays/repair-karpenter"]
 
 
-@pytest.mark.parametrize("overlay", ["deploy/base", "deploy/prometheus-operator", *REPAIR_OVERLAYS])
+@pytest.mark.parametrize("overlay", ["deploy/base", "deploy/prometheus-operator", "deploy/overlays/sqlite",
+                                     *REPAIR_OVERLAYS])
 def test_kustomize_renders(overlay):
     objs = [o for o in yaml.safe_load_all(kubectl("kustomize", overlay).stdout) if o]
     kinds = {o["kind"] for o in objs}
@@ -52,8 +53,10 @@ def test_kustomize_renders(overlay):
 def test_server_side_dry_run_apply(k8s_api):
     install_operator_crds(k8s_api)
     kubectl("create", "namespace", "vigil", kubeconfig=k8s_api.kubeconfig, check=False)
+    kubectl("apply", "--server-side", "-k", "deploy/crds", kubeconfig=k8s_api.kubeconfig)  # CRDs before dry-runs
+    k8s_api.wait_crds_established()
     kubectl("create", "namespace", "vigil-repair", kubeconfig=k8s_api.kubeconfig, check=False)
-    for overlay in ("deploy/base", "deploy/prometheus-operator", *REPAIR_OVERLAYS):
+    for overlay in ("deploy/base", "deploy/prometheus-operator", "deploy/overlays/sqlite", *REPAIR_OVERLAYS):
         r = kubectl("apply", "--server-side", "--dry-run=server", "-k", overlay, kubeconfig=k8s_api.kubeconfig)
         assert "serverside-applied (server dry run)" in r.stdout
 
@@ -158,7 +161,8 @@ def test_configs_shipped_in_the_deploy_are_valid(monkeypatch, tmp_path):
 
     token = tmp_path / "token"
     token.write_text("t")
-    for path in ("deploy/base/config/vigil.yaml", "deploy/compose/vigil.yaml"):
+    for path in ("deploy/base/config/vigil.yaml", "deploy/overlays/sqlite/config/vigil.yaml",
+                 "deploy/compose/vigil.yaml"):
         with open(path) as f:
             text = f.read()
         text = text.replace("/etc/vigil-secrets/token", str(token)).replace(

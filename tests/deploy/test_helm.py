@@ -25,15 +25,40 @@ def test_helm_lint_strict(values):
     assert "0 chart(s) failed" in r.stdout
 
 
+# What deploy/base has for leader election and the Kubernetes ledger (issue 15) and the chart does not
+# render yet: the chart's lead adds them (see test_chart_has_the_lease_role_and_the_crds).
+NOT_IN_CHART_YET = {("CustomResourceDefinition", "vigilincidents.vigil.io"),
+                    ("CustomResourceDefinition", "vigilstates.vigil.io"),
+                    ("Role", "vigil-remediator"), ("RoleBinding", "vigil-remediator")}
+
+
+def _kustomize_single_replica() -> list[dict]:
+    """The chart's default layout in kustomize: the SQLite overlay plus the operator objects
+    (deploy/prometheus-operator builds on deploy/base, which runs 3 replicas on the Kubernetes ledger)."""
+    operator = [o for f in ("monitors.yaml", "prometheusrule.yaml")
+                for o in yaml.safe_load_all((REPO / "deploy/prometheus-operator" / f).read_text()) if o]
+    return render_kustomize("deploy/overlays/sqlite") + operator
+
+
 def test_chart_and_kustomize_agree_on_what_matters():
     """Same objects (kind and name), same images, commands, args, probes, security contexts, volumes,
     RBAC rules, config files, monitors and rules: the two install paths cannot drift apart silently."""
     chart = {(o["kind"], o["metadata"]["name"]): normalized(o) for o in render_chart(prometheusOperator__enabled=True)}
-    kust = {(o["kind"], o["metadata"]["name"]): o for o in render_kustomize("deploy/prometheus-operator")}
+    kust = {(o["kind"], o["metadata"]["name"]): o for o in _kustomize_single_replica()}
     kust = {(k, normalized(o)["name"]): normalized(o) for (k, _), o in kust.items() if k != "Namespace"}
+    assert set(kust) >= NOT_IN_CHART_YET and not NOT_IN_CHART_YET & set(chart)
+    kust = {k: v for k, v in kust.items() if k not in NOT_IN_CHART_YET}
     assert sorted(chart) == sorted(kust)
     for key in sorted(chart):
         assert chart[key] == kust[key], key
+
+
+@pytest.mark.xfail(strict=True, reason="issue 15: the chart does not yet render the remediator's Lease Role "
+                   "(leader election is on whenever Vigil acts, so an in-cluster remediator needs it) nor the "
+                   "VigilIncident/VigilState CRDs; strict: this fails once the chart has them, to drop the marker")
+def test_chart_has_the_lease_role_and_the_crds():
+    chart = {(o["kind"], o["metadata"]["name"]) for o in render_chart(prometheusOperator__enabled=True)}
+    assert chart >= NOT_IN_CHART_YET
 
 
 def test_default_values_render_no_secret_and_no_operator_objects():

@@ -76,7 +76,7 @@ class Harness:
     def incident(self, incident_id: int) -> dict:
         return self.http.get(f"/api/incidents/{incident_id}", headers=self.headers).get_json()
 
-    def wait_status(self, *statuses: str, timeout: float = 30, count: int = 1) -> list[dict]:
+    def wait_status(self, *statuses: str, timeout: float = 90, count: int = 1) -> list[dict]:
         def done():
             items = self.incidents(limit=500)
             return items if len(items) >= count and all(i["status"] in statuses for i in items) else None
@@ -117,9 +117,11 @@ def remediator(k8s_cluster, tmp_path, unique) -> Iterator[Callable[..., Harness]
         names = [f"{pool}-n{i}" for i in range(nodes)]
         add_gpu_nodes(api, names, pool=pool)
         core = client.CoreV1Api(api)
-        wait_until(lambda: all(any(c.type == "Ready" and c.status == "True"
-                                   for c in core.read_node(n).status.conditions or []) for n in names), 60,
-                   what="nodes Ready")
+        def in_service(name: str) -> bool:  # Ready, and the node lifecycle controller's not-ready taint gone
+            node = core.read_node(name)
+            ready = any(c.type == "Ready" and c.status == "True" for c in node.status.conditions or [])
+            return ready and not node.spec.taints
+        wait_until(lambda: all(in_service(n) for n in names), 60, what="nodes Ready and untainted")
         ns = f"ns-{unique}"
         core.create_namespace({"metadata": {"name": ns}})
         raw = deep_merge({
@@ -152,3 +154,21 @@ def remediator(k8s_cluster, tmp_path, unique) -> Iterator[Callable[..., Harness]
 
 def ago(seconds: float) -> dt.datetime:
     return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
+
+
+@pytest.fixture(scope="session")
+def vigil_crds(k8s_api):
+    """The VigilIncident and VigilState CRDs from deploy/crds, applied once per session."""
+    from .ledgers import apply_crds
+
+    apply_crds(k8s_api)
+    return k8s_api
+
+
+@pytest.fixture(scope="session")
+def vigil_crds_cluster(k8s_cluster):
+    """The same CRDs on the whole-cluster tier (the HA tests need kwok nodes too)."""
+    from .ledgers import apply_crds
+
+    apply_crds(k8s_cluster)
+    return k8s_cluster

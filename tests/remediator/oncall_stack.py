@@ -99,7 +99,9 @@ def start(workdir: Path, k8s_cluster, pool: str) -> Live:
                   "basic_auth": {"username": "viewer", "password_file": str(workdir / "viewer.password")}}]
         config = {"auth": {"credentials": creds}, "ledger": {"path": str(workdir / "ledger.db")},
                   "kubernetes": {"kubeconfig": str(k8s_cluster.kubeconfig), "node_selector": f"vigil.io/pool={pool}"},
-                  "safety": {"budget": {"max_nodes": 2, "min_nodes": 1}, "breaker": {"max_actions": 50}},
+                  "safety": {"budget": {"max_nodes": 2, "min_nodes": 1,
+                                        "pools": {"label": "vigil.io/pool", "default": {"max_nodes": 3}}},
+                             "breaker": {"max_actions": 50}},
                   "notifications": {"alertmanager_urls": [am], "timeout": "5s", "ends_after": "5m",
                                     "labels": {"cluster": "test"}},
                   "ui": {"grafana_url": "http://127.0.0.1:3000/d/vigil-remediation", "alertmanager_url": am},

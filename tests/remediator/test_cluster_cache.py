@@ -118,3 +118,4 @@ def test_a_cordon_incident_costs_get_patch_event_and_no_list(k8s_cluster, pool, 
         engine.stop()
         cache.stop()
         ledger.close()
+

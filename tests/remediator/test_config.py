@@ -39,12 +39,32 @@ def rule(**over):
         ({"policy": {"rules": [{"match": ['a="b"']}]}}, "rule #1: key 'name': required"),
         ({"auth": {"bearer_token_file": "/nonexistent/token"}}, "auth: key 'bearer_token_file': cannot read"),
         ({"auth": {"bearer_token_env": "VIGIL_TEST_UNSET_VAR"}}, "VIGIL_TEST_UNSET_VAR is not set"),
+        ({"ledger": {"backend": "etcd"}}, "ledger: key 'backend': one of sqlite, kubernetes"),
+        ({"ledger": {"retention": "0s"}}, "ledger: key 'retention'"),
+        ({"leader_election": {"lease_duration": "10s", "renew_deadline": "10s"}},
+         "leader_election: key 'lease_duration': must be longer than renew_deadline"),
+        ({"leader_election": {"renew_deadline": "2s", "retry_period": "2s"}},
+         "leader_election: key 'renew_deadline': must be longer than 1.2 x retry_period"),
+        ({"leader_election": {"retry_period": "500ms"}}, "leader_election: key 'retry_period': at least 1s"),
+        ({"leader_election": {"lease": "15s"}}, "leader_election: unknown key 'lease'"),
+        ({"leader_election": {"enabled": False}}, "leader election is required whenever Vigil acts"),
     ],
 )
 def test_errors_name_the_file_the_rule_and_the_key(data, message):
     with pytest.raises(ConfigError) as err:
         parse_config(data, "vigil.yaml")
     assert str(err.value).startswith("vigil.yaml:") and message in str(err.value), str(err.value)
+
+
+def test_leader_election_and_ledger_defaults():
+    cfg = parse_config({})
+    le = cfg.leader_election
+    assert (le.enabled, le.lease_duration, le.renew_deadline, le.retry_period) == (True, 15.0, 10.0, 2.0)
+    assert (cfg.ledger.backend, cfg.ledger.retention) == ("sqlite", 7 * 86400.0)
+    dry = parse_config({"safety": {"dry_run": True}, "leader_election": {"enabled": False}})
+    assert not dry.leader_election.enabled
+    cfg = parse_config({"ledger": {"backend": "kubernetes", "namespace": "ops", "retention": "2d"}})
+    assert (cfg.ledger.backend, cfg.ledger.namespace, cfg.ledger.retention) == ("kubernetes", "ops", 172800.0)
 
 
 def test_secrets_come_from_files_or_environment(tmp_path, monkeypatch):
@@ -88,6 +108,11 @@ def test_check_config_cli(tmp_path):
     r = subprocess.run([sys.executable, "-m", "remediator.cli", "check-config", str(EXAMPLE)], capture_output=True,
                        text=True, env={"VIGIL_WEBHOOK_TOKEN": "t", "PATH": "/usr/bin"})
     assert r.returncode == 0, r.stderr
+    assert "ledger=sqlite" in r.stdout and "leader_election=lease <own namespace>/vigil-remediator 15/10/2s" in r.stdout
+    bad.write_text(yaml.safe_dump({"leader_election": {"lease_duration": "5s"}}))
+    r = subprocess.run([sys.executable, "-m", "remediator.cli", "check-config", str(bad)], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "must be longer than renew_deadline" in r.stderr
 
 
 def test_serve_refuses_to_start_without_credentials(tmp_path):

@@ -76,9 +76,16 @@ def _catch(fn):
 
 
 def test_a_hung_prometheus_makes_the_guard_unknown(hung_socket):
-    prom = PromChecker(f"http://127.0.0.1:{hung_socket}", timeout=1.0)
+    now = [0.0]
+    prom = PromChecker(f"http://127.0.0.1:{hung_socket}", timeout=1.0, clock=lambda: now[0])
     result = _bounded(lambda: prom.check('up{job="x"} == 0'), 15)
     assert result.holds is None and "did not answer" in result.detail
+    # the next incidents' checks within the timeout do not wait on it again
+    again = _bounded(lambda: prom.check('up{job="y"} == 0'), 15)
+    assert again.holds is None and "not asked again yet" in again.detail
+    now[0] += 1.5  # past the window: asked again (and still hung)
+    third = _bounded(lambda: prom.check('up{job="z"} == 0'), 15)
+    assert third.holds is None and "'up{job=\"z\"} == 0'" in third.detail
 
 
 def test_a_hung_api_server_fails_the_action_at_its_deadline(hung_socket, tmp_path):

@@ -191,10 +191,13 @@ def test_the_status_page_in_headless_chromium(live):
         assert 'id="pause" class="card bad" data-paused="true"' in dom
         assert "checking the status page" in dom and status["pause"]["until"] in dom
         assert f'data-open="{str(status["breaker_open"]).lower()}"' in dom
-        (row,) = status["budget"]
-        assert re.search(rf'data-pool="{re.escape(row["pool"])}"><td>[^<]+</td><td>{row["out"]}</td>\s*'
-                         rf'<td>{row["allowed"]}</td><td>{row["total"]}</td>', dom), dom
-        assert row["total"] == 3 and row["out"] >= 1
+        whole, pool = status["budget"]  # the managed nodes, then each pool (safety.budget.pools)
+        for row in (whole, pool):
+            assert re.search(rf'data-pool="{re.escape(row["pool"])}"><td>[^<]+</td><td>{row["out"]}</td>\s*'
+                             rf'<td>{row["allowed"]}</td><td>{row["total"]}</td>', dom), (row, dom)
+        assert whole["pool"].startswith("managed nodes (vigil.io/pool=oncall-")
+        assert whole["total"] == 3 and whole["out"] >= 1 and whole["allowed"] == 2
+        assert pool["pool"].startswith("vigil.io/pool=oncall-") and pool["allowed"] == 3 and pool["total"] == 3
         assert 'id="grafana-link" href="http://127.0.0.1:3000/d/vigil-remediation"' in dom
         assert f'id="alertmanager-link" href="{live.alertmanager_url}"' in dom
         assert "cordon_node(" in dom

@@ -57,6 +57,7 @@ def test_kill_9_between_the_200_and_the_action_acts_exactly_once(k8s_cluster, tm
     cfg.write_text(yaml.safe_dump({
         "auth": {"bearer_token_env": "VIGIL_TEST_TOKEN"}, "ledger": {"path": str(tmp_path / "ledger.db")},
         "kubernetes": {"kubeconfig": str(k8s_cluster.kubeconfig), "node_selector": f"vigil.io/pool=crash-{unique}"},
+        "leader_election": {"name": f"crash-{unique}"},
         "policy": {"rules": [{"name": "xid", "match": ['alertname="GpuXidCritical"'], "min_firing": "3s",
                               "actions": [{"type": "cordon_node", "params": {"node": "{{ labels.node }}"}}]}]}}))
     port = free_port()
@@ -71,7 +72,8 @@ def test_kill_9_between_the_200_and_the_action_acts_exactly_once(k8s_cluster, tm
     assert not core.read_node(node).spec.unschedulable
     proc = _serve(cfg, port)
     try:
-        wait_until(lambda: core.read_node(node).spec.unschedulable, 30, what="cordon after restart")
+        # a restarted process is a new lease candidate: it acts once the killed one's lease expires (15 s)
+        wait_until(lambda: core.read_node(node).spec.unschedulable, 60, what="cordon after restart")
         items = wait_until(lambda: [i for i in requests.get(f"{url}/api/incidents", headers=headers, timeout=10)
                                     .json()["items"] if i["status"] == "succeeded"], 30, what="incident done")
         assert len(items) == 1

@@ -1,0 +1,114 @@
+"""VigilIncident and VigilState objects through the official client's CustomObjectsApi: the
+`ObjectAPI` the Kubernetes ledger (remediator.store.kubernetes) is given.
+
+Expected outcomes are return values: create -> None on 409 AlreadyExists, replace -> None on 409
+Conflict (a stale resourceVersion) or 404, get -> None on 404. The API being unreachable, slow,
+overloaded or refusing (5xx, 429, 401/403, 422) raises ConnectionError: the ledger's caller
+answers 503 and retries, it never guesses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from kubernetes import client, watch
+from kubernetes.client.rest import ApiException
+
+GROUP, VERSION = "vigil.io", "v1alpha1"
+FIELD_MANAGER = "vigil-remediator"
+
+
+def _reason(exc: ApiException) -> str:
+    try:
+        return json.loads(exc.body or "{}").get("reason", "")
+    except ValueError:
+        return ""
+
+
+def _unavailable(exc: Exception, what: str) -> ConnectionError:
+    if isinstance(exc, ApiException):
+        return ConnectionError(f"{what}: {exc.status} {exc.reason} {_reason(exc)}".rstrip())
+    return ConnectionError(f"{what}: {type(exc).__name__}: {exc}")
+
+
+class IncidentsAPI:
+    def __init__(self, api_client: object, namespace: str, *, timeout: float = 10.0) -> None:
+        self.custom = client.CustomObjectsApi(api_client)
+        self.namespace, self.timeout = namespace, timeout
+
+    def create(self, plural: str, body: dict) -> dict | None:
+        try:
+            return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, body,
+                                                               field_manager=FIELD_MANAGER,
+                                                               _request_timeout=self.timeout)
+        except ApiException as exc:
+            if exc.status == 409:  # AlreadyExists: another replica (or an earlier delivery) created it
+                return None
+            raise _unavailable(exc, f"create {plural}") from exc
+        except Exception as exc:
+            raise _unavailable(exc, f"create {plural}") from exc
+
+    def replace(self, plural: str, body: dict) -> dict | None:
+        name = body["metadata"]["name"]
+        try:  # body carries metadata.resourceVersion: the apiserver compares and swaps
+            return self.custom.replace_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name, body,
+                                                                field_manager=FIELD_MANAGER,
+                                                                _request_timeout=self.timeout)
+        except ApiException as exc:
+            if exc.status in (404, 409):  # Conflict: someone else wrote first; 404: deleted meanwhile
+                return None
+            raise _unavailable(exc, f"replace {plural}/{name}") from exc
+        except Exception as exc:
+            raise _unavailable(exc, f"replace {plural}/{name}") from exc
+
+    def get(self, plural: str, name: str) -> dict | None:
+        try:
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name,
+                                                            _request_timeout=self.timeout)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise _unavailable(exc, f"get {plural}/{name}") from exc
+        except Exception as exc:
+            raise _unavailable(exc, f"get {plural}/{name}") from exc
+
+    def list(self, plural: str) -> tuple[list[dict], str]:
+        items, token = [], None
+        try:
+            while True:
+                page = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, limit=500,
+                                                                 _continue=token, _request_timeout=self.timeout * 3)
+                items += page.get("items", [])
+                token = page.get("metadata", {}).get("continue")
+                if not token:
+                    return items, page.get("metadata", {}).get("resourceVersion", "")
+        except Exception as exc:
+            raise _unavailable(exc, f"list {plural}") from exc
+
+    def delete(self, plural: str, name: str) -> bool:
+        try:
+            self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name,
+                                                        _request_timeout=self.timeout)
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise _unavailable(exc, f"delete {plural}/{name}") from exc
+        except Exception as exc:
+            raise _unavailable(exc, f"delete {plural}/{name}") from exc
+
+    def watch(self, plural: str, resource_version: str, timeout: int) -> Iterator[tuple[str, dict]]:
+        """Events after `resource_version` for up to `timeout` seconds; ("ERROR", status) on 410 Gone."""
+        w = watch.Watch()
+        try:
+            for ev in w.stream(self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, plural,
+                               resource_version=resource_version, timeout_seconds=timeout,
+                               allow_watch_bookmarks=True, _request_timeout=timeout + 10):
+                yield ev["type"], ev["object"]
+        except ApiException as exc:
+            if exc.status == 410:
+                yield "ERROR", {}
+                return
+            raise _unavailable(exc, f"watch {plural}") from exc
+        finally:
+            w.stop()
