@@ -233,11 +233,6 @@ class Followup:
             if check.outcome != HOLDS:
                 done.append(f"{node} left cordoned: recovery {check.outcome.replace('_', ' ')} ({check.detail})")
                 continue
-            if rule.validate_on_resolved:
-                valid, why = self._validate(incident, node)
-                if not valid:
-                    done.append(f"{node} left cordoned: validation did not pass ({why})")
-                    continue
             params = {"node": node, "only_incident": "true"}
             decision = self._gate(Step("uncordon", incident, rule, (PlannedAction("uncordon_node", node, params),)))
             if decision.reason == "foreign_cordon":
@@ -247,6 +242,13 @@ class Followup:
             if decision.outcome != "act":
                 done.append(f"{node} left cordoned ({decision.reason}): {decision.detail}")
                 continue
+            # the validation Job changes the cluster too: it runs only once the uncordon has passed the rails
+            # (not paused, not dry-run, still Vigil's cordon), never before
+            if rule.validate_on_resolved:
+                valid, why = self._validate(incident, node)
+                if not valid:
+                    done.append(f"{node} left cordoned: validation did not pass ({why})")
+                    continue
             outcome = self.ops.execute("uncordon_node", params, str(incident.id))
             if outcome.reason == "not_owner" or outcome.detail == "already schedulable":
                 self._drop_claim(incident, node, f"someone else changed the node: {outcome.detail}")

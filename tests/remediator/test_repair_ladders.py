@@ -150,3 +150,25 @@ def test_a_node_repaired_too_often_is_marked_and_not_repaired_again_after_a_rest
     assert h.post(body(alert(xid_labels(other), starts_at=now))).status_code == 200
     wait_until(lambda: any(i["labels"]["node"] == other and i["status"] == "succeeded" for i in h.incidents()), 60,
                what="the other node's reset")
+
+
+def test_validation_on_resolve_passes_the_rails_like_the_uncordon(remediator, k8s_cluster):
+    """The validation Job changes the cluster too: on a node paused by its annotation, a resolve
+    neither validates nor uncordons (no Job is created); the node stays cordoned, and the record says why."""
+    install_crds(k8s_cluster)
+    h = remediator(nodes=2, overrides={"repair": FAST_JOBS}, policy={"rules": [{
+        "name": "gpu", "match": ['alertname="GpuXidCritical"'],
+        "actions": [{"type": "cordon_node", "params": {"node": NODE}}],
+        "on_resolved": {"uncordon": True, "validate": True}}]})
+    node = h.nodes[0]
+    payload = h.xid(node)
+    assert h.post(payload).status_code == 200
+    h.wait_status("succeeded")
+    h.core.patch_node(node, {"metadata": {"annotations": {"vigil.io/remediation": "disabled"}}})
+    payload["alerts"][0]["status"] = "resolved"
+    assert h.post(payload).status_code == 200
+    after = wait_until(lambda: h.incidents()[0]["after_resolve"], 60, what="after_resolve")
+    assert "paused" in after and h.unschedulable(node), after
+    jobs = client.BatchV1Api(h.api).list_job_for_all_namespaces().items
+    assert not [j for j in jobs if j.spec.template.spec.node_name == node], "a validation Job ran on a paused node"
+    assert not any(a["event"] == "validate" for a in h.incident(h.incidents()[0]["id"])["audit"])
