@@ -167,14 +167,16 @@ def _gpu_alerts(s: Settings) -> list[Alert]:
                       "Data on the GPU may be corrupt; the process that touched it was killed.",
                       "`nvidia-smi -q -d ECC,ROW_REMAPPER -i <gpu>`.",
                       "Drain the node and reset the GPU; RMA if remapping fails.",
-                      "None by default; the matching XID (48/94/95) alert is the one routed to the remediator."),
+                      "Routed to the remediator: the example policy drains the GPU's pods, resets the GPU and "
+                      "verifies it, rebooting the node if that does not help."),
               ),
         pushed("row_remap_failure", f"gpu_row_remap_failed{{{j}}} == 1", "",
               "GPU {{ $labels.gpu }} ({{ $labels.uuid }}) on node {{ $labels.node }} reports a row-remap failure.",
               Runbook("The row remapper ran out of spare rows or failed: the memory is permanently degraded.",
                       "Uncorrectable errors will recur on this GPU.", "`nvidia-smi -q -d ROW_REMAPPER -i <gpu>`.",
                       "Drain the node and RMA the GPU.",
-                      "None by default; add a policy rule (cordon_node) if you want it automatic."),
+                      "Routed to the remediator: the example policy cordons and drains the node and replaces it "
+                      "(the GPU needs an RMA)."),
               ),
         Alert("GpuRowRemapPending", f"max by ({gpu}) (gpu_row_remap_pending{{{j}}} == 1)", "warning",
               "A GPU has a row remap pending until its next reset.",
@@ -192,8 +194,9 @@ def _gpu_alerts(s: Settings) -> list[Alert]:
                       "The GPU is unusable or degraded until the action is taken.",
                       "`nvidia-smi -q -i <gpu>`; the XID alerts of the same GPU.",
                       "Do what the value says: reset the GPU (1), reboot (2), or drain then reset (3, 4).",
-                      "None by default; the XID alert of the same event is routed to the remediator."),
-              ),
+                      "Routed to the remediator with the value as `recovery_action`: the example policy resets "
+                      "the GPU for 1 and 4 and reboots the node for 2, validating before it returns to service."),
+              labels={**REMEDIATE, "recovery_action": "{{ $value }}"}),
         Alert("GpuThermalSlowdown",
               f"max by ({gpu}) (gpu_clock_event_active{{{j}, reason=~\"hw_thermal|sw_thermal\"}} == 1)", "warning",
               "A GPU is throttling its clocks for temperature.",
@@ -466,6 +469,22 @@ def pipeline_alerts(s: Settings) -> list[Alert]:
                       "the exception; the remediator's log has the traceback.",
                       "Act on the affected nodes by hand; report the exception.",
                       "None: the engine goes on with the other incidents."),
+              ),
+        Alert("VigilRepairExhausted",
+              f"sum by (job) (increase(vigil_repairs_exhausted_total{{{r}}}[6h])) > 0", "warning",
+              "A node or GPU was repaired too often; it waits for an RMA.",
+              "{{ $value | humanize }} repairs were refused in 6 hours because the node or GPU was repaired "
+              "too often.",
+              Runbook("The remediator refused a GPU reset, reboot or replacement: the node (or GPU UUID) was "
+                      "repaired `repair.repeat_offenders.max_repairs` times within its window.",
+                      "The node stays cordoned, labelled `vigil.io/rma-candidate=true`; its GPUs are out of "
+                      "service.",
+                      "`kubectl get nodes -l vigil.io/rma-candidate=true`; the node's annotation "
+                      "`vigil.io/rma-reason` and the incidents it names.",
+                      "Open an RMA for the GPU or the node; after the hardware is replaced remove the label and "
+                      "uncordon the node.",
+                      "The remediator marked the node itself; it never repairs it again automatically within "
+                      "the window."),
               ),
         Alert("VigilAlertsTruncated", f"sum by (job) (increase(vigil_truncated_alerts_total{{{r}}}[15m])) > 0",
               "warning", "Alertmanager truncated alerts sent to the remediator.",

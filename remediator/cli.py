@@ -193,20 +193,36 @@ def _cluster_and_history(config: Config, now: dt.datetime):
     return cluster, history, state
 
 
+def _repairs(config: Config, now: dt.datetime) -> list:
+    """The repeat-offender window's repair attempts, when the ledger is at hand."""
+    from remediator.store.ledger import SQLiteLedger
+
+    if not os.path.exists(config.ledger_path):
+        return []
+    return SQLiteLedger(config.ledger_path).repairs(now - dt.timedelta(seconds=config.repair.window))
+
+
 def _explain_one(config: Config, incident, world) -> dict:
     """The first decision and, for a rule with an escalation ladder, each step's rail-by-rail trace
     as if verification did not hold after the steps before it."""
-    from remediator.domain.decide import decide, plan_escalation
+    from remediator.domain.decide import decide, plan_escalation, plan_on_failure
 
-    d = decide(incident, config.rules, world.history, world.cluster, config.safety, world.state, world.now)
+    d = decide(incident, config.rules, world.history, world.cluster, config.safety, world.state, world.now,
+               repairs=world.repairs, repair=world.repair)
     out = {"alert": incident.labels, "outcome": d.outcome, "rule": d.rule, "reason": d.reason, "detail": d.detail,
-           "actions": [vars(p) for p in d.actions], "trace": list(d.trace), "escalation": []}
+           "actions": [vars(p) for p in d.actions], "trace": list(d.trace), "escalation": [], "on_failure": []}
     rule = next((r for r in config.rules if r.name == d.rule), None)
-    if rule is not None and d.outcome in ("act", "dry_run") and rule.verify is not None:
+    if rule is None or d.outcome not in ("act", "dry_run"):
+        return out
+    if rule.verify is not None:
         for i in range(min(len(rule.escalate.steps), rule.escalate.max_steps)):
             e = plan_escalation(incident, rule, i, world)
             out["escalation"].append({"step": i + 1, "outcome": e.outcome, "reason": e.reason,
                                       "detail": e.detail, "trace": list(e.trace)})
+    for i in range(len(rule.on_failure)):  # as if a step of the ladder failed
+        f = plan_on_failure(incident, rule, i, world)
+        out["on_failure"].append({"step": i + 1, "outcome": f.outcome, "reason": f.reason, "detail": f.detail,
+                                  "trace": list(f.trace)})
     return out
 
 
@@ -220,6 +236,11 @@ def _print_explained(r: dict) -> None:
             print(f"     {line}")
         print(f"     => escalation step {e['step']}: {e['outcome']}" +
               (f" ({e['reason']}: {e['detail']})" if e["reason"] else ""))
+    for f in r.get("on_failure", []):
+        for line in f["trace"]:
+            print(f"     {line}")
+        print(f"     => on_failure step {f['step']}: {f['outcome']}" +
+              (f" ({f['reason']}: {f['detail']})" if f["reason"] else ""))
 
 
 def explain(args: argparse.Namespace) -> int:
@@ -243,7 +264,8 @@ def explain(args: argparse.Namespace) -> int:
         return _die(f"{args.payload}: {exc.error}: {exc.detail}")
     now = dt.datetime.now(dt.UTC)
     cluster, history, state = _cluster_and_history(config, now)
-    world = World(cluster, history, config.safety, state, now, config.safety.dry_run)
+    world = World(cluster, history, config.safety, state, now, config.safety.dry_run,
+                  repairs=_repairs(config, now), repair=config.repair)
     results = [_explain_one(config, Incident(a.fingerprint, a.starts_at, a.labels, a.annotations, a.status), world)
                for a in note.alerts]
     if args.json:

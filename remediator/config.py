@@ -7,10 +7,12 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from remediator.config_repair import parse_repair
 from remediator.credentials import Auth, parse_auth
 from remediator.domain.actions import ACTIONS
 from remediator.domain.budget import Limits, Pools
 from remediator.domain.policy import Action, Check, Escalation, Matcher, PolicyError, Rule, compile_template
+from remediator.domain.repair import RepairSettings
 from remediator.domain.safety import Breaker, Budget, Safety
 from remediator.ha_config import LeaderElection, LedgerSettings, parse_leader_election, parse_ledger
 from remediator.oncall_config import UI, Notifications, parse_notifications, parse_ui
@@ -39,6 +41,7 @@ class Config:
     prometheus_timeout: float = 5.0
     safety: Safety = field(default_factory=Safety)
     rules: tuple[Rule, ...] = ()
+    repair: RepairSettings = field(default_factory=RepairSettings)
     notifications: Notifications = field(default_factory=Notifications)
     ui: UI = field(default_factory=UI)
 
@@ -124,7 +127,7 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
     rw = f"{where}: rule {name!r}" if isinstance(name, str) and name else f"{where}: rule #{i + 1}"
     sec = Section(raw, rw, ("name", "match", "actions", "cooldown", "max_actions", "window", "min_firing",
                              "allow_stale", "guard", "verify", "escalate", "on_resolved", "description",
-                             "min_available"))
+                             "on_failure", "min_available"))
     if not isinstance(name, str) or not name:
         sec.fail("name", "required")
         name = f"#{i + 1}"
@@ -140,10 +143,11 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
                                                                     "window"))
     steps = guarded(lambda: _actions(esc.get("steps"), f"{rw}: key 'escalate.steps", required=False),
                     at=(esc.raw, "steps")) or []
-    on_resolved = Section(sec.get("on_resolved"), f"{rw}: key 'on_resolved'", ("uncordon", "verify"))
+    on_resolved = Section(sec.get("on_resolved"), f"{rw}: key 'on_resolved'", ("uncordon", "verify", "validate"))
     uncordon = on_resolved.boolean("uncordon", False)
-    if uncordon and not any(ACTIONS[a.type].removes_node for a in actions):
+    if uncordon and not any(ACTIONS[a.type].removes_node for a in [*actions, *steps]):
         on_resolved.fail("uncordon", "only for rules that take a node out")
+    on_failure = Section(sec.get("on_failure"), f"{rw}: key 'on_failure'", ("steps",))
     return Rule(
         name=name, matchers=matchers, actions=tuple(actions), cooldown=sec.duration("cooldown", 0.0),
         max_actions=sec.number("max_actions", 0, integer=True), window=sec.duration("window", 3600.0),
@@ -154,6 +158,9 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
                             window=esc.duration("window", 86400.0)),
         uncordon_on_resolved=(_check(on_resolved.get("verify"), f"{rw}: key 'on_resolved.verify'") or Check())
         if uncordon else None,
+        validate_on_resolved=on_resolved.boolean("validate", False),
+        on_failure=tuple(guarded(lambda: _actions(on_failure.get("steps"), f"{rw}: key 'on_failure.steps",
+                                                  required=False), at=(on_failure.raw, "steps")) or ()),
         min_available=_min_available(sec),
     )
 
@@ -201,7 +208,7 @@ def _pools(raw: Any, where: str) -> Pools | None:
 
 def parse_config(data: Any, path: str = "<config>") -> Config:
     top = Section(data, path, ("server", "auth", "ledger", "kubernetes", "engine", "safety", "policy", "prometheus",
-                              "notifications", "ui", "leader_election"))
+                               "notifications", "ui", "leader_election", "repair"))
     prom = Section(top.get("prometheus"), f"{path}: prometheus", ("url", "timeout"))
     server = Section(top.get("server"), f"{path}: server", ("listen", "max_body_bytes", "shutdown_delay"))
     listen = server.string("listen", "127.0.0.1:9095")
@@ -252,7 +259,7 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
         ledger_path=ledger_path, ledger=ledger,
         leader_election=parse_leader_election(top.get("leader_election"), f"{path}: leader_election",
                                               dry_run=safety.boolean("dry_run", False)),
-        kubeconfig=kube.string("kubeconfig", None), event_namespace=kube.string("event_namespace", "default"),
+        kubeconfig=kube.string("kubeconfig", None), event_namespace=_event_namespace(kube),
         node_selector=kube.string("node_selector", ""),
         kube_request_timeout=kube.duration("request_timeout", 10.0),
         action_deadline=kube.duration("action_deadline", 60.0),
@@ -274,7 +281,18 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
                             reset_after=breaker.duration("reset_after", 0.0)),
         ),
         rules=rules,
+        repair=guarded(lambda: parse_repair(top.get("repair"), path), at=(top.raw, "repair")) or RepairSettings(),
     )
+
+
+def _event_namespace(kube: Section) -> str:
+    """Events on nodes (cluster-scoped) are accepted by the API server only in `default` (any other
+    namespace is a 422); namespaced objects get their Events in their own namespace."""
+    value = kube.string("event_namespace", "default")
+    if value != "default":
+        raise kube.err("event_namespace", "the API server accepts Events on nodes only in namespace 'default' "
+                       f"(not {value!r}); remove the key: Events on namespaced objects go to their own namespace")
+    return value
 
 
 def load_config(path: str | os.PathLike) -> Config:

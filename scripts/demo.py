@@ -3,7 +3,9 @@ nodes runs an inference Deployment; one simulated GPU exporter per node, Prometh
 rules, Alertmanager with Vigil's routing and the remediator acting on the cluster. Two GPU faults
 (XID 79, "fallen off the bus"): one seen through the exporter's fast path, one only through the
 pull path. For each: injected -> scraped -> alert firing -> webhook received -> node cordoned ->
-drained (pods moved), with seconds per hop and the floor implied by the configured intervals.
+drained (pods moved) -> rebooted (a simulated node agent acts on the reboot Job and clears the
+exporter's fault) -> validated -> uncordoned, with seconds per hop and the floor implied by the
+configured intervals. Then a node that keeps failing ends as an RMA candidate.
 Then a service fault: zone A's model servers slow down, the latency SLO burn alert fires, and
 the remediator moves the HTTPRoute's weight to zone B (restored when the alert resolves).
 
@@ -44,6 +46,10 @@ def show_cluster(p: Pipeline) -> None:
               f"gpus={n.status.capacity['nvidia.com/gpu']} inference pods={pods.get(n.metadata.name, 0)}")
 
 
+STEP_NAMES = {"reboot_node": "rebooted", "validate_node": "validated", "uncordon_node": "uncordoned",
+              "reboot_node blocked": "refused"}
+
+
 def print_hops(tl: Timeline, hops: list[tuple[str, float | None]]) -> None:
     """Hops in the order they happened (the fast path's webhook comes before the scrape); unseen ones last."""
     seen = sorted(((t, name) for name, t in hops if t is not None))
@@ -54,18 +60,35 @@ def print_hops(tl: Timeline, hops: list[tuple[str, float | None]]) -> None:
             print(f"   {name:10} not seen")
 
 
-def show_timeline(tl: Timeline, floor: str) -> None:
+def show_timeline(tl: Timeline, floor: str | None) -> None:
     print(f"   {'injected':10} 0.00 s   (POST /simulate on {tl.node}'s exporter)")
+    later = [(STEP_NAMES.get(step, step), t) for step, t in tl.steps.items() if step not in ("cordon_node",
+                                                                                            "drain_node")]
     print_hops(tl, [("scraped", tl.scraped), ("firing", tl.firing), ("webhook", tl.received),
-                    ("cordoned", tl.acted), ("drained", tl.drained)])
-    print(f"   floor to the webhook: {floor}")
+                    ("cordoned", tl.acted), ("drained", tl.drained), *later])
+    if floor:
+        print(f"   floor to the webhook: {floor}")
+
+
+def repeat_offender(p: Pipeline, node: str) -> bool:
+    """Three faults on one node, on three GPUs: two repairs, then no more (max_repairs 2 here)."""
+    core = client.CoreV1Api(p.cp.api_client())
+    for i, gpu in enumerate((1, 2, 5), 1):
+        print(f"\n== {node}, fault {i}: XID 79 on GPU {gpu}")
+        show_timeline(p.xid_timeline(node, gpu=gpu), None)
+    n = core.read_node(node)
+    label = (n.metadata.labels or {}).get("vigil.io/rma-candidate")
+    print(f"   {node}: unschedulable={bool(n.spec.unschedulable)} vigil.io/rma-candidate={label}")
+    print(f"   why: {(n.metadata.annotations or {}).get('vigil.io/rma-reason')}")
+    print("   (the shipped alert VigilRepairExhausted fires on vigil_repairs_exhausted_total)")
+    return label == "true" and bool(n.spec.unschedulable)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--keep", action="store_true", help="keep everything running after the scenario")
     args = ap.parse_args()
-    p = Pipeline(Path(tempfile.mkdtemp(prefix="vigil-demo-")) / "demo")
+    p = Pipeline(Path(tempfile.mkdtemp(prefix="vigil-demo-")) / "demo", max_repairs=2)
     started = time.monotonic()
     try:
         print("== starting: local Kubernetes (etcd, apiserver, controller-manager, scheduler, kwok), 4 simulated "
@@ -80,10 +103,12 @@ def main() -> int:
         print("\n== fault 2: XID 79 on gpu-node-2 GPU 3, seen only through the pull path (scrape -> rule)")
         pull = p.xid_timeline("gpu-node-2")
         show_timeline(pull, floors["pull"])
-        print("\n== the cluster now (the remediator cordoned and drained both nodes; pods moved):")
+        print("\n== the cluster now (both nodes were cordoned, drained, rebooted, validated and returned):")
         show_cluster(p)
-        print(f"\n== fault 3: zone A's model servers slow down (3 s to the first token); HTTPRoute inference/llm "
-              f"weights {p.route_weights()}")
+        print("\n== a repeat offender: gpu-node-1 keeps failing (repair.repeat_offenders.max_repairs: 2 here)")
+        rma = repeat_offender(p, "gpu-node-1")
+        print(f"\n== a service fault: zone A's model servers slow down (3 s to the first token); HTTPRoute "
+              f"inference/llm weights {p.route_weights()}")
         lat = p.latency_timeline()
         print(f"   {'injected':10} 0.00 s   (zone A's inference server answers slowly)")
         print_hops(lat, [("probed", lat.scraped), ("firing", lat.firing), ("webhook", lat.received),
@@ -93,7 +118,7 @@ def main() -> int:
               "+ group_wait (1 s)")
         print("\n   managed auto-repair for comparison: EKS acts on GPU conditions after 10 min, GKE after ~10 min "
               "NotReady")
-        ok = fast.acted is not None and pull.acted is not None and lat.acted is not None
+        ok = fast.acted is not None and pull.acted is not None and lat.acted is not None and rma
         if not args.keep:  # the URLs would be dead by the time anyone reads them
             print("\n== tearing down (`make demo DEMO_ARGS=--keep` leaves everything running to explore)")
             return 0 if ok else 1

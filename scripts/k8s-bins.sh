@@ -12,6 +12,8 @@ K8S_VERSION=${K8S_VERSION:-v1.34.4}
 KWOK_VERSION=${KWOK_VERSION:-v0.8.0}
 GATEWAY_API_VERSION=${GATEWAY_API_VERSION:-v1.4.1}
 PROMETHEUS_OPERATOR_VERSION=${PROMETHEUS_OPERATOR_VERSION:-v0.85.0}
+CLUSTER_API_VERSION=${CLUSTER_API_VERSION:-v1.14.2}
+KARPENTER_VERSION=${KARPENTER_VERSION:-v1.14.1}
 HELM_VERSION=${HELM_VERSION:-v3.22.0}
 CACHE_ROOT=${VIGIL_K8S_CACHE:-$HOME/.cache/vigil/k8s}
 OUT="$CACHE_ROOT/$K8S_VERSION"
@@ -123,5 +125,18 @@ if [[ ! -s "$pcrds" ]] || ! grep -q 'name: alertmanagerconfigs.monitoring.coreos
   done > "$pcrds.tmp"
   mv "$pcrds.tmp" "$pcrds"
 fi
+
+# The repair providers' CRDs (only their YAML: the modules are not built), for replace_node's tests.
+module_file() {  # module version path-inside-module output
+  local out=$4
+  [[ -s "$out" ]] && return 0
+  local dir
+  dir=$(cd /tmp && go mod download -json "$1@$2" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  cp "$dir/$3" "$out.tmp" && chmod 644 "$out.tmp" && mv "$out.tmp" "$out"
+}
+module_file sigs.k8s.io/cluster-api "$CLUSTER_API_VERSION" core/config/crd/bases/cluster.x-k8s.io_machines.yaml \
+  "$OUT/cluster-api-$CLUSTER_API_VERSION-machines.yaml"
+module_file sigs.k8s.io/karpenter "$KARPENTER_VERSION" pkg/apis/crds/karpenter.sh_nodeclaims.yaml \
+  "$OUT/karpenter-$KARPENTER_VERSION-nodeclaims.yaml"
 
 log "binaries ready in $OUT and $HELM_OUT"

@@ -38,7 +38,8 @@ class Timeline:
     firing: float | None = None  # the rule's alert fires in Prometheus
     received: float | None = None  # the remediator recorded the incident
     acted: float | None = None  # the node became unschedulable
-    drained: float | None = None  # the incident's actions all succeeded (pods moved)
+    drained: float | None = None  # the drain finished (pods moved)
+    steps: dict[str, float] = field(default_factory=dict)  # the ladder's later steps: action -> finished
 
     def hop(self, t: float | None) -> str:
         return f"{t - self.injected:6.2f} s" if t is not None else "   -   "
@@ -53,6 +54,7 @@ class Pipeline:
     workdir: Path
     nodes: int = 4
     fast_nodes: int = 2  # the first `fast_nodes` exporters push to Alertmanager
+    max_repairs: int = 3  # repeat offenders: repairs per node in 7 days before it is an RMA candidate
     cp: ControlPlane | None = None
     stack: Stack | None = None
     remediator_url: str = ""
@@ -82,9 +84,11 @@ class Pipeline:
                    60, what="nodes Ready")
         _sample_workload(api)
         self._routing(api)
-        self._prometheus_port = free_port()
+        NodeAgent.prepare(api)
+        self._prometheus_port, self._alertmanager_port = free_port(), free_port()
         self._start_remediator()
-        self.stack.start_alertmanager(f"{self.remediator_url}/webhook/alertmanager", self.token)
+        self.stack.start_alertmanager(f"{self.remediator_url}/webhook/alertmanager", self.token,
+                                      port=self._alertmanager_port)
         for i, node in enumerate(self.node_names):
             port = free_port()
             args = [sys.executable, "-m", "exporters.gpu.cli", "--backend", "simulated", "--simulated-gpus", "8",
@@ -102,6 +106,7 @@ class Pipeline:
             {"job_name": "vigil-remediator", "static_configs": [{"targets": [self.remediator_url.removeprefix("http://")]}]},
         ], scrape_interval=SCRAPE, port=self._prometheus_port)
         self.stack.wait_targets_up("vigil-gpu-exporter", self.nodes)
+        self.agent = NodeAgent(api, self.exporters)
         return self
 
     def _routing(self, api) -> None:
@@ -166,6 +171,16 @@ class Pipeline:
         cfg["leader_election"] = {"name": f"vigil-{secrets.token_hex(4)}"}  # not the Lease of an earlier run
         cfg["prometheus"] = {"url": f"http://127.0.0.1:{self._prometheus_port}"}
         cfg["safety"]["budget"] = {"max_nodes": self.nodes // 2, "min_nodes": 1}
+        cfg["repair"].update({  # the simulated node agent answers within a second
+            "reset_gpu": {"timeout": "60s"}, "reboot": {"provider": "job", "job": {"timeout": "60s"}},
+            "validate": {"job": {"timeout": "60s"}, "queries": cfg["repair"]["validate"]["queries"]},
+            "replace": {"provider": ""}, "repeat_offenders": {"max_repairs": self.max_repairs, "window": "7d"},
+            "silences": {**cfg["repair"]["silences"],
+                         "alertmanager_url": f"http://127.0.0.1:{self._alertmanager_port}"}})
+        cfg["safety"]["breaker"]["max_actions"] = 60  # the demo runs five repair ladders in a few minutes
+        for rule in cfg["policy"]["rules"]:
+            if rule["name"] == "gpu-xid-node-fatal":  # the demo's repeat offender fails three times in a row
+                rule.update(cooldown="0s", max_actions=20)
         # The example's notifications and links point at 127.0.0.1:9093; here Alertmanager has its own port.
         am = self.stack.alertmanager_url
         cfg["notifications"] = {"alertmanager_urls": [am]} if am else {}
@@ -206,14 +221,27 @@ class Pipeline:
                                                       f"{sel}}}"):
                 tl.firing = now
             time.sleep(0.02)
-        while time.monotonic() < deadline and tl.drained is None:
+        done = False
+        while time.monotonic() < deadline and not done:
             for inc in self.incidents():
-                if inc["labels"].get("node") == node and inc["alertname"] == "GpuXidCritical":
+                if inc["labels"].get("node") == node and inc["labels"].get("gpu") == str(gpu) and \
+                        inc["alertname"] == "GpuXidCritical" and inc["status"] not in ("pending", "acting"):
+                    done = True
                     tl.received = _epoch(inc["received_at"])
-                    if inc["status"] == "succeeded":
-                        tl.drained = _epoch(inc["updated_at"])
+                    for a in self.incident(inc["id"])["actions"]:
+                        if a["state"] in ("succeeded", "failed", "blocked") and a["finished_at"]:
+                            tl.steps[f"{a['type']} {a['state']}" if a["state"] != "succeeded" else a["type"]] = \
+                                _epoch(a["finished_at"])
+                    if inc["status"] == "blocked":  # e.g. repair_exhausted: the node became an RMA candidate
+                        tl.steps[f"refused ({inc['reason']})"] = _epoch(inc["updated_at"])
+                    tl.drained = tl.steps.get("drain_node")
             time.sleep(0.1)
         return tl
+
+    def incident(self, incident_id: int) -> dict:
+        r = requests.get(f"{self.remediator_url}/api/incidents/{incident_id}",
+                         headers={"Authorization": f"Bearer {self.token}"}, timeout=10)
+        return r.json()
 
     @staticmethod
     def floors() -> dict[str, str]:
@@ -223,6 +251,8 @@ class Pipeline:
                 "fast": "1 s (group_wait 1 s; the NVML event is immediate)"}
 
     def stop(self) -> None:
+        if getattr(self, "agent", None):
+            self.agent.stop()
         if self.stack:
             self.stack.stop()
         if self.cp:
@@ -235,3 +265,46 @@ class Pipeline:
                            "endpoints": {z: e.url for z, e in self.endpoints.items()},
                            "alertmanager": self.stack.alertmanager_url, "kubeconfig": str(self.cp.kubeconfig),
                            "exporters": self.exporters}, indent=2)
+
+
+class NodeAgent:
+    """The simulated nodes' side of a repair: when a reboot Job lands on a node, the node "reboots"
+    (a new bootID, as a kubelet reports after boot) and its simulated GPUs come back clean (the
+    exporter's faults are cleared). GPU reset Jobs clear the exporter's faults too."""
+
+    def __init__(self, api, exporters: dict[str, str]) -> None:
+        import threading
+
+        self.core, self.batch = client.CoreV1Api(api), client.BatchV1Api(api)
+        self.exporters = exporters
+        self.done: dict[str, float] = {}  # Job name -> when the agent acted on it
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="node-agent", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def prepare(api) -> None:
+        """The repair namespace and the RuntimeClass the repair Jobs name."""
+        client.CoreV1Api(api).create_namespace({"metadata": {"name": "vigil-repair"}})
+        client.NodeV1Api(api).create_runtime_class({"metadata": {"name": "nvidia"}, "handler": "nvidia"})
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.3):
+            try:
+                for job in self.batch.list_namespaced_job("vigil-repair").items:
+                    kind = (job.metadata.labels or {}).get("vigil.io/repair")
+                    if job.metadata.name in self.done or kind not in ("reboot", "reset-gpu"):
+                        continue
+                    node = job.spec.template.spec.node_name
+                    for gpu in range(8):
+                        requests.post(f"{self.exporters[node]}/simulate", json={"gpu": gpu, "fault": "clear"},
+                                      timeout=5)
+                    if kind == "reboot":
+                        self.core.patch_node_status(node, {"status": {"nodeInfo": {"bootID": secrets.token_hex(8)}}})
+                    self.done[job.metadata.name] = time.time()
+            except Exception:  # the cluster going away at the end
+                continue
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)

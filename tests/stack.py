@@ -122,7 +122,8 @@ class Stack:
             time.sleep(0.1)
         raise RuntimeError(f"{proc.name} not ready at {url}: {proc.log.read_text()[-2000:]}")
 
-    def start_alertmanager(self, webhook_url: str, token: str, config: Path = REPO / "alerts/alertmanager.yml") -> str:
+    def start_alertmanager(self, webhook_url: str, token: str, config: Path = REPO / "alerts/alertmanager.yml",
+                           port: int | None = None) -> str:
         """The shipped routing, with the remediator receiver pointed at `webhook_url`."""
         cfg = yaml.safe_load(config.read_text())
         secret = self.workdir / "webhook-token"
@@ -133,7 +134,7 @@ class Stack:
                 w["http_config"]["authorization"]["credentials_file"] = str(secret)
         path = self.workdir / "alertmanager.yml"
         path.write_text(yaml.safe_dump(cfg))
-        port = free_port()
+        port = port or free_port()
         proc = self.spawn("alertmanager", [tool("prometheus-alertmanager"), f"--config.file={path}",
                                            f"--storage.path={self.workdir / 'am-data'}",
                                            f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",

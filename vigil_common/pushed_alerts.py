@@ -33,7 +33,7 @@ PUSHED: dict[str, PushedAlert] = {
                        (*GPU_LABELS, "xid"), REMEDIATE),
     "lost": PushedAlert("GpuLost", "critical", "A GPU fell off the bus or needs a reset.", GPU_LABELS, REMEDIATE),
     "ecc_uncorrected": PushedAlert("GpuEccUncorrectable", "critical", "A GPU reported uncorrectable ECC errors.",
-                                   GPU_LABELS),
+                                   GPU_LABELS, REMEDIATE),
     "row_remap_failure": PushedAlert("GpuRowRemapFailure", "critical", "A GPU failed to remap a memory row.",
-                                     GPU_LABELS),
+                                     GPU_LABELS, REMEDIATE),
 }

@@ -8,30 +8,24 @@ reader (who owns the change now, for the ownership rail). A test checks declared
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from remediator.cluster import providers
+from remediator.cluster import repair as node_repair
 from remediator.cluster.kube import Interrupted, Kube, KubeError
+from remediator.cluster.outcome import Outcome
+from remediator.cluster.repair import RepairContext, gpu_holders
 from remediator.cluster.workloads import ServiceActions
 from remediator.domain.actions import ACTIONS, Registry
 from vigil_common.durations import parse_duration
 
 
 @dataclass(frozen=True)
-class Outcome:
-    state: str  # succeeded | failed | blocked | interrupted (stopping: left to resume after the restart)
-    detail: str
-    data: dict[str, Any] = field(default_factory=dict)
-    reason: str = ""
-
-    def as_result(self) -> dict[str, Any]:
-        return {"detail": self.detail, "reason": self.reason or self.state, **self.data}
-
-
-@dataclass(frozen=True)
 class Clients:
     kube: Kube
     workloads: ServiceActions
+    repair: RepairContext | None = None  # repairs: their settings and Prometheus (GPU attribution)
 
 
 Executor = Callable[[Clients, dict[str, Any], str], Outcome]
@@ -69,13 +63,14 @@ class Executors:
         return self._binder(self.owners, name)
 
     def execute(self, kube: Kube, type_: str, params: dict[str, Any], incident: str,
-                deadlines: dict[str, float] | None = None) -> Outcome:
+                deadlines: dict[str, float] | None = None, repair: RepairContext | None = None) -> Outcome:
         """Run the action as one idempotent step (read, decide from the object's state, write),
         retried on transient API errors until its deadline (see remediator.cluster.retry)."""
         fn = self.run.get(type_)
         if fn is None:
             return Outcome("failed", f"no executor for action {type_!r}", reason="unknown_action")
-        return _guarded(lambda: kube.attempt(type_, lambda: fn(Clients(kube, ServiceActions(kube)), params, incident),
+        clients = Clients(kube, ServiceActions(kube), repair)
+        return _guarded(lambda: kube.attempt(type_, lambda: fn(clients, params, incident),
                                              deadline_of(type_, params, deadlines)))
 
     def restore(self, kube: Kube, type_: str, params: dict[str, Any], result: dict[str, Any],
@@ -101,6 +96,8 @@ def deadline_of(type_: str, params: dict[str, Any], deadlines: dict[str, float] 
     d = (deadlines or {}).get(type_)
     if type_ == "drain_node":
         d = max(d or 0.0, _seconds(params, "timeout", 300.0) + 60.0)
+    if ACTIONS[type_].repair or ACTIONS[type_].silenced or type_ == "validate_node":  # Jobs and reboots wait long
+        d = max(d or 0.0, 3600.0)
     return d
 
 
@@ -123,8 +120,8 @@ EXECUTORS = Executors(ACTIONS)
 
 
 def execute(kube: Kube, type_: str, params: dict[str, Any], incident: str,
-            deadlines: dict[str, float] | None = None) -> Outcome:
-    return EXECUTORS.execute(kube, type_, params, incident, deadlines)
+            deadlines: dict[str, float] | None = None, repair: RepairContext | None = None) -> Outcome:
+    return EXECUTORS.execute(kube, type_, params, incident, deadlines, repair)
 
 
 def _seconds(params: dict, key: str, default: float) -> float:
@@ -168,15 +165,26 @@ def _taint(c: Clients, p: dict, incident: str) -> Outcome:
                                              p.get("effect", "NoSchedule"), incident))
 
 
+def _drain_scope(repair: RepairContext | None, p: dict) -> tuple[set[str] | None, str]:
+    """`scope: gpu` evicts only the pods holding the faulty GPU; the whole node when that is unknown."""
+    if str(p.get("scope", "node")) != "gpu":
+        return None, "scope node: every pod"
+    if repair is None:
+        return None, "scope gpu, but GPU attribution is unavailable: every pod on the node"
+    pods, why = gpu_holders(repair, p["node"], str(p.get("uuid", "")))
+    return pods, f"scope gpu: {why}" + ("; draining the whole node" if pods is None else "")
+
+
 @EXECUTORS.bind("drain_node")
 def _drain(c: Clients, p: dict, incident: str) -> Outcome:
     grace = p.get("grace_period")
+    only, scope = _drain_scope(c.repair, p)
     r = c.kube.drain(p["node"], timeout=_seconds(p, "timeout", 300.0), force_after=_seconds(p, "force_after", 0.0),
-                     grace_period=None if grace in (None, "") else int(grace), incident=incident)
+                     grace_period=None if grace in (None, "") else int(grace), incident=incident, only=only)
     data = {"evicted": r.evicted, "deleted": r.deleted, "skipped": r.skipped, "remaining": r.remaining,
-            "blocked_by": r.blocked_by}
+            "blocked_by": r.blocked_by, "scope": scope}
     if r.complete:
-        return Outcome("succeeded", f"drained: {len(r.evicted)} evicted, {len(r.deleted)} force-deleted, "
+        return Outcome("succeeded", f"drained ({scope}): {len(r.evicted)} evicted, {len(r.deleted)} force-deleted, "
                                     f"{len(r.skipped)} DaemonSet/mirror pods left", data)
     pdbs = sorted(set(r.blocked_by.values()))
     detail = f"{len(r.remaining)} pods still on the node at the deadline"
@@ -259,3 +267,36 @@ def _restore_service(c: Clients, p: dict, result: dict, incident: str) -> str:
 def _service_owner(c: Clients, p: dict, result: dict) -> str:
     marker, selector = c.workloads.current("service", p["namespace"], p["service"], "vigil.io/failed-over-for")
     return _marker_owner(marker, selector, dict(p["selector"]))
+
+
+# ---- repairs (remediator/cluster/repair.py, providers.py) -----------------------------------------
+
+def _repair(c: Clients, fn: providers.Executor, p: dict, incident: str) -> Outcome:
+    if c.repair is None:
+        return Outcome("failed", "repair actions need the repair settings", reason="not_configured")
+    return fn(c.repair, p, incident)
+
+
+@EXECUTORS.bind("reset_gpu")
+def _reset_gpu(c: Clients, p: dict, incident: str) -> Outcome:
+    return _repair(c, node_repair.reset_gpu, p, incident)
+
+
+@EXECUTORS.bind("reboot_node")
+def _reboot_node(c: Clients, p: dict, incident: str) -> Outcome:
+    return _repair(c, providers.reboot_node, p, incident)
+
+
+@EXECUTORS.bind("replace_node")
+def _replace_node(c: Clients, p: dict, incident: str) -> Outcome:
+    return _repair(c, providers.replace_node, p, incident)
+
+
+@EXECUTORS.bind("validate_node")
+def _validate_node(c: Clients, p: dict, incident: str) -> Outcome:
+    return _repair(c, node_repair.validate_node, p, incident)
+
+
+@EXECUTORS.bind("mark_rma_candidate")
+def _mark_rma_candidate(c: Clients, p: dict, incident: str) -> Outcome:
+    return _repair(c, providers.mark_rma_candidate, p, incident)

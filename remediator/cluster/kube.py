@@ -160,14 +160,15 @@ class Kube:
         return "unknown"
 
     def drain(self, name: str, *, timeout: float, force_after: float, grace_period: int | None,
-              incident: str) -> DrainResult:
-        """Evict every pod but DaemonSet and mirror pods; retry 429s with backoff until `timeout`;
+              incident: str, only: set[str] | None = None) -> DrainResult:
+        """Evict every pod but DaemonSet and mirror pods (or `only` these "namespace/name", e.g. the
+        pods holding one faulty GPU); retry 429s with backoff until `timeout`;
         wait for the pods to be gone. Force-delete after `force_after` seconds only if set (> 0).
         Run again (a retry, a resume after a restart), it picks up what is left on the node."""
         node = self._node(name)
         self.event(node, "VigilDrain", f"Draining for incident {incident}", incident=incident)
         result = DrainResult()
-        pending = self._evictable(name, result)
+        pending = self._evictable(name, result, only)
         start = self._clock()
         deadline = start + timeout
         evicted = self._evict(pending, result, grace_period, deadline)
@@ -183,10 +184,12 @@ class Kube:
                        type_="Warning", incident=incident)
         return result
 
-    def _evictable(self, name: str, result: DrainResult) -> dict[str, Any]:
+    def _evictable(self, name: str, result: DrainResult, only: set[str] | None = None) -> dict[str, Any]:
         pending: dict[str, Any] = {}
         for pod in self._pods_on(name):
             key = f"{pod.metadata.namespace}/{pod.metadata.name}"
+            if only is not None and key not in only:
+                continue
             owners = pod.metadata.owner_references or []
             if any(o.kind == "DaemonSet" for o in owners) or MIRROR_ANNOTATION in (pod.metadata.annotations or {}):
                 result.skipped.append(key)

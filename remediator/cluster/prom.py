@@ -44,3 +44,11 @@ class PromChecker:
         if result:
             return CheckResult.of(True, f"{query} returned {len(result)} series")
         return CheckResult.of(False, f"{query} returned nothing")
+
+    def series(self, query: str) -> list[dict[str, str]] | None:
+        """The label sets the query returns; None when Prometheus could not answer."""
+        try:
+            result = self._prom.custom_query(query, params={"timeout": f"{self._timeout:g}"})
+        except Exception:
+            return None
+        return [dict(r.get("metric", {})) for r in result]

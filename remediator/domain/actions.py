@@ -35,6 +35,8 @@ class ActionType:
     budget: what it consumes: "nodes", "pod_disruptions" (per workload per window),
         "traffic_shift" (percent of a route per window, from `amount_param`) or "".
     amount_param / amount_default: for traffic_shift, the param giving the percentage moved.
+    repair: a hardware repair (GPU reset, reboot, replacement): counted by the repeat-offender rule.
+    silenced: a planned disruption: an Alertmanager silence for the node is held around it.
     """
     name: str
     required: tuple[str, ...]
@@ -48,6 +50,8 @@ class ActionType:
     budget: str = ""
     amount_param: str | None = None
     amount_default: float = 0.0
+    repair: bool = False
+    silenced: bool = False
 
     def __post_init__(self) -> None:
         if self.target_kind not in TARGET_KINDS:
@@ -109,8 +113,17 @@ ACTIONS.declare(ActionType("cordon_node", ("node",), removes_node=True, undo="un
 ACTIONS.declare(ActionType("uncordon_node", ("node",), ("only_incident",), undoes=True))
 ACTIONS.declare(ActionType("taint_node", ("node",), ("key", "value", "effect"), removes_node=True,
                            budget="nodes"))
-ACTIONS.declare(ActionType("drain_node", ("node",), ("timeout", "force_after", "grace_period"), removes_node=True,
-                           undo="uncordon_node", budget="nodes"))
+ACTIONS.declare(ActionType("drain_node", ("node",), ("timeout", "force_after", "grace_period", "scope", "uuid"),
+                           removes_node=True, undo="uncordon_node", budget="nodes"))
+# Repairs (remediator/cluster/repair.py, providers.py). A reset takes one GPU, not the node, out.
+ACTIONS.declare(ActionType("reset_gpu", ("node", "uuid"), ("gpu", "image", "command", "timeout"), repair=True,
+                           silenced=True))
+ACTIONS.declare(ActionType("reboot_node", ("node",), ("provider", "image", "command", "timeout", "drain_timeout"),
+                           removes_node=True, undo="uncordon_node", budget="nodes", repair=True, silenced=True))
+ACTIONS.declare(ActionType("replace_node", ("node",), ("provider",), removes_node=True, budget="nodes",
+                           repair=True))
+ACTIONS.declare(ActionType("validate_node", ("node",), ("uuid", "gpu", "image", "command", "timeout", "deadline")))
+ACTIONS.declare(ActionType("mark_rma_candidate", ("node",), ("reason",), removes_node=True, budget="nodes"))
 ACTIONS.declare(ActionType("restart_pod", _POD, ("allow_bare", "grace_period", "force_delete"), "pod", _POD,
                            budget="pod_disruptions"))
 ACTIONS.declare(ActionType("rollout_restart", _WORKLOAD, ("kind",), "workload", _WORKLOAD))

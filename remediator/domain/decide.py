@@ -29,6 +29,7 @@ from remediator.domain.models import (
 )
 from remediator.domain.policy import Action, Rule, context_of
 from remediator.domain.rails import KINDS, RAILS, Step, World
+from remediator.domain.repair import RepairRecord, RepairSettings
 from remediator.domain.safety import Safety
 
 
@@ -110,7 +111,8 @@ def match(rules: Sequence[Rule], labels: dict[str, str]) -> tuple[Rule | None, l
 
 def decide(incident: Incident, rules: Sequence[Rule], history: Sequence[PastAction], cluster: ClusterView,
            safety: Safety, state: SafetyState, now: dt.datetime, *, dry_run: bool | None = None,
-           guard: CheckResult | None = None) -> Decision:
+           guard: CheckResult | None = None, repairs: Sequence[RepairRecord] = (),
+           repair: RepairSettings | None = None) -> Decision:
     """The first actions for an incident: match a rule, render its actions, run the rails."""
     trace = [f"alert {incident.alertname or '?'} fingerprint {incident.fingerprint} "
              f"startsAt {incident.starts_at.isoformat()} status {incident.alert_status}"]
@@ -126,7 +128,8 @@ def decide(incident: Incident, rules: Sequence[Rule], history: Sequence[PastActi
     except TemplateFailure as exc:
         trace.append(f"blocked (template_error): {exc}")
         return Decision("blocked", rule.name, reason="template_error", detail=str(exc), trace=tuple(trace))
-    world = World(cluster, history, safety, state, now, safety.dry_run if dry_run is None else dry_run, guard)
+    world = World(cluster, history, safety, state, now, safety.dry_run if dry_run is None else dry_run, guard,
+                  repairs, repair)
     return plan_step(Step("first", incident, rule, planned), world, trace)
 
 
@@ -154,3 +157,20 @@ def plan_escalation(incident: Incident, rule: Rule, index: int, world: World) ->
         return Decision("blocked", rule.name, reason="template_error", detail=str(exc), trace=tuple(trace),
                         kind="escalation")
     return plan_step(Step("escalation", incident, rule, planned), world, trace)
+
+
+def plan_on_failure(incident: Incident, rule: Rule, index: int, world: World) -> Decision:
+    """Step `index` of the rule's on_failure ladder (an action failed: replace, or stop and mark),
+    through the same rails as a first action."""
+    trace = [f"on_failure step {index + 1} of {len(rule.on_failure)}: an action of the ladder failed"]
+    if incident.alert_status != "firing":
+        trace.append("resolved: never continue a ladder after the alert resolved")
+        return Decision("resolved", rule.name, reason="resolved", detail="the alert resolved", trace=tuple(trace),
+                        kind="on_failure")
+    try:
+        planned = render(rule.on_failure[index:index + 1], incident)
+    except TemplateFailure as exc:
+        trace.append(f"blocked (template_error): {exc}")
+        return Decision("blocked", rule.name, reason="template_error", detail=str(exc), trace=tuple(trace),
+                        kind="on_failure")
+    return plan_step(Step("on_failure", incident, rule, planned), world, trace)

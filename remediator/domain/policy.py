@@ -115,6 +115,8 @@ class Rule:
     escalate: Escalation = field(default_factory=Escalation)
     uncordon_on_resolved: Check | None = None  # node rules: uncordon once this recovery check holds
     min_available: int | str | None = None  # pod actions: replicas/endpoints to keep Ready (n or "n%"); None: 1
+    validate_on_resolved: bool = False  # and, before that, validate_node passes on the cordoned node
+    on_failure: tuple[Action, ...] = ()  # run in order when an action of the ladder fails (e.g. replace, mark)
 
     def matches(self, labels: dict[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)

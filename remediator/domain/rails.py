@@ -30,14 +30,16 @@ from remediator.domain.models import (
     SafetyState,
 )
 from remediator.domain.policy import Rule
+from remediator.domain.repair import RepairRecord, RepairSettings, exhausted
 from remediator.domain.safety import Safety
 
-KINDS = ("first", "escalation", "restore", "uncordon")
+KINDS = ("first", "escalation", "restore", "uncordon", "on_failure")
 
 
 @dataclass(frozen=True)
 class Step:
-    """What would change. kind: first | escalation | restore | uncordon. owner: for a restore,
+    """What would change. kind: first | escalation | restore | uncordon | on_failure (a repair ladder
+    going on after a step failed). owner: for a restore,
     who owns the change now ("vigil:<incident id>" or another writer), as the shell read it."""
     kind: str
     incident: Incident
@@ -56,6 +58,8 @@ class World:
     now: dt.datetime
     dry_run: bool = False
     guard: CheckResult | None = None
+    repairs: Sequence[RepairRecord] = ()  # repair attempts in the repeat-offender window (from the ledger)
+    repair: RepairSettings | None = None  # None: repeat offenders not checked (no ledger at hand)
 
     def live(self) -> list[PastAction]:
         counted = (*LIVE_STATES, "dry_run") if self.dry_run else LIVE_STATES
@@ -348,8 +352,27 @@ def budgets(step: Step, world: World) -> Verdict:
 
 
 Rail = Callable[[Step, World], Verdict]
+def repeat_offenders(step: Step, world: World) -> Verdict:
+    """A node or GPU repaired max_repairs times within the window is not repaired again: the shell
+    marks it an RMA candidate instead (remediator/runtime/repairs.py)."""
+    repairs = [p for p in step.actions if ACTIONS[p.type].repair]
+    if not repairs:
+        return ok("no repair in this step")
+    if world.repair is None:
+        return ok("repair history not at hand; checked again when the repair runs")
+    for p in repairs:
+        why = exhausted(world.repairs, node=str(p.params.get("node", "")),
+                        uuid=str(p.params.get("uuid") or step.incident.labels.get("uuid", "")),
+                        settings=world.repair, now=world.now, incident_id=step.incident.id)
+        if why:
+            return block("repair_exhausted", why)
+    return ok(f"under {world.repair.max_repairs} repairs of this node and GPU in "
+              f"{world.repair.window / 86400:g} days")
+
+
 RAILS: tuple[tuple[str, Rail], ...] = (
     ("paused", paused), ("stale", stale), ("min_firing", min_firing), ("target", target),
     ("ownership", ownership), ("availability", availability), ("cooldown", cooldown),
-    ("rate_limit", rate_limit), ("guard", guard), ("breaker", breaker), ("budgets", budgets),
+    ("rate_limit", rate_limit), ("repeat_offenders", repeat_offenders), ("guard", guard), ("breaker", breaker),
+    ("budgets", budgets),
 )

@@ -18,6 +18,7 @@ from remediator.cluster.executor import Outcome
 from remediator.cluster.kube import Kube
 from remediator.cluster.lease import AlwaysLeader, Leadership
 from remediator.cluster.prom import PromChecker
+from remediator.cluster.repair import RepairContext
 from remediator.cluster.view import read_cluster_view
 from remediator.config import Config
 from remediator.domain.decide import decide, guard_query
@@ -27,6 +28,7 @@ from remediator.runtime import pause as pausing
 from remediator.runtime.followup import Followup
 from remediator.runtime.metrics import Metrics
 from remediator.runtime.notify import Notifier, decision_events
+from remediator.runtime.repairs import RepairRails
 from remediator.runtime.runner import ClusterOps, Runner
 from remediator.store.ledger import DUE_BATCH, Ledger, from_ts, ts
 
@@ -57,6 +59,7 @@ class _Context:
         now = engine.clock()
         window = dt.timedelta(seconds=engine.config.history_window)
         self.history: list[PastAction] = engine.ledger.history(now - window)
+        self.repairs = engine.repair_history(now)
         self.state: SafetyState = engine.safety_state(now)
         self._view: ClusterView | None = None
         self._view_at = 0.0
@@ -88,9 +91,15 @@ class Engine:
         self._futures: set[futures.Future] = set()
         self._busy_lock = threading.Lock()
         self.notifier = Notifier(config.notifications, metrics.registry)
+        sleep = kube.retrier.sleep if kube is not None else time.sleep  # waits end when the process stops
+        self.repair = RepairContext(kube, config.repair, self.prom, sleep=sleep) if kube is not None else None
+        self.repair_rails = RepairRails(ledger=ledger, settings=config.repair, ctx=self.repair,
+                                        on_exhausted=metrics.repairs_exhausted.inc, clock=clock)
         self.runner = Runner(ledger, kube, metrics, clock, deadlines=config.action_deadlines,
-                             notify=self.notifier.notify, leader=self.leader)
-        ops = ClusterOps(kube, deadlines=config.action_deadlines, leader=self.leader) if kube is not None else None
+                             notify=self.notifier.notify, leader=self.leader, repair=self.repair,
+                             rails=self.repair_rails)
+        ops = ClusterOps(kube, deadlines=config.action_deadlines, leader=self.leader,
+                         repair=self.repair) if kube is not None else None
         self.followup = Followup(ledger=ledger, runner=self.runner, ops=ops,
                                  checker=self.prom, metrics=metrics, rules=self.rules, world=self.world,
                                  safety_state=self.safety_state, guard=self._guard, on_decision=self.note_decision,
@@ -274,7 +283,7 @@ class Engine:
                                 not_before=now + dt.timedelta(seconds=5))
         else:
             decision = decide(incident, self.config.rules, history, cluster, self.config.safety, state, now,
-                              guard=self._guard(incident))
+                              guard=self._guard(incident), repairs=ctx.repairs, repair=self.config.repair)
         if decision.open_breaker:
             ctx.state = dataclasses.replace(ctx.state, breaker_open=True)
         self.note_decision(incident, decision)
@@ -293,15 +302,22 @@ class Engine:
             self.ledger.audit("breaker_open", {"detail": decision.detail}, now, incident_id=incident.id)
             self.metrics.breaker_open.set(1)
             log.error("circuit breaker opened: %s", decision.detail)
+        if decision.reason == "repair_exhausted":  # no more repair: the node becomes an RMA candidate
+            self.repair_rails.mark(incident.id, incident.labels.get("node", ""), decision.detail)
         self.metrics.observe_decision(decision)
         for event in decision_events(incident, decision):  # blocked (or dry-run) first actions and later steps
             self.notifier.notify(event)
+
+    def repair_history(self, now: dt.datetime) -> list:
+        """Repair attempts within the repeat-offender window, for the rails."""
+        return self.ledger.repairs(now - dt.timedelta(seconds=self.config.repair.window))
 
     def world(self, now: dt.datetime) -> World:
         """What the rails read for a later step (escalation, restore, uncordon): fresh, not cached."""
         window = dt.timedelta(seconds=self.config.history_window)
         return World(self._cluster_view(), self.ledger.history(now - window), self.config.safety,
-                     self.safety_state(now), now, self.config.safety.dry_run)
+                     self.safety_state(now), now, self.config.safety.dry_run, repairs=self.repair_history(now),
+                     repair=self.config.repair)
 
     def _guard(self, incident: Incident) -> CheckResult | None:
         rule = next((r for r in self.config.rules if r.matches(incident.labels)), None)
@@ -357,6 +373,8 @@ class Engine:
             outcome = self.run_action(incident_id, action_id)
             if outcome is not None and outcome.state != "succeeded":
                 ok = False
+                if outcome.state == "failed" and not self._stop.is_set():
+                    self.followup.on_failure(incident_id)  # the ladder goes on (replace) or stops and marks
                 break
         if ok and not self._stop.is_set() and self.leader.is_leader():
             self.followup.verify_and_escalate(incident_id)

@@ -10,6 +10,7 @@ outcomes: holds, does_not_hold and unknown. Unknown never escalates (unless the 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 
 from remediator.cluster.prom import PromChecker
 from remediator.domain.actions import ACTIONS
-from remediator.domain.decide import after_verification, alert_context, plan_escalation, plan_step
+from remediator.domain.decide import after_verification, alert_context, plan_escalation, plan_on_failure, plan_step
 from remediator.domain.models import (
     DOES_NOT_HOLD,
     HOLDS,
@@ -106,8 +107,7 @@ class Followup:
         incident = incident_of(self.ledger.get_incident(inc["id"]) or inc)
         now = self.clock()
         world = self.world(now)
-        world = World(world.cluster, world.history, world.safety, world.state, now, world.dry_run,
-                      self.guard(incident))
+        world = dataclasses.replace(world, now=now, guard=self.guard(incident))
         decision = plan_escalation(incident, rule, index, world)
         self.on_decision(incident, decision)
         self.ledger.audit(f"escalation:{decision.outcome}", {"step": index + 1, "reason": decision.reason,
@@ -156,6 +156,44 @@ class Followup:
         self.notify(Event("gave_up", inc["id"], last.get("type", "none"), "gave_up", last.get("target", ""),
                           f"Vigil gave up on incident {inc['id']} ({inc.get('alertname', '?')})", detail))
 
+    # ---- a repair ladder going on after a failed step ----------------------------------------------
+
+    def on_failure(self, incident_id: int) -> None:
+        """An action of the ladder failed: plan the rule's on_failure steps (replace the node, or
+        stop and mark it) one by one through the rails and run each that passes."""
+        inc = self.ledger.get_incident(incident_id)
+        rule = self.rules.get(inc["rule"]) if inc else None
+        if rule is None or not rule.on_failure:
+            return
+        for index in range(len(rule.on_failure)):
+            if self.stopping():
+                return
+            incident = incident_of(self.ledger.get_incident(incident_id) or inc)
+            now = self.clock()
+            decision = plan_on_failure(incident, rule, index, self.world(now))
+            self.on_decision(incident, decision)
+            self.ledger.audit(f"on_failure:{decision.outcome}", {"step": index + 1, "reason": decision.reason,
+                                                                 "detail": decision.detail,
+                                                                 "trace": list(decision.trace)}, now,
+                              incident_id=incident_id)
+            if decision.outcome != "act":
+                return
+            [p] = decision.actions
+            action_id = self.ledger.append_action(incident_id, rule.name, p.type, p.target, p.params, now)
+            outcome = self.runner.run_action(incident_id, action_id)
+            if outcome is None or outcome.state != "succeeded":
+                return
+
+    def _validate(self, incident: Incident, node: str) -> tuple[bool, str]:
+        """validate_node on the still-cordoned node before it returns to service."""
+        params = {"node": node, "uuid": incident.labels.get("uuid", ""), "gpu": incident.labels.get("gpu", "")}
+        outcome = self.ops.execute("validate_node", params, str(incident.id))
+        self.ledger.audit("validate", {"node": node, "state": outcome.state, "detail": outcome.detail},
+                          self.clock(), incident_id=incident.id)
+        if outcome.state == "succeeded" and self.runner.rails is not None:
+            self.runner.rails.expire(incident.id)
+        return outcome.state == "succeeded", outcome.detail
+
     # ---- after the alert resolves ---------------------------------------------------------------
 
     def _gate(self, step: Step) -> Decision:
@@ -195,6 +233,11 @@ class Followup:
             if check.outcome != HOLDS:
                 done.append(f"{node} left cordoned: recovery {check.outcome.replace('_', ' ')} ({check.detail})")
                 continue
+            if rule.validate_on_resolved:
+                valid, why = self._validate(incident, node)
+                if not valid:
+                    done.append(f"{node} left cordoned: validation did not pass ({why})")
+                    continue
             params = {"node": node, "only_incident": "true"}
             decision = self._gate(Step("uncordon", incident, rule, (PlannedAction("uncordon_node", node, params),)))
             if decision.reason == "foreign_cordon":

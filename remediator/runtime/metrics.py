@@ -93,6 +93,9 @@ class Metrics:
                                      ["action", "result"], registry=r)
         self.escalations = Counter("vigil_escalations_total", "Escalation steps taken, by action.", ["action"],
                                    registry=r)
+        self.repairs_exhausted = Counter("vigil_repairs_exhausted_total",
+                                         "Repairs refused because the node or GPU was repaired too often "
+                                         "(it is marked vigil.io/rma-candidate=true).", registry=r)
         self.breaker_open = Gauge("vigil_breaker_open", "1 while the circuit breaker is open.", registry=r)
         self.paused = Gauge("vigil_paused", "1 while remediation is paused globally.", registry=r)
         self.leader = Gauge("vigil_leader", "1 while this replica holds the leader lease (only the leader acts).",

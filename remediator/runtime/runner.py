@@ -4,6 +4,7 @@ outcome (ledger, audit, metrics). Shared by the engine (first actions) and the f
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -13,8 +14,10 @@ from typing import Any
 from remediator.cluster.executor import EXECUTORS, Executors, Outcome
 from remediator.cluster.kube import Kube, KubeError
 from remediator.cluster.lease import AlwaysLeader, Leadership, NotLeader
+from remediator.cluster.repair import RepairContext
 from remediator.runtime.metrics import Metrics
 from remediator.runtime.notify import Event, action_event
+from remediator.runtime.repairs import RepairRails
 from remediator.store.ledger import Ledger, from_ts
 
 log = logging.getLogger(__name__)
@@ -29,13 +32,14 @@ class ClusterOps:
     executors: Executors = EXECUTORS
     deadlines: dict[str, float] | None = None  # per action type: how long transient API errors are retried
     leader: Leadership = field(default_factory=AlwaysLeader)
+    repair: RepairContext | None = None
 
     def execute(self, type_: str, params: dict[str, Any], incident: str) -> Outcome:
         try:
             self.leader.fence()
         except NotLeader as exc:
             return Outcome("failed", str(exc), reason="not_leader")
-        return self.executors.execute(self.kube, type_, params, incident, self.deadlines)
+        return self.executors.execute(self.kube, type_, params, incident, self.deadlines, self.repair)
 
     def restore(self, type_: str, params: dict[str, Any], result: dict[str, Any], incident: str) -> Outcome:
         try:
@@ -68,6 +72,8 @@ class Runner:
     deadlines: dict[str, float] | None = None  # per action type: how long transient API errors are retried
     notify: Callable[[Event], None] = lambda event: None  # VigilRemediation notifications (acted, blocked)
     leader: Leadership = field(default_factory=AlwaysLeader)
+    repair: RepairContext | None = None
+    rails: RepairRails | None = None  # repeat offenders and silences around repairs
 
     def run_action(self, incident_id: int, action_id: int) -> Outcome | None:
         """Claim, execute and record one action; None if it was cancelled or already finished, or if
@@ -86,7 +92,7 @@ class Runner:
         if self.kube is None:
             outcome = Outcome("failed", "no Kubernetes client", reason="no_cluster")
         else:
-            outcome = self.executors.execute(self.kube, row.type, row.params, str(incident_id), self.deadlines)
+            outcome = self._execute(incident_id, incident, row)
         if outcome.state == "interrupted":  # stopping: left running, resumed once after the restart
             log.info("incident %d: %s(%s) interrupted by shutdown", incident_id, row.type, row.target)
             return outcome
@@ -101,6 +107,18 @@ class Runner:
         log.info("incident %d: %s(%s) %s: %s", incident_id, row.type, row.target, outcome.state, outcome.detail)
         self.notify(action_event(incident_id, row.type, outcome.state, row.target, outcome.detail))
         return outcome
+
+
+    def _execute(self, incident_id: int, incident: dict, row: Any) -> Outcome:
+        if self.rails is None:
+            return self.executors.execute(self.kube, row.type, row.params, str(incident_id), self.deadlines,
+                                          self.repair)
+        replaced, extra = self.rails.before(incident_id, incident, row)
+        outcome = replaced or self.executors.execute(self.kube, row.type, row.params, str(incident_id),
+                                                     self.deadlines, self.repair)
+        if extra:
+            outcome = dataclasses.replace(outcome, data={**outcome.data, **extra})
+        return self.rails.after(incident_id, row, outcome)
 
 
 __all__ = ["ClusterOps", "KubeError", "Runner"]

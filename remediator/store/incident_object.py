@@ -17,6 +17,7 @@ from typing import Any
 
 from remediator.domain.models import Decision, Incident, PastAction
 from remediator.domain.payload import Alert
+from remediator.domain.repair import RepairRecord
 from remediator.store.views import from_ts, ts
 
 GROUP, VERSION = "vigil.io", "v1alpha1"
@@ -220,6 +221,15 @@ def past_actions(obj: dict, since: str) -> list[PastAction]:
                        a.get("workload", ""), a.get("amount", 0.0))
             for a in st["actions"]
             if a["plannedAt"] >= since or a["state"] in ("planned", "running") or (a["state"] == "dry_run" and firing)]
+
+
+def repairs(obj: dict, since: str, types: tuple[str, ...]) -> list[RepairRecord]:
+    """The incident's repair attempts since `since`, with the GPU UUID of its alert."""
+    spec, st = obj["spec"], obj["status"]
+    return [RepairRecord(st["id"], a["type"], str(a.get("params", {}).get("node", "")),
+                         str(a.get("params", {}).get("uuid") or spec["labels"].get("uuid", "")),
+                         from_ts(a.get("startedAt") or a["plannedAt"]), a["state"])
+            for a in st["actions"] if a["type"] in types and a["plannedAt"] >= since]
 
 
 def summary(obj: dict) -> dict:

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from remediator.domain.models import Decision, Incident, PastAction
 from remediator.domain.payload import Alert
+from remediator.domain.repair import REPAIR_ACTIONS, RepairRecord
 from remediator.store import incident_object as io
 from remediator.store.ledger import DUE_BATCH, ActionRow, LedgerUnavailable, Recorded
 from remediator.store.views import from_ts, ts
@@ -317,6 +318,10 @@ class KubernetesLedger:
     def history(self, since: dt.datetime) -> list[PastAction]:
         t = ts(since)
         return [p for o in self._snapshot() for p in io.past_actions(o, t)]
+
+    def repairs(self, since: dt.datetime) -> list[RepairRecord]:
+        t = ts(since)
+        return [r for o in self._snapshot() for r in io.repairs(o, t, REPAIR_ACTIONS)]
 
     def append_action(self, incident_id: int, rule: str, type_: str, target: str, params: dict,
                       now: dt.datetime) -> int:

@@ -26,6 +26,7 @@ import orjson
 
 from remediator.domain.models import Decision, Incident, PastAction
 from remediator.domain.payload import Alert
+from remediator.domain.repair import REPAIR_ACTIONS, RepairRecord
 from remediator.store.views import LedgerViews, from_ts, ts
 
 
@@ -73,6 +74,7 @@ class Ledger(Protocol):
     def finish_action(self, action_id: int, state: str, result: dict, now: dt.datetime) -> None: ...
     def incomplete_actions(self) -> dict[int, list[int]]: ...
     def history(self, since: dt.datetime) -> list[PastAction]: ...
+    def repairs(self, since: dt.datetime) -> list[RepairRecord]: ...
     def append_action(self, incident_id: int, rule: str, type_: str, target: str, params: dict,
                       now: dt.datetime) -> int: ...
     def set_verification(self, incident_id: int, result: str, detail: str, now: dt.datetime) -> None: ...
@@ -405,6 +407,22 @@ class SQLiteLedger(LedgerViews):
                               " OR (a.state='dry_run' AND i.alert_status='firing')", (ts(since),)).fetchall()
         return [PastAction(r["incident_id"], r["rule"], r["type"], r["target"], from_ts(r["planned_at"]),
                            r["state"], r["alert_status"] == "firing", r["workload"], r["amount"]) for r in rows]
+
+    def repairs(self, since: dt.datetime) -> list[RepairRecord]:
+        """Repair attempts since `since`, with the node they acted on and the GPU UUID of their
+        incident: what the repeat-offender rule counts (a long window; history() is short)."""
+        marks = ",".join("?" * len(REPAIR_ACTIONS))
+        with self._tx() as db:
+            rows = db.execute(f"SELECT a.incident_id, a.type, a.params, a.state, COALESCE(a.started_at, a.planned_at)"
+                              f" AS at, i.labels FROM actions a JOIN incidents i ON i.id = a.incident_id"
+                              f" WHERE a.type IN ({marks}) AND a.planned_at >= ?", (*REPAIR_ACTIONS, ts(since))
+                              ).fetchall()
+        out = []
+        for r in rows:
+            params, labels = json.loads(r["params"]), json.loads(r["labels"])
+            out.append(RepairRecord(r["incident_id"], r["type"], str(params.get("node", "")),
+                                    str(params.get("uuid") or labels.get("uuid", "")), from_ts(r["at"]), r["state"]))
+        return out
 
     # ---- verification, escalation, after the alert resolves --------------------------------
 

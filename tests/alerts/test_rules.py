@@ -89,6 +89,9 @@ def test_groups_stay_small_and_recording_rules_follow_the_naming():
 @pytest.mark.parametrize(("alert", "labels"), [
     ("GpuXidCritical", {"node", "gpu", "uuid", "xid"}),
     ("GpuLost", {"node", "gpu", "uuid"}),
+    ("GpuEccUncorrectable", {"node", "gpu", "uuid"}),
+    ("GpuRowRemapFailure", {"node", "gpu", "uuid"}),
+    ("GpuRecoveryActionRequired", {"node", "gpu", "uuid", "recovery_action"}),
     ("InferenceEndpointDown", {"namespace", "service", "pod"}),
     ("InferenceLatencyBudgetBurn", {"namespace", "service", "zone"}),
 ])

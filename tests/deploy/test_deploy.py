@@ -27,7 +27,12 @@ def kubectl(*args: str, kubeconfig=None, check=True) -> subprocess.CompletedProc
     return r
 
 
-@pytest.mark.parametrize("overlay", ["deploy/base", "deploy/prometheus-operator", "deploy/overlays/sqlite"])
+REPAIR_OVERLAYS = ["deploy/overlays/repair-job-reboot", "deploy/overlays/repair-medik8s",
+                   "deploy/overlays/repair-cluster-api", "deploy/overlays/repair-karpenter"]
+
+
+@pytest.mark.parametrize("overlay", ["deploy/base", "deploy/prometheus-operator", "deploy/overlays/sqlite",
+                                     *REPAIR_OVERLAYS])
 def test_kustomize_renders(overlay):
     objs = [o for o in yaml.safe_load_all(kubectl("kustomize", overlay).stdout) if o]
     kinds = {o["kind"] for o in objs}
@@ -50,7 +55,8 @@ def test_server_side_dry_run_apply(k8s_api):
     kubectl("create", "namespace", "vigil", kubeconfig=k8s_api.kubeconfig, check=False)
     kubectl("apply", "--server-side", "-k", "deploy/crds", kubeconfig=k8s_api.kubeconfig)  # CRDs before dry-runs
     k8s_api.wait_crds_established()
-    for overlay in ("deploy/base", "deploy/prometheus-operator", "deploy/overlays/sqlite"):
+    kubectl("create", "namespace", "vigil-repair", kubeconfig=k8s_api.kubeconfig, check=False)
+    for overlay in ("deploy/base", "deploy/prometheus-operator", "deploy/overlays/sqlite", *REPAIR_OVERLAYS):
         r = kubectl("apply", "--server-side", "--dry-run=server", "-k", overlay, kubeconfig=k8s_api.kubeconfig)
         assert "serverside-applied (server dry run)" in r.stdout
 

@@ -8,6 +8,8 @@ from pathlib import Path
 K8S_VERSION = "v1.34.4"
 GATEWAY_API_VERSION = "v1.4.1"
 PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
+CLUSTER_API_VERSION = "v1.14.2"
+KARPENTER_VERSION = "v1.14.1"
 HELM_VERSION = "v3.22.0"
 CACHE_ROOT = Path(os.environ.get("VIGIL_K8S_CACHE", Path.home() / ".cache/vigil/k8s"))
 CACHE = CACHE_ROOT / K8S_VERSION
@@ -42,6 +44,16 @@ def gateway_api_crds() -> Path:
     if not path.is_file():
         raise MissingBinary(f"{path} is missing: run `make k8s-bins`")
     return path
+
+
+def repair_crds() -> list[Path]:
+    """Cluster API's Machine and Karpenter's NodeClaim CRDs (from their modules at pinned versions)."""
+    paths = [CACHE / f"cluster-api-{CLUSTER_API_VERSION}-machines.yaml",
+             CACHE / f"karpenter-{KARPENTER_VERSION}-nodeclaims.yaml"]
+    for path in paths:
+        if not path.is_file():
+            raise MissingBinary(f"{path} is missing: run `make k8s-bins`")
+    return paths
 
 
 def helm() -> Path:

@@ -48,6 +48,7 @@ def rule(**over):
         ({"leader_election": {"retry_period": "500ms"}}, "leader_election: key 'retry_period': at least 1s"),
         ({"leader_election": {"lease": "15s"}}, "leader_election: unknown key 'lease'"),
         ({"leader_election": {"enabled": False}}, "leader election is required whenever Vigil acts"),
+        ({"kubernetes": {"event_namespace": "vigil"}}, "accepts Events on nodes only in namespace 'default'"),
     ],
 )
 def test_errors_name_the_file_the_rule_and_the_key(data, message):
@@ -83,9 +84,16 @@ def test_the_example_config_is_valid(monkeypatch):
     for var in ("VIGIL_WEBHOOK_TOKEN", "VIGIL_ADMIN_TOKEN", "VIGIL_VIEWER_PASSWORD"):
         monkeypatch.setenv(var, f"{var}-value")
     cfg = load_config(EXAMPLE)
-    assert [r.name for r in cfg.rules] == ["gpu-xid-node-fatal", "gpu-lost", "endpoint-down", "latency-burn-in-a-zone"]
-    assert [s.type for s in cfg.rules[2].escalate.steps] == ["rollout_restart", "rollback_deployment"]
-    assert [a.type for a in cfg.rules[0].actions] == ["cordon_node", "drain_node"]
+    assert [r.name for r in cfg.rules] == ["gpu-xid-node-fatal", "gpu-lost", "gpu-reset", "gpu-reboot-requested",
+                                          "gpu-row-remap-failure", "endpoint-down", "latency-burn-in-a-zone"]
+    assert cfg.repair.replace_provider == "cluster-api" and cfg.repair.max_repairs == 3
+    rules = {r.name: r for r in cfg.rules}
+    assert [s.type for s in rules["endpoint-down"].escalate.steps] == ["rollout_restart", "rollback_deployment"]
+    assert [a.type for a in rules["gpu-xid-node-fatal"].actions] == ["cordon_node", "drain_node", "reboot_node",
+                                                                     "validate_node", "uncordon_node"]
+    assert [a.type for a in rules["gpu-xid-node-fatal"].on_failure] == ["replace_node"]
+    assert [s.type for s in rules["gpu-reset"].escalate.steps] == ["reboot_node"]
+    assert rules["gpu-reset"].validate_on_resolved
 
 
 def test_check_config_cli(tmp_path):

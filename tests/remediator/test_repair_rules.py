@@ -1,0 +1,120 @@
+"""The pure parts of repairs: the repeat-offender count, the repair config, the Job's command."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from remediator.cluster.jobs import render_command
+from remediator.cluster.silences import matchers
+from remediator.config_repair import parse_repair
+from remediator.domain.repair import RepairRecord, RepairSettings, exhausted
+from vigil_common.config import ConfigError
+
+NOW = dt.datetime(2026, 11, 29, 12, tzinfo=dt.UTC)
+S = RepairSettings(max_repairs=3, window=7 * 86400)
+
+
+def rec(incident: int, *, node: str = "n1", uuid: str = "GPU-a", days_ago: float = 1, state: str = "succeeded",
+        type_: str = "reboot_node") -> RepairRecord:
+    return RepairRecord(incident, type_, node, uuid, NOW - dt.timedelta(days=days_ago), state)
+
+
+@pytest.mark.parametrize(("records", "blocked"), [
+    ([rec(1), rec(2)], False),                                            # two repairs: a third is fine
+    ([rec(1), rec(2), rec(3)], True),                                     # three in 7 days: no more
+    ([rec(1), rec(2), rec(3, days_ago=8)], False),                        # the oldest is out of the window
+    ([rec(1), rec(1, type_="replace_node"), rec(2)], False),              # one incident's ladder counts once
+    ([rec(1), rec(2), rec(3, state="blocked")], False),                   # blocked attempts changed nothing
+    ([rec(1), rec(2), rec(3, type_="cordon_node")], False),               # only repairs count
+    ([rec(1, node="a"), rec(2, node="b"), rec(3, node="c")], True),       # the same GPU moved between nodes
+    ([rec(1, uuid="x"), rec(2, uuid="y"), rec(3, uuid="z")], True),       # the same node, other GPUs
+    ([rec(1, node="a", uuid="x"), rec(2, node="b", uuid="y"), rec(3, node="c", uuid="z")], False),
+])
+def test_repeat_offenders(records, blocked):
+    why = exhausted(records, node="n1", uuid="GPU-a", settings=S, now=NOW, incident_id=99)
+    assert (why is not None) == blocked, why
+
+
+def test_the_current_incidents_own_ladder_is_not_counted():
+    records = [rec(1), rec(2), rec(99)]
+    assert exhausted(records, node="n1", uuid="GPU-a", settings=S, now=NOW, incident_id=99) is None
+    assert "repaired 3 times in 7 days (incidents 1, 2, 99)" in exhausted(records, node="n1", uuid="", settings=S,
+                                                                          now=NOW)
+
+
+def test_repair_config_defaults_and_errors(tmp_path):
+    d = parse_repair(None, "v.yaml")
+    assert d.reboot_provider == "job" and d.replace_provider == "" and d.max_repairs == 3
+    assert d.reset_gpu.command == "nvidia-smi -pm 0 -i {{ uuid }} && nvidia-smi --gpu-reset -i {{ uuid }}"
+    s = parse_repair({"reboot": {"provider": "medik8s", "medik8s": {"strategy": "OutOfServiceTaint"}},
+                      "validate": {"job": None, "queries": ['up{node="{{ node }}"} == 1']},
+                      "ttl_after_finished": "10m", "repeat_offenders": {"max_repairs": 5, "window": "1d"}}, "v.yaml")
+    assert s.validate_job is None and s.ttl_after_finished == 600 and s.window == 86400
+    for bad, msg in [({"reboot": {"provider": "ipmi"}}, "provider"), ({"replace": {"provider": "aws"}}, "provider"),
+                     ({"reset_gpu": {"command": "{{ uuid"}}, "template"), ({"nope": 1}, "unknown key"),
+                     ({"silences": {"matchers": []}}, "matchers"), ({"validate": {"queries": "x"}}, "queries")]:
+        with pytest.raises(ConfigError, match=msg):
+            parse_repair(bad, "v.yaml")
+
+
+def test_the_command_gets_only_checked_and_quoted_values():
+    assert render_command("nvidia-smi -r -i {{ uuid }}", node="n1", uuid="GPU-1a-2b") == "nvidia-smi -r -i GPU-1a-2b"
+    for node, uuid in (("n1", "GPU-1;reboot"), ("n1", "$(id)"), ("N1 --x", ""), ("n1", "GPU-1 -x")):
+        with pytest.raises(ValueError):
+            render_command("x {{ uuid }}", node=node, uuid=uuid)
+
+
+def test_silence_matchers():
+    assert matchers(('node="{{ node }}"', 'alertname=~"Gpu.+"', 'severity!="info"'), node="n1", uuid="") == [
+        {"name": "node", "value": "n1", "isRegex": False, "isEqual": True},
+        {"name": "alertname", "value": "Gpu.+", "isRegex": True, "isEqual": True},
+        {"name": "severity", "value": "info", "isRegex": False, "isEqual": False}]
+
+
+def test_the_repeat_offender_rail_blocks_a_repair_step_and_says_why():
+    from remediator.domain.decide import decide
+    from remediator.domain.models import ClusterView, Incident, SafetyState
+    from remediator.domain.policy import Action, Matcher, Rule
+    from remediator.domain.safety import Safety
+
+    rule = Rule("reboot", (Matcher.parse('alertname="X"'),), (Action("cordon_node", {"node": "n1"}),
+                                                              Action("reboot_node", {"node": "n1"})))
+    incident = Incident("fp", NOW - dt.timedelta(seconds=5), {"alertname": "X", "node": "n1", "uuid": "GPU-a"}, id=99)
+    args = (incident, [rule], [], ClusterView(available=False), Safety(), SafetyState(), NOW)
+    d = decide(*args, repairs=[rec(1), rec(2), rec(3)], repair=S)
+    assert d.outcome == "blocked" and d.reason == "repair_exhausted" and "repaired 3 times" in d.detail
+    assert any(line.startswith("repeat_offenders: blocked (repair_exhausted)") for line in d.trace)
+    d = decide(*args, repairs=[rec(1), rec(2)], repair=S)
+    assert d.outcome == "act" and "repeat_offenders: ok: under 3 repairs of this node and GPU in 7 days" in d.trace
+
+
+def test_explain_prints_every_rail_for_each_step_of_the_xid_ladder(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    payload = tmp_path / "xid.json"
+    labels = {"alertname": "GpuXidCritical", "node": "gpu-node-1", "gpu": "3", "uuid": "GPU-abc", "xid": "79",
+              "severity": "critical", "remediation": "auto"}
+    payload.write_text(json.dumps({"version": "4", "status": "firing", "receiver": "vigil-remediator",
+                                   "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+                                   "externalURL": "", "groupKey": "x", "truncatedAlerts": 0, "alerts": [{
+                                       "status": "firing", "labels": labels, "annotations": {},
+                                       "startsAt": dt.datetime.now(dt.UTC).isoformat(), "endsAt": "",
+                                       "generatorURL": "", "fingerprint": "abc"}]}))
+    example = Path(__file__).resolve().parents[2] / "remediator/examples/vigil.yaml"
+    r = subprocess.run([sys.executable, "-m", "remediator.cli", "explain", "--config", str(example), str(payload)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                       env={**os.environ, "VIGIL_WEBHOOK_TOKEN": "t",
+                            "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "first: cordon_node(gpu-node-1), drain_node(gpu-node-1), reboot_node(gpu-node-1), " \
+           "validate_node(gpu-node-1), uncordon_node(gpu-node-1)" in out
+    assert "on_failure: replace_node(gpu-node-1)" in out
+    for rail in ("paused", "stale", "target", "ownership", "cooldown", "repeat_offenders", "breaker", "budgets"):
+        assert out.count(f"{rail}: ok") == 2, rail  # the first step and the on_failure step
