@@ -27,7 +27,8 @@ def helm(*args: str) -> subprocess.CompletedProcess:
 
 
 def render_chart(*values_files: Path, release: str = "vigil", namespace: str = "vigil", **sets: object) -> list[dict]:
-    args = ["template", release, str(CHART), "--namespace", namespace]
+    """What `helm install` would create, the CRDs of the chart's crds/ first."""
+    args = ["template", release, str(CHART), "--namespace", namespace, "--include-crds"]
     for f in values_files:
         args += ["-f", str(f)]
     for key, value in sets.items():
@@ -75,6 +76,9 @@ def normalized(obj: dict) -> dict:
                 v["configMap"]["name"] = _HASHED.sub("", v["configMap"]["name"])
         for c in pod["containers"]:
             c.pop("imagePullPolicy", None)
+        for term in pod.get("affinity", {}).get("podAntiAffinity", {}).get(
+                "requiredDuringSchedulingIgnoredDuringExecution", []):
+            term.pop("labelSelector", None)  # the pod's own labels: differ as the selectors do
         spec.pop("selector")
         spec.pop("template")
         out.update(spec=spec, pod=pod)

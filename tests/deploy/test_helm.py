@@ -25,50 +25,74 @@ def test_helm_lint_strict(values):
     assert "0 chart(s) failed" in r.stdout
 
 
-# What deploy/base has for leader election and the Kubernetes ledger (issue 15) and the chart does not
-# render yet: the chart's lead adds them (see test_chart_has_the_lease_role_and_the_crds).
-NOT_IN_CHART_YET = {("CustomResourceDefinition", "vigilincidents.vigil.io"),
-                    ("CustomResourceDefinition", "vigilstates.vigil.io"),
-                    ("Role", "vigil-remediator"), ("RoleBinding", "vigil-remediator")}
+LEASE_RULE = {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]}
+LEDGER_RULE = {"apiGroups": ["vigil.io"], "resources": ["vigilincidents", "vigilstates"],
+               "verbs": ["get", "list", "watch", "create", "update", "delete"]}
+CRDS = {("CustomResourceDefinition", "vigilincidents.vigil.io"), ("CustomResourceDefinition", "vigilstates.vigil.io")}
+# The chart's default backend is deploy/base's (kubernetes); sqlite is deploy/overlays/sqlite.
+LAYOUTS = {"kubernetes": "deploy/base", "sqlite": "deploy/overlays/sqlite"}
 
 
-def _kustomize_single_replica() -> list[dict]:
-    """The chart's default layout in kustomize: the SQLite overlay plus the operator objects
-    (deploy/prometheus-operator builds on deploy/base, which runs 3 replicas on the Kubernetes ledger)."""
+def _kustomize_with_operator(overlay: str) -> list[dict]:
+    """A kustomize layout plus the operator objects of deploy/prometheus-operator (which builds on deploy/base)."""
     operator = [o for f in ("monitors.yaml", "prometheusrule.yaml")
                 for o in yaml.safe_load_all((REPO / "deploy/prometheus-operator" / f).read_text()) if o]
-    return render_kustomize("deploy/overlays/sqlite") + operator
+    return render_kustomize(overlay) + operator
 
 
-def test_chart_and_kustomize_agree_on_what_matters():
-    """Same objects (kind and name), same images, commands, args, probes, security contexts, volumes,
-    RBAC rules, config files, monitors and rules: the two install paths cannot drift apart silently."""
-    chart = {(o["kind"], o["metadata"]["name"]): normalized(o) for o in render_chart(prometheusOperator__enabled=True)}
-    kust = {(o["kind"], o["metadata"]["name"]): o for o in _kustomize_single_replica()}
+@pytest.mark.parametrize("backend", sorted(LAYOUTS))
+def test_chart_and_kustomize_agree_on_what_matters(backend):
+    """Same objects (kind and name), same images, commands, args, probes, security contexts, affinity, volumes,
+    RBAC rules (the Lease Role too), CRDs, config files, monitors and rules: the two install paths cannot drift
+    apart silently. One difference, on purpose: with sqlite the chart's Role grants only the Lease, while
+    deploy/overlays/sqlite keeps deploy/base's ledger grants (unused there)."""
+    objs = render_chart(prometheusOperator__enabled=True, remediator__ledger__backend=backend)
+    chart = {(o["kind"], o["metadata"]["name"]): normalized(o) for o in objs}
+    kust = {(o["kind"], o["metadata"]["name"]): o for o in _kustomize_with_operator(LAYOUTS[backend])}
     kust = {(k, normalized(o)["name"]): normalized(o) for (k, _), o in kust.items() if k != "Namespace"}
-    assert set(kust) >= NOT_IN_CHART_YET and not NOT_IN_CHART_YET & set(chart)
-    kust = {k: v for k, v in kust.items() if k not in NOT_IN_CHART_YET}
+    assert CRDS | {("Role", "vigil-remediator"), ("RoleBinding", "vigil-remediator")} <= set(chart)
+    if backend == "sqlite":
+        role = kust[("Role", "vigil-remediator")]
+        assert LEDGER_RULE in role["rules"]
+        role["rules"] = [r for r in role["rules"] if r != LEDGER_RULE]
     assert sorted(chart) == sorted(kust)
     for key in sorted(chart):
         assert chart[key] == kust[key], key
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: the chart does not yet render the remediator's Lease Role "
-                   "(leader election is on whenever Vigil acts, so an in-cluster remediator needs it) nor the "
-                   "VigilIncident/VigilState CRDs; strict: this fails once the chart has them, to drop the marker")
-def test_chart_has_the_lease_role_and_the_crds():
-    chart = {(o["kind"], o["metadata"]["name"]) for o in render_chart(prometheusOperator__enabled=True)}
-    assert chart >= NOT_IN_CHART_YET
+@pytest.mark.parametrize("backend", sorted(LAYOUTS))
+def test_chart_has_the_lease_role_and_the_crds(backend):
+    """Leader election is on whenever Vigil acts, so the remediator always gets the Lease (in its namespace
+    only); the ledger's objects only with the Kubernetes ledger. The CRDs come from the chart's crds/."""
+    objs = render_chart(remediator__ledger__backend=backend)
+    assert {(o["kind"], o["metadata"]["name"]) for o in objs} >= CRDS
+    roles = _by_kind(objs, "Role")
+    assert [r["metadata"]["name"] for r in roles] == ["vigil-remediator"]
+    assert roles[0]["metadata"]["namespace"] == "vigil"
+    assert roles[0]["rules"] == ([LEASE_RULE, LEDGER_RULE] if backend == "kubernetes" else [LEASE_RULE])
+    binding = _by_kind(objs, "RoleBinding")
+    assert len(binding) == 1 and binding[0]["metadata"]["namespace"] == "vigil"
+    assert binding[0]["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                     "name": "vigil-remediator"}
+    assert binding[0]["subjects"] == [{"kind": "ServiceAccount", "name": "vigil-remediator", "namespace": "vigil"}]
+
+
+def test_the_charts_crds_are_deploy_crds_byte_for_byte():
+    """One source of truth: deploy/crds/vigil.io.yaml; the chart ships a copy (Helm reads crds/ untemplated)."""
+    chart, source = REPO / "deploy/helm/vigil/crds/vigil.io.yaml", REPO / "deploy/crds/vigil.io.yaml"
+    assert chart.read_bytes() == source.read_bytes(), f"stale copy: cp {source.relative_to(REPO)} {chart.parent}/"
+    assert sorted(p.name for p in chart.parent.iterdir()) == ["vigil.io.yaml"]
 
 
 def test_default_values_render_no_secret_and_no_operator_objects():
     objs = render_chart()
     kinds = {o["kind"] for o in objs}
-    assert {"DaemonSet", "Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Service",
-            "PodDisruptionBudget", "PersistentVolumeClaim"} <= kinds
-    assert not kinds & {"Secret", "PodMonitor", "ServiceMonitor", "PrometheusRule", "AlertmanagerConfig", "Namespace"}
+    assert {"DaemonSet", "Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+            "ConfigMap", "Service", "PodDisruptionBudget", "CustomResourceDefinition"} <= kinds
+    assert not kinds & {"Secret", "PodMonitor", "ServiceMonitor", "PrometheusRule", "AlertmanagerConfig", "Namespace",
+                        "PersistentVolumeClaim"}
     remediator = next(o for o in _by_kind(objs, "Deployment") if o["metadata"]["name"] == "vigil-remediator")
-    assert remediator["spec"]["replicas"] == 1 and remediator["spec"]["strategy"]["type"] == "Recreate"
+    assert remediator["spec"]["replicas"] == 3 and remediator["spec"]["strategy"]["type"] == "RollingUpdate"
     token = next(v for v in remediator["spec"]["template"]["spec"]["volumes"] if v["name"] == "token")
     assert token["secret"]["secretName"] == "vigil-webhook-token"
 
@@ -124,21 +148,46 @@ def test_alertmanager_config_in_alertmanagers_namespace_gets_its_own_copy_of_a_c
     assert set(secrets) == {"vigil", "monitoring"} and len(set(secrets.values())) == 1
 
 
-def test_kubernetes_ledger_runs_replicas_with_a_lease_and_no_volume():
-    objs = render_chart(remediator__ledger__backend="kubernetes", remediator__replicas=3)
-    dep = next(o for o in _by_kind(objs, "Deployment") if o["metadata"]["name"] == "vigil-remediator")
-    assert dep["spec"]["replicas"] == 3 and dep["spec"]["strategy"]["type"] == "RollingUpdate"
+def _remediator(objs: list[dict], kind: str) -> dict:
+    return next(o for o in _by_kind(objs, kind) if o["metadata"]["name"].startswith("vigil-remediator"))
+
+
+def test_kubernetes_ledger_by_default_runs_three_replicas_on_different_nodes_with_no_volume():
+    objs = render_chart()
+    dep = _remediator(objs, "Deployment")
+    assert dep["spec"]["replicas"] == 3
+    assert dep["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 1}}
+    anti = dep["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert list(anti) == ["requiredDuringSchedulingIgnoredDuringExecution"]
+    term = anti["requiredDuringSchedulingIgnoredDuringExecution"][0]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+    assert _remediator(objs, "PodDisruptionBudget")["spec"]["minAvailable"] == 2
     assert not _by_kind(objs, "PersistentVolumeClaim")
     assert "ledger" not in {v["name"] for v in dep["spec"]["template"]["spec"]["volumes"]}
-    role = _by_kind(objs, "Role")[0]
-    assert {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-            "verbs": ["get", "create", "update"]} in role["rules"]
-    cm = next(o for o in _by_kind(objs, "ConfigMap") if o["metadata"]["name"] == "vigil-remediator-config")
+    cm = _remediator(objs, "ConfigMap")
     assert yaml.safe_load(cm["data"]["vigil.yaml"])["ledger"] == {"backend": "kubernetes", "namespace": "vigil"}
+    other = render_chart(namespace="ops")
+    cm = _remediator(other, "ConfigMap")
+    assert yaml.safe_load(cm["data"]["vigil.yaml"])["ledger"] == {"backend": "kubernetes", "namespace": "ops"}
+    assert _remediator(render_chart(remediator__replicas=5), "PodDisruptionBudget")["spec"]["minAvailable"] == 4
+
+
+def test_sqlite_ledger_runs_one_replica_with_its_volume_and_recreate():
+    objs = render_chart(remediator__ledger__backend="sqlite")
+    dep = _remediator(objs, "Deployment")
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"] == {"type": "Recreate"}
+    assert "podAntiAffinity" not in dep["spec"]["template"]["spec"]["affinity"]
+    assert _remediator(objs, "PodDisruptionBudget")["spec"] == {
+        "maxUnavailable": 1, "selector": dep["spec"]["selector"]}
+    assert [p["metadata"]["name"] for p in _by_kind(objs, "PersistentVolumeClaim")] == ["vigil-ledger"]
+    cm = _remediator(objs, "ConfigMap")
+    assert yaml.safe_load(cm["data"]["vigil.yaml"])["ledger"] == {"path": "/var/lib/vigil/ledger.db"}
 
 
 @pytest.mark.parametrize(("sets", "message"), [
-    ({"remediator__replicas": 2}, "needs remediator.ledger.backend=kubernetes"),
+    ({"remediator__ledger__backend": "sqlite", "remediator__replicas": 2},
+     "needs remediator.ledger.backend=kubernetes"),
     ({"remediator__ledger__backend": "etcd"}, "value must be one of 'sqlite', 'kubernetes'"),  # values.schema.json
     ({"remediator__config__ledger__path": "/x.db"}, "remediator.config.ledger is set by the chart"),
     ({"gpuExporter__alertmanagerUrls[0]": "am:9093"}, "/gpuExporter/alertmanagerUrls/0"),
@@ -152,9 +201,11 @@ def test_values_that_cannot_work_fail_the_render_with_a_message(sets, message):
     assert r.returncode != 0 and message in r.stderr, r.stdout[-500:] + r.stderr
 
 
+@pytest.mark.parametrize("backend", sorted(LAYOUTS))
 @pytest.mark.parametrize("values", [[], [KPS_VALUES]], ids=["default", "kube-prometheus-stack"])
-def test_the_remediator_config_the_chart_renders_passes_check_config(tmp_path, values):
-    cm = next(o for o in render_chart(*values) if o["kind"] == "ConfigMap" and "remediator" in o["metadata"]["name"])
+def test_the_remediator_config_the_chart_renders_passes_check_config(tmp_path, values, backend):
+    cm = next(o for o in render_chart(*values, remediator__ledger__backend=backend)
+              if o["kind"] == "ConfigMap" and "remediator" in o["metadata"]["name"])
     token = tmp_path / "token"
     token.write_text("t")
     config = tmp_path / "vigil.yaml"
@@ -174,13 +225,19 @@ def _dry_run(cp, objs: list[dict]) -> str:
 
 
 @pytest.mark.k8s
+@pytest.mark.parametrize("backend", sorted(LAYOUTS))
 @pytest.mark.parametrize("values", [[], [KPS_VALUES]], ids=["default", "kube-prometheus-stack"])
-def test_server_side_dry_run_of_the_rendered_chart(k8s_api, values):
+def test_server_side_dry_run_of_the_rendered_chart(k8s_api, values, backend):
+    """Everything `helm install` creates, the CRDs first (as Helm installs crds/ before the templates)."""
     kubectl = [str(bins.binary("kubectl")), "--kubeconfig", str(k8s_api.kubeconfig)]
     install_operator_crds(k8s_api)
     for ns in ("vigil", "monitoring"):
         subprocess.run([*kubectl, "create", "namespace", ns], capture_output=True, timeout=60)
-    objs = render_chart(*values, alertmanagerConfig__namespace="monitoring") if values else render_chart()
+    sets = {"remediator__ledger__backend": backend}
+    if values:
+        sets["alertmanagerConfig__namespace"] = "monitoring"
+    objs = render_chart(*values, **sets)
+    assert [o["kind"] for o in objs[:2]] == ["CustomResourceDefinition"] * 2
     out = _dry_run(k8s_api, objs)
     for o in objs:
         assert f"{o['metadata']['name']} serverside-applied (server dry run)" in out, (o["kind"], out)

@@ -70,7 +70,7 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- if not (has $r.ledger.backend (list "sqlite" "kubernetes")) -}}
 {{- fail (printf "remediator.ledger.backend must be sqlite or kubernetes, not %q" $r.ledger.backend) -}}
 {{- end -}}
-{{- if and (eq $r.ledger.backend "sqlite") (gt (int $r.replicas) 1) -}}
+{{- if and (eq $r.ledger.backend "sqlite") (gt (include "vigil.remediatorReplicas" . | int) 1) -}}
 {{- fail "remediator.replicas > 1 needs remediator.ledger.backend=kubernetes (an SQLite ledger has one writer)" -}}
 {{- end -}}
 {{- range $k := list "server" "auth" "ledger" -}}
@@ -80,5 +80,15 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 {{- if and .Values.alertmanagerConfig.enabled (not $r.enabled) -}}
 {{- fail "alertmanagerConfig.enabled routes to the remediator: enable remediator too" -}}
+{{- end -}}
+{{- end -}}
+
+{{- /* The remediator's replicas: remediator.replicas, or (null) 3 with the kubernetes ledger, 1 with sqlite. */}}
+{{- define "vigil.remediatorReplicas" -}}
+{{- $r := .Values.remediator -}}
+{{- if kindIs "invalid" $r.replicas -}}
+{{- ternary 3 1 (eq $r.ledger.backend "kubernetes") -}}
+{{- else -}}
+{{- $r.replicas | int -}}
 {{- end -}}
 {{- end -}}
