@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from kubernetes import client
 from kubernetes.client.rest import ApiException
@@ -136,20 +136,9 @@ class LeaseElector:
         if not mine:
             lease.spec.acquire_time = now
             lease.spec.lease_transitions = rec.transitions + 1
-        try:  # carries metadata.resourceVersion from the read: never a blind write
-            written = self.coord.replace_namespaced_lease(s.name, s.namespace, lease, _request_timeout=s.retry_period)
-        except ApiException as exc:
-            if exc.status == 409:
-                return "other"
-            log.warning("lease %s/%s: update failed: %s %s", s.namespace, s.name, exc.status, exc.reason)
-            return "error"
-        except Exception as exc:
-            log.warning("lease %s/%s: update failed: %s", s.namespace, s.name, type(exc).__name__)
-            return "error"
-        with self._lock:
-            self._observed, self._observed_at = _record(written), self._clock()
-            self._term = self._observed.transitions
-        return "held"
+        # carries metadata.resourceVersion from the read: never a blind write
+        return self._write("update", lambda: self.coord.replace_namespaced_lease(
+            s.name, s.namespace, lease, _request_timeout=s.retry_period))
 
     def _create(self, now: dt.datetime) -> str:
         s = self.settings
@@ -157,15 +146,22 @@ class LeaseElector:
                               spec=client.V1LeaseSpec(holder_identity=self.identity, acquire_time=now, renew_time=now,
                                                       lease_duration_seconds=math.ceil(s.lease_duration),
                                                       lease_transitions=0))
+        return self._write("create", lambda: self.coord.create_namespaced_lease(
+            s.namespace, body, _request_timeout=s.retry_period))
+
+    def _write(self, what: str, call: Callable[[], Any]) -> str:
+        """One create or compare-and-swap update: "held" when it landed, "other" on 409 (another
+        candidate wrote first), "error" otherwise; a landed write becomes the observed record."""
+        s = self.settings
         try:
-            written = self.coord.create_namespaced_lease(s.namespace, body, _request_timeout=s.retry_period)
+            written = call()
         except ApiException as exc:
             if exc.status == 409:
                 return "other"
-            log.warning("lease %s/%s: create failed: %s %s", s.namespace, s.name, exc.status, exc.reason)
+            log.warning("lease %s/%s: %s failed: %s %s", s.namespace, s.name, what, exc.status, exc.reason)
             return "error"
         except Exception as exc:
-            log.warning("lease %s/%s: create failed: %s", s.namespace, s.name, type(exc).__name__)
+            log.warning("lease %s/%s: %s failed: %s", s.namespace, s.name, what, type(exc).__name__)
             return "error"
         with self._lock:
             self._observed, self._observed_at = _record(written), self._clock()
