@@ -145,32 +145,30 @@ def after_verification(result: CheckResult, rule: Rule) -> str:
 
 def plan_escalation(incident: Incident, rule: Rule, index: int, world: World) -> Decision:
     """Escalation step `index` of the rule's ladder, through the same rails as a first action."""
-    trace = [f"escalation step {index + 1} of {len(rule.escalate.steps)}: verification did not hold"]
-    if incident.alert_status != "firing":
-        trace.append("resolved: never escalate after the alert resolved")
-        return Decision("resolved", rule.name, reason="resolved", detail="the alert resolved", trace=tuple(trace),
-                        kind="escalation")
-    try:
-        planned = render(rule.escalate.steps[index:index + 1], incident)
-    except TemplateFailure as exc:
-        trace.append(f"blocked (template_error): {exc}")
-        return Decision("blocked", rule.name, reason="template_error", detail=str(exc), trace=tuple(trace),
-                        kind="escalation")
-    return plan_step(Step("escalation", incident, rule, planned), world, trace)
+    return _plan_ladder_step(
+        "escalation", rule.escalate.steps, index, incident, rule, world,
+        why="verification did not hold", resolved="never escalate after the alert resolved")
 
 
 def plan_on_failure(incident: Incident, rule: Rule, index: int, world: World) -> Decision:
     """Step `index` of the rule's on_failure ladder (an action failed: replace, or stop and mark),
     through the same rails as a first action."""
-    trace = [f"on_failure step {index + 1} of {len(rule.on_failure)}: an action of the ladder failed"]
+    return _plan_ladder_step(
+        "on_failure", rule.on_failure, index, incident, rule, world,
+        why="an action of the ladder failed", resolved="never continue a ladder after the alert resolved")
+
+
+def _plan_ladder_step(kind: str, steps: Sequence[Action], index: int, incident: Incident, rule: Rule, world: World, *,
+                      why: str, resolved: str) -> Decision:
+    trace = [f"{kind} step {index + 1} of {len(steps)}: {why}"]
     if incident.alert_status != "firing":
-        trace.append("resolved: never continue a ladder after the alert resolved")
+        trace.append(f"resolved: {resolved}")
         return Decision("resolved", rule.name, reason="resolved", detail="the alert resolved", trace=tuple(trace),
-                        kind="on_failure")
+                        kind=kind)
     try:
-        planned = render(rule.on_failure[index:index + 1], incident)
+        planned = render(steps[index:index + 1], incident)
     except TemplateFailure as exc:
         trace.append(f"blocked (template_error): {exc}")
         return Decision("blocked", rule.name, reason="template_error", detail=str(exc), trace=tuple(trace),
-                        kind="on_failure")
-    return plan_step(Step("on_failure", incident, rule, planned), world, trace)
+                        kind=kind)
+    return plan_step(Step(kind, incident, rule, planned), world, trace)
