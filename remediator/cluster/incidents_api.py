@@ -9,7 +9,8 @@ answers 503 and retries, it never guesses."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
@@ -31,46 +32,43 @@ def _unavailable(exc: Exception, what: str) -> ConnectionError:
     return ConnectionError(f"{what}: {type(exc).__name__}: {exc}")
 
 
+_ABSENT = object()  # an expected "not there" / "someone else won" answer
+
+
 class IncidentsAPI:
     def __init__(self, api_client: object, namespace: str, *, timeout: float = 10.0) -> None:
         self.custom = client.CustomObjectsApi(api_client)
         self.namespace, self.timeout = namespace, timeout
 
-    def create(self, plural: str, body: dict) -> dict | None:
+    def _call(self, what: str, expected: tuple[int, ...], fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+        """One API call: _ABSENT for an expected status (409 on create, 404 on get...), ConnectionError
+        (the backend cannot be written or read) for anything else."""
         try:
-            return self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, body,
-                                                               field_manager=FIELD_MANAGER,
-                                                               _request_timeout=self.timeout)
+            return fn(GROUP, VERSION, self.namespace, *args, _request_timeout=self.timeout, **kw)
         except ApiException as exc:
-            if exc.status == 409:  # AlreadyExists: another replica (or an earlier delivery) created it
-                return None
-            raise _unavailable(exc, f"create {plural}") from exc
+            if exc.status in expected:
+                return _ABSENT
+            raise _unavailable(exc, what) from exc
         except Exception as exc:
-            raise _unavailable(exc, f"create {plural}") from exc
+            raise _unavailable(exc, what) from exc
+
+    def create(self, plural: str, body: dict) -> dict | None:
+        # 409 AlreadyExists: another replica (or an earlier delivery) created it
+        got = self._call(f"create {plural}", (409,), self.custom.create_namespaced_custom_object, plural, body,
+                         field_manager=FIELD_MANAGER)
+        return None if got is _ABSENT else got
 
     def replace(self, plural: str, body: dict) -> dict | None:
         name = body["metadata"]["name"]
-        try:  # body carries metadata.resourceVersion: the apiserver compares and swaps
-            return self.custom.replace_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name, body,
-                                                                field_manager=FIELD_MANAGER,
-                                                                _request_timeout=self.timeout)
-        except ApiException as exc:
-            if exc.status in (404, 409):  # Conflict: someone else wrote first; 404: deleted meanwhile
-                return None
-            raise _unavailable(exc, f"replace {plural}/{name}") from exc
-        except Exception as exc:
-            raise _unavailable(exc, f"replace {plural}/{name}") from exc
+        # body carries metadata.resourceVersion: the apiserver compares and swaps.
+        # 409 Conflict: someone else wrote first; 404: deleted meanwhile
+        got = self._call(f"replace {plural}/{name}", (404, 409), self.custom.replace_namespaced_custom_object,
+                         plural, name, body, field_manager=FIELD_MANAGER)
+        return None if got is _ABSENT else got
 
     def get(self, plural: str, name: str) -> dict | None:
-        try:
-            return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name,
-                                                            _request_timeout=self.timeout)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise _unavailable(exc, f"get {plural}/{name}") from exc
-        except Exception as exc:
-            raise _unavailable(exc, f"get {plural}/{name}") from exc
+        got = self._call(f"get {plural}/{name}", (404,), self.custom.get_namespaced_custom_object, plural, name)
+        return None if got is _ABSENT else got
 
     def list(self, plural: str) -> tuple[list[dict], str]:
         items, token = [], None
@@ -86,16 +84,9 @@ class IncidentsAPI:
             raise _unavailable(exc, f"list {plural}") from exc
 
     def delete(self, plural: str, name: str) -> bool:
-        try:
-            self.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, name,
-                                                        _request_timeout=self.timeout)
-            return True
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise _unavailable(exc, f"delete {plural}/{name}") from exc
-        except Exception as exc:
-            raise _unavailable(exc, f"delete {plural}/{name}") from exc
+        got = self._call(f"delete {plural}/{name}", (404,), self.custom.delete_namespaced_custom_object,
+                         plural, name)
+        return got is not _ABSENT
 
     def watch(self, plural: str, resource_version: str, timeout: int) -> Iterator[tuple[str, dict]]:
         """Events after `resource_version` for up to `timeout` seconds; ("ERROR", status) on 410 Gone."""
