@@ -293,7 +293,7 @@ class Kube:
                 if exc.status != 409:  # 409: written before (by an earlier attempt or before a restart)
                     raise
 
-        try:
-            self.attempt(f"event {reason}", create, deadline=self.retrier.policy.request_timeout)
+        try:  # retried like any step of the action: a lost Event is lost for good (`kubectl describe`)
+            self.attempt(f"event {reason}", create)
         except KubeError as exc:  # an Event is a courtesy; the audit record is the record
             log.warning("could not record event %s on %s: %s", reason, obj.metadata.name, exc)

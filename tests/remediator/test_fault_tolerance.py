@@ -157,7 +157,7 @@ def test_100_incidents_behind_a_proxy_faulting_30_percent_of_requests(k8s_cluste
     events = core.list_namespaced_event("default", field_selector="reason=VigilCordon").items
     per_node = Counter(e.involved_object.name for e in events if e.involved_object.name in nodes)
     assert max(per_node.values()) == 1, per_node  # an Event per cordon, never two
-    assert len(per_node) >= 98
+    assert done <= set(per_node), done - set(per_node)  # Events are retried like the cordon: none lost
     ledger.close()
     for n in names:
         core.delete_node(n)
