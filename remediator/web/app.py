@@ -58,6 +58,10 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
     @app.post("/webhook/alertmanager")
     @require("intake")
     def webhook():
+        with engine.intake.busy():  # the engine holds off its decisions meanwhile
+            return _webhook()
+
+    def _webhook():
         body = request.get_data(cache=False)  # 413 above MAX_CONTENT_LENGTH
         try:
             note = parse(body)
