@@ -128,7 +128,8 @@ class Engine:
         self.notifier.stop(timeout=max(deadline - time.monotonic(), 0.5))  # what is queued gets its chance
 
     def wake(self) -> None:
-        self._wake.set()
+        if not self._wake.is_set():  # every webhook wakes the engine: the common case is already awake
+            self._wake.set()
 
     # ---- safety state shared with the API -------------------------------------------------
 
