@@ -3,6 +3,7 @@ unknown keys are errors too (a typo in a safety setting must not pass silently).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -175,7 +176,7 @@ def _min_available(sec: Section) -> int | str | None:
         value = float(text[:-1]) if text.endswith("%") else int(text)
     except ValueError:
         value = -1
-    if isinstance(raw, bool) or value < 0 or (text.endswith("%") and value > 100):
+    if isinstance(raw, bool) or not math.isfinite(value) or value < 0 or (text.endswith("%") and value > 100):
         sec.fail("min_available", f"a number of replicas or a percentage such as '50%', got {raw!r}")
         return None
     return text if text.endswith("%") else int(text)

@@ -9,6 +9,7 @@ error keeps the mapping and key it is about, which `Marks` turns into a YAML pat
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -107,6 +108,9 @@ class Section:
             return None
         if isinstance(v, bool) or not isinstance(v, int | float) or (integer and not isinstance(v, int)):
             self.fail(k, f"expected {'an integer' if integer else 'a number'}, got {v!r}")
+            return default
+        if not math.isfinite(v):  # .nan compares false with every limit it is meant to be
+            self.fail(k, f"expected a finite number, got {v!r}")
             return default
         if v < minimum:
             self.fail(k, f"must be at least {minimum}")
