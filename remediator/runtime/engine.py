@@ -97,7 +97,7 @@ class Engine:
                                         on_exhausted=metrics.repairs_exhausted.inc, clock=clock)
         self.runner = Runner(ledger, kube, metrics, clock, deadlines=config.action_deadlines,
                              notify=self.notifier.notify, leader=self.leader, repair=self.repair,
-                             rails=self.repair_rails)
+                             rails=self.repair_rails, held=self._held)
         ops = ClusterOps(kube, deadlines=config.action_deadlines, leader=self.leader,
                          repair=self.repair) if kube is not None else None
         self.followup = Followup(ledger=ledger, runner=self.runner, ops=ops,
@@ -160,6 +160,15 @@ class Engine:
 
     def pause(self) -> pausing.Pause:
         return pausing.read(self.ledger)
+
+    def _held(self) -> tuple[str, str] | None:
+        """Why no planned action may run now, if it may not: the global pause or dry-run, read
+        afresh (a plan stored before a restart or a pause must not outlive it)."""
+        if self.config.safety.dry_run:
+            return "dry_run", "dry-run is on; the plan was made before it was"
+        if self.safety_state(self.clock()).paused:
+            return "paused", self.pause().describe()
+        return None
 
     # ---- the loop -----------------------------------------------------------------------------
 

@@ -74,6 +74,9 @@ class Runner:
     leader: Leadership = field(default_factory=AlwaysLeader)
     repair: RepairContext | None = None
     rails: RepairRails | None = None  # repeat offenders and silences around repairs
+    # (reason, detail) when nothing may change the cluster now (paused, dry-run), checked right before each
+    # action: a plan made earlier (before a restart, or while a long drain ran) must not outlive a stop
+    held: Callable[[], tuple[str, str] | None] = lambda: None
 
     def run_action(self, incident_id: int, action_id: int) -> Outcome | None:
         """Claim, execute and record one action; None if it was cancelled or already finished, or if
@@ -89,7 +92,10 @@ class Runner:
         except NotLeader as exc:
             log.warning("incident %d: not acting on %s(%s): %s", incident_id, row.type, row.target, exc)
             return None
-        if self.kube is None:
+        stop = self.held()
+        if stop is not None:
+            outcome = Outcome("blocked", f"not run: {stop[1]}", reason=stop[0])
+        elif self.kube is None:
             outcome = Outcome("failed", "no Kubernetes client", reason="no_cluster")
         else:
             outcome = self._execute(incident_id, incident, row)
