@@ -60,6 +60,9 @@ class World:
     guard: CheckResult | None = None
     repairs: Sequence[RepairRecord] = ()  # repair attempts in the repeat-offender window (from the ledger)
     repair: RepairSettings | None = None  # None: repeat offenders not checked (no ledger at hand)
+    # the engine acts on this plan: an unavailable cluster view defers it instead of skipping the cluster rails
+    # (`explain` without a cluster leaves it False and shows what the other rails say)
+    needs_cluster: bool = False
 
     def live(self) -> list[PastAction]:
         counted = (*LIVE_STATES, "dry_run") if self.dry_run else LIVE_STATES
@@ -134,6 +137,9 @@ def min_firing(step: Step, world: World) -> Verdict:
 
 def target(step: Step, world: World) -> Verdict:
     cluster = world.cluster
+    if not cluster.available and world.needs_cluster:
+        return Verdict(False, "the cluster view is unavailable: target, ownership, availability, node pause and "
+                       "budget cannot be checked; not acting blind", reason="cluster_unavailable", outcome="defer")
     if not cluster.available:
         return ok("cluster view unavailable; targets not checked")
     for p in step.actions:

@@ -326,7 +326,7 @@ class Engine:
         window = dt.timedelta(seconds=self.config.history_window)
         return World(self._cluster_view(), self.ledger.history(now - window), self.config.safety,
                      self.safety_state(now), now, self.config.safety.dry_run, repairs=self.repair_history(now),
-                     repair=self.config.repair)
+                     repair=self.config.repair, needs_cluster=self.kube is not None)
 
     def _guard(self, incident: Incident) -> CheckResult | None:
         rule = next((r for r in self.config.rules if r.matches(incident.labels)), None)
