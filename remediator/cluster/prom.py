@@ -5,18 +5,32 @@ Prometheus is asked to give up at the same time. No automatic retries (the clien
 retry a hung server three times with backoff): a check that does not answer in time is unknown,
 and the rule's mode decides. After Prometheus failed to answer (timeout, refused, reset), checks in
 the next `timeout` seconds are unknown at once: a hung Prometheus costs one timeout per window,
-not one per incident, so the incidents queued behind a guarded one are not held up."""
+not one per incident, so the incidents queued behind a guarded one are not held up.
+
+The HTTP client's timeout is per socket read, so a server (or a proxy) that sends a byte now and
+then never times out. Each query therefore runs on a daemon thread of its own and is given up
+`timeout` after it started; a given-up query keeps its thread until the server lets go, and while
+every thread is held that way further checks are unknown at once (never more than MAX_QUERIES threads)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 
 import requests
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
 from remediator.domain.models import CheckResult
+
+MAX_QUERIES = 4  # queries in flight at once (the engine's guard plus verifications on the action workers)
+
+
+class QueryTimeout(requests.Timeout):
+    """The whole query took longer than `timeout` (the body trickled, or every slot is held)."""
 
 
 class PromChecker:
@@ -26,7 +40,32 @@ class PromChecker:
         self._timeout = timeout
         self._clock = clock
         self._down: tuple[float, str] | None = None  # when it last failed to answer, and how
+        self._slots = threading.BoundedSemaphore(MAX_QUERIES)
         self.url = url
+
+    def _query(self, query: str) -> list:
+        """custom_query, given up `timeout` after it started, whatever the server does."""
+        if not self._slots.acquire(blocking=False):
+            raise QueryTimeout(f"{MAX_QUERIES} earlier queries are still unanswered")
+        future: Future = Future()
+
+        def run() -> None:  # a daemon thread: a hung query never holds up the process's exit
+            try:
+                future.set_result(self._prom.custom_query(query, params={"timeout": f"{self._timeout:g}"}))
+            except BaseException as exc:
+                future.set_exception(exc)
+            finally:
+                self._slots.release()
+
+        try:
+            threading.Thread(target=run, name="vigil-prom", daemon=True).start()
+        except BaseException:
+            self._slots.release()
+            raise
+        try:
+            return future.result(timeout=self._timeout)
+        except FutureTimeout as exc:
+            raise QueryTimeout(f"no complete answer within {self._timeout:g} s") from exc
 
     def check(self, query: str) -> CheckResult:
         """Holds when the query returns at least one sample (as an alert expression does); unknown when
@@ -35,7 +74,7 @@ class PromChecker:
             return CheckResult.of(None, f"Prometheus at {self.url} did not answer {self._clock() - self._down[0]:.0f}"
                                         f" s ago ({self._down[1]}); not asked again yet")
         try:
-            result = self._prom.custom_query(query, params={"timeout": f"{self._timeout:g}"})  # seconds
+            result = self._query(query)
         except Exception as exc:  # unreachable, hung, bad query, HTTP errors: the rule's mode decides
             if isinstance(exc, requests.ConnectionError | requests.Timeout):
                 self._down = (self._clock(), type(exc).__name__)
@@ -48,7 +87,7 @@ class PromChecker:
     def series(self, query: str) -> list[dict[str, str]] | None:
         """The label sets the query returns; None when Prometheus could not answer."""
         try:
-            result = self._prom.custom_query(query, params={"timeout": f"{self._timeout:g}"})
+            result = self._query(query)
         except Exception:
             return None
         return [dict(r.get("metric", {})) for r in result]
