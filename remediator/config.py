@@ -75,6 +75,12 @@ def _action(a: Any, aw: str) -> Action:
         compiled = {k: compile_template(v, f"{aw}.params.{k}") for k, v in params.items()}
     except PolicyError as exc:
         raise ConfigError(str(exc), at=(a, "params")) from exc
+    amount = params.get(spec.amount_param) if spec.amount_param else None
+    if amount is not None and not (isinstance(amount, str) and ("{{" in amount or "{%" in amount)):
+        try:  # a fixed amount is checked now; a templated one when it is rendered (blocked if bad)
+            spec.amount_of(params)
+        except ValueError as exc:
+            raise ConfigError(f"{aw}.params: {exc}", at=(params, spec.amount_param)) from exc
     return Action(a["type"], compiled)
 
 

@@ -11,6 +11,7 @@ Adding an action is one `ACTIONS.declare(...)` here and one `@EXECUTORS.bind(...
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -76,7 +77,10 @@ class ActionType:
         if self.amount_param is None:
             return 0.0
         value = params.get(self.amount_param)
-        return float(self.amount_default if value in (None, "") else value)
+        amount = float(self.amount_default if value in (None, "") else value)
+        if not math.isfinite(amount) or amount < 0:  # NaN would pass every budget; a negative one lowers it
+            raise ValueError(f"{self.name}: {self.amount_param} must be a finite number >= 0, got {value!r}")
+        return amount
 
 
 class Registry(Mapping[str, ActionType]):

@@ -55,7 +55,11 @@ def render(actions: Sequence[Action], incident: Incident) -> tuple[PlannedAction
         except jinja2.TemplateError as exc:
             raise TemplateFailure(f"a parameter template failed: {exc}") from exc
         spec = ACTIONS[action.type]
-        p = PlannedAction(action.type, spec.target_of(params), params, amount=spec.amount_of(params))
+        try:
+            amount = spec.amount_of(params)
+        except ValueError as exc:
+            raise TemplateFailure(str(exc)) from exc
+        p = PlannedAction(action.type, spec.target_of(params), params, amount=amount)
         if not all(p.target.split("/")):
             raise TemplateFailure(f"{p.type}: the target rendered empty ({p.target!r})")
         planned.append(p)
