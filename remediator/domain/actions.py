@@ -38,6 +38,8 @@ class ActionType:
     amount_param / amount_default: for traffic_shift, the param giving the percentage moved.
     repair: a hardware repair (GPU reset, reboot, replacement): counted by the repeat-offender rule.
     silenced: a planned disruption: an Alertmanager silence for the node is held around it.
+    evicts: it empties the node (a drain, a reboot that drains first, a replacement): the paused rail
+        checks the namespaces of the pods on it.
     """
     name: str
     required: tuple[str, ...]
@@ -53,6 +55,7 @@ class ActionType:
     amount_default: float = 0.0
     repair: bool = False
     silenced: bool = False
+    evicts: bool = False
 
     def __post_init__(self) -> None:
         if self.target_kind not in TARGET_KINDS:
@@ -118,14 +121,15 @@ ACTIONS.declare(ActionType("uncordon_node", ("node",), ("only_incident",), undoe
 ACTIONS.declare(ActionType("taint_node", ("node",), ("key", "value", "effect"), removes_node=True,
                            budget="nodes"))
 ACTIONS.declare(ActionType("drain_node", ("node",), ("timeout", "force_after", "grace_period", "scope", "uuid"),
-                           removes_node=True, undo="uncordon_node", budget="nodes"))
+                           removes_node=True, undo="uncordon_node", budget="nodes", evicts=True))
 # Repairs (remediator/cluster/repair.py, providers.py). A reset takes one GPU, not the node, out.
 ACTIONS.declare(ActionType("reset_gpu", ("node", "uuid"), ("gpu", "image", "command", "timeout"), repair=True,
                            silenced=True))
 ACTIONS.declare(ActionType("reboot_node", ("node",), ("provider", "image", "command", "timeout", "drain_timeout"),
-                           removes_node=True, undo="uncordon_node", budget="nodes", repair=True, silenced=True))
+                           removes_node=True, undo="uncordon_node", budget="nodes", repair=True, silenced=True,
+                           evicts=True))
 ACTIONS.declare(ActionType("replace_node", ("node",), ("provider",), removes_node=True, budget="nodes",
-                           repair=True))
+                           repair=True, evicts=True))
 ACTIONS.declare(ActionType("validate_node", ("node",), ("uuid", "gpu", "image", "command", "timeout", "deadline")))
 ACTIONS.declare(ActionType("mark_rma_candidate", ("node",), ("reason",), removes_node=True, budget="nodes"))
 ACTIONS.declare(ActionType("restart_pod", _POD, ("allow_bare", "grace_period", "force_delete"), "pod", _POD,
