@@ -85,14 +85,14 @@ def _log_start_state(config: Config, engine) -> None:
 def cache_needs(config: Config):
     """What the cache must watch besides nodes, for every step a rule can take (first actions,
     escalation and on_failure steps): namespaces and pods for steps in a namespace or that empty a
-    node (the paused rail), Services and workloads for pod actions (availability)."""
+    node (the paused rail), Services and workloads for pod actions and scaling (availability)."""
     from remediator.cluster.cache import Needs
     from remediator.domain.actions import ACTIONS
 
     kinds = [ACTIONS[a.type] for r in config.rules for a in (*r.actions, *r.escalate.steps, *r.on_failure)]
     return Needs(namespaces=any("namespace" in k.params or k.evicts for k in kinds),
                  pods=any(k.targets_pod or k.evicts for k in kinds),
-                 services=any(k.targets_pod for k in kinds))
+                 services=any(k.targets_pod or k.name == "scale_deployment" for k in kinds))
 
 
 def _cache(config: Config, kube, metrics):

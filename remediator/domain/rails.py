@@ -213,14 +213,40 @@ def _pod_availability(p: PlannedAction, step: Step, cluster: ClusterView) -> str
     return ""
 
 
+def _int_param(params: dict, key: str, default: int) -> int:
+    v = params.get(key)
+    return default if v in (None, "") else int(v)
+
+
+def _scale_availability(p: PlannedAction, step: Step, cluster: ClusterView) -> str:
+    """A scale-down must keep min_available replicas (the executor's own clamp: min, default 0)."""
+    workload = f"Deployment/{p.target}"
+    w = cluster.workloads.get(workload)
+    if w is None:
+        return ""
+    try:
+        prm = p.params
+        target = _int_param(prm, "replicas", w.desired + _int_param(prm, "step", 0))
+        target = max(_int_param(prm, "min", 0), min(_int_param(prm, "max", 1000) or 1000, target))
+    except ValueError:
+        return ""  # the executor refuses bad parameters
+    need = min_available(step.rule.min_available, w.desired)
+    if target < w.desired and target < need:
+        return f"{workload}: scaling {w.desired} -> {target} replicas would go below min_available {need}"
+    return ""
+
+
 def availability(step: Step, world: World) -> Verdict:
     if not world.cluster.available:
         return ok("cluster view unavailable; availability not checked")
     for p in step.actions:
+        why = ""
         if ACTIONS[p.type].targets_pod:
             why = _pod_availability(p, step, world.cluster)
-            if why:
-                return block("availability", why)
+        elif p.type == "scale_deployment":
+            why = _scale_availability(p, step, world.cluster)
+        if why:
+            return block("availability", why)
     return ok("replicas and endpoints stay above min_available")
 
 
