@@ -26,6 +26,7 @@ from remediator.domain.models import CheckResult, ClusterView, Decision, Inciden
 from remediator.domain.rails import World
 from remediator.runtime import pause as pausing
 from remediator.runtime.followup import Followup
+from remediator.runtime.intake import IntakeGate
 from remediator.runtime.metrics import Metrics
 from remediator.runtime.notify import Notifier, decision_events
 from remediator.runtime.repairs import RepairRails
@@ -77,8 +78,9 @@ class Engine:
 
     def __init__(self, config: Config, ledger: Ledger, kube: Kube | None, metrics: Metrics,
                  clock: Callable[[], dt.datetime] = utcnow, cache: ClusterCache | None = None,
-                 leader: Leadership | None = None) -> None:
+                 leader: Leadership | None = None, intake: IntakeGate | None = None) -> None:
         self.config, self.ledger, self.kube, self.metrics, self.clock = config, ledger, kube, metrics, clock
+        self.intake = intake if intake is not None else IntakeGate()  # the web layer marks webhooks in flight
         self.leader = leader if leader is not None else AlwaysLeader()
         self.cache = cache  # decisions read it (no API request); without one, each view is LISTed
         self.prom = PromChecker(config.prometheus_url, config.prometheus_timeout) if config.prometheus_url else None
@@ -126,7 +128,8 @@ class Engine:
         self.notifier.stop(timeout=max(deadline - time.monotonic(), 0.5))  # what is queued gets its chance
 
     def wake(self) -> None:
-        self._wake.set()
+        if not self._wake.is_set():  # every webhook wakes the engine: the common case is already awake
+            self._wake.set()
 
     # ---- safety state shared with the API -------------------------------------------------
 
@@ -218,12 +221,14 @@ class Engine:
         ctx = _Context(self) if due else None
         decided: list[tuple[Incident, Decision]] = []
         for incident in due:
+            self.intake.yield_to_intake()
             if self._stop.is_set() or not self.leader.is_leader():
                 break
             try:
                 decided.append((incident, self._decide(incident, ctx)))
             except Exception as exc:  # this incident fails alone; the rest of the tick goes on
                 self.incident_failed(incident.id, "decide", exc)
+        self.intake.yield_to_intake()
         self._record(decided)
         if len(due) >= DUE_BATCH:
             self._wake.set()  # a backlog: the next tick starts at once
