@@ -229,6 +229,9 @@ class Engine:
             except Exception as exc:  # this incident fails alone; the rest of the tick goes on
                 self.incident_failed(incident.id, "decide", exc)
         self.intake.yield_to_intake()
+        if decided and not self.leader.is_leader():  # the lease ran out while deciding: the next leader
+            log.warning("leadership lost during a tick: %d decisions not stored", len(decided))  # decides afresh
+            return
         self._record(decided)
         if len(due) >= DUE_BATCH:
             self._wake.set()  # a backlog: the next tick starts at once
