@@ -160,6 +160,18 @@ def target(step: Step, world: World) -> Verdict:
     return ok("targets exist and are managed")
 
 
+def _still_needed(p: PlannedAction, step: Step, world: World) -> str:
+    """Another firing incident took this node out (its cordon may be this incident's, found
+    "already unschedulable"): undoing it would return a node that still has a fault to service."""
+    removes = set(ACTIONS.of("removes_node"))
+    others = sorted({a.incident_id for a in world.history if a.incident_firing and a.target == p.target and
+                     a.type in removes and a.state in LIVE_STATES and a.incident_id != step.incident.id})
+    if not others:
+        return ""
+    return (f"node {p.target} is still out of service for firing incident(s) {', '.join(map(str, others))}; "
+            "it is undone once they resolve")
+
+
 def ownership(step: Step, world: World) -> Verdict:
     if step.kind == "restore":
         mine = f"vigil:{step.incident.id}"
@@ -168,6 +180,8 @@ def ownership(step: Step, world: World) -> Verdict:
                          f"incident {step.incident.id}; Vigil never undoes what it does not own")
         return ok(f"incident {step.incident.id} still owns the change")
     for p in step.actions:
+        if ACTIONS[p.type].undoes and (why := _still_needed(p, step, world)):
+            return block("still_needed", why, outcome="defer" if step.kind == "uncordon" else "blocked")
         if not ACTIONS[p.type].undoes or not world.cluster.available:
             continue
         node = world.cluster.nodes.get(p.target)

@@ -220,7 +220,8 @@ def past_actions(obj: dict, since: str) -> list[PastAction]:
     return [PastAction(st["id"], a["rule"], a["type"], a["target"], from_ts(a["plannedAt"]), a["state"], firing,
                        a.get("workload", ""), a.get("amount", 0.0))
             for a in st["actions"]
-            if a["plannedAt"] >= since or a["state"] in ("planned", "running") or (a["state"] == "dry_run" and firing)]
+            if a["plannedAt"] >= since or a["state"] in ("planned", "running")
+            or (a["state"] in ("dry_run", "succeeded") and firing)]
 
 
 def repairs(obj: dict, since: str, types: tuple[str, ...]) -> list[RepairRecord]:
