@@ -147,6 +147,17 @@ def after_verification(result: CheckResult, rule: Rule) -> str:
     return "escalate"
 
 
+# Failures that say nothing about the node: the API refused or did not answer, the parameters or the
+# settings were wrong, this replica stopped leading. They do not continue an on_failure ladder.
+NOT_THE_NODE = frozenset({"api_error", "error", "bad_params", "not_configured", "unknown_action", "not_leader",
+                          "no_cluster", "interrupted"})
+
+
+def continues_ladder(reason: str) -> bool:
+    """Whether a failed action's reason is the node's failure (unknown is not failure)."""
+    return reason not in NOT_THE_NODE
+
+
 def plan_escalation(incident: Incident, rule: Rule, index: int, world: World) -> Decision:
     """Escalation step `index` of the rule's ladder, through the same rails as a first action."""
     return _plan_ladder_step(

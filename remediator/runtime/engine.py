@@ -21,7 +21,7 @@ from remediator.cluster.prom import PromChecker
 from remediator.cluster.repair import RepairContext
 from remediator.cluster.view import read_cluster_view
 from remediator.config import Config
-from remediator.domain.decide import decide, guard_query
+from remediator.domain.decide import continues_ladder, decide, guard_query
 from remediator.domain.models import CheckResult, ClusterView, Decision, Incident, PastAction, SafetyState
 from remediator.domain.rails import World
 from remediator.runtime import pause as pausing
@@ -390,7 +390,7 @@ class Engine:
             outcome = self.run_action(incident_id, action_id)
             if outcome is not None and outcome.state != "succeeded":
                 ok = False
-                if outcome.state == "failed" and not self._stop.is_set():
+                if outcome.state == "failed" and continues_ladder(outcome.reason) and not self._stop.is_set():
                     self.followup.on_failure(incident_id)  # the ladder goes on (replace) or stops and marks
                 break
         if ok and not self._stop.is_set() and self.leader.is_leader():
