@@ -83,10 +83,15 @@ class Runner:
         this replica is not (or no longer) the leader: the next leader resumes it."""
         if not self.leader.is_leader():
             return None
+        incident = self.ledger.get_incident(incident_id) or {}
+        if incident.get("alert_status") == "resolved" and _state(incident, action_id) == "planned":
+            # planned while the alert fired, appended after the resolve was recorded: never act on a resolved alert
+            self.ledger.finish_action(action_id, "cancelled", {"detail": "the alert resolved before this step ran",
+                                                               "reason": "resolved"}, self.clock())
+            return None
         row = self.ledger.claim_action(action_id, self.clock())
         if row is None:  # cancelled (the alert resolved) or finished before a restart
             return None
-        incident = self.ledger.get_incident(incident_id) or {}
         try:
             self.leader.fence()  # the last check before the cluster changes
         except NotLeader as exc:
@@ -125,6 +130,10 @@ class Runner:
         if extra:
             outcome = dataclasses.replace(outcome, data={**outcome.data, **extra})
         return self.rails.after(incident_id, row, outcome)
+
+
+def _state(incident: dict, action_id: int) -> str:
+    return next((a["state"] for a in incident.get("actions", []) if a["id"] == action_id), "")
 
 
 __all__ = ["ClusterOps", "KubeError", "Runner"]
