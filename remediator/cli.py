@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import gc
 import json
 import logging
 import os
@@ -59,6 +60,11 @@ def _kube(config: Config):
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
         return Kube(None, event_namespace=config.event_namespace, node_selector=config.node_selector, retry=retry)
     return None
+
+
+def _started(config: Config, engine) -> None:
+    _log_start_state(config, engine)
+    gc.freeze()  # start-up's objects live as long as the process: full collections need not scan them
 
 
 def _log_start_state(config: Config, engine) -> None:
@@ -150,7 +156,7 @@ def serve(args: argparse.Namespace) -> int:
              ha.describe(config), leader.identity)
     if args.insecure_no_auth:
         log.warning("webhook authentication is OFF (--insecure-no-auth)")
-    _log_start_state(config, engine)
+    _started(config, engine)
 
     def shutdown() -> None:
         """Readiness is off; intake keeps answering (what arrives is recorded and decided after the
