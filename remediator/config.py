@@ -268,11 +268,11 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
                                               dry_run=safety.boolean("dry_run", False)),
         kubeconfig=kube.string("kubeconfig", None), event_namespace=_event_namespace(kube),
         node_selector=kube.string("node_selector", ""),
-        kube_request_timeout=kube.duration("request_timeout", 10.0),
+        kube_request_timeout=kube.duration("request_timeout", 10.0, positive=True),
         action_deadline=kube.duration("action_deadline", 60.0),
         action_deadlines=_deadlines(kube.get("action_deadlines"), kube.key("action_deadlines")),
         workers=engine.number("workers", 4, integer=True, minimum=1),
-        prometheus_url=prom.string("url", None), prometheus_timeout=prom.duration("timeout", 5.0),
+        prometheus_url=prom.string("url", None), prometheus_timeout=prom.duration("timeout", 5.0, positive=True),
         safety=Safety(
             dry_run=safety.boolean("dry_run", False), max_alert_age=safety.duration("max_alert_age", 3600.0),
             budget=Budget(max_nodes=budget.number("max_nodes", None, integer=True),

@@ -44,6 +44,9 @@ CASES = {
     "rule min_available nan%": POLICY.replace("      actions:", "      min_available: nan%\n      actions:"),
     "rule min_available inf%": POLICY.replace("      actions:", "      min_available: 'inf%'\n      actions:"),
     "prometheus timeout NaN": "prometheus: {url: 'http://127.0.0.1:9', timeout: .nan}\n" + POLICY,
+    # a zero timeout is a ValueError in urllib3 on every request: Vigil would never reach either
+    "kubernetes request_timeout 0": "kubernetes: {request_timeout: 0}\n" + POLICY,
+    "prometheus timeout 0": "prometheus: {url: 'http://127.0.0.1:9', timeout: 0s}\n" + POLICY,
 }
 
 
@@ -61,7 +64,7 @@ def test_parse_config_raises_a_config_error(monkeypatch, fragment):
     import yaml
 
     monkeypatch.setenv("VIGIL_ADV_TOKEN", "adv-token-0123456789")
-    with pytest.raises(ConfigError, match=r"nan|inf|range|finite|percent"):
+    with pytest.raises(ConfigError, match=r"nan|inf|range|finite|percent|positive"):
         parse_config(yaml.safe_load(_config(fragment)), "adv.yaml")
 
 
