@@ -118,8 +118,8 @@ def _check(raw: Any, where: str) -> Check | None:
     except PolicyError as exc:
         raise ConfigError(str(exc)) from exc
     return Check(query=compiled, mode=mode, deadline=sec.duration("deadline", 60.0),
-                 interval=sec.duration("interval", 5.0), alert_resolved=sec.boolean("alert_resolved", False),
-                 on_unknown=on_unknown)
+                 interval=sec.duration("interval", 5.0, positive=True),
+                 alert_resolved=sec.boolean("alert_resolved", False), on_unknown=on_unknown)
 
 
 def _matchers(text: Any, where: str) -> list[Matcher]:

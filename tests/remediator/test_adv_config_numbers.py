@@ -47,6 +47,9 @@ CASES = {
     # a zero timeout is a ValueError in urllib3 on every request: Vigil would never reach either
     "kubernetes request_timeout 0": "kubernetes: {request_timeout: 0}\n" + POLICY,
     "prometheus timeout 0": "prometheus: {url: 'http://127.0.0.1:9', timeout: 0s}\n" + POLICY,
+    # a zero poll interval re-asked Prometheus in a tight loop until the deadline, per verification
+    "verify interval 0": POLICY.replace("      actions:", "      verify: {alert_resolved: true, interval: 0s}\n"
+                                                           "      actions:"),
 }
 
 
