@@ -180,8 +180,8 @@ def ownership(step: Step, world: World) -> Verdict:
                          f"incident {step.incident.id}; Vigil never undoes what it does not own")
         return ok(f"incident {step.incident.id} still owns the change")
     for p in step.actions:
-        if ACTIONS[p.type].undoes and (why := _still_needed(p, step, world)):
-            return block("still_needed", why, outcome="defer" if step.kind == "uncordon" else "blocked")
+        if step.kind == "uncordon" and (why := _still_needed(p, step, world)):  # an explicit uncordon rule (a
+            return block("still_needed", why, outcome="defer")  # "node healthy" alert) is the policy's call
         if not ACTIONS[p.type].undoes or not world.cluster.available:
             continue
         node = world.cluster.nodes.get(p.target)

@@ -2,7 +2,8 @@
 fell off the bus) finds it cordoned already ("already unschedulable"), so the cordon stays A's.
 A's alert resolves first and its uncordon-on-resolve passed every rail: the node went back into
 service while B, still firing, needed it out. An uncordon waits (defers, tried again each tick)
-while another firing incident holds a node-removing action on that node; once B resolves it runs.
+while another firing incident holds a node-removing action on that node; once B resolves it runs
+(an explicit uncordon rule, a "node healthy" alert, stays the policy's call).
 The ledger's history keeps those actions of firing incidents however old (B may fire for days).
 Pure core, the real config parser and the real SQLite ledger."""
 
@@ -60,10 +61,12 @@ def test_once_the_other_incident_resolved_the_uncordon_runs():
     assert _uncordon([]).outcome == "act"
 
 
-def test_an_uncordon_rule_is_blocked_not_deferred_for_ever():
+def test_an_explicit_uncordon_rule_is_the_policys_call():
+    """A "node healthy again" alert with an uncordon rule says so explicitly (test_node_actions'
+    test_uncordon_only_what_vigil_cordoned): only the automatic uncordon on resolve waits."""
     healthy = Incident("bb", NOW - dt.timedelta(minutes=1), {"alertname": "GpuNodeHealthy", "node": "n1"}, id=3)
     d = decide(healthy, CONFIG.rules, [_b_cordon(firing=True)], CLUSTER, CONFIG.safety, SafetyState(), NOW)
-    assert d.outcome == "blocked" and d.reason == "still_needed", d.trace
+    assert d.outcome == "act", d.trace
 
 
 def test_the_ledger_history_keeps_old_node_actions_of_firing_incidents(tmp_path):
