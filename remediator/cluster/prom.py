@@ -7,30 +7,22 @@ and the rule's mode decides. After Prometheus failed to answer (timeout, refused
 the next `timeout` seconds are unknown at once: a hung Prometheus costs one timeout per window,
 not one per incident, so the incidents queued behind a guarded one are not held up.
 
-The HTTP client's timeout is per socket read, so a server (or a proxy) that sends a byte now and
-then never times out. Each query therefore runs on a daemon thread of its own and is given up
-`timeout` after it started; a given-up query keeps its thread until the server lets go, and while
-every thread is held that way further checks are unknown at once (never more than MAX_QUERIES threads)."""
+Each query is also given up at `timeout` in total, whatever the server does (cluster/bounded.py:
+a server that trickles its answer byte by byte never trips a per-read timeout)."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 
 import requests
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
+from remediator.cluster.bounded import Bounded
 from remediator.domain.models import CheckResult
 
 MAX_QUERIES = 4  # queries in flight at once (the engine's guard plus verifications on the action workers)
-
-
-class QueryTimeout(requests.Timeout):
-    """The whole query took longer than `timeout` (the body trickled, or every slot is held)."""
 
 
 class PromChecker:
@@ -40,32 +32,13 @@ class PromChecker:
         self._timeout = timeout
         self._clock = clock
         self._down: tuple[float, str] | None = None  # when it last failed to answer, and how
-        self._slots = threading.BoundedSemaphore(MAX_QUERIES)
+        self._bounded = Bounded(MAX_QUERIES, "prometheus")
         self.url = url
 
     def _query(self, query: str) -> list:
         """custom_query, given up `timeout` after it started, whatever the server does."""
-        if not self._slots.acquire(blocking=False):
-            raise QueryTimeout(f"{MAX_QUERIES} earlier queries are still unanswered")
-        future: Future = Future()
-
-        def run() -> None:  # a daemon thread: a hung query never holds up the process's exit
-            try:
-                future.set_result(self._prom.custom_query(query, params={"timeout": f"{self._timeout:g}"}))
-            except BaseException as exc:
-                future.set_exception(exc)
-            finally:
-                self._slots.release()
-
-        try:
-            threading.Thread(target=run, name="vigil-prom", daemon=True).start()
-        except BaseException:
-            self._slots.release()
-            raise
-        try:
-            return future.result(timeout=self._timeout)
-        except FutureTimeout as exc:
-            raise QueryTimeout(f"no complete answer within {self._timeout:g} s") from exc
+        return self._bounded.call(lambda: self._prom.custom_query(query, params={"timeout": f"{self._timeout:g}"}),
+                                  self._timeout)
 
     def check(self, query: str) -> CheckResult:
         """Holds when the query returns at least one sample (as an alert expression does); unknown when

@@ -77,3 +77,26 @@ def test_series_on_a_trickling_prometheus_is_none_not_a_hang(trickling_prometheu
     url, _ = trickling_prometheus
     checker = PromChecker(url, timeout=1.0)
     assert _bounded(lambda: checker.series('gpu_allocation_info{node="n1"}') or "none") == "none"
+
+
+def test_a_trickling_alertmanager_fails_a_silence_not_hangs_the_repair(trickling_prometheus):
+    """The same server in front of Alertmanager: the silence around a GPU reset or a reboot is
+    created on the action's thread, which hung for ever; it must fail (SilenceError) at the timeout."""
+    import datetime as dt
+
+    from remediator.cluster.silences import SilenceError, Silences
+    from remediator.domain.repair import SilenceSettings
+
+    url, served = trickling_prometheus
+    silences = Silences(SilenceSettings(alertmanager_url=url, timeout=1.0))
+
+    def create():
+        try:
+            silences.create(node="n1", uuid="GPU-1", incident="7", reason="reset", now=dt.datetime.now(dt.UTC))
+        except SilenceError as exc:
+            return exc
+        return "created"
+
+    out = _bounded(create)
+    assert served.is_set()
+    assert isinstance(out, SilenceError), out
