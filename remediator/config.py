@@ -12,7 +12,16 @@ from remediator.config_repair import parse_repair
 from remediator.credentials import Auth, parse_auth
 from remediator.domain.actions import ACTIONS
 from remediator.domain.budget import Limits, Pools
-from remediator.domain.policy import Action, Check, Escalation, Matcher, PolicyError, Rule, compile_template
+from remediator.domain.policy import (
+    Action,
+    Check,
+    Escalation,
+    Matcher,
+    PolicyError,
+    Rule,
+    compile_query,
+    compile_template,
+)
 from remediator.domain.repair import RepairSettings
 from remediator.domain.safety import Breaker, Budget, Safety
 from remediator.ha_config import LeaderElection, LedgerSettings, parse_leader_election, parse_ledger
@@ -114,7 +123,7 @@ def _check(raw: Any, where: str) -> Check | None:
         sec.fail("on_unknown", f"stop or escalate, got {on_unknown!r}")
         on_unknown = "stop"
     try:
-        compiled = compile_template(query, f"{where}.query") if query else None
+        compiled = compile_query(query, f"{where}.query") if query else None
     except PolicyError as exc:
         raise ConfigError(str(exc)) from exc
     return Check(query=compiled, mode=mode, deadline=sec.duration("deadline", 60.0),
