@@ -95,9 +95,13 @@ def cache_needs(config: Config):
     from remediator.cluster.cache import Needs
     from remediator.domain.actions import ACTIONS
 
-    kinds = [ACTIONS[a.type] for r in config.rules for a in (*r.actions, *r.escalate.steps, *r.on_failure)]
-    return Needs(namespaces=any("namespace" in k.params or k.evicts for k in kinds),
-                 pods=any(k.targets_pod or k.evicts for k in kinds),
+    steps = [a for r in config.rules for a in (*r.actions, *r.escalate.steps, *r.on_failure)]
+    kinds = [ACTIONS[a.type] for a in steps]
+    # a templated taint effect may render NoExecute: only a fixed one other than that empties nothing
+    empties = any(ACTIONS[a.type].empties({"effect": "NoExecute" if not isinstance(e := a.params.get("effect", ""),
+                                                                                  str) else e}) for a in steps)
+    return Needs(namespaces=any("namespace" in k.params for k in kinds) or empties,
+                 pods=any(k.targets_pod for k in kinds) or empties,
                  services=any(k.targets_pod or k.name == "scale_deployment" for k in kinds))
 
 

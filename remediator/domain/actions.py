@@ -76,6 +76,11 @@ class ActionType:
     def target_of(self, params: Mapping[str, Any]) -> str:
         return "/".join(str(params.get(k, "")) for k in self.target)
 
+    def empties(self, params: Mapping[str, Any]) -> bool:
+        """Whether this action, with these parameters, empties its node: `evicts`, or a NoExecute taint
+        (the taint manager deletes every pod that does not tolerate it)."""
+        return self.evicts or (self.name == "taint_node" and str(params.get("effect", "")) == "NoExecute")
+
     def amount_of(self, params: Mapping[str, Any]) -> float:
         if self.amount_param is None:
             return 0.0

@@ -106,7 +106,7 @@ def paused(step: Step, world: World) -> Verdict:
         node = world.cluster.nodes.get(p.target)
         if node is not None and node.annotations.get(PAUSE_ANNOTATION) == "disabled":
             return block("paused", f"node {p.target} has {PAUSE_ANNOTATION}=disabled")
-        if ACTIONS[p.type].evicts:  # a drain, a reboot (it drains first), a replacement
+        if ACTIONS[p.type].empties(p.params):  # a drain, a reboot (it drains first), a replacement, NoExecute
             hit = sorted({k.split("/")[0] for k, pod in world.cluster.pods.items() if pod.node == p.target}
                          & world.cluster.paused_namespaces)
             if hit:

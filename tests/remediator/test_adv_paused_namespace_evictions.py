@@ -68,3 +68,20 @@ def test_serve_watches_pods_and_namespaces_for_every_step_that_evicts(where):
     config = _config(reboot, None) if where == "actions" else _config(cordon, reboot)
     needs = cache_needs(config)
     assert needs.pods and needs.namespaces, needs
+
+
+def test_a_noexecute_taint_empties_the_node_too():
+    """A NoExecute taint makes the taint manager delete every pod that does not tolerate it: for the
+    paused rail it is a drain (a NoSchedule taint is not)."""
+    execute = _config([{"type": "taint_node", "params": {**NODE, "key": "vigil.io/bad", "effect": "NoExecute"}}])
+    d = decide(INCIDENT, execute.rules, [], CLUSTER, execute.safety, SafetyState(), NOW)
+    assert d.outcome == "blocked" and d.reason == "paused", d.trace
+    schedule = _config([{"type": "taint_node", "params": {**NODE, "key": "vigil.io/bad", "effect": "NoSchedule"}}])
+    assert decide(INCIDENT, schedule.rules, [], CLUSTER, schedule.safety, SafetyState(), NOW).outcome == "act"
+    assert cache_needs_of(execute).pods and not cache_needs_of(schedule).pods
+
+
+def cache_needs_of(config):
+    from remediator.cli import cache_needs
+
+    return cache_needs(config)
