@@ -9,16 +9,16 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import current_app, g, jsonify, request
+from flask import g, request
 
 from remediator.web.auth import identify
+from remediator.web.context import error, vigil
 
 INSECURE = "anonymous (--insecure-no-auth)"
 
 
-def _deny(status: int, error: str, detail: str):
-    resp = jsonify({"error": error, "detail": detail})
-    resp.status_code = status
+def _deny(status: int, err: str, detail: str):
+    resp = error(status, err, detail)
     if status == 401:  # a browser asks for a username and password; API clients send a bearer token
         resp.headers["WWW-Authenticate"] = 'Basic realm="vigil", charset="UTF-8"'
     return resp
@@ -43,11 +43,11 @@ def require(role: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         def wrapped(*args: Any, **kwargs: Any) -> Any:
             if request.method not in ("GET", "HEAD", "OPTIONS") and (why := cross_site()) is not None:
                 return _deny(403, "cross_site_request", f"refused: a browser sent this from another site ({why})")
-            vigil = current_app.extensions["vigil"]
-            if vigil.get("insecure_no_auth"):
+            v = vigil()
+            if v.insecure_no_auth:
                 g.identity = INSECURE
                 return view(*args, **kwargs)
-            cred = identify(vigil["config"].auth, request.headers.get("Authorization"))
+            cred = identify(v.config.auth, request.headers.get("Authorization"))
             if cred is None:
                 return _deny(401, "unauthorized", "missing or wrong credentials")
             if not cred.allows(role):

@@ -4,12 +4,13 @@ GET /api/status is the same snapshot as JSON, and GET /api/audit the recent audi
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from jinja2 import select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
 from remediator.runtime.engine import utcnow
 from remediator.runtime.status import snapshot
+from remediator.web.context import error, vigil
 from remediator.web.roles import require
 from remediator.web.status_template import PAGE
 
@@ -18,16 +19,12 @@ _ENV = SandboxedEnvironment(autoescape=select_autoescape(default=True, default_f
 _PAGE = _ENV.from_string(PAGE)
 
 
-def _vigil() -> dict:
-    return current_app.extensions["vigil"]
-
-
 @bp.get("/")
 @require("read")
 def page() -> Response:
-    v = _vigil()
-    snap = snapshot(v["engine"], utcnow())
-    html = _PAGE.render(s=snap, ui=v["config"].ui, dashboards=v["config"].ui.grafana_url)
+    v = vigil()
+    snap = snapshot(v.engine, utcnow())
+    html = _PAGE.render(s=snap, ui=v.config.ui, dashboards=v.config.ui.grafana_url)
     return Response(html, content_type="text/html; charset=utf-8",
                     headers={"Cache-Control": "no-store", "Content-Security-Policy": "default-src 'none'; "
                              "style-src 'unsafe-inline'; img-src 'none'; form-action 'none'; frame-ancestors 'none'"})
@@ -36,7 +33,7 @@ def page() -> Response:
 @bp.get("/api/status")
 @require("read")
 def status_json():
-    return jsonify(snapshot(_vigil()["engine"], utcnow()).as_dict())
+    return jsonify(snapshot(vigil().engine, utcnow()).as_dict())
 
 
 @bp.get("/api/audit")
@@ -47,12 +44,8 @@ def audit():
     except ValueError:
         limit = -1
     if not 1 <= limit <= 500:
-        resp = jsonify({"error": "invalid_query", "detail": "limit must be an integer 1-500"})
-        resp.status_code = 400
-        return resp
-    recent = getattr(_vigil()["ledger"], "recent_audit", None)
+        return error(400, "invalid_query", "limit must be an integer 1-500")
+    recent = getattr(vigil().ledger, "recent_audit", None)
     if recent is None:
-        resp = jsonify({"error": "not_supported", "detail": "this ledger backend keeps no global audit listing"})
-        resp.status_code = 501
-        return resp
+        return error(501, "not_supported", "this ledger backend keeps no global audit listing")
     return jsonify({"items": recent(limit)})

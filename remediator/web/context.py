@@ -1,0 +1,34 @@
+"""What every route shares, set once by `create_app`: the config, ledger, engine and metrics, the
+JSON error shape, and whether shutdown has begun."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from flask import current_app, jsonify
+
+from remediator.config import Config
+from remediator.runtime.engine import Engine
+from remediator.runtime.metrics import Metrics
+from remediator.store.ledger import Ledger
+
+
+@dataclass(frozen=True)
+class Vigil:
+    config: Config
+    ledger: Ledger
+    engine: Engine
+    metrics: Metrics
+    draining: threading.Event = field(default_factory=threading.Event)  # set on SIGTERM: /readyz says 503
+    insecure_no_auth: bool = False  # --insecure-no-auth: every route open (development only)
+
+
+def vigil() -> Vigil:
+    return current_app.extensions["vigil"]
+
+
+def error(status: int, error: str, detail: str):
+    resp = jsonify({"error": error, "detail": detail})
+    resp.status_code = status
+    return resp
