@@ -117,6 +117,7 @@ class ControlPlane:
     kubeconfig: Path
     ca: Path
     procs: list[Proc] = field(default_factory=list)
+    etcd: str = ""  # etcd's client URL (for tests that compact it); not kept in state.json
 
     def api_client(self):
         """An ApiClient of the official `kubernetes` package, as the admin."""
@@ -200,7 +201,7 @@ def _write_kubeconfig(path: Path, server: str, ca: Path, token: str, user: str =
 
 
 def start(workdir: Path, tier: str = "cluster", *, timeout: float = 90.0,
-          kubeconfig: Path | None = None) -> ControlPlane:
+          kubeconfig: Path | None = None, apiserver_flags: tuple[str, ...] = ()) -> ControlPlane:
     """Start the tier's components; on any failure, stop what was started and raise."""
     if tier not in ("api", "cluster"):
         raise ValueError(f"tier must be 'api' or 'cluster', not {tier!r}")
@@ -230,6 +231,7 @@ def start(workdir: Path, tier: str = "cluster", *, timeout: float = 90.0,
             "--log-level=warn",
         ])
         cp.procs.append(etcd)
+        cp.etcd = f"http://127.0.0.1:{etcd_port}"
         _wait("etcd", lambda: requests.get(f"http://127.0.0.1:{etcd_port}/health", timeout=2).json()["health"]
               == "true", etcd, timeout)
 
@@ -246,6 +248,7 @@ def start(workdir: Path, tier: str = "cluster", *, timeout: float = 90.0,
         ]
         if tier == "api":  # no KCM creates the `default` ServiceAccount
             apiserver_args.append("--disable-admission-plugins=ServiceAccount")
+        apiserver_args.extend(apiserver_flags)
         apiserver = _spawn(workdir, "kube-apiserver", apiserver_args)
         cp.procs.append(apiserver)
         headers = {"Authorization": f"Bearer {token}"}

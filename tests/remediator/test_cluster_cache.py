@@ -4,8 +4,10 @@ incident then costs exactly its GET, PATCH and Event, and no LIST."""
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import pytest
+import requests
 from kubernetes import client
 
 from remediator.cluster.cache import ClusterCache, Needs
@@ -16,7 +18,7 @@ from remediator.runtime.engine import Engine
 from remediator.runtime.metrics import Metrics
 from remediator.store.ledger import SQLiteLedger
 from remediator.web.app import create_app
-from tests.k8s.controlplane import add_gpu_nodes, gpu_node, wait_until
+from tests.k8s.controlplane import add_gpu_nodes, gpu_node, start, wait_until
 
 from .payloads import alert, body, xid_labels
 
@@ -119,3 +121,36 @@ def test_a_cordon_incident_costs_get_patch_event_and_no_list(k8s_cluster, pool, 
         cache.stop()
         ledger.close()
 
+
+
+def test_a_watch_older_than_etcd_keeps_relists(tmp_path):
+    """410 Gone for real: an API server without a watch cache (watches go to etcd) and etcd
+    compacted past the informer's resourceVersion, as after a long disconnect. The informer lists
+    again and the view stays whole. Its own small plane: the shared one keeps its watch cache."""
+    cp = start(tmp_path / "k8s", "api", timeout=120, apiserver_flags=("--watch-cache=false",))
+    try:
+        core = client.CoreV1Api(cp.api_client())
+        names = [f"gone-n{i}" for i in range(3)]
+        for n in names:
+            core.create_node(gpu_node(n, pool="gone"))
+        kube = Kube(str(cp.kubeconfig), node_selector="vigil.io/pool=gone")
+        cache = ClusterCache(kube, Needs())
+        informer = cache.nodes
+        informer._list()
+        for i in range(3):  # history the informer has not seen, then compacted away
+            core.patch_node(names[0], {"metadata": {"labels": {"seen": str(i)}}})
+        revision = core.list_node().metadata.resource_version
+        r = requests.post(f"{cp.etcd}/v3/kv/compaction", json={"revision": revision, "physical": True}, timeout=10)
+        assert r.ok, r.text
+        thread = threading.Thread(target=informer.run, daemon=True)
+        thread.start()
+        wait_until(lambda: informer.gone == 1 and informer.lists == 2, 30, what="a 410 Gone, then a relist")
+        assert cache.view().nodes[names[0]].labels["seen"] == "2"  # what the gap held, recovered by the relist
+        core.patch_node(names[1], {"spec": {"unschedulable": True}})
+        wait_until(lambda: cache.view().nodes[names[1]].unschedulable, 30, what="events after the relist")
+        assert sorted(cache.view().managed) == names and informer.gone == 1
+        kube.retrier.stopping.set()
+        core.patch_node(names[2], {"spec": {"unschedulable": True}})  # an event ends the watch now
+        thread.join(30)
+    finally:
+        cp.stop()
