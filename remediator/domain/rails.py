@@ -10,12 +10,12 @@ a trace line, or stopped (blocked or deferred) with a reason. Pure: no I/O.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from remediator.domain import budget as nodebudget
 from remediator.domain.actions import ACTIONS
+from remediator.domain.availability import pod_availability, scale_availability
 from remediator.domain.models import (
     ATTEMPTED,
     IN_FLIGHT,
@@ -195,70 +195,15 @@ def ownership(step: Step, world: World) -> Verdict:
     return ok("nothing to undo that Vigil does not own")
 
 
-def min_available(spec: int | str | None, total: int) -> int:
-    """A rule's min_available ("n" or "n%" of `total`, rounded up); default 1."""
-    if spec is None:
-        return 1
-    text = str(spec).strip()
-    if text.endswith("%"):
-        return math.ceil(total * float(text[:-1]) / 100)
-    return int(text)
-
-
-def _pod_availability(p: PlannedAction, step: Step, cluster: ClusterView) -> str:
-    pod = cluster.pods.get(p.target)
-    if pod is None:
-        return ""
-    if p.type == "restart_pod" and pod.workload:
-        others = [k for k, v in cluster.pods.items() if v.workload == pod.workload and v.ready and k != p.target]
-        desired = cluster.workloads[pod.workload].desired if pod.workload in cluster.workloads else len(others) + 1
-        need = min_available(step.rule.min_available, desired)
-        if len(others) < need:
-            return (f"{pod.workload}: restarting {p.target} would leave {len(others)} other Ready of {desired} "
-                    f"replicas, min_available {need}")
-    if p.type == "quarantine_pod":
-        for svc in pod.services:
-            ready = cluster.service_endpoints.get(svc, frozenset())
-            need = min_available(step.rule.min_available, len(ready))
-            left = len(ready - {p.target})
-            if left < need:
-                return (f"Service {svc}: quarantining {p.target} would leave {left} ready endpoints of "
-                        f"{len(ready)}, min_available {need}")
-    return ""
-
-
-def _int_param(params: dict, key: str, default: int) -> int:
-    v = params.get(key)
-    return default if v in (None, "") else int(v)
-
-
-def _scale_availability(p: PlannedAction, step: Step, cluster: ClusterView) -> str:
-    """A scale-down must keep min_available replicas (the executor's own clamp: min, default 0)."""
-    workload = f"Deployment/{p.target}"
-    w = cluster.workloads.get(workload)
-    if w is None:
-        return ""
-    try:
-        prm = p.params
-        target = _int_param(prm, "replicas", w.desired + _int_param(prm, "step", 0))
-        target = max(_int_param(prm, "min", 0), min(_int_param(prm, "max", 1000) or 1000, target))
-    except ValueError:
-        return ""  # the executor refuses bad parameters
-    need = min_available(step.rule.min_available, w.desired)
-    if target < w.desired and target < need:
-        return f"{workload}: scaling {w.desired} -> {target} replicas would go below min_available {need}"
-    return ""
-
-
 def availability(step: Step, world: World) -> Verdict:
     if not world.cluster.available:
         return ok("cluster view unavailable; availability not checked")
     for p in step.actions:
         why = ""
         if ACTIONS[p.type].targets_pod:
-            why = _pod_availability(p, step, world.cluster)
+            why = pod_availability(p, step.rule.min_available, world.cluster)
         elif p.type == "scale_deployment":
-            why = _scale_availability(p, step, world.cluster)
+            why = scale_availability(p, step.rule.min_available, world.cluster)
         if why:
             return block("availability", why)
     return ok("replicas and endpoints stay above min_available")
