@@ -143,6 +143,7 @@ class Informer:
         self.last_contact = 0.0
         self.lists = 0
         self.gone = 0  # watches refused with 410 Gone (each followed by a relist)
+        self.version = 0  # bumped after every change to `items`: an unchanged cache serves the same view
         self._watch: _RawWatch | None = None
 
     def _list(self) -> None:
@@ -163,6 +164,7 @@ class Informer:
             if not token:
                 break
         self.items, self.rv = items, meta.get("resourceVersion")
+        self.version += 1
         self.lists += 1
         self.last_contact = self._clock()
         self.synced.set()
@@ -178,6 +180,7 @@ class Informer:
             self.items.pop(key, None)
         else:
             self.items[key] = value
+        self.version += 1
         self.rv = (obj.get("metadata") or {}).get("resourceVersion") or self.rv
 
     def _watch_once(self) -> None:
@@ -250,6 +253,7 @@ class ClusterCache:
         self.statefulsets = informer("statefulsets", apps.list_stateful_set_for_all_namespaces,
                                      _replicas("StatefulSet"), needs.services)
         self._threads: list[threading.Thread] = []
+        self._view: tuple[tuple[int, ...], ClusterView] | None = None
 
     @property
     def informers(self) -> list[Informer]:
@@ -284,8 +288,19 @@ class ClusterCache:
         return self.staleness() <= self.max_staleness
 
     def view(self) -> ClusterView:
+        """The same object while no event arrived: what the rails derive from it (managed nodes,
+        those out of service) is then computed once, not once per decision."""
         if not self.synced:
             return ClusterView(available=False)
+        key = tuple(inf.version for inf in self.informers)
+        cached = self._view
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        view = self._build()
+        self._view = (key, view)
+        return view
+
+    def _build(self) -> ClusterView:
         paused = frozenset(k for k, v in dict(self.namespaces.items).items() if v) if self.namespaces else frozenset()
         pods, endpoints = self._pods()
         return ClusterView(dict(self.nodes.items), paused, True, pods, self._workloads(pods), endpoints)

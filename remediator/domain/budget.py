@@ -13,7 +13,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from remediator.domain.models import NodeView
+from remediator.domain.models import ClusterView, NodeView
 
 NO_LABEL = "(unlabelled)"
 
@@ -62,11 +62,11 @@ class Check:
     why: str
 
 
-def unavailable(nodes: Mapping[str, NodeView], in_flight: Iterable[str]) -> dict[str, str]:
+def unavailable(cluster: ClusterView, in_flight: Iterable[str]) -> dict[str, str]:
     """Managed nodes out of service now, with why: their own state, or a plan of Vigil's in flight."""
-    out = {name: n.unavailable for name, n in nodes.items() if n.unavailable}
+    out, managed = dict(cluster.out_of_service), cluster.managed
     for name in in_flight:
-        if name in nodes:
+        if name in managed:
             out.setdefault(name, "Vigil plan in flight")
     return out
 

@@ -5,6 +5,7 @@ Pure data (frozen dataclasses); no I/O."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,9 +119,16 @@ class ClusterView:
     workloads: dict[str, WorkloadView] = field(default_factory=dict)
     service_endpoints: dict[str, frozenset[str]] = field(default_factory=dict)
 
-    @property
+    # A view is read-only and shared by a tick's decisions (up to 10,000 in a storm): what every
+    # budget check derives from the nodes is computed once per view, not once per decision.
+    @functools.cached_property
     def managed(self) -> dict[str, NodeView]:
         return {n: v for n, v in self.nodes.items() if v.managed}
+
+    @functools.cached_property
+    def out_of_service(self) -> dict[str, str]:
+        """Managed nodes out of service by their own state, with why (NotReady, cordoned, tainted)."""
+        return {name: n.unavailable for name, n in self.managed.items() if n.unavailable}
 
 
 @dataclass(frozen=True)

@@ -304,7 +304,7 @@ def _in_flight(world: World) -> set[str]:
 def _node_budget(step: Step, world: World) -> Verdict:
     b = world.safety.budget
     managed = world.cluster.managed
-    out = nodebudget.unavailable(managed, _in_flight(world))
+    out = nodebudget.unavailable(world.cluster, _in_flight(world))
     plan = {p.target for p in step.actions if ACTIONS[p.type].removes_node}
     after = set(out) | plan
     whole = nodebudget.check(b.limits, set(managed), set(out), after)

@@ -60,7 +60,7 @@ def budget_rows(engine: Engine, now: dt.datetime) -> tuple[list[BudgetRow] | Non
     b, managed = engine.config.safety.budget, world.cluster.managed
     removes = set(ACTIONS.of("removes_node"))
     in_flight = {a.target for a in world.history if a.state in IN_FLIGHT and a.type in removes}
-    out = set(nodebudget.unavailable(managed, in_flight))
+    out = set(nodebudget.unavailable(world.cluster, in_flight))
     whole = nodebudget.check(b.limits, set(managed), out, out)
     selector = engine.config.node_selector
     rows = [BudgetRow(f"managed nodes ({selector})" if selector else "all managed nodes", whole.unavailable,

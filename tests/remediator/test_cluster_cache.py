@@ -52,11 +52,15 @@ def test_the_cache_follows_the_cluster_from_one_list(k8s_cluster, pool):
         view = cache.view()
         assert view.available and sorted(view.managed) == nodes and view.nodes[nodes[0]].gpus == 8
         assert view.nodes[nodes[0]].ready and view.nodes[nodes[0]].labels["vigil.io/pool"] == name
+        versions = lambda: tuple(i.version for i in cache.informers)  # noqa: E731
+        before, first, again, after = versions(), cache.view(), cache.view(), versions()
+        assert again is first or before != after  # no event between: the same view (its budget computed once)
         core.patch_node(nodes[1], {"spec": {"unschedulable": True},
                                    "metadata": {"annotations": {"vigil.io/remediation": "disabled", "other": "x"}}})
         n1 = wait_until(lambda: cache.view().nodes[nodes[1]].unschedulable and cache.view().nodes[nodes[1]], 30,
                         what="the cordon seen through the watch")
         assert n1.annotations == {"vigil.io/remediation": "disabled"}  # only what decisions read
+        assert cache.view() is not view and not view.nodes[nodes[1]].unschedulable  # a new view; the old one as it was
         core.create_node(gpu_node(f"{name}-n9", pool=name))
         core.delete_node(nodes[2])
         wait_until(lambda: sorted(cache.view().managed) == [*nodes[:2], f"{name}-n9"], 30,
