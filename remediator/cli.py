@@ -88,19 +88,31 @@ def _log_start_state(config: Config, engine) -> None:
                     "auth.credentials with roles intake, read and admin to tell them apart in the audit trail")
 
 
-def _cache(config: Config, kube, metrics):
-    """The watch-fed cluster cache decisions read: nodes always; namespaces, pods, Services and
-    workloads only when a rule's actions need them (see cluster.cache.Needs)."""
-    if kube is None:
-        return None
-    from remediator.cluster.cache import ClusterCache, Needs
+def cache_needs(config: Config):
+    """What the cache must watch besides nodes, for every step a rule can take (first actions,
+    escalation and on_failure steps): namespaces and pods for steps in a namespace or that empty a
+    node (the paused rail), Services and workloads for pod actions and scaling (availability)."""
+    from remediator.cluster.cache import Needs
     from remediator.domain.actions import ACTIONS
 
-    kinds = [ACTIONS[a.type] for r in config.rules for a in (*r.actions, *r.escalate.steps)]
-    needs = Needs(namespaces=any("namespace" in k.params or k.name == "drain_node" for k in kinds),
-                  pods=any(k.targets_pod or k.name == "drain_node" for k in kinds),
-                  services=any(k.targets_pod for k in kinds))
-    cache = ClusterCache(kube, needs)
+    steps = [a for r in config.rules for a in (*r.actions, *r.escalate.steps, *r.on_failure)]
+    kinds = [ACTIONS[a.type] for a in steps]
+    # a templated taint effect may render NoExecute: only a fixed one other than that empties nothing
+    empties = any(ACTIONS[a.type].empties({"effect": "NoExecute" if not isinstance(e := a.params.get("effect", ""),
+                                                                                  str) else e}) for a in steps)
+    return Needs(namespaces=any("namespace" in k.params for k in kinds) or empties,
+                 pods=any(k.targets_pod for k in kinds) or empties,
+                 services=any(k.targets_pod or k.name == "scale_deployment" for k in kinds))
+
+
+def _cache(config: Config, kube, metrics):
+    """The watch-fed cluster cache decisions read: nodes always; namespaces, pods, Services and
+    workloads only when a rule's steps need them (cache_needs)."""
+    if kube is None:
+        return None
+    from remediator.cluster.cache import ClusterCache
+
+    cache = ClusterCache(kube, cache_needs(config))
     metrics.watch_cache(cache.staleness, lambda: {i.res.name: len(i.items) for i in cache.informers})
     metrics.count_kube_requests(lambda: kube.requests)
     cache.start()

@@ -3,6 +3,7 @@ unknown keys are errors too (a typo in a safety setting must not pass silently).
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +12,16 @@ from remediator.config_repair import parse_repair
 from remediator.credentials import Auth, parse_auth
 from remediator.domain.actions import ACTIONS
 from remediator.domain.budget import Limits, Pools
-from remediator.domain.policy import Action, Check, Escalation, Matcher, PolicyError, Rule, compile_template
+from remediator.domain.policy import (
+    Action,
+    Check,
+    Escalation,
+    Matcher,
+    PolicyError,
+    Rule,
+    compile_query,
+    compile_template,
+)
 from remediator.domain.repair import RepairSettings
 from remediator.domain.safety import Breaker, Budget, Safety
 from remediator.ha_config import LeaderElection, LedgerSettings, parse_leader_election, parse_ledger
@@ -74,6 +84,12 @@ def _action(a: Any, aw: str) -> Action:
         compiled = {k: compile_template(v, f"{aw}.params.{k}") for k, v in params.items()}
     except PolicyError as exc:
         raise ConfigError(str(exc), at=(a, "params")) from exc
+    amount = params.get(spec.amount_param) if spec.amount_param else None
+    if amount is not None and not (isinstance(amount, str) and ("{{" in amount or "{%" in amount)):
+        try:  # a fixed amount is checked now; a templated one when it is rendered (blocked if bad)
+            spec.amount_of(params)
+        except ValueError as exc:
+            raise ConfigError(f"{aw}.params: {exc}", at=(params, spec.amount_param)) from exc
     return Action(a["type"], compiled)
 
 
@@ -107,12 +123,12 @@ def _check(raw: Any, where: str) -> Check | None:
         sec.fail("on_unknown", f"stop or escalate, got {on_unknown!r}")
         on_unknown = "stop"
     try:
-        compiled = compile_template(query, f"{where}.query") if query else None
+        compiled = compile_query(query, f"{where}.query") if query else None
     except PolicyError as exc:
         raise ConfigError(str(exc)) from exc
     return Check(query=compiled, mode=mode, deadline=sec.duration("deadline", 60.0),
-                 interval=sec.duration("interval", 5.0), alert_resolved=sec.boolean("alert_resolved", False),
-                 on_unknown=on_unknown)
+                 interval=sec.duration("interval", 5.0, positive=True),
+                 alert_resolved=sec.boolean("alert_resolved", False), on_unknown=on_unknown)
 
 
 def _matchers(text: Any, where: str) -> list[Matcher]:
@@ -175,7 +191,7 @@ def _min_available(sec: Section) -> int | str | None:
         value = float(text[:-1]) if text.endswith("%") else int(text)
     except ValueError:
         value = -1
-    if isinstance(raw, bool) or value < 0 or (text.endswith("%") and value > 100):
+    if isinstance(raw, bool) or not math.isfinite(value) or value < 0 or (text.endswith("%") and value > 100):
         sec.fail("min_available", f"a number of replicas or a percentage such as '50%', got {raw!r}")
         return None
     return text if text.endswith("%") else int(text)
@@ -261,11 +277,11 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
                                               dry_run=safety.boolean("dry_run", False)),
         kubeconfig=kube.string("kubeconfig", None), event_namespace=_event_namespace(kube),
         node_selector=kube.string("node_selector", ""),
-        kube_request_timeout=kube.duration("request_timeout", 10.0),
+        kube_request_timeout=kube.duration("request_timeout", 10.0, positive=True),
         action_deadline=kube.duration("action_deadline", 60.0),
         action_deadlines=_deadlines(kube.get("action_deadlines"), kube.key("action_deadlines")),
         workers=engine.number("workers", 4, integer=True, minimum=1),
-        prometheus_url=prom.string("url", None), prometheus_timeout=prom.duration("timeout", 5.0),
+        prometheus_url=prom.string("url", None), prometheus_timeout=prom.duration("timeout", 5.0, positive=True),
         safety=Safety(
             dry_run=safety.boolean("dry_run", False), max_alert_age=safety.duration("max_alert_age", 3600.0),
             budget=Budget(max_nodes=budget.number("max_nodes", None, integer=True),

@@ -51,7 +51,9 @@ def elector(config: Config, kube, on_change: Callable[[bool], None]):
     if kube is None or not config.leader_election.enabled:
         return AlwaysLeader()
     settings = config.leader_election
-    identity = settings.identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+    # always one per process: replicas reading one ConfigMap must not share a configured identity (each would
+    # find "its" name as the holder, renew and act)
+    identity = f"{settings.identity or socket.gethostname()}-{uuid.uuid4().hex[:6]}"
     if not settings.namespace:
         settings = dataclasses.replace(settings, namespace=own_namespace())
     return LeaseElector(kube.api, settings, identity, on_change=on_change)

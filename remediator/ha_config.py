@@ -21,7 +21,7 @@ class LeaderElection:
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
-    identity: str = ""  # "" = hostname + a random suffix (one per process)
+    identity: str = ""  # a prefix ("" = the hostname); a random suffix is always added, one per process
 
 
 @dataclass(frozen=True)

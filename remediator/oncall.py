@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +36,18 @@ class Client:
     def __init__(self, url: str, token: str | None, timeout: float) -> None:
         if not url.startswith(("http://", "https://")):
             raise ClientError(f"--url: expected http://HOST:PORT or https://..., got {url!r}")
+        try:
+            parts = urllib.parse.urlsplit(url)
+            parts.port  # noqa: B018 (a port out of range or not a number raises here)
+        except ValueError as exc:
+            raise ClientError(f"--url: {exc}: {url!r}") from exc
+        if not parts.hostname:
+            raise ClientError(f"--url: no host in {url!r}")
+        if token is not None:
+            try:
+                token.encode("latin-1")  # what an HTTP header can carry
+            except UnicodeEncodeError as exc:
+                raise ClientError("the bearer token has characters an HTTP header cannot carry") from exc
         self.url, self.token, self.timeout = url.rstrip("/"), token, timeout
 
     def call(self, method: str, path: str, body: dict | None = None, query: dict | None = None) -> Any:

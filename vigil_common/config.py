@@ -9,6 +9,7 @@ error keeps the mapping and key it is about, which `Marks` turns into a YAML pat
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
@@ -108,6 +109,9 @@ class Section:
         if isinstance(v, bool) or not isinstance(v, int | float) or (integer and not isinstance(v, int)):
             self.fail(k, f"expected {'an integer' if integer else 'a number'}, got {v!r}")
             return default
+        if not math.isfinite(v):  # .nan compares false with every limit it is meant to be
+            self.fail(k, f"expected a finite number, got {v!r}")
+            return default
         if v < minimum:
             self.fail(k, f"must be at least {minimum}")
             return default
@@ -197,6 +201,45 @@ def _int_key(text: str, data: dict) -> Any:
     return text
 
 
+MAX_DEPTH = 64  # nesting of mappings and lists (a real config is under 15 deep)
+MAX_VALUES = 100_000  # values once aliases are expanded (a real config has a few thousand)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [x for pair in node.value for x in pair]
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else []
+
+
+def _check_shape(root: yaml.Node, path: str | os.PathLike) -> None:
+    """Bounded before anything walks the document: an alias that contains itself, nesting deeper than
+    MAX_DEPTH, or aliases expanding to more than MAX_VALUES values (25 doubling aliases are 2^25) is a
+    ConfigError. Iterative, each node once: its expanded size is memoised."""
+    size: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        key = id(node)
+        if done:
+            open_.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in _children(node))
+            if size[key] > MAX_VALUES:
+                raise ConfigError(f"{path}: the document expands to more than {MAX_VALUES} values through YAML "
+                                  f"aliases (line {node.start_mark.line + 1})")
+            continue
+        if key in size:
+            continue
+        if key in open_:
+            raise ConfigError(f"{path}: a YAML alias refers to a collection that contains it "
+                              f"(line {node.start_mark.line + 1})")
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{path}: nested deeper than {MAX_DEPTH} levels (line {node.start_mark.line + 1})")
+        open_.add(key)
+        stack.append((node, depth, True))
+        stack.extend((c, depth + 1, False) for c in _children(node) if id(c) not in size)
+
+
 def load_yaml_marked(path: str | os.PathLike) -> tuple[Any, Marks]:
     """The document and its Marks; a missing file or bad YAML is a ConfigError naming the file
     (with the line YAML reports)."""
@@ -205,6 +248,8 @@ def load_yaml_marked(path: str | os.PathLike) -> tuple[Any, Marks]:
             loader = yaml.SafeLoader(f)
             try:
                 node = loader.get_single_node()
+                if node is not None:
+                    _check_shape(node, path)
                 data = loader.construct_document(node) if node is not None else None
             finally:
                 loader.dispose()
@@ -212,6 +257,8 @@ def load_yaml_marked(path: str | os.PathLike) -> tuple[Any, Marks]:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except RecursionError as exc:  # PyYAML's composer recurses once per level
+        raise ConfigError(f"{path}: nested too deeply to read") from exc
     marks = Marks()
     if node is not None:
         marks.add(node, data, "")

@@ -4,6 +4,7 @@ no fractions ("1.5h" is an error), "0" without a unit. A YAML number is taken as
 
 from __future__ import annotations
 
+import math
 import re
 
 _MS = {"y": 365 * 86_400_000, "w": 7 * 86_400_000, "d": 86_400_000, "h": 3_600_000, "m": 60_000, "s": 1000,
@@ -19,6 +20,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a duration like 30s or 5m, got {value!r}")
     if isinstance(value, int | float):
+        if not math.isfinite(value) or value > _MAX_NS / 1e9:  # .nan compares false with every limit
+            raise ValueError(f"duration out of range: {value!r} (at most {_MAX_NS // 10**9} s, as Prometheus)")
         if value < 0:
             raise ValueError("a duration cannot be negative")
         return float(value)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import requests
 
+from remediator.cluster.bounded import Bounded
 from remediator.domain.policy import compile_template
 from remediator.domain.repair import SilenceSettings
 
@@ -45,6 +46,7 @@ class Silences:
 
     def __post_init__(self) -> None:
         self.session = self.session or requests.Session()
+        self._bounded = Bounded(2, "alertmanager")  # a trickling answer fails at the timeout, not never
         if self.settings.bearer_token:
             self.session.headers["Authorization"] = f"Bearer {self.settings.bearer_token}"
 
@@ -61,7 +63,8 @@ class Silences:
                 "startsAt": now.isoformat(), "endsAt": (now + dt.timedelta(seconds=self.settings.grace)).isoformat(),
                 "createdBy": "vigil", "comment": f"vigil incident {incident}: {reason} on {node}"}
         try:
-            r = self.session.post(self._url("silences"), json=body, timeout=self.settings.timeout)
+            r = self._bounded.call(lambda: self.session.post(self._url("silences"), json=body,
+                                                             timeout=self.settings.timeout), self.settings.timeout)
         except requests.RequestException as exc:
             raise SilenceError(f"Alertmanager did not answer: {type(exc).__name__}") from exc
         if r.status_code != 200:
@@ -70,7 +73,8 @@ class Silences:
 
     def expire(self, silence_id: str) -> str:
         try:
-            r = self.session.delete(self._url(f"silence/{silence_id}"), timeout=self.settings.timeout)
+            r = self._bounded.call(lambda: self.session.delete(self._url(f"silence/{silence_id}"),
+                                                               timeout=self.settings.timeout), self.settings.timeout)
         except requests.RequestException as exc:
             raise SilenceError(f"Alertmanager did not answer: {type(exc).__name__}") from exc
         if r.status_code == 200:
@@ -80,6 +84,7 @@ class Silences:
         raise SilenceError(f"Alertmanager did not expire silence {silence_id}: {r.status_code} {r.text[:200]}")
 
     def state(self, silence_id: str) -> str:
-        r = self.session.get(self._url(f"silence/{silence_id}"), timeout=self.settings.timeout)
+        r = self._bounded.call(lambda: self.session.get(self._url(f"silence/{silence_id}"),
+                                                        timeout=self.settings.timeout), self.settings.timeout)
         r.raise_for_status()
         return r.json()["status"]["state"]

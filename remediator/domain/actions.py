@@ -11,6 +11,7 @@ Adding an action is one `ACTIONS.declare(...)` here and one `@EXECUTORS.bind(...
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,8 @@ class ActionType:
     amount_param / amount_default: for traffic_shift, the param giving the percentage moved.
     repair: a hardware repair (GPU reset, reboot, replacement): counted by the repeat-offender rule.
     silenced: a planned disruption: an Alertmanager silence for the node is held around it.
+    evicts: it empties the node (a drain, a reboot that drains first, a replacement): the paused rail
+        checks the namespaces of the pods on it.
     """
     name: str
     required: tuple[str, ...]
@@ -52,6 +55,7 @@ class ActionType:
     amount_default: float = 0.0
     repair: bool = False
     silenced: bool = False
+    evicts: bool = False
 
     def __post_init__(self) -> None:
         if self.target_kind not in TARGET_KINDS:
@@ -72,11 +76,19 @@ class ActionType:
     def target_of(self, params: Mapping[str, Any]) -> str:
         return "/".join(str(params.get(k, "")) for k in self.target)
 
+    def empties(self, params: Mapping[str, Any]) -> bool:
+        """Whether this action, with these parameters, empties its node: `evicts`, or a NoExecute taint
+        (the taint manager deletes every pod that does not tolerate it)."""
+        return self.evicts or (self.name == "taint_node" and str(params.get("effect", "")) == "NoExecute")
+
     def amount_of(self, params: Mapping[str, Any]) -> float:
         if self.amount_param is None:
             return 0.0
         value = params.get(self.amount_param)
-        return float(self.amount_default if value in (None, "") else value)
+        amount = float(self.amount_default if value in (None, "") else value)
+        if not math.isfinite(amount) or amount < 0:  # NaN would pass every budget; a negative one lowers it
+            raise ValueError(f"{self.name}: {self.amount_param} must be a finite number >= 0, got {value!r}")
+        return amount
 
 
 class Registry(Mapping[str, ActionType]):
@@ -114,14 +126,15 @@ ACTIONS.declare(ActionType("uncordon_node", ("node",), ("only_incident",), undoe
 ACTIONS.declare(ActionType("taint_node", ("node",), ("key", "value", "effect"), removes_node=True,
                            budget="nodes"))
 ACTIONS.declare(ActionType("drain_node", ("node",), ("timeout", "force_after", "grace_period", "scope", "uuid"),
-                           removes_node=True, undo="uncordon_node", budget="nodes"))
+                           removes_node=True, undo="uncordon_node", budget="nodes", evicts=True))
 # Repairs (remediator/cluster/repair.py, providers.py). A reset takes one GPU, not the node, out.
 ACTIONS.declare(ActionType("reset_gpu", ("node", "uuid"), ("gpu", "image", "command", "timeout"), repair=True,
                            silenced=True))
 ACTIONS.declare(ActionType("reboot_node", ("node",), ("provider", "image", "command", "timeout", "drain_timeout"),
-                           removes_node=True, undo="uncordon_node", budget="nodes", repair=True, silenced=True))
+                           removes_node=True, undo="uncordon_node", budget="nodes", repair=True, silenced=True,
+                           evicts=True))
 ACTIONS.declare(ActionType("replace_node", ("node",), ("provider",), removes_node=True, budget="nodes",
-                           repair=True))
+                           repair=True, evicts=True))
 ACTIONS.declare(ActionType("validate_node", ("node",), ("uuid", "gpu", "image", "command", "timeout", "deadline")))
 ACTIONS.declare(ActionType("mark_rma_candidate", ("node",), ("reason",), removes_node=True, budget="nodes"))
 ACTIONS.declare(ActionType("restart_pod", _POD, ("allow_bare", "grace_period", "force_delete"), "pod", _POD,

@@ -55,7 +55,11 @@ def render(actions: Sequence[Action], incident: Incident) -> tuple[PlannedAction
         except jinja2.TemplateError as exc:
             raise TemplateFailure(f"a parameter template failed: {exc}") from exc
         spec = ACTIONS[action.type]
-        p = PlannedAction(action.type, spec.target_of(params), params, amount=spec.amount_of(params))
+        try:
+            amount = spec.amount_of(params)
+        except ValueError as exc:
+            raise TemplateFailure(str(exc)) from exc
+        p = PlannedAction(action.type, spec.target_of(params), params, amount=amount)
         if not all(p.target.split("/")):
             raise TemplateFailure(f"{p.type}: the target rendered empty ({p.target!r})")
         planned.append(p)
@@ -141,6 +145,17 @@ def after_verification(result: CheckResult, rule: Rule) -> str:
     if result.outcome == UNKNOWN and (rule.verify is None or rule.verify.on_unknown != "escalate"):
         return "withhold"
     return "escalate"
+
+
+# Failures that say nothing about the node: the API refused or did not answer, the parameters or the
+# settings were wrong, this replica stopped leading. They do not continue an on_failure ladder.
+NOT_THE_NODE = frozenset({"api_error", "error", "bad_params", "not_configured", "unknown_action", "not_leader",
+                          "no_cluster", "interrupted"})
+
+
+def continues_ladder(reason: str) -> bool:
+    """Whether a failed action's reason is the node's failure (unknown is not failure)."""
+    return reason not in NOT_THE_NODE
 
 
 def plan_escalation(incident: Incident, rule: Rule, index: int, world: World) -> Decision:

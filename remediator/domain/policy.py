@@ -15,6 +15,18 @@ from remediator.domain.matchers import MatcherError, parse_matchers
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 
 
+def promql_string(value: Any) -> Any:
+    """A value spliced into a PromQL query, escaped as the contents of a double-quoted string: a label
+    value with a quote must not close the string and rewrite the query (`x"}) == 1 or vector(1) #`)."""
+    if not isinstance(value, str):
+        return value
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
+
+
+# guard and verify queries: every {{ }} output is escaped for a PromQL double-quoted string
+_PROMQL_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, finalize=promql_string)
+
+
 class PolicyError(ValueError):
     pass
 
@@ -120,6 +132,16 @@ class Rule:
 
     def matches(self, labels: dict[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
+
+
+def compile_query(value: Any, where: str) -> Any:
+    """A guard or verify query: a template whose values are escaped for PromQL strings."""
+    if not isinstance(value, str) or "{" not in value:
+        return value
+    try:
+        return _PROMQL_ENV.from_string(value)
+    except jinja2.TemplateSyntaxError as exc:
+        raise PolicyError(f"{where}: template syntax error: {exc.message}") from exc
 
 
 def compile_template(value: Any, where: str) -> Any:

@@ -10,12 +10,12 @@ a trace line, or stopped (blocked or deferred) with a reason. Pure: no I/O.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from remediator.domain import budget as nodebudget
 from remediator.domain.actions import ACTIONS
+from remediator.domain.availability import pod_availability, scale_availability
 from remediator.domain.models import (
     ATTEMPTED,
     IN_FLIGHT,
@@ -60,6 +60,9 @@ class World:
     guard: CheckResult | None = None
     repairs: Sequence[RepairRecord] = ()  # repair attempts in the repeat-offender window (from the ledger)
     repair: RepairSettings | None = None  # None: repeat offenders not checked (no ledger at hand)
+    # the engine acts on this plan: an unavailable cluster view defers it instead of skipping the cluster rails
+    # (`explain` without a cluster leaves it False and shows what the other rails say)
+    needs_cluster: bool = False
 
     def live(self) -> list[PastAction]:
         counted = (*LIVE_STATES, "dry_run") if self.dry_run else LIVE_STATES
@@ -103,7 +106,7 @@ def paused(step: Step, world: World) -> Verdict:
         node = world.cluster.nodes.get(p.target)
         if node is not None and node.annotations.get(PAUSE_ANNOTATION) == "disabled":
             return block("paused", f"node {p.target} has {PAUSE_ANNOTATION}=disabled")
-        if p.type == "drain_node":
+        if ACTIONS[p.type].empties(p.params):  # a drain, a reboot (it drains first), a replacement, NoExecute
             hit = sorted({k.split("/")[0] for k, pod in world.cluster.pods.items() if pod.node == p.target}
                          & world.cluster.paused_namespaces)
             if hit:
@@ -134,6 +137,9 @@ def min_firing(step: Step, world: World) -> Verdict:
 
 def target(step: Step, world: World) -> Verdict:
     cluster = world.cluster
+    if not cluster.available and world.needs_cluster:
+        return Verdict(False, "the cluster view is unavailable: target, ownership, availability, node pause and "
+                       "budget cannot be checked; not acting blind", reason="cluster_unavailable", outcome="defer")
     if not cluster.available:
         return ok("cluster view unavailable; targets not checked")
     for p in step.actions:
@@ -154,6 +160,18 @@ def target(step: Step, world: World) -> Verdict:
     return ok("targets exist and are managed")
 
 
+def _still_needed(p: PlannedAction, step: Step, world: World) -> str:
+    """Another firing incident took this node out (its cordon may be this incident's, found
+    "already unschedulable"): undoing it would return a node that still has a fault to service."""
+    removes = set(ACTIONS.of("removes_node"))
+    others = sorted({a.incident_id for a in world.history if a.incident_firing and a.target == p.target and
+                     a.type in removes and a.state in LIVE_STATES and a.incident_id != step.incident.id})
+    if not others:
+        return ""
+    return (f"node {p.target} is still out of service for firing incident(s) {', '.join(map(str, others))}; "
+            "it is undone once they resolve")
+
+
 def ownership(step: Step, world: World) -> Verdict:
     if step.kind == "restore":
         mine = f"vigil:{step.incident.id}"
@@ -162,6 +180,8 @@ def ownership(step: Step, world: World) -> Verdict:
                          f"incident {step.incident.id}; Vigil never undoes what it does not own")
         return ok(f"incident {step.incident.id} still owns the change")
     for p in step.actions:
+        if step.kind == "uncordon" and (why := _still_needed(p, step, world)):  # an explicit uncordon rule (a
+            return block("still_needed", why, outcome="defer")  # "node healthy" alert) is the policy's call
         if not ACTIONS[p.type].undoes or not world.cluster.available:
             continue
         node = world.cluster.nodes.get(p.target)
@@ -175,46 +195,17 @@ def ownership(step: Step, world: World) -> Verdict:
     return ok("nothing to undo that Vigil does not own")
 
 
-def min_available(spec: int | str | None, total: int) -> int:
-    """A rule's min_available ("n" or "n%" of `total`, rounded up); default 1."""
-    if spec is None:
-        return 1
-    text = str(spec).strip()
-    if text.endswith("%"):
-        return math.ceil(total * float(text[:-1]) / 100)
-    return int(text)
-
-
-def _pod_availability(p: PlannedAction, step: Step, cluster: ClusterView) -> str:
-    pod = cluster.pods.get(p.target)
-    if pod is None:
-        return ""
-    if p.type == "restart_pod" and pod.workload:
-        others = [k for k, v in cluster.pods.items() if v.workload == pod.workload and v.ready and k != p.target]
-        desired = cluster.workloads[pod.workload].desired if pod.workload in cluster.workloads else len(others) + 1
-        need = min_available(step.rule.min_available, desired)
-        if len(others) < need:
-            return (f"{pod.workload}: restarting {p.target} would leave {len(others)} other Ready of {desired} "
-                    f"replicas, min_available {need}")
-    if p.type == "quarantine_pod":
-        for svc in pod.services:
-            ready = cluster.service_endpoints.get(svc, frozenset())
-            need = min_available(step.rule.min_available, len(ready))
-            left = len(ready - {p.target})
-            if left < need:
-                return (f"Service {svc}: quarantining {p.target} would leave {left} ready endpoints of "
-                        f"{len(ready)}, min_available {need}")
-    return ""
-
-
 def availability(step: Step, world: World) -> Verdict:
     if not world.cluster.available:
         return ok("cluster view unavailable; availability not checked")
     for p in step.actions:
+        why = ""
         if ACTIONS[p.type].targets_pod:
-            why = _pod_availability(p, step, world.cluster)
-            if why:
-                return block("availability", why)
+            why = pod_availability(p, step.rule.min_available, world.cluster)
+        elif p.type == "scale_deployment":
+            why = scale_availability(p, step.rule.min_available, world.cluster)
+        if why:
+            return block("availability", why)
     return ok("replicas and endpoints stay above min_available")
 
 

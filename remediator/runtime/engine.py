@@ -21,7 +21,7 @@ from remediator.cluster.prom import PromChecker
 from remediator.cluster.repair import RepairContext
 from remediator.cluster.view import read_cluster_view
 from remediator.config import Config
-from remediator.domain.decide import decide, guard_query
+from remediator.domain.decide import continues_ladder, decide, guard_query
 from remediator.domain.models import CheckResult, ClusterView, Decision, Incident, PastAction, SafetyState
 from remediator.domain.rails import World
 from remediator.runtime import pause as pausing
@@ -99,7 +99,7 @@ class Engine:
                                         on_exhausted=metrics.repairs_exhausted.inc, clock=clock)
         self.runner = Runner(ledger, kube, metrics, clock, deadlines=config.action_deadlines,
                              notify=self.notifier.notify, leader=self.leader, repair=self.repair,
-                             rails=self.repair_rails)
+                             rails=self.repair_rails, held=self._held)
         ops = ClusterOps(kube, deadlines=config.action_deadlines, leader=self.leader,
                          repair=self.repair) if kube is not None else None
         self.followup = Followup(ledger=ledger, runner=self.runner, ops=ops,
@@ -164,6 +164,15 @@ class Engine:
     def pause(self) -> pausing.Pause:
         return pausing.read(self.ledger)
 
+    def _held(self) -> tuple[str, str] | None:
+        """Why no planned action may run now, if it may not: the global pause or dry-run, read
+        afresh (a plan stored before a restart or a pause must not outlive it)."""
+        if self.config.safety.dry_run:
+            return "dry_run", "dry-run is on; the plan was made before it was"
+        if self.safety_state(self.clock()).paused:
+            return "paused", self.pause().describe()
+        return None
+
     # ---- the loop -----------------------------------------------------------------------------
 
     def _resume(self) -> None:
@@ -220,6 +229,9 @@ class Engine:
             except Exception as exc:  # this incident fails alone; the rest of the tick goes on
                 self.incident_failed(incident.id, "decide", exc)
         self.intake.yield_to_intake()
+        if decided and not self.leader.is_leader():  # the lease ran out while deciding: the next leader
+            log.warning("leadership lost during a tick: %d decisions not stored", len(decided))  # decides afresh
+            return
         self._record(decided)
         if len(due) >= DUE_BATCH:
             self._wake.set()  # a backlog: the next tick starts at once
@@ -322,7 +334,7 @@ class Engine:
         window = dt.timedelta(seconds=self.config.history_window)
         return World(self._cluster_view(), self.ledger.history(now - window), self.config.safety,
                      self.safety_state(now), now, self.config.safety.dry_run, repairs=self.repair_history(now),
-                     repair=self.config.repair)
+                     repair=self.config.repair, needs_cluster=self.kube is not None)
 
     def _guard(self, incident: Incident) -> CheckResult | None:
         rule = next((r for r in self.config.rules if r.matches(incident.labels)), None)
@@ -378,7 +390,7 @@ class Engine:
             outcome = self.run_action(incident_id, action_id)
             if outcome is not None and outcome.state != "succeeded":
                 ok = False
-                if outcome.state == "failed" and not self._stop.is_set():
+                if outcome.state == "failed" and continues_ladder(outcome.reason) and not self._stop.is_set():
                     self.followup.on_failure(incident_id)  # the ladder goes on (replace) or stops and marks
                 break
         if ok and not self._stop.is_set() and self.leader.is_leader():

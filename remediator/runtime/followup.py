@@ -42,6 +42,11 @@ VERIFICATION = {HOLDS: "verified", DOES_NOT_HOLD: "not_verified", UNKNOWN: "unve
 METRIC_RESULT = {HOLDS: "verified", DOES_NOT_HOLD: "failed", UNKNOWN: "unverifiable"}  # vigil_verifications_total
 
 
+class _Deferred(Exception):
+    """A restore or uncordon could not be planned now (the cluster view is unavailable): the whole
+    follow-up is tried again on the next tick instead of being recorded as done."""
+
+
 def incident_of(inc: dict) -> Incident:
     return Incident(inc["fingerprint"], from_ts(inc["startsAt"]) or dt.datetime.now(dt.UTC), inc["labels"],
                     inc.get("annotations", {}), inc["alert_status"], id=inc["id"])
@@ -198,6 +203,8 @@ class Followup:
 
     def _gate(self, step: Step) -> Decision:
         decision = plan_step(step, self.world(self.clock()))
+        if decision.outcome == "defer":
+            raise _Deferred(decision.detail)
         if decision.outcome != "act":
             self.on_decision(step.incident, decision)
             self.ledger.audit(f"{step.kind}_blocked", {"reason": decision.reason, "detail": decision.detail,
@@ -271,8 +278,12 @@ class Followup:
             if state.paused or state.breaker_open:
                 return
             incident = incident_of(inc)
-            done = self._restores(rule, incident, inc)
-            if rule.uncordon_on_resolved is not None:
-                done += self._uncordons(rule, incident, inc)
+            try:
+                done = self._restores(rule, incident, inc)
+                if rule.uncordon_on_resolved is not None:
+                    done += self._uncordons(rule, incident, inc)
+            except _Deferred as exc:
+                log.warning("incident %d: follow-up deferred to the next tick: %s", inc["id"], exc)
+                return
         self.ledger.mark_after_resolve(inc["id"], "; ".join(done) or "nothing to do", self.clock())
         log.info("incident %d resolved: %s", inc["id"], "; ".join(done) or "nothing to do")

@@ -61,6 +61,10 @@ def pause_request(body: object, now: dt.datetime) -> tuple[bool, str, dt.datetim
     reason, duration = body.get("reason", ""), body.get("for")
     if not isinstance(reason, str) or len(reason) > 500:
         raise ValueError("reason: a string of at most 500 characters")
+    try:
+        reason.encode("utf-8")  # a lone surrogate ("\ud800") is not text: the status page could not show it
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"reason: not valid Unicode text ({exc.reason} at position {exc.start})") from exc
     if duration is None:
         return body["paused"], reason.strip(), None
     try:

@@ -74,22 +74,33 @@ class Runner:
     leader: Leadership = field(default_factory=AlwaysLeader)
     repair: RepairContext | None = None
     rails: RepairRails | None = None  # repeat offenders and silences around repairs
+    # (reason, detail) when nothing may change the cluster now (paused, dry-run), checked right before each
+    # action: a plan made earlier (before a restart, or while a long drain ran) must not outlive a stop
+    held: Callable[[], tuple[str, str] | None] = lambda: None
 
     def run_action(self, incident_id: int, action_id: int) -> Outcome | None:
         """Claim, execute and record one action; None if it was cancelled or already finished, or if
         this replica is not (or no longer) the leader: the next leader resumes it."""
         if not self.leader.is_leader():
             return None
+        incident = self.ledger.get_incident(incident_id) or {}
+        if incident.get("alert_status") == "resolved" and _state(incident, action_id) == "planned":
+            # planned while the alert fired, appended after the resolve was recorded: never act on a resolved alert
+            self.ledger.finish_action(action_id, "cancelled", {"detail": "the alert resolved before this step ran",
+                                                               "reason": "resolved"}, self.clock())
+            return None
         row = self.ledger.claim_action(action_id, self.clock())
         if row is None:  # cancelled (the alert resolved) or finished before a restart
             return None
-        incident = self.ledger.get_incident(incident_id) or {}
         try:
             self.leader.fence()  # the last check before the cluster changes
         except NotLeader as exc:
             log.warning("incident %d: not acting on %s(%s): %s", incident_id, row.type, row.target, exc)
             return None
-        if self.kube is None:
+        stop = self.held()
+        if stop is not None:
+            outcome = Outcome("blocked", f"not run: {stop[1]}", reason=stop[0])
+        elif self.kube is None:
             outcome = Outcome("failed", "no Kubernetes client", reason="no_cluster")
         else:
             outcome = self._execute(incident_id, incident, row)
@@ -119,6 +130,10 @@ class Runner:
         if extra:
             outcome = dataclasses.replace(outcome, data={**outcome.data, **extra})
         return self.rails.after(incident_id, row, outcome)
+
+
+def _state(incident: dict, action_id: int) -> str:
+    return next((a["state"] for a in incident.get("actions", []) if a["id"] == action_id), "")
 
 
 __all__ = ["ClusterOps", "KubeError", "Runner"]

@@ -110,7 +110,8 @@ def notify(obj: dict, alert: Alert, now: dt.datetime) -> tuple[bool, bool]:
         if a["state"] == "planned":
             a.update(state="cancelled", finishedAt=t, result={"detail": "the alert resolved"})
             n += 1
-    if st["status"] in ("pending", "deferred") or (st["status"] == "acting" and n):
+    changed = any(a["state"] in ("running", "succeeded") for a in st["actions"])  # as SQLite: a running action
+    if st["status"] in ("pending", "deferred") or (st["status"] == "acting" and n and not changed):  # completes
         st.update(status="cancelled", reason="resolved", detail="the alert resolved before the action ran")
         add_audit(obj, "cancelled", {"reason": "the alert resolved before the action ran"}, t)
         return True, True
@@ -180,10 +181,22 @@ def finish(obj: dict, action_id: int, state: str, result: dict, now: dt.datetime
     if any(x["state"] in ("planned", "running") for x in st["actions"]) or st["status"] != "acting":
         return
     states = {x["state"] for x in st["actions"]}
-    final = "succeeded" if states == {"succeeded"} else ("blocked" if "blocked" in states else
-                                                          "failed" if "failed" in states else "cancelled")
-    st.update(status=final, reason="" if final == "succeeded" else result.get("reason", final),
-              detail=shrink(result.get("detail", "")), updatedAt=t)
+    final = _final_status(states)
+    if final == "succeeded" and "cancelled" in states:  # the alert resolved mid-chain: what ran is kept
+        result = {"reason": "resolved_during_execution", "detail": "the alert resolved during execution; what ran "
+                  "is kept (on_resolved follow-ups run), the rest was cancelled"}
+    st.update(status=final, reason="" if final == "succeeded" and "cancelled" not in states else
+              result.get("reason", final), detail=shrink(result.get("detail", "")), updatedAt=t)
+
+
+def _final_status(states: set[str]) -> str:
+    """As the SQLite ledger's: a chain cut short by a resolve after something ran is `succeeded`
+    (it changed the cluster), never `cancelled`."""
+    if "blocked" in states:
+        return "blocked"
+    if "failed" in states:
+        return "failed"
+    return "succeeded" if "succeeded" in states else "cancelled"
 
 
 def fail(obj: dict, stage: str, exc: BaseException, now: dt.datetime) -> None:
@@ -220,7 +233,8 @@ def past_actions(obj: dict, since: str) -> list[PastAction]:
     return [PastAction(st["id"], a["rule"], a["type"], a["target"], from_ts(a["plannedAt"]), a["state"], firing,
                        a.get("workload", ""), a.get("amount", 0.0))
             for a in st["actions"]
-            if a["plannedAt"] >= since or a["state"] in ("planned", "running") or (a["state"] == "dry_run" and firing)]
+            if a["plannedAt"] >= since or a["state"] in ("planned", "running")
+            or (a["state"] in ("dry_run", "succeeded") and firing)]
 
 
 def repairs(obj: dict, since: str, types: tuple[str, ...]) -> list[RepairRecord]:

@@ -71,6 +71,7 @@ class KubernetesLedger:
         self._objs: dict[str, dict] = {}
         self._by_id: dict[int, str] = {}
         self._stop = threading.Event()
+        self._changes, self._miss_listed_at = 0, -1  # cache changes; their count at the last LIST for a miss
         self._last_ok = time.monotonic()
         self._list_rv = self.resync()
         self._thread = threading.Thread(target=self._watch_loop, name="vigil-ledger-watch", daemon=True)
@@ -108,12 +109,14 @@ class KubernetesLedger:
             if old is None or _rv(obj) >= _rv(old):
                 self._objs[name] = obj
                 self._by_id[obj["status"]["id"]] = name
+                self._changes += 1
 
     def _drop(self, name: str) -> None:
         with self._lock:
             old = self._objs.pop(name, None)
             if old is not None:
                 self._by_id.pop(old["status"]["id"], None)
+                self._changes += 1
 
     def resync(self) -> str:
         """A consistent LIST from the API replaces the cache (the leader does this each term)."""
@@ -212,6 +215,10 @@ class KubernetesLedger:
         with self._lock:
             name = self._by_id.get(incident_id)
         if name is None:  # a cache behind the API (a follower, just after a create elsewhere)
+            with self._lock:  # but not once per unknown id: only if the cache moved since the last such LIST
+                if self._changes == self._miss_listed_at:
+                    return None
+                self._miss_listed_at = self._changes
             self.resync()
             with self._lock:
                 name = self._by_id.get(incident_id)

@@ -401,10 +401,13 @@ class SQLiteLedger(LedgerViews):
         return chains
 
     def history(self, since: dt.datetime) -> list[PastAction]:
+        """Actions planned since `since`, plus, however old, those in flight and what a still-firing
+        incident did or would have done (an uncordon must not undo a node another one still needs)."""
         with self._tx() as db:
             rows = db.execute("SELECT a.*, i.alert_status FROM actions a JOIN incidents i ON i.id = a.incident_id"
                               " WHERE a.planned_at >= ? OR a.state IN ('planned','running')"
-                              " OR (a.state='dry_run' AND i.alert_status='firing')", (ts(since),)).fetchall()
+                              " OR (a.state IN ('dry_run','succeeded') AND i.alert_status='firing')",
+                              (ts(since),)).fetchall()
         return [PastAction(r["incident_id"], r["rule"], r["type"], r["target"], from_ts(r["planned_at"]),
                            r["state"], r["alert_status"] == "firing", r["workload"], r["amount"]) for r in rows]
 

@@ -10,6 +10,7 @@ import sqlite3
 
 _MIN = dt.datetime.min.replace(tzinfo=dt.UTC)
 _MAX = dt.datetime.max.replace(tzinfo=dt.UTC)
+MAX_ROWID = 2**63 - 1  # SQLite integers are 64-bit: a larger id names no row, a larger offset no page
 
 
 @functools.lru_cache(maxsize=4096)
@@ -45,7 +46,7 @@ class LedgerViews:
         with self._tx() as db:
             total = db.execute(f"SELECT COUNT(*) FROM incidents {clause}", args).fetchone()[0]
             rows = db.execute(f"SELECT * FROM incidents {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
-                              [*args, limit, offset]).fetchall()
+                              [*args, min(limit, MAX_ROWID), min(offset, MAX_ROWID)]).fetchall()
         return [self._summary(r) for r in rows], total
 
     @staticmethod
@@ -58,6 +59,8 @@ class LedgerViews:
                 "after_resolve": r["after_resolve"]}
 
     def get_incident(self, incident_id: int) -> dict | None:
+        if not -MAX_ROWID - 1 <= incident_id <= MAX_ROWID:
+            return None
         with self._tx() as db:
             row = db.execute("SELECT * FROM incidents WHERE id=?", (incident_id,)).fetchone()
             if row is None:

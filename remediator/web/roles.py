@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import g, request
 
@@ -23,10 +24,25 @@ def _deny(status: int, err: str, detail: str):
     return resp
 
 
+def cross_site() -> str | None:
+    """Why a browser marks this request as coming from another site, if it does: a web page the
+    operator opens must not change anything with the credentials the browser cached for Vigil's
+    status page. The CLI, curl and Alertmanager send neither header."""
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return f"Sec-Fetch-Site: {site}"
+    origin = request.headers.get("Origin")
+    if origin is not None and (origin == "null" or urlsplit(origin).netloc.lower() != request.host.lower()):
+        return f"Origin: {origin}"
+    return None
+
+
 def require(role: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if request.method not in ("GET", "HEAD", "OPTIONS") and (why := cross_site()) is not None:
+                return _deny(403, "cross_site_request", f"refused: a browser sent this from another site ({why})")
             v = vigil()
             if v.insecure_no_auth:
                 g.identity = INSECURE

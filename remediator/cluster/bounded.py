@@ -1,0 +1,52 @@
+"""Calls to an HTTP dependency (Prometheus, Alertmanager) given up at a total deadline.
+
+requests' timeout is per socket operation: a server, or a proxy, that sends a byte now and then
+never times out, and the thread waiting on it waits for ever. Each call here runs on a daemon
+thread of its own (a hung call never holds up the process's exit) and is given up `timeout`
+seconds after it started. A given-up call keeps its thread until the server lets go; while
+`slots` calls are held that way, further calls fail at once, so the threads never pile up."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TypeVar
+
+import requests
+
+T = TypeVar("T")
+
+
+class Overdue(requests.Timeout):
+    """No complete answer within the deadline, or every slot is held by an earlier such call."""
+
+
+class Bounded:
+    def __init__(self, slots: int, name: str) -> None:
+        self._slots = threading.BoundedSemaphore(slots)
+        self.limit, self.name = slots, name
+
+    def call(self, fn: Callable[[], T], timeout: float) -> T:
+        if not self._slots.acquire(blocking=False):
+            raise Overdue(f"{self.limit} earlier calls to {self.name} are still unanswered")
+        future: Future = Future()
+
+        def run() -> None:
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+            finally:
+                self._slots.release()
+
+        try:
+            threading.Thread(target=run, name=f"vigil-{self.name}", daemon=True).start()
+        except BaseException:
+            self._slots.release()
+            raise
+        try:
+            return future.result(timeout=timeout)
+        except FutureTimeout as exc:
+            raise Overdue(f"no complete answer from {self.name} within {timeout:g} s") from exc
