@@ -8,7 +8,9 @@ Two paths, one meaning. `parse` first tries msgspec's typed decoder (a 10,000-al
 and type-checks in C, and parses in about half the time of orjson plus per-alert Python checks); it
 only accepts.
 Anything it does not accept goes to the strict path (`parse_strict`: orjson, then field by field),
-which decides and explains every rejection, so each error message is written once."""
+which decides and explains every rejection, so each error message is written once. One difference
+remains, in what neither path stores: unknown fields are skipped by the fast path after a syntax
+and UTF-8 check, so a number like 1e400 there passes it, where orjson refuses it."""
 
 from __future__ import annotations
 
