@@ -63,7 +63,7 @@ class NodeView:
     managed: bool = True
     unschedulable_owner: str = ""
 
-    @property
+    @functools.cached_property  # a NodeView lives from one watch event to the next: computed once
     def unavailable(self) -> str:
         """Why the node is out of service ("" when it is not): NotReady, cordoned or tainted."""
         if not self.ready:
