@@ -28,7 +28,7 @@ from remediator.domain.models import (
     SafetyState,
 )
 from remediator.domain.policy import Action, Rule, context_of
-from remediator.domain.rails import KINDS, RAILS, Step, World
+from remediator.domain.rails import KINDS, RAILS, Step, Verdict, World
 from remediator.domain.repair import RepairRecord, RepairSettings
 from remediator.domain.safety import Safety
 
@@ -100,6 +100,24 @@ def plan_step(step: Step, world: World, trace: Sequence[str] = ()) -> Decision:
     outcome = "dry_run" if world.dry_run else "act"
     lines.append("dry-run: would act, changing nothing" if world.dry_run else "act")
     return Decision(outcome, step.rule.name, step.actions, trace=tuple(lines), budget=budget, kind=step.kind)
+
+
+# What can change between planning an action and running it, and must then stop it: a pause (global,
+# node, namespace annotations) and the target (gone, or moved outside node_selector). Budgets, cooldowns,
+# rate limits and the breaker counted the plan when it was made; counting it again would block it by itself.
+RECHECKED = ("paused", "target")
+
+
+def recheck(step: Step, world: World) -> Verdict | None:
+    """Right before a planned action runs (later in its chain, after a long drain, or resumed after a
+    restart): the verdict of the first rechecked rail that stops it, or None. An unavailable view
+    says nothing new (unknown is not a reason to stop a step that passed every rail when planned)."""
+    if not world.cluster.available:
+        return None
+    for name, rail in RAILS:
+        if name in RECHECKED and not (verdict := rail(step, world)).passed:
+            return verdict
+    return None
 
 
 def match(rules: Sequence[Rule], labels: dict[str, str]) -> tuple[Rule | None, list[str]]:

@@ -21,17 +21,25 @@ from remediator.cluster.prom import PromChecker
 from remediator.cluster.repair import RepairContext
 from remediator.cluster.view import read_cluster_view
 from remediator.config import Config
-from remediator.domain.decide import continues_ladder, decide, guard_query
-from remediator.domain.models import CheckResult, ClusterView, Decision, Incident, PastAction, SafetyState
-from remediator.domain.rails import World
+from remediator.domain.decide import continues_ladder, decide, guard_query, recheck
+from remediator.domain.models import (
+    CheckResult,
+    ClusterView,
+    Decision,
+    Incident,
+    PastAction,
+    PlannedAction,
+    SafetyState,
+)
+from remediator.domain.rails import Step, World
 from remediator.runtime import pause as pausing
-from remediator.runtime.followup import Followup
+from remediator.runtime.followup import Followup, incident_of
 from remediator.runtime.intake import IntakeGate
 from remediator.runtime.metrics import Metrics
 from remediator.runtime.notify import Notifier, decision_events
 from remediator.runtime.repairs import RepairRails
 from remediator.runtime.runner import ClusterOps, Runner
-from remediator.store.ledger import DUE_BATCH, Ledger, from_ts, ts
+from remediator.store.ledger import DUE_BATCH, ActionRow, Ledger, from_ts, ts
 
 log = logging.getLogger(__name__)
 BREAKER_KEY = "breaker_opened_at"
@@ -164,14 +172,21 @@ class Engine:
     def pause(self) -> pausing.Pause:
         return pausing.read(self.ledger)
 
-    def _held(self) -> tuple[str, str] | None:
-        """Why no planned action may run now, if it may not: the global pause or dry-run, read
-        afresh (a plan stored before a restart or a pause must not outlive it)."""
+    def _held(self, incident: dict, row: ActionRow) -> tuple[str, str] | None:
+        """Why this planned action may not run now, if it may not, read afresh right before it runs
+        (a plan stored before a restart, or made before a long drain, must not outlive a stop):
+        dry-run, the global pause, and the rails that can change meanwhile (node and namespace
+        pause annotations, the target gone or outside node_selector)."""
         if self.config.safety.dry_run:
             return "dry_run", "dry-run is on; the plan was made before it was"
         if self.safety_state(self.clock()).paused:
             return "paused", self.pause().describe()
-        return None
+        rule = self.rules.get(row.rule)
+        if rule is None or not incident:
+            return None
+        action = PlannedAction(row.type, row.target, row.params)
+        verdict = recheck(Step("first", incident_of(incident), rule, (action,)), self.world(self.clock()))
+        return (verdict.reason, verdict.line) if verdict is not None else None
 
     # ---- the loop -----------------------------------------------------------------------------
 

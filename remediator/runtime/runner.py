@@ -18,7 +18,7 @@ from remediator.cluster.repair import RepairContext
 from remediator.runtime.metrics import Metrics
 from remediator.runtime.notify import Event, action_event
 from remediator.runtime.repairs import RepairRails
-from remediator.store.ledger import Ledger, from_ts
+from remediator.store.ledger import ActionRow, Ledger, from_ts
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,10 @@ class Runner:
     leader: Leadership = field(default_factory=AlwaysLeader)
     repair: RepairContext | None = None
     rails: RepairRails | None = None  # repeat offenders and silences around repairs
-    # (reason, detail) when nothing may change the cluster now (paused, dry-run), checked right before each
-    # action: a plan made earlier (before a restart, or while a long drain ran) must not outlive a stop
-    held: Callable[[], tuple[str, str] | None] = lambda: None
+    # (reason, detail) when this action may not run now (paused, dry-run, its node or namespace paused, its
+    # target gone), checked right before it runs: a plan made earlier (before a restart, or while a long
+    # drain ran) must not outlive a stop
+    held: Callable[[dict, ActionRow], tuple[str, str] | None] = lambda incident, row: None
 
     def run_action(self, incident_id: int, action_id: int) -> Outcome | None:
         """Claim, execute and record one action; None if it was cancelled or already finished, or if
@@ -97,7 +98,7 @@ class Runner:
         except NotLeader as exc:
             log.warning("incident %d: not acting on %s(%s): %s", incident_id, row.type, row.target, exc)
             return None
-        stop = self.held()
+        stop = self.held(incident, row)
         if stop is not None:
             outcome = Outcome("blocked", f"not run: {stop[1]}", reason=stop[0])
         elif self.kube is None:

@@ -60,12 +60,14 @@ def setup(k8s_api, tmp_path, unique):
     add_gpu_nodes(k8s_api.api_client(), [node], pool=pool)
     made = []
 
-    def start(*, dry_run: bool, pause: bool):
+    def start(*, dry_run: bool, pause: bool, node_patch: dict | None = None):
         config = _config(tmp_path, k8s_api, pool, dry_run=False)
         ledger = SQLiteLedger(config.ledger_path)
         kube = Kube(config.kubeconfig, node_selector=config.node_selector)
         incident_id = _planned_but_not_run(config, ledger, kube, node)
         ledger.close()  # the process stops here
+        if node_patch is not None:  # meanwhile the operator pauses the node, or moves it to another pool
+            client.CoreV1Api(k8s_api.api_client()).patch_node(node, node_patch)
         config = _config(tmp_path, k8s_api, pool, dry_run=dry_run)  # the operator restarts it, maybe in dry-run
         ledger = SQLiteLedger(config.ledger_path)
         metrics = Metrics(ledger.counts_by_status)
@@ -109,3 +111,18 @@ def test_a_planned_action_still_runs_when_nothing_stops_it(k8s_api, setup):
     inc = _settled(ledger, incident_id)
     assert inc["actions"][0]["state"] == "succeeded", inc["actions"]
     assert client.CoreV1Api(k8s_api.api_client()).read_node(node).spec.unschedulable
+
+
+@pytest.mark.parametrize(("patch", "reason"), [
+    ({"metadata": {"annotations": {"vigil.io/remediation": "disabled"}}}, "paused"),
+    ({"metadata": {"labels": {"vigil.io/pool": "elsewhere"}}}, "outside_node_selector"),
+])
+def test_a_planned_action_rechecks_its_node_before_it_runs(k8s_api, setup, patch, reason):
+    """The same holds for what can change on the node itself between the plan and the run: a pause
+    annotation, or the node leaving node_selector (also the path of a chain's later steps)."""
+    node, start = setup
+    _engine, ledger, incident_id = start(dry_run=False, pause=False, node_patch=patch)
+    inc = _settled(ledger, incident_id)
+    assert not client.CoreV1Api(k8s_api.api_client()).read_node(node).spec.unschedulable
+    [action] = inc["actions"]
+    assert action["state"] == "blocked" and action["result"]["reason"] == reason, action
