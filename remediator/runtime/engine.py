@@ -184,8 +184,11 @@ class Engine:
         rule = self.rules.get(row.rule)
         if rule is None or not incident:
             return None
+        now = self.clock()  # the rechecked rails read the cluster and the pause, no history: none is read
+        world = World(self._cluster_view(), (), self.config.safety, self.safety_state(now), now,
+                      self.config.safety.dry_run, needs_cluster=True)
         action = PlannedAction(row.type, row.target, row.params)
-        verdict = recheck(Step("first", incident_of(incident), rule, (action,)), self.world(self.clock()))
+        verdict = recheck(Step("first", incident_of(incident), rule, (action,)), world)
         return (verdict.reason, verdict.line) if verdict is not None else None
 
     # ---- the loop -----------------------------------------------------------------------------
