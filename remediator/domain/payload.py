@@ -35,7 +35,7 @@ class PayloadError(ValueError):
 ZERO_TIME = dt.datetime(1, 1, 1, tzinfo=dt.UTC)  # Go's zero time: the endsAt of a firing alert
 MIN_YEAR, MAX_YEAR = 1970, 9999  # what the ledger stores; anything else is a sender's bug
 _HEX = re.compile(r"[0-9a-fA-F]{1,64}").fullmatch
-_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z")
 _MAX_TIME_CHARS = 40  # longer is never RFC 3339; also keeps huge strings out of the cache
 
 
