@@ -19,6 +19,7 @@ from remediator.cluster.jobs import NodeJobs, build_job, check_target, job_name,
 from remediator.cluster.kube import GPU_RESOURCE, MIRROR_ANNOTATION, Kube, _wrap
 from remediator.cluster.outcome import Outcome
 from remediator.cluster.prom import PromChecker
+from remediator.domain.models import PAUSE_ANNOTATION
 from remediator.domain.policy import compile_template
 from remediator.domain.repair import RMA_LABEL, RMA_REASON_ANNOTATION, JobSpec, RepairSettings
 from vigil_common.durations import parse_duration
@@ -178,7 +179,11 @@ def prepare_node(ctx: RepairContext, node: str, incident: str, params: dict[str,
     timeout = params.get("drain_timeout")
     r = ctx.kube.drain(node, timeout=parse_duration(timeout) if timeout not in (None, "") else 300.0,
                        force_after=0.0, grace_period=None, incident=incident)
-    if r.complete:
+    if r.complete:  # the drain may have taken minutes: a node paused meanwhile is not rebooted
+        annotations = ctx.node(node).metadata.annotations or {}
+        if annotations.get(PAUSE_ANNOTATION) == "disabled":
+            return Outcome("blocked", f"{node} was paused ({PAUSE_ANNOTATION}=disabled) while it drained; not "
+                           "rebooting", reason="paused")
         return None
     pdbs = sorted(set(r.blocked_by.values()))
     return Outcome("blocked", f"{len(r.remaining)} pods still on the node; not rebooting"

@@ -35,7 +35,7 @@ class PayloadError(ValueError):
 ZERO_TIME = dt.datetime(1, 1, 1, tzinfo=dt.UTC)  # Go's zero time: the endsAt of a firing alert
 MIN_YEAR, MAX_YEAR = 1970, 9999  # what the ledger stores; anything else is a sender's bug
 _HEX = re.compile(r"[0-9a-fA-F]{1,64}").fullmatch
-_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(r"^(\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z")
 _MAX_TIME_CHARS = 40  # longer is never RFC 3339; also keeps huge strings out of the cache
 
 
@@ -146,6 +146,16 @@ def _alert(raw: Any, i: int) -> Alert:
                  fingerprint.lower(), gen if type(gen) is str else "")
 
 
+def _brief(value: Any) -> str:
+    """A sender's value in an error message: a short repr of a scalar, else its JSON type (the repr
+    of a list nested 1,000 deep raises RecursionError; a megabyte string would be echoed whole)."""
+    if value is None or isinstance(value, bool | int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value[:64]) + ("..." if len(value) > 64 else "")
+    return f"a JSON {'array' if isinstance(value, list) else 'object'}"
+
+
 def parse_strict(body: bytes) -> Notification:
     """The reference path. orjson rejects what must never reach the ledger: invalid UTF-8, lone
     surrogates (escaped or not, in keys and values), NaN/Infinity, integers over 64 bits and nesting
@@ -157,7 +167,7 @@ def parse_strict(body: bytes) -> Notification:
     if not isinstance(data, dict):
         raise PayloadError("invalid_payload", "the body must be a JSON object")
     if data.get("version") != "4":
-        raise PayloadError("invalid_payload", f"version must be \"4\", got {data.get('version')!r}")
+        raise PayloadError("invalid_payload", f"version must be \"4\", got {_brief(data.get('version'))}")
     alerts = data.get("alerts")
     if not isinstance(alerts, list):
         raise PayloadError("invalid_payload", "alerts must be an array")

@@ -240,27 +240,43 @@ class Followup:
             if check.outcome != HOLDS:
                 done.append(f"{node} left cordoned: recovery {check.outcome.replace('_', ' ')} ({check.detail})")
                 continue
-            params = {"node": node, "only_incident": "true"}
-            decision = self._gate(Step("uncordon", incident, rule, (PlannedAction("uncordon_node", node, params),)))
-            if decision.reason == "foreign_cordon":
-                self._drop_claim(incident, node, decision.detail)
-                done.append(f"{node} left as it is: {decision.detail}")
-                continue
-            if decision.outcome != "act":
-                done.append(f"{node} left cordoned ({decision.reason}): {decision.detail}")
-                continue
-            # the validation Job changes the cluster too: it runs only once the uncordon has passed the rails
-            # (not paused, not dry-run, still Vigil's cordon), never before
-            if rule.validate_on_resolved:
-                valid, why = self._validate(incident, node)
-                if not valid:
-                    done.append(f"{node} left cordoned: validation did not pass ({why})")
-                    continue
-            outcome = self.ops.execute("uncordon_node", params, str(incident.id))
-            if outcome.reason == "not_owner" or outcome.detail == "already schedulable":
-                self._drop_claim(incident, node, f"someone else changed the node: {outcome.detail}")
-            done.append(f"uncordon {node}: {outcome.detail}")
+            done.append(self._uncordon(rule, incident, node))
         return done
+
+    def _uncordon(self, rule: Rule, incident: Incident, node: str) -> str:
+        params = {"node": node, "only_incident": "true"}
+        step = Step("uncordon", incident, rule, (PlannedAction("uncordon_node", node, params),))
+        if (held := self._uncordon_held(step, node)) is not None:
+            return held
+        # the validation Job changes the cluster too: it runs only once the uncordon has passed the rails
+        # (not paused, not dry-run, still Vigil's cordon), never before
+        if rule.validate_on_resolved:
+            valid, why = self._validate(incident, node)
+            if not valid:
+                return f"{node} left cordoned: validation did not pass ({why})"
+            # the Job ran for up to its timeout: a pause (or a foreign cordon) set meanwhile must hold
+            state = self.safety_state(self.clock())
+            if state.paused or state.breaker_open:
+                self.ledger.audit("uncordon_deferred", {"node": node, "reason": "paused" if state.paused else "breaker",
+                                                        "detail": "set while the validation ran; tried again later"},
+                                  self.clock(), incident_id=incident.id)
+                raise _Deferred(f"{node}: remediation paused or breaker open during the validation")
+            if (held := self._uncordon_held(step, node)) is not None:
+                return held
+        outcome = self.ops.execute("uncordon_node", params, str(incident.id))
+        if outcome.reason == "not_owner" or outcome.detail == "already schedulable":
+            self._drop_claim(incident, node, f"someone else changed the node: {outcome.detail}")
+        return f"uncordon {node}: {outcome.detail}"
+
+    def _uncordon_held(self, step: Step, node: str) -> str | None:
+        """Why the uncordon does not run now (the rails, asked afresh), or None."""
+        decision = self._gate(step)
+        if decision.reason == "foreign_cordon":
+            self._drop_claim(step.incident, node, decision.detail)
+            return f"{node} left as it is: {decision.detail}"
+        if decision.outcome != "act":
+            return f"{node} left cordoned ({decision.reason}): {decision.detail}"
+        return None
 
     def _drop_claim(self, incident: Incident, node: str, detail: str) -> None:
         """Someone else changed the node since Vigil cordoned it: Vigil lets go for good."""

@@ -32,7 +32,7 @@ def _unexpected(exc: Exception):
 def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics, *,
                insecure_no_auth: bool = False, draining: threading.Event | None = None) -> Flask:
     """`draining` set (SIGTERM): /readyz answers 503 while the webhook keeps recording."""
-    app = Flask("vigil-remediator")
+    app = Flask("vigil-remediator", static_folder=None)  # no static assets: no open file route
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.extensions["vigil"] = Vigil(config, ledger, engine, metrics,
                                     draining if draining is not None else threading.Event(), insecure_no_auth)

@@ -32,9 +32,17 @@ def cross_site() -> str | None:
     if site is not None and site not in ("same-origin", "none"):
         return f"Sec-Fetch-Site: {site}"
     origin = request.headers.get("Origin")
-    if origin is not None and (origin == "null" or urlsplit(origin).netloc.lower() != request.host.lower()):
-        return f"Origin: {origin}"
+    if origin is not None and (origin == "null" or _netloc(origin) != request.host.lower()):
+        return f"Origin: {origin[:200]}"
     return None
+
+
+def _netloc(origin: str) -> str | None:
+    """The host[:port] an Origin names; None when it is not a URL (urlsplit raises on "http://[::1")."""
+    try:
+        return urlsplit(origin).netloc.lower()
+    except ValueError:
+        return None
 
 
 def require(role: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
