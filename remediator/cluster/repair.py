@@ -34,6 +34,9 @@ class RepairContext:
     prom: PromChecker | None = None
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], None] = time.sleep
+    # why nothing may change the cluster now (the global pause, dry-run), read afresh: a repair that
+    # drains first checks it again before its Job, as the drain may have taken minutes
+    held: Callable[[], str | None] = lambda: None
     jobs: NodeJobs = field(init=False)
 
     def __post_init__(self) -> None:
@@ -179,7 +182,9 @@ def prepare_node(ctx: RepairContext, node: str, incident: str, params: dict[str,
     timeout = params.get("drain_timeout")
     r = ctx.kube.drain(node, timeout=parse_duration(timeout) if timeout not in (None, "") else 300.0,
                        force_after=0.0, grace_period=None, incident=incident)
-    if r.complete:  # the drain may have taken minutes: a node paused meanwhile is not rebooted
+    if r.complete:  # the drain may have taken minutes: a node (or Vigil) paused meanwhile is not rebooted
+        if (why := ctx.held()) is not None:
+            return Outcome("blocked", f"{why} (set while {node} drained); not rebooting", reason="paused")
         annotations = ctx.node(node).metadata.annotations or {}
         if annotations.get(PAUSE_ANNOTATION) == "disabled":
             return Outcome("blocked", f"{node} was paused ({PAUSE_ANNOTATION}=disabled) while it drained; not "

@@ -102,7 +102,8 @@ class Engine:
         self._busy_lock = threading.Lock()
         self.notifier = Notifier(config.notifications, metrics.registry)
         sleep = kube.retrier.sleep if kube is not None else time.sleep  # waits end when the process stops
-        self.repair = RepairContext(kube, config.repair, self.prom, sleep=sleep) if kube is not None else None
+        self.repair = RepairContext(kube, config.repair, self.prom, sleep=sleep,
+                                    held=self._global_hold) if kube is not None else None
         self.repair_rails = RepairRails(ledger=ledger, settings=config.repair, ctx=self.repair,
                                         on_exhausted=metrics.repairs_exhausted.inc, clock=clock)
         self.runner = Runner(ledger, kube, metrics, clock, deadlines=config.action_deadlines,
@@ -172,6 +173,12 @@ class Engine:
     def pause(self) -> pausing.Pause:
         return pausing.read(self.ledger)
 
+    def _global_hold(self) -> str | None:
+        """The global pause, read afresh (an expired one is none), or dry-run: why nothing may change now."""
+        if self.config.safety.dry_run:
+            return "dry-run is on"
+        return self.pause().describe() if self.safety_state(self.clock()).paused else None
+
     def _held(self, incident: dict, row: ActionRow) -> tuple[str, str] | None:
         """Why this planned action may not run now, if it may not, read afresh right before it runs
         (a plan stored before a restart, or made before a long drain, must not outlive a stop):
@@ -179,8 +186,8 @@ class Engine:
         pause annotations, the target gone or outside node_selector)."""
         if self.config.safety.dry_run:
             return "dry_run", "dry-run is on; the plan was made before it was"
-        if self.safety_state(self.clock()).paused:
-            return "paused", self.pause().describe()
+        if (why := self._global_hold()) is not None:
+            return "paused", why
         rule = self.rules.get(row.rule)
         if rule is None or not incident:
             return None

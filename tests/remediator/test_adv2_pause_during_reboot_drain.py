@@ -2,7 +2,7 @@
 starts the reboot Job in the same action. The rails are rechecked right before each planned action,
 not between the drain and the reboot inside one, so a node an operator paused
 (vigil.io/remediation=disabled) while its drain ran was still rebooted; the node's pause is now read
-again after the drain. A global pause set during the drain is still not seen there (xfail strict).
+again after the drain, and so is the global pause.
 Real remediator on the local cluster; the test hook only marks the moment the drain starts (the
 real drain then runs)."""
 
@@ -49,7 +49,6 @@ def test_a_node_paused_during_the_reboots_drain_is_not_rebooted(remediator, k8s_
     assert inc["status"] == "blocked" and inc["reason"] == "paused", inc
 
 
-@pytest.mark.xfail(strict=True, reason="a global pause is not rechecked between reboot_node's drain and its reboot Job")
 def test_a_global_pause_during_the_reboots_drain_holds_the_reboot(remediator, k8s_cluster):
     install_crds(k8s_cluster)
     h = remediator(nodes=2, policy=POLICY, overrides={"repair": FAST_JOBS})
