@@ -271,32 +271,16 @@ def _service_owner(c: Clients, p: dict, result: dict) -> str:
 
 # ---- repairs (remediator/cluster/repair.py, providers.py) -----------------------------------------
 
-def _repair(c: Clients, fn: providers.Executor, p: dict, incident: str) -> Outcome:
-    if c.repair is None:
-        return Outcome("failed", "repair actions need the repair settings", reason="not_configured")
-    return fn(c.repair, p, incident)
+def _repair(fn: providers.Executor) -> Executor:
+    """The executor of one repair: the cluster-layer function, given the repair settings."""
+    def run(c: Clients, p: dict, incident: str) -> Outcome:
+        if c.repair is None:
+            return Outcome("failed", "repair actions need the repair settings", reason="not_configured")
+        return fn(c.repair, p, incident)
+    return run
 
 
-@EXECUTORS.bind("reset_gpu")
-def _reset_gpu(c: Clients, p: dict, incident: str) -> Outcome:
-    return _repair(c, node_repair.reset_gpu, p, incident)
-
-
-@EXECUTORS.bind("reboot_node")
-def _reboot_node(c: Clients, p: dict, incident: str) -> Outcome:
-    return _repair(c, providers.reboot_node, p, incident)
-
-
-@EXECUTORS.bind("replace_node")
-def _replace_node(c: Clients, p: dict, incident: str) -> Outcome:
-    return _repair(c, providers.replace_node, p, incident)
-
-
-@EXECUTORS.bind("validate_node")
-def _validate_node(c: Clients, p: dict, incident: str) -> Outcome:
-    return _repair(c, node_repair.validate_node, p, incident)
-
-
-@EXECUTORS.bind("mark_rma_candidate")
-def _mark_rma_candidate(c: Clients, p: dict, incident: str) -> Outcome:
-    return _repair(c, providers.mark_rma_candidate, p, incident)
+for _type, _fn in {"reset_gpu": node_repair.reset_gpu, "reboot_node": providers.reboot_node,
+                   "replace_node": providers.replace_node, "validate_node": node_repair.validate_node,
+                   "mark_rma_candidate": providers.mark_rma_candidate}.items():
+    EXECUTORS.bind(_type)(_repair(_fn))

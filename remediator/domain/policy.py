@@ -134,22 +134,21 @@ class Rule:
         return all(m.matches(labels) for m in self.matchers)
 
 
-def compile_query(value: Any, where: str) -> Any:
-    """A guard or verify query: a template whose values are escaped for PromQL strings."""
+def _compile(env: SandboxedEnvironment, value: Any, where: str) -> Any:
     if not isinstance(value, str) or "{" not in value:
         return value
     try:
-        return _PROMQL_ENV.from_string(value)
+        return env.from_string(value)
     except jinja2.TemplateSyntaxError as exc:
         raise PolicyError(f"{where}: template syntax error: {exc.message}") from exc
+
+
+def compile_query(value: Any, where: str) -> Any:
+    """A guard or verify query: a template whose values are escaped for PromQL strings."""
+    return _compile(_PROMQL_ENV, value, where)
 
 
 def compile_template(value: Any, where: str) -> Any:
     if isinstance(value, dict):
         return {k: compile_template(v, f"{where}.{k}") for k, v in value.items()}
-    if not isinstance(value, str) or "{" not in value:
-        return value
-    try:
-        return _ENV.from_string(value)
-    except jinja2.TemplateSyntaxError as exc:
-        raise PolicyError(f"{where}: template syntax error: {exc.message}") from exc
+    return _compile(_ENV, value, where)
