@@ -20,7 +20,7 @@ import yaml
 from kubernetes import client
 
 from alerts import generate
-from tests.k8s.__main__ import _sample_workload
+from tests.k8s.__main__ import SAMPLE_NS, SAMPLE_REPLICAS, _sample_workload
 from tests.k8s.controlplane import ControlPlane, add_gpu_nodes, free_port, start, wait_until
 from tests.service.servers import Endpoint
 from tests.stack import Proc, Stack
@@ -83,6 +83,11 @@ class Pipeline:
                                    for c in core.read_node(n).status.conditions or []) for n in self.node_names),
                    60, what="nodes Ready")
         _sample_workload(api)
+
+        def running() -> bool:  # the drains later must find the workload placed, not still being scheduled
+            pods = core.list_namespaced_pod(SAMPLE_NS, label_selector="app=llm").items
+            return sum(p.status.phase == "Running" and bool(p.spec.node_name) for p in pods) == SAMPLE_REPLICAS
+        wait_until(running, 120, what="the sample workload's pods Running")
         self._routing(api)
         NodeAgent.prepare(api)
         self._prometheus_port, self._alertmanager_port = free_port(), free_port()
