@@ -22,30 +22,17 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import orjson
-
 from remediator.domain.models import Decision, Incident, PastAction
 from remediator.domain.payload import Alert
 from remediator.domain.repair import REPAIR_ACTIONS, RepairRecord
+from remediator.store.checkpoint import Checkpointer
+from remediator.store.intake import GroupCommit, Recorded
 from remediator.store.views import LedgerViews, from_ts, ts
-
-
-def _canonical(d: dict[str, str]) -> str:
-    """Labels and annotations as stored: sorted keys, compact (orjson: a storm's hot path)."""
-    return orjson.dumps(d, option=orjson.OPT_SORT_KEYS).decode()
 
 
 class LedgerUnavailable(Exception):
     """The backend could not be read or written (a network backend down, a disk error): not the
     caller's fault, and temporary; intake answers 503 so that Alertmanager resends."""
-
-
-@dataclass(frozen=True)
-class Recorded:
-    new: int = 0  # new firing incidents
-    duplicates: int = 0  # notifications of incidents already known (dedupe hits)
-    resolved: int = 0  # incidents marked resolved by this body
-    cancelled: int = 0  # incidents whose pending work the resolution cancelled
 
 
 @dataclass(frozen=True)
@@ -163,28 +150,21 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
     return db
 
 
-class _Job:
-    __slots__ = ("alerts", "done", "error", "now", "result")
-
-    def __init__(self, alerts: list[Alert], now: dt.datetime) -> None:
-        self.alerts, self.now = alerts, now
-        self.done, self.result, self.error = False, None, None
-
-
 class SQLiteLedger(LedgerViews):
     def __init__(self, path: str) -> None:
         self.path = path
-        self._intake = _connect(path, "FULL")
-        self._intake.executescript(_SCHEMA)
-        self._intake_lock = threading.Lock()
-        self._queue: list[_Job] = []
-        self._queue_lock = threading.Lock()
+        intake = _connect(path, "FULL")
+        intake.executescript(_SCHEMA)
+        intake.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job, off the webhooks' path
+        self._intake = GroupCommit(intake, self._audit)
         self._db = _connect(path, "NORMAL")
         self._lock = threading.Lock()
+        self._checkpoint = Checkpointer(path)
 
     def close(self) -> None:
-        with self._intake_lock, self._lock:
-            self._intake.close()
+        self._checkpoint.close()
+        with self._intake.lock, self._lock:
+            self._intake.db.close()
             self._db.close()
 
     def _tx(self):
@@ -193,92 +173,8 @@ class SQLiteLedger(LedgerViews):
     # ---- intake ----------------------------------------------------------------------------
 
     def record(self, alerts: Iterable[Alert], now: dt.datetime) -> Recorded:
-        """Durable when it returns. Concurrent callers are committed together by whichever of them
-        holds the intake lock first (group commit): one fsync for the batch, none returns early."""
-        job = _Job(list(alerts), now)
-        with self._queue_lock:
-            self._queue.append(job)
-        with self._intake_lock:
-            if not job.done:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                self._commit_batch(batch)
-        if job.error is not None:
-            raise job.error
-        return job.result
-
-    def _commit_batch(self, batch: list[_Job]) -> None:
-        """One transaction, one savepoint per request: a request whose alerts cannot be written
-        fails alone; the others commit. Only a failing COMMIT (disk, lock) fails them all."""
-        db = self._intake
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            for j in batch:
-                db.execute("SAVEPOINT job")
-                try:
-                    j.result = self._record(db, j.alerts, j.now)
-                except Exception as exc:
-                    db.execute("ROLLBACK TO job")
-                    j.error = exc
-                db.execute("RELEASE job")
-            db.execute("COMMIT")
-        except BaseException as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            for j in batch:
-                j.error, j.result = j.error or exc, None
-        finally:
-            for j in batch:
-                j.done = True
-
-    def _record(self, db: sqlite3.Connection, alerts: list[Alert], now: dt.datetime) -> Recorded:
-        new = dupes = resolved = cancelled = 0
-        t = ts(now)
-        keyed = [(a.fingerprint, ts(a.starts_at), a) for a in alerts]
-        fingerprints = orjson.dumps(sorted({fp for fp, _, _ in keyed})).decode()  # one query, any count
-        existing: set[tuple[str, str]] = {(r[0], r[1]) for r in db.execute(
-            "SELECT fingerprint, starts_at FROM incidents WHERE fingerprint IN (SELECT value FROM json_each(?))",
-            (fingerprints,))}
-        fresh, seen = [], set()
-        for fp, starts, a in keyed:
-            if (fp, starts) in existing or (fp, starts) in seen:
-                continue
-            seen.add((fp, starts))
-            firing = a.status == "firing"
-            fresh.append((fp, starts, a.labels.get("alertname", ""), _canonical(a.labels),
-                          _canonical(a.annotations), a.status, "pending" if firing else "resolved",
-                          "" if firing else "resolved before Vigil saw it firing", t, t, None if firing else t))
-            new += firing
-            resolved += not firing
-        db.executemany("INSERT INTO incidents (fingerprint, starts_at, alertname, labels, annotations, alert_status,"
-                       " status, reason, received_at, updated_at, resolved_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)", fresh)
-        for fp, starts, a in keyed:
-            if (fp, starts) not in existing:
-                continue
-            db.execute("UPDATE incidents SET notifications = notifications + 1 WHERE fingerprint=? AND"
-                       " starts_at=?", (fp, starts))
-            dupes += 1
-            if a.status == "firing":
-                continue  # a repeat, a retry or the other HA peer: nothing new
-            row = db.execute("SELECT id, alert_status, status FROM incidents WHERE fingerprint=? AND"
-                             " starts_at=?", (fp, starts)).fetchone()
-            if row["alert_status"] == "resolved":
-                continue
-            resolved += 1
-            db.execute("UPDATE incidents SET alert_status='resolved', resolved_at=?, updated_at=? WHERE id=?",
-                       (t, t, row["id"]))
-            n = db.execute("UPDATE actions SET state='cancelled', finished_at=?, result=? WHERE incident_id=?"
-                           " AND state='planned'", (t, json.dumps({"detail": "the alert resolved"}), row["id"]))
-            changed = db.execute("SELECT COUNT(*) FROM actions WHERE incident_id=? AND state IN"
-                                 " ('running','succeeded')", (row["id"],)).fetchone()[0]
-            if row["status"] in ("pending", "deferred") or (row["status"] == "acting" and n.rowcount and not changed):
-                cancelled += 1
-                db.execute("UPDATE incidents SET status='cancelled', reason='resolved',"
-                           " detail='the alert resolved before the action ran', updated_at=? WHERE id=?",
-                           (t, row["id"]))
-                self._audit(db, "cancelled", {"reason": "the alert resolved before the action ran"}, t,
-                            row["id"], None)
-        return Recorded(new, dupes, resolved, cancelled)
+        """Durable when it returns; concurrent callers share one commit (`store/intake.py`)."""
+        return self._intake.record(list(alerts), now)
 
     # ---- the engine's side -----------------------------------------------------------------
 

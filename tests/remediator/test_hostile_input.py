@@ -106,11 +106,14 @@ def test_a_poisoned_request_fails_alone_in_the_group_commit(ledger):
         except Exception as exc:
             results[k] = exc
 
-    with ledger._intake_lock:  # everything below queues up behind one commit
-        threads = [threading.Thread(target=send, args=(k, a)) for k, a in enumerate(jobs)]
-        for t in threads:
-            t.start()
-        wait_until(lambda: len(ledger._queue) == len(jobs), 30, what="all requests queued")
+    gc = ledger._intake
+    with gc._mutex:
+        gc._leading = True  # a commit in progress: everything below queues up behind it, for the next one
+    threads = [threading.Thread(target=send, args=(k, a)) for k, a in enumerate(jobs)]
+    for t in threads:
+        t.start()
+    wait_until(lambda: len(gc._queue) == len(jobs), 30, what="all requests queued")
+    gc._queue[0].wake.release()  # that commit ends: it hands the lead to the oldest request waiting
     for t in threads:
         t.join(30)
     failed = [k for k, r in results.items() if isinstance(r, Exception)]
