@@ -1,4 +1,5 @@
-"""The baseline for ingest: the same Flask + waitress setup whose webhook handler only answers."""
+"""The baseline for ingest: the same Flask + waitress setup (the remediator's default thread count)
+whose webhook handler only answers."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import sys
 
 from flask import Flask, jsonify, request
 from waitress import serve
+
+from remediator.config import SERVER_THREADS
 
 
 def main() -> None:
@@ -16,7 +19,7 @@ def main() -> None:
         request.get_data(cache=False)
         return jsonify({"status": "recorded"})
 
-    serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=8, ident="vigil")
+    serve(app, host="127.0.0.1", port=int(sys.argv[1]), threads=SERVER_THREADS, ident="vigil")
 
 
 if __name__ == "__main__":

@@ -149,7 +149,8 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(config, ledger, engine, metrics, insecure_no_auth=args.insecure_no_auth, draining=draining)
     host, port = args.listen or config.listen
     try:
-        server = make_server(app, host=host, port=port, max_body_bytes=config.max_body_bytes)
+        server = make_server(app, host=host, port=port, max_body_bytes=config.max_body_bytes,
+                             threads=config.server_threads)
     except OSError as exc:
         return _die(f"cannot listen on {host}:{port}: {exc.strerror}")
     if cache is not None and not cache.wait_synced(5.0):

@@ -30,12 +30,16 @@ from vigil_common.config import ConfigError, Section, guarded, load_yaml, report
 from vigil_common.hostport import parse_hostport
 
 
+SERVER_THREADS = 16  # waitress threads: a webhook mostly waits for its group commit, so more of them share one
+
+
 @dataclass(frozen=True)
 class Config:
     path: str = "<defaults>"
     listen: tuple[str, int] = ("127.0.0.1", 9095)
     max_body_bytes: int = 10 * 1024 * 1024
     shutdown_delay: float = 2.0  # seconds intake keeps answering after SIGTERM, with readiness off
+    server_threads: int = SERVER_THREADS
     auth: Auth = field(default_factory=Auth)
     ledger_path: str = "vigil-ledger.db"
     ledger: LedgerSettings = field(default_factory=LedgerSettings)
@@ -226,7 +230,8 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
     top = Section(data, path, ("server", "auth", "ledger", "kubernetes", "engine", "safety", "policy", "prometheus",
                                "notifications", "ui", "leader_election", "repair"))
     prom = Section(top.get("prometheus"), f"{path}: prometheus", ("url", "timeout"))
-    server = Section(top.get("server"), f"{path}: server", ("listen", "max_body_bytes", "shutdown_delay"))
+    server = Section(top.get("server"), f"{path}: server", ("listen", "max_body_bytes", "shutdown_delay",
+                                                                    "threads"))
     listen = server.string("listen", "127.0.0.1:9095")
     try:
         listen_at = parse_hostport(listen)
@@ -269,6 +274,7 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
         path=path, listen=listen_at,
         max_body_bytes=server.number("max_body_bytes", 10 * 1024 * 1024, integer=True, minimum=1024),
         shutdown_delay=server.duration("shutdown_delay", 2.0),
+        server_threads=server.number("threads", SERVER_THREADS, integer=True, minimum=1, maximum=256),
         auth=parse_auth(top.get("auth"), f"{path}: auth"),
         notifications=parse_notifications(top.get("notifications"), f"{path}: notifications"),
         ui=parse_ui(top.get("ui"), f"{path}: ui"),

@@ -102,7 +102,8 @@ class Section:
     def get(self, k: str, default: Any = None) -> Any:
         return self.raw.get(k, default)
 
-    def number(self, k: str, default: Any, *, integer: bool = False, minimum: float = 0) -> Any:
+    def number(self, k: str, default: Any, *, integer: bool = False, minimum: float = 0,
+               maximum: float = math.inf) -> Any:
         v = self.raw.get(k, default)
         if v is None:
             return None
@@ -114,6 +115,9 @@ class Section:
             return default
         if v < minimum:
             self.fail(k, f"must be at least {minimum}")
+            return default
+        if v > maximum:
+            self.fail(k, f"must be at most {maximum}")
             return default
         return v
 

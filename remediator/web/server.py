@@ -35,7 +35,7 @@ class JsonChannel(HTTPChannel):
     error_task_class = JsonErrorTask
 
 
-def make_server(app: Any, *, host: str, port: int, max_body_bytes: int, threads: int = 8) -> Any:
+def make_server(app: Any, *, host: str, port: int, max_body_bytes: int, threads: int) -> Any:
     server = create_server(app, host=host, port=port, threads=threads, ident="vigil",
                            max_request_body_size=waitress_limit(max_body_bytes), clear_untrusted_proxy_headers=True)
     server.channel_class = JsonChannel  # used for every accepted connection
