@@ -229,12 +229,24 @@ def _fast_time(value: str | None, *, zero_ok: bool) -> dt.datetime:
     return parsed
 
 
-def _fast_alert(a: _RawAlert) -> Alert:
-    if not a.labels or not _HEX(a.fingerprint):
-        raise _NotFast
-    gen = a.generatorURL
-    return Alert(a.status, a.labels, a.annotations or {}, _fast_time(a.startsAt, zero_ok=False),
-                 _fast_time(a.endsAt, zero_ok=True), a.fingerprint.lower(), gen if type(gen) is str else "")
+def _fast_alerts(raw: list[_RawAlert]) -> list[Alert]:
+    """One loop for a storm's alerts; the times they share are checked once (memo per body)."""
+    starts: dict[str, dt.datetime] = {}
+    ends: dict[str | None, dt.datetime] = {}
+    out = []
+    for a in raw:
+        if not a.labels or not _HEX(a.fingerprint):
+            raise _NotFast
+        s = starts.get(a.startsAt)
+        if s is None:
+            s = starts[a.startsAt] = _fast_time(a.startsAt, zero_ok=False)
+        e = ends.get(a.endsAt)
+        if e is None:
+            e = ends[a.endsAt] = _fast_time(a.endsAt, zero_ok=True)
+        gen = a.generatorURL
+        out.append(Alert(a.status, a.labels, a.annotations or {}, s, e, a.fingerprint.lower(),
+                         gen if type(gen) is str else ""))
+    return out
 
 
 def _parse_fast(body: bytes) -> Notification:
@@ -244,7 +256,7 @@ def _parse_fast(body: bytes) -> Notification:
     except (UnicodeDecodeError, msgspec.DecodeError, RecursionError) as exc:
         raise _NotFast from exc
     return Notification(receiver=raw.receiver, status=raw.status, group_key=raw.groupKey,
-                        truncated_alerts=raw.truncatedAlerts, alerts=[_fast_alert(a) for a in raw.alerts],
+                        truncated_alerts=raw.truncatedAlerts, alerts=_fast_alerts(raw.alerts),
                         external_url=raw.externalURL)
 
 
