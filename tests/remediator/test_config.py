@@ -28,6 +28,9 @@ def rule(**over):
         ({"safety": {"budget": {"max_percent": 120}}}, "safety.budget: key 'max_percent': a percentage"),
         ({"safety": {"breaker": {"window": "5 minutes"}}}, "safety.breaker: key 'window'"),
         ({"server": {"listen": "nowhere"}}, "server: key 'listen'"),
+        ({"server": {"threads": 0}}, "server: key 'threads': must be at least 1"),
+        ({"server": {"threads": 10_000}}, "server: key 'threads': must be at most 256"),
+        ({"server": {"threads": 2.5}}, "server: key 'threads': expected an integer"),
         (rule(match=["alertname~X"]), "rule 'r1': key 'match'"),
         (rule(match=['alertname=~"("']), "invalid RE2 regex"),
         (rule(actions=[{"type": "reboot_datacenter"}]), "rule 'r1': key 'actions[0]': unknown action type"),
@@ -55,6 +58,11 @@ def test_errors_name_the_file_the_rule_and_the_key(data, message):
     with pytest.raises(ConfigError) as err:
         parse_config(data, "vigil.yaml")
     assert str(err.value).startswith("vigil.yaml:") and message in str(err.value), str(err.value)
+
+
+def test_server_threads():
+    assert parse_config({}, "vigil.yaml").server_threads == 16
+    assert parse_config({"server": {"threads": 4}}, "vigil.yaml").server_threads == 4
 
 
 def test_leader_election_and_ledger_defaults():

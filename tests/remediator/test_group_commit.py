@@ -118,3 +118,15 @@ def test_waiting_requests_share_the_next_commit_and_each_gets_its_own_answer(tmp
     assert commits == [n] and gc.split == 0  # one commit, written in one pass
     assert sum(a.new for a in answers.values()) == 10 and sum(a.duplicates for a in answers.values()) == 40
     lg.close()
+
+
+def test_the_wal_is_checkpointed_in_the_background(tmp_path):
+    """Intake's connection never checkpoints (its autocheckpoint is off); the checkpointer thread
+    copies the WAL into the database file."""
+    path = tmp_path / "l.db"
+    lg = SQLiteLedger(str(path))
+    assert lg._intake.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    size = path.stat().st_size
+    lg.record(_many("w", 2000), T0)
+    wait_until(lambda: path.stat().st_size > size + 100_000, 30, what="the WAL copied into the database file")
+    lg.close()
