@@ -168,7 +168,12 @@ class SQLiteLedger(LedgerViews):
             self._db.close()
 
     def _tx(self):
-        return _Tx(self._db, self._lock)
+        return _Tx(self._db, self._lock, "BEGIN IMMEDIATE")
+
+    def _read(self):
+        """A read: a deferred transaction, which in WAL mode never takes the write lock, so the
+        engine's reads never make a webhook's commit wait."""
+        return _Tx(self._db, self._lock, "BEGIN")
 
     # ---- intake ----------------------------------------------------------------------------
 
@@ -183,7 +188,7 @@ class SQLiteLedger(LedgerViews):
         """At most `limit` incidents to decide, oldest first (both queries use incidents_status). A row
         that cannot be read back goes to `on_unreadable` (default: marked failed), so it can never
         block the ones after it."""
-        with self._tx() as db:
+        with self._read() as db:
             rows = db.execute("SELECT * FROM incidents WHERE status='pending' ORDER BY id LIMIT ?",
                               (limit,)).fetchall()
             if len(rows) < limit:
@@ -216,7 +221,7 @@ class SQLiteLedger(LedgerViews):
                                                "message": str(exc)[:1000]}, t, incident_id, None)
 
     def next_wake(self) -> dt.datetime | None:
-        with self._tx() as db:
+        with self._read() as db:
             row = db.execute("SELECT MIN(not_before) AS t FROM incidents WHERE status='deferred'").fetchone()
         return from_ts(row["t"])
 
@@ -288,7 +293,7 @@ class SQLiteLedger(LedgerViews):
                             result.get("reason", final), result.get("detail", ""), t, inc))
 
     def incomplete_actions(self) -> dict[int, list[int]]:
-        with self._tx() as db:
+        with self._read() as db:
             rows = db.execute("SELECT id, incident_id FROM actions WHERE state IN ('planned','running')"
                               " ORDER BY incident_id, seq").fetchall()
         chains: dict[int, list[int]] = {}
@@ -299,7 +304,7 @@ class SQLiteLedger(LedgerViews):
     def history(self, since: dt.datetime) -> list[PastAction]:
         """Actions planned since `since`, plus, however old, those in flight and what a still-firing
         incident did or would have done (an uncordon must not undo a node another one still needs)."""
-        with self._tx() as db:
+        with self._read() as db:
             rows = db.execute("SELECT a.*, i.alert_status FROM actions a JOIN incidents i ON i.id = a.incident_id"
                               " WHERE a.planned_at >= ? OR a.state IN ('planned','running')"
                               " OR (a.state IN ('dry_run','succeeded') AND i.alert_status='firing')",
@@ -311,7 +316,7 @@ class SQLiteLedger(LedgerViews):
         """Repair attempts since `since`, with the node they acted on and the GPU UUID of their
         incident: what the repeat-offender rule counts (a long window; history() is short)."""
         marks = ",".join("?" * len(REPAIR_ACTIONS))
-        with self._tx() as db:
+        with self._read() as db:
             rows = db.execute(f"SELECT a.incident_id, a.type, a.params, a.state, COALESCE(a.started_at, a.planned_at)"
                               f" AS at, i.labels FROM actions a JOIN incidents i ON i.id = a.incident_id"
                               f" WHERE a.type IN ({marks}) AND a.planned_at >= ?", (*REPAIR_ACTIONS, ts(since))
@@ -347,7 +352,7 @@ class SQLiteLedger(LedgerViews):
 
     def resolved_followups(self) -> list[dict]:
         """Incidents acted on whose alert has resolved and whose follow-up (restore, uncordon) is due."""
-        with self._tx() as db:
+        with self._read() as db:
             ids = [r[0] for r in db.execute("SELECT id FROM incidents WHERE alert_status='resolved' AND"
                                             " after_resolve='' AND status IN ('succeeded','failed','blocked')"
                                             " AND rule IS NOT NULL")]
@@ -362,7 +367,7 @@ class SQLiteLedger(LedgerViews):
     # ---- state, audit, queries ---------------------------------------------------------------
 
     def get_state(self, key: str) -> str | None:
-        with self._tx() as db:
+        with self._read() as db:
             row = db.execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
         return row["value"] if row else None
 
@@ -404,13 +409,13 @@ def _final_status(states: set[str]) -> str:
 class _Tx:
     """One serialised transaction on the shared connection; commits on success."""
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.Lock) -> None:
-        self.db, self.lock = db, lock
+    def __init__(self, db: sqlite3.Connection, lock: threading.Lock, begin: str) -> None:
+        self.db, self.lock, self.begin = db, lock, begin
 
     def __enter__(self) -> sqlite3.Connection:
         self.lock.acquire()
         try:
-            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(self.begin)
         except BaseException:
             self.lock.release()
             raise

@@ -31,7 +31,7 @@ def from_ts(s: str | None) -> dt.datetime | None:
 
 
 class LedgerViews:
-    """Mixed into SQLiteLedger; uses its `_tx()`."""
+    """Mixed into SQLiteLedger; uses its `_read()`."""
 
     def list_incidents(self, *, status: str | None, alertname: str | None, limit: int,
                        offset: int) -> tuple[list[dict], int]:
@@ -43,7 +43,7 @@ class LedgerViews:
             where.append("alertname=?")
             args.append(alertname)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        with self._tx() as db:
+        with self._read() as db:
             total = db.execute(f"SELECT COUNT(*) FROM incidents {clause}", args).fetchone()[0]
             rows = db.execute(f"SELECT * FROM incidents {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
                               [*args, min(limit, MAX_ROWID), min(offset, MAX_ROWID)]).fetchall()
@@ -61,7 +61,7 @@ class LedgerViews:
     def get_incident(self, incident_id: int) -> dict | None:
         if not -MAX_ROWID - 1 <= incident_id <= MAX_ROWID:
             return None
-        with self._tx() as db:
+        with self._read() as db:
             row = db.execute("SELECT * FROM incidents WHERE id=?", (incident_id,)).fetchone()
             if row is None:
                 return None
@@ -81,11 +81,11 @@ class LedgerViews:
 
     def recent_audit(self, limit: int) -> list[dict]:
         """The newest audit records, global ones (pause, breaker) and incidents' alike."""
-        with self._tx() as db:
+        with self._read() as db:
             rows = db.execute("SELECT * FROM audit ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [{"at": a["at"], "event": a["event"], "incident_id": a["incident_id"], "action_id": a["action_id"],
                  "detail": json.loads(a["detail"])} for a in rows]
 
     def counts_by_status(self) -> dict[str, int]:
-        with self._tx() as db:
+        with self._read() as db:
             return {r[0]: r[1] for r in db.execute("SELECT status, COUNT(*) FROM incidents GROUP BY status")}
