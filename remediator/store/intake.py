@@ -135,6 +135,8 @@ class GroupCommit:
         two requests name the same one. The INSERT is its own transaction (autocommit, one fsync)
         and writes nothing when it meets a known incident. None: not so, or anything else went
         wrong (a request that cannot be encoded); the general path finds out and isolates it."""
+        if self.db.in_transaction:  # a failed ROLLBACK left one open: the INSERT would not commit
+            return None  # the general path's BEGIN refuses (503)
         try:
             rows, results = self._new_rows(batch)
             if rows is not None:
@@ -146,7 +148,8 @@ class GroupCommit:
         return None
 
     def _insert(self, rows: list[list], *, autocommit: bool = False) -> None:
-        if len(rows) <= FEW_ROWS:
+        if len(rows) <= FEW_ROWS and not any("\x00" in r[0] or "\x00" in r[2] for r in rows):
+            # (SQLite's ->> cuts a string at an escaped NUL: such rows are bound, not read from JSON)
             self.db.execute(_INSERT_JSON, (orjson.dumps(rows),))
         elif autocommit:  # row by row: in one transaction, not one each
             self.db.execute("BEGIN IMMEDIATE")
