@@ -29,16 +29,7 @@ from remediator.oncall_config import UI, Notifications, parse_notifications, par
 from vigil_common.config import ConfigError, Section, guarded, load_yaml, report
 from vigil_common.hostport import parse_hostport
 
-
 SERVER_THREADS = 16  # waitress threads: a webhook mostly waits for its group commit, so more of them share one
-
-
-def _threads(server: Section) -> int:
-    threads = server.number("threads", SERVER_THREADS, integer=True, minimum=1, maximum=256)
-    if threads is None:  # `threads:` left empty
-        server.fail("threads", "expected an integer, got null")
-        return SERVER_THREADS
-    return threads
 
 
 @dataclass(frozen=True)
@@ -282,7 +273,7 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
         path=path, listen=listen_at,
         max_body_bytes=server.number("max_body_bytes", 10 * 1024 * 1024, integer=True, minimum=1024),
         shutdown_delay=server.duration("shutdown_delay", 2.0),
-        server_threads=_threads(server),
+        server_threads=server.number("threads", SERVER_THREADS, integer=True, minimum=1, maximum=256),
         auth=parse_auth(top.get("auth"), f"{path}: auth"),
         notifications=parse_notifications(top.get("notifications"), f"{path}: notifications"),
         ui=parse_ui(top.get("ui"), f"{path}: ui"),

@@ -106,6 +106,9 @@ class Section:
                maximum: float = math.inf) -> Any:
         v = self.raw.get(k, default)
         if v is None:
+            if default is not None:  # `key:` left empty where a number is needed (no limit is not a value)
+                self.fail(k, "expected a number, got null")
+                return default
             return None
         if isinstance(v, bool) or not isinstance(v, int | float) or (integer and not isinstance(v, int)):
             self.fail(k, f"expected {'an integer' if integer else 'a number'}, got {v!r}")

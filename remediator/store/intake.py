@@ -115,6 +115,8 @@ class GroupCommit:
         """Write the batch; each job gets its result or its error, then done."""
         db = self.db
         try:
+            if db.in_transaction:  # a ROLLBACK that failed earlier left one open: end it first (if
+                db.execute("ROLLBACK")  # this fails too, the batch hears it: 503, and the next retries)
             results = self._all_new(batch)
             if results is None:
                 results = self._transaction(batch)

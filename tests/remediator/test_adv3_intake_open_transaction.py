@@ -73,3 +73,25 @@ def test_acknowledged_alerts_are_committed_after_a_failed_rollback(tmp_path):
     finally:
         lg._intake.db = lg._intake.db.db if isinstance(lg._intake.db, _FailingEnd) else lg._intake.db
         lg.close()
+
+
+def test_the_connection_recovers_once_rollback_works_again(tmp_path):
+    """The leftover transaction is rolled back before the next batch: once the disk answers again,
+    intake records (and commits) without a restart."""
+    path = str(tmp_path / "ledger.db")
+    lg = SQLiteLedger(path)
+    try:
+        lg.record([_alert("e0")], T0)
+        gc = lg._intake
+        real = gc.db
+        gc.db = _FailingEnd(real)
+        with contextlib.suppress(sqlite3.Error):
+            lg.record([_alert("e0", "resolved")], T0)  # COMMIT fails, then ROLLBACK fails
+        assert real.in_transaction
+        gc.db = real  # the disk is back
+        assert lg.record([_alert("a2")], T0).new == 1
+        assert not real.in_transaction and _committed(path, "a2")
+        assert lg.record([_alert("e0", "resolved")], T0).resolved == 1  # the failed resolve, resent
+    finally:
+        lg._intake.db = real
+        lg.close()

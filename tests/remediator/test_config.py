@@ -31,6 +31,8 @@ def rule(**over):
         ({"server": {"threads": 0}}, "server: key 'threads': must be at least 1"),
         ({"server": {"threads": 10_000}}, "server: key 'threads': must be at most 256"),
         ({"server": {"threads": 2.5}}, "server: key 'threads': expected an integer"),
+        ({"server": {"max_body_bytes": None}}, "server: key 'max_body_bytes': expected a number, got null"),
+        ({"engine": {"workers": None}}, "engine: key 'workers': expected a number, got null"),
         (rule(match=["alertname~X"]), "rule 'r1': key 'match'"),
         (rule(match=['alertname=~"("']), "invalid RE2 regex"),
         (rule(actions=[{"type": "reboot_datacenter"}]), "rule 'r1': key 'actions[0]': unknown action type"),

@@ -117,7 +117,7 @@ def test_the_example_passes_with_no_environment_and_says_the_secret_was_not_chec
     assert "note:" in r.stderr and "VIGIL_WEBHOOK_TOKEN is not set" in r.stderr and "error:" not in r.stderr
     r = _check(EXAMPLE, "--check-secrets")
     assert r.returncode == 2 and "error:" in r.stderr and "VIGIL_WEBHOOK_TOKEN is not set" in r.stderr
-    assert "vigil.yaml:16:" in r.stderr and "(at auth.credentials[0].bearer_token_env)" in r.stderr
+    assert "vigil.yaml:17:" in r.stderr and "(at auth.credentials[0].bearer_token_env)" in r.stderr
     assert "VIGIL_ADMIN_TOKEN" in r.stderr and "VIGIL_VIEWER_PASSWORD" in r.stderr
     r = _check(EXAMPLE, "--check-secrets", env={"VIGIL_WEBHOOK_TOKEN": "t", "VIGIL_ADMIN_TOKEN": "a",
                                                  "VIGIL_VIEWER_PASSWORD": "p"})
