@@ -1,12 +1,13 @@
 """The SQLite ledger's intake: group commit of the alerts of concurrent webhooks.
 
-Concurrent callers queue their alerts; one of them (the leader) writes everything queued in one
-transaction with one fsync, the others wait on a condition and return when their batch is durable.
-A batch costs a fixed handful of statements however many requests it holds (one lookup of the
-known incidents, one insert of the new ones), because each statement hands the GIL to the request
-threads and waits to get it back. A request whose alerts cannot be written fails alone: when the
-batch raises, it is written again with one savepoint per request. Only a failing COMMIT (disk,
-lock) fails them all."""
+Concurrent callers queue their alerts; one of them (the leader) writes everything queued with one
+fsync, the others sleep on their own lock until their batch is durable, and the leader hands the
+lead to the oldest request that arrived meanwhile. Every statement hands the GIL to the request
+threads and waits to get it back, so a batch costs as few as possible: the common batch, all new
+incidents, is one INSERT in autocommit; any other batch is one transaction (a lookup of the known
+incidents, one insert, an update per repeat). A request whose alerts cannot be written fails
+alone: when a batch raises, it is written again with one savepoint per request. Only a failing
+COMMIT (disk, lock) fails them all."""
 
 from __future__ import annotations
 
@@ -66,6 +67,31 @@ def _row(key: Key, a: Alert, t: str) -> list:
     return [*key, a.labels.get("alertname", ""), canonical(a.labels), canonical(a.annotations), a.status,
             "pending" if firing else "resolved", "" if firing else "resolved before Vigil saw it firing", t, t,
             None if firing else t]
+
+
+Counts = tuple[int, int, list[tuple[Key, Alert]]]  # a request's new, resolved, and repeats of known incidents
+
+
+def _plan(batch: Sequence[Job], known: set[Key]) -> tuple[list[list], list[Counts]]:
+    """The rows of the batch's new incidents, and per request its new and resolved counts and its
+    notifications of known incidents. A request sees the incidents the ones before it create as
+    known (duplicates), not new; a key twice in one request counts once. `known` grows."""
+    rows: list[list] = []
+    counts: list[Counts] = []
+    for j in batch:
+        t, seen, new, resolved, dupes = ts(j.now), set(), 0, 0, []
+        for a in j.alerts:
+            key = (a.fingerprint, ts(a.starts_at))
+            if key in known:
+                dupes.append((key, a))
+            elif key not in seen:
+                seen.add(key)
+                rows.append(_row(key, a, t))
+                new += a.status == "firing"
+                resolved += a.status != "firing"
+        known |= seen
+        counts.append((new, resolved, dupes))
+    return rows, counts
 
 
 Audit = Callable[[sqlite3.Connection, str, dict, str, int | None, int | None], None]
@@ -137,13 +163,12 @@ class GroupCommit:
         two requests name the same one. The INSERT is its own transaction (autocommit, one fsync)
         and writes nothing when it meets a known incident. None: not so, or anything else went
         wrong (a request that cannot be encoded); the general path finds out and isolates it."""
-        if self.db.in_transaction:  # a failed ROLLBACK left one open: the INSERT would not commit
-            return None  # the general path's BEGIN refuses (503)
-        try:
-            rows, results = self._new_rows(batch)
-            if rows is not None:
-                self._insert(rows, autocommit=True)
-                return results
+        try:  # (in autocommit mode: commit() ends a transaction a failed ROLLBACK left open)
+            rows, counts = _plan(batch, set())
+            if any(dupes for _, _, dupes in counts):
+                return None  # an earlier request of the batch creates it: a duplicate for a later one
+            self._insert(rows, autocommit=True)
+            return [Recorded(new, 0, resolved, 0) for new, resolved, _ in counts]
         except Exception:
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
@@ -159,25 +184,6 @@ class GroupCommit:
             self.db.execute("COMMIT")
         else:
             self.db.executemany(_INSERT, rows)
-
-    @staticmethod
-    def _new_rows(batch: Sequence[Job]) -> tuple[list[list] | None, list[Recorded]]:
-        rows: list[list] = []
-        results, taken = [], set()
-        for j in batch:
-            t, seen, new, resolved = ts(j.now), set(), 0, 0
-            for a in j.alerts:
-                key = (a.fingerprint, ts(a.starts_at))
-                if key in taken:
-                    return None, []  # an earlier request of the batch creates it: a duplicate here
-                if key not in seen:
-                    seen.add(key)
-                    rows.append(_row(key, a, t))
-                    new += a.status == "firing"
-                    resolved += a.status != "firing"
-            taken |= seen
-            results.append(Recorded(new, 0, resolved, 0))
-        return rows, results
 
     def _transaction(self, batch: Sequence[Job]) -> list[Recorded | None]:
         db = self.db
@@ -206,25 +212,8 @@ class GroupCommit:
         return results
 
     def _write(self, batch: Sequence[Job]) -> list[Recorded]:
-        """The batch as if its requests were written one after the other: a request sees the
-        incidents the ones before it created as known (duplicates), not new."""
-        keyed = [[(a.fingerprint, ts(a.starts_at), a) for a in j.alerts] for j in batch]
-        known = self._known({fp for alerts in keyed for fp, _, _ in alerts})
-        rows: list[list] = []
-        counts: list[tuple[int, int, list[tuple[Key, Alert]]]] = []
-        for j, alerts in zip(batch, keyed, strict=True):
-            t, seen, new, resolved, dupes = ts(j.now), set(), 0, 0, []
-            for fp, starts, a in alerts:
-                key = (fp, starts)
-                if key in known:
-                    dupes.append((key, a))
-                elif key not in seen:
-                    seen.add(key)
-                    rows.append(_row(key, a, t))
-                    new += a.status == "firing"
-                    resolved += a.status != "firing"
-            known |= seen
-            counts.append((new, resolved, dupes))
+        """The batch as if its requests were written one after the other."""
+        rows, counts = _plan(batch, self._known({a.fingerprint for j in batch for a in j.alerts}))
         if rows:
             self._insert(rows)
         return [self._duplicates(dupes, new, resolved, j.now) for j, (new, resolved, dupes) in zip(batch, counts,
