@@ -229,8 +229,8 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
     top = Section(data, path, ("server", "auth", "ledger", "kubernetes", "engine", "safety", "policy", "prometheus",
                                "notifications", "ui", "leader_election", "repair"))
     prom = Section(top.get("prometheus"), f"{path}: prometheus", ("url", "timeout"))
-    server = Section(top.get("server"), f"{path}: server", ("listen", "max_body_bytes", "shutdown_delay",
-                                                                    "threads"))
+    server = Section(top.get("server"), f"{path}: server",
+                     ("listen", "max_body_bytes", "shutdown_delay", "threads"))
     listen = server.string("listen", "127.0.0.1:9095")
     try:
         listen_at = parse_hostport(listen)
