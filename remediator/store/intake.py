@@ -216,8 +216,8 @@ class GroupCommit:
         rows, counts = _plan(batch, self._known({a.fingerprint for j in batch for a in j.alerts}))
         if rows:
             self._insert(rows)
-        return [self._duplicates(dupes, new, resolved, j.now) for j, (new, resolved, dupes) in zip(batch, counts,
-                                                                                                      strict=True)]
+        return [self._duplicates(dupes, new, resolved, j.now)
+                for j, (new, resolved, dupes) in zip(batch, counts, strict=True)]
 
     def _known(self, fingerprints: set[str]) -> set[Key]:
         arg = orjson.dumps(sorted(fingerprints)).decode()  # one query, any count
