@@ -12,6 +12,7 @@ import json
 import secrets
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,11 +84,7 @@ class Pipeline:
                                    for c in core.read_node(n).status.conditions or []) for n in self.node_names),
                    60, what="nodes Ready")
         _sample_workload(api)
-
-        def running() -> bool:  # the drains later must find the workload placed, not still being scheduled
-            pods = core.list_namespaced_pod(SAMPLE_NS, label_selector="app=llm").items
-            return sum(p.status.phase == "Running" and bool(p.spec.node_name) for p in pods) == SAMPLE_REPLICAS
-        wait_until(running, 120, what="the sample workload's pods Running")
+        wait_until(lambda: self._spread(core), 120, what="the sample workload's pods Running, one on each node")
         self._routing(api)
         NodeAgent.prepare(api)
         self._prometheus_port, self._alertmanager_port = free_port(), free_port()
@@ -113,6 +110,23 @@ class Pipeline:
         self.stack.wait_targets_up("vigil-gpu-exporter", self.nodes)
         self.agent = NodeAgent(api, self.exporters)
         return self
+
+    def _spread(self, core) -> bool:
+        """True once every node (up to the replica count) runs a pod of the sample workload: the drains
+        later must find pods to move. Its spread constraint is soft, so a node that was not schedulable
+        yet when the pods were placed can stay empty; then one pod of the most crowded node is deleted
+        and its replacement lands on the empty node (the spread score prefers it)."""
+        pods = [p for p in core.list_namespaced_pod(SAMPLE_NS, label_selector="app=llm").items
+                if p.status.phase == "Running" and p.spec.node_name and not p.metadata.deletion_timestamp]
+        if len(pods) < SAMPLE_REPLICAS:
+            return False
+        on = Counter(p.spec.node_name for p in pods)
+        if all(on[n] for n in self.node_names[:SAMPLE_REPLICAS]):
+            return True
+        crowded = max(on, key=on.__getitem__)
+        victim = next(p for p in pods if p.spec.node_name == crowded)
+        core.delete_namespaced_pod(victim.metadata.name, SAMPLE_NS, grace_period_seconds=0)
+        return False
 
     def _routing(self, api) -> None:
         """The sample inference Service split by zone, behind an HTTPRoute at 50/50."""
