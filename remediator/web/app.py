@@ -1,5 +1,6 @@
-"""The Flask app (factory): one blueprint per concern (intake, incidents, control, health, the
-status page), JSON errors everywhere, and what the routes share in one `Vigil` context."""
+"""The Flask app (factory): one blueprint per concern (incidents, control, health, the status
+page) behind the webhook's plain WSGI handler (`intake`), JSON errors everywhere, and what the
+routes share in one `Vigil` context."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from remediator.web import control, health, incidents, intake, status
 from remediator.web.context import Vigil, error
 
 log = logging.getLogger(__name__)
-BLUEPRINTS = (intake.bp, incidents.bp, control.bp, health.bp, status.bp)
+BLUEPRINTS = (incidents.bp, control.bp, health.bp, status.bp)
 
 
 def _http_error(exc: HTTPException):
@@ -34,10 +35,12 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
     """`draining` set (SIGTERM): /readyz answers 503 while the webhook keeps recording."""
     app = Flask("vigil-remediator", static_folder=None)  # no static assets: no open file route
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
-    app.extensions["vigil"] = Vigil(config, ledger, engine, metrics,
-                                    draining if draining is not None else threading.Event(), insecure_no_auth)
+    v = Vigil(config, ledger, engine, metrics, draining if draining is not None else threading.Event(),
+              insecure_no_auth)
+    app.extensions["vigil"] = v
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
     for bp in BLUEPRINTS:
         app.register_blueprint(bp)
+    app.wsgi_app = intake.Intake(app.wsgi_app, v)  # the webhook, in front of Flask
     return app

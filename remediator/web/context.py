@@ -3,10 +3,11 @@ JSON error shape, and whether shutdown has begun."""
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field
 
-from flask import current_app, jsonify
+from flask import Response, current_app
 
 from remediator.config import Config
 from remediator.runtime.engine import Engine
@@ -28,7 +29,8 @@ def vigil() -> Vigil:
     return current_app.extensions["vigil"]
 
 
-def error(status: int, error: str, detail: str):
-    resp = jsonify({"error": error, "detail": detail})
-    resp.status_code = status
-    return resp
+def error(status: int, error: str, detail: str) -> Response:
+    """The JSON error body (ASCII-escaped, so a sender's lone surrogate quoted in `detail` is
+    written, not raised); needs no app context, as the webhook runs outside Flask's."""
+    return Response(json.dumps({"detail": detail, "error": error}, separators=(",", ":")) + "\n", status,
+                    mimetype="application/json")

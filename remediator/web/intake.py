@@ -1,37 +1,72 @@
 """POST /webhook/alertmanager: the 200 is sent only after every alert of the body is in the
 ledger; the work happens on the engine's threads. While a request is in flight the engine holds
-off its decisions (`remediator/runtime/intake.py`)."""
+off its decisions (`remediator/runtime/intake.py`).
+
+The hot path is a plain WSGI handler in front of the Flask app (Flask's middleware pattern:
+`app.wsgi_app = Intake(app.wsgi_app, vigil)`), so a webhook skips Flask's contexts, URL routing
+and response processing: about 100-150 us of a request's ~1 ms on two cores (`make bench`). It
+answers like the Flask routes do, with the same credential check and JSON errors."""
 
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
+from collections.abc import Iterable
+from typing import Any
 
 import orjson
-from flask import Blueprint, Response, request
+from flask import Response
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Request
 
 from remediator.domain.payload import Notification, PayloadError, parse
 from remediator.runtime.engine import utcnow
 from remediator.runtime.metrics import Metrics
 from remediator.store.ledger import LedgerUnavailable, Recorded
-from remediator.web.context import error, vigil
-from remediator.web.roles import require
+from remediator.web.context import Vigil, error
+from remediator.web.roles import authorize
 
 log = logging.getLogger(__name__)
-bp = Blueprint("intake", __name__)
 PATH = "/webhook/alertmanager"
+_PATH = re.compile(r"/+webhook/+alertmanager").fullmatch  # doubled slashes too (Flask redirected those)
 
 
-@bp.post(PATH)
-@require("intake")
-def webhook():
-    v = vigil()
-    with v.engine.intake.busy():
-        return _record(v)
+class Intake:
+    """The WSGI app: the webhook's path here, every other path to `app` (the Flask app)."""
+
+    def __init__(self, app: Any, v: Vigil) -> None:
+        self.app, self.v = app, v
+
+    def __call__(self, environ: dict, start_response: Any) -> Iterable[bytes]:
+        if not _PATH(environ.get("PATH_INFO", "")):
+            return self.app(environ, start_response)
+        req = Request(environ)
+        req.max_content_length = self.v.config.max_body_bytes  # 413 on reading more
+        try:
+            resp = self._answer(req)
+        except HTTPException as exc:  # the body over max_body_bytes, or unreadable
+            resp = error(exc.code or 400, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
+        except Exception:
+            log.exception("unhandled error on %s %s", req.method, PATH)
+            resp = error(500, "internal_error", "see the remediator's log")
+        self.v.metrics.webhook_requests.labels(str(resp.status_code)).inc()
+        return resp(environ, start_response)
+
+    def _answer(self, req: Request) -> Response:
+        if req.method != "POST":
+            resp = Response(status=200) if req.method == "OPTIONS" else error(
+                405, "method_not_allowed", "The method is not allowed for the requested URL.")
+            resp.headers["Allow"] = "OPTIONS, POST"  # as Flask answers for its routes
+            return resp
+        who = authorize(self.v, req, "intake")
+        if not isinstance(who, str):
+            return who
+        with self.v.engine.intake.busy():
+            return _record(self.v, req.get_data(cache=False))
 
 
-def _record(v):
-    body = request.get_data(cache=False)  # 413 above MAX_CONTENT_LENGTH
+def _record(v: Vigil, body: bytes) -> Response:
     try:
         note = parse(body)
     except PayloadError as exc:
@@ -63,10 +98,3 @@ def _count(metrics: Metrics, note: Notification, rec: Recorded) -> None:
     if note.truncated_alerts:
         metrics.truncated.inc(note.truncated_alerts)
         log.warning("Alertmanager truncated %d alerts of group %s", note.truncated_alerts, note.group_key)
-
-
-@bp.after_app_request
-def count(resp: Response) -> Response:
-    if request.path == PATH:
-        vigil().metrics.webhook_requests.labels(str(resp.status_code)).inc()
-    return resp

@@ -10,9 +10,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import g, request
+from werkzeug.wrappers import Request, Response
 
 from remediator.web.auth import identify
-from remediator.web.context import error, vigil
+from remediator.web.context import Vigil, error, vigil
 
 INSECURE = "anonymous (--insecure-no-auth)"
 
@@ -24,15 +25,15 @@ def _deny(status: int, err: str, detail: str):
     return resp
 
 
-def cross_site() -> str | None:
+def cross_site(req: Request) -> str | None:
     """Why a browser marks this request as coming from another site, if it does: a web page the
     operator opens must not change anything with the credentials the browser cached for Vigil's
     status page. The CLI, curl and Alertmanager send neither header."""
-    site = request.headers.get("Sec-Fetch-Site")
+    site = req.headers.get("Sec-Fetch-Site")
     if site is not None and site not in ("same-origin", "none"):
         return f"Sec-Fetch-Site: {site}"
-    origin = request.headers.get("Origin")
-    if origin is not None and (origin == "null" or _netloc(origin) != request.host.lower()):
+    origin = req.headers.get("Origin")
+    if origin is not None and (origin == "null" or _netloc(origin) != req.host.lower()):
         return f"Origin: {origin[:200]}"
     return None
 
@@ -45,23 +46,30 @@ def _netloc(origin: str) -> str | None:
         return None
 
 
+def authorize(v: Vigil, req: Request, role: str) -> Response | str:
+    """Who may do this: the identity that proved `role`, or the refusal to send. Needs no Flask
+    context, so the webhook (a plain WSGI handler) and the Flask routes share it."""
+    if req.method not in ("GET", "HEAD", "OPTIONS") and (why := cross_site(req)) is not None:
+        return _deny(403, "cross_site_request", f"refused: a browser sent this from another site ({why})")
+    if v.insecure_no_auth:
+        return INSECURE
+    cred = identify(v.config.auth, req.headers.get("Authorization"))
+    if cred is None:
+        return _deny(401, "unauthorized", "missing or wrong credentials")
+    if not cred.allows(role):
+        return _deny(403, "forbidden", f"credential {cred.name!r} lacks the {role!r} role "
+                                       f"(has: {', '.join(sorted(cred.roles))})")
+    return cred.name
+
+
 def require(role: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)
         def wrapped(*args: Any, **kwargs: Any) -> Any:
-            if request.method not in ("GET", "HEAD", "OPTIONS") and (why := cross_site()) is not None:
-                return _deny(403, "cross_site_request", f"refused: a browser sent this from another site ({why})")
-            v = vigil()
-            if v.insecure_no_auth:
-                g.identity = INSECURE
-                return view(*args, **kwargs)
-            cred = identify(v.config.auth, request.headers.get("Authorization"))
-            if cred is None:
-                return _deny(401, "unauthorized", "missing or wrong credentials")
-            if not cred.allows(role):
-                return _deny(403, "forbidden", f"credential {cred.name!r} lacks the {role!r} role "
-                                               f"(has: {', '.join(sorted(cred.roles))})")
-            g.identity = cred.name
+            who = authorize(vigil(), request, role)
+            if not isinstance(who, str):
+                return who
+            g.identity = who
             return view(*args, **kwargs)
         return wrapped
     return decorator

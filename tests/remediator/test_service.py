@@ -139,7 +139,29 @@ def test_oversized_body_is_413_json(app):
 
 def test_unknown_route_and_method_are_json(app):
     assert app.get("/nope").get_json()["error"] == "not_found"
-    assert app.get("/webhook/alertmanager", headers=BEARER).status_code == 405
+    r = app.get("/webhook/alertmanager", headers=BEARER)
+    assert r.status_code == 405 and r.get_json()["error"] == "method_not_allowed"
+    assert r.headers["Allow"] == "OPTIONS, POST"
+    assert app.options("/webhook/alertmanager").status_code == 200
+
+
+def test_every_webhook_answer_is_json_and_counted_by_code(app):
+    """The webhook runs in front of Flask: its refusals are its own, and each one is counted."""
+    path = "/webhook/alertmanager"
+    answers = [app.post(path, json=body(alert(xid_labels("n1")))),  # no credentials
+               app.put(path, json=body(alert(xid_labels("n1"))), headers=BEARER),
+               app.post(path, data=b" " * (65 * 1024), headers=BEARER),
+               app.post(path, data=b"{", headers=BEARER),
+               app.post(path, json=body(alert(xid_labels("n1"))), headers={**BEARER, "Origin": "https://evil.example"}),
+               app.post(f"{path}?receiver=x", json=body(alert(xid_labels("n2"))), headers=BEARER),
+               app.post("/webhook//alertmanager", json=body(alert(xid_labels("n3"))), headers=BEARER)]
+    assert [r.status_code for r in answers] == [401, 405, 413, 400, 403, 200, 200]
+    assert all(r.mimetype == "application/json" and r.get_json() for r in answers)
+    assert answers[0].headers["WWW-Authenticate"].startswith("Basic")
+    text = app.get("/metrics").get_data(as_text=True)
+    for code, n in ((401, 1), (405, 1), (413, 1), (400, 1), (403, 1), (200, 2)):
+        assert f'vigil_webhook_requests_total{{code="{code}"}} {n}.0' in text, code
+    assert app.get("/healthz").status_code == 200  # every other path is still Flask's
 
 
 def test_incidents_api_filters_and_paginates(app):
