@@ -1,7 +1,8 @@
-"""Calls to an HTTP dependency (Prometheus, Alertmanager) given up at a total deadline.
+"""Calls to an HTTP dependency (Prometheus, Alertmanager, the Kubernetes API) given up at a total
+deadline.
 
-requests' timeout is per socket operation: a server, or a proxy, that sends a byte now and then
-never times out, and the thread waiting on it waits for ever. Each call here runs on a daemon
+requests' and urllib3's timeouts are per socket operation: a server, or a proxy, that sends a byte
+now and then never times out, and the thread waiting on it waits for ever. Each call here runs on a daemon
 thread of its own (a hung call never holds up the process's exit) and is given up `timeout`
 seconds after it started. A given-up call keeps its thread until the server lets go; while
 `slots` calls are held that way, further calls fail at once, so the threads never pile up."""

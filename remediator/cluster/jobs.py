@@ -100,7 +100,7 @@ class NodeJobs:
         """Create the Job unless it exists (the same incident's step after a retry); True if created."""
         meta = body["metadata"]
         try:
-            self.batch.create_namespaced_job(meta["namespace"], body)
+            self.kube.call(self.batch.create_namespaced_job, meta["namespace"], body)
             return True
         except ApiException as exc:
             if exc.status == 409:
@@ -110,7 +110,7 @@ class NodeJobs:
     def annotations(self, name: str, namespace: str) -> dict[str, str] | None:
         """The Job's annotations, or None if there is no such Job."""
         try:
-            return dict(self.batch.read_namespaced_job(name, namespace).metadata.annotations or {})
+            return dict(self.kube.call(self.batch.read_namespaced_job, name, namespace).metadata.annotations or {})
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -119,7 +119,7 @@ class NodeJobs:
     def status(self, name: str, namespace: str) -> str | None:
         """succeeded | failed | None (still running)."""
         try:
-            job = self.batch.read_namespaced_job_status(name, namespace)
+            job = self.kube.call(self.batch.read_namespaced_job_status, name, namespace)
         except ApiException as exc:
             if exc.status == 404:  # collected by the TTL controller: it finished before
                 raise KubeError(404, f"Job {namespace}/{name} is gone (collected before it was seen finishing)")\

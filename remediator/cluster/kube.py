@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
+from remediator.cluster.bounded import Bounded
 from remediator.cluster.nodeview import GPU_RESOURCE, node_view
 from remediator.cluster.retry import Interrupted, KubeError, Refused, Retrier, RetryPolicy, wrap
 from remediator.domain.models import CORDONED_BY_ANNOTATION, FIELD_MANAGER, INCIDENT_ANNOTATION
@@ -26,6 +27,7 @@ COMPONENT = "vigil-remediator"
 T = TypeVar("T")
 __all__ = ["GPU_RESOURCE", "DrainResult", "Interrupted", "Kube", "KubeError", "Refused", "RetryPolicy"]
 _wrap = wrap  # the name workloads.py imports
+MAX_CALLS = 64  # API requests in flight at once, given-up ones included (the action workers and drains)
 
 
 def _event_name(obj_name: str, reason: str, incident: str) -> str:
@@ -72,11 +74,14 @@ class Kube:
         t = self.retrier.policy.request_timeout
         self.timeout = (t, t)  # (connect, read): the client ignores a float, so never pass one
         self.requests = 0  # API requests made through `call` (counted for tests and benchmarks)
+        self._bounded = Bounded(MAX_CALLS, "the Kubernetes API")
 
     def call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
-        """One API request, bounded by the request timeout (no retry: see `attempt`)."""
+        """One API request (no retry: see `attempt`). The client's timeout bounds the connect and
+        each socket read; an answer that trickles in a byte at a time is given up after twice the
+        request timeout, as a transient error (the retried step reads back what applied)."""
         self.requests += 1
-        return fn(*args, _request_timeout=self.timeout, **kw)
+        return self._bounded.call(lambda: fn(*args, _request_timeout=self.timeout, **kw), 2 * self.timeout[1])
 
     def attempt(self, what: str, step: Callable[[], T], deadline: float | None = None) -> T:
         """Run an idempotent step (read, decide, write) with retries until `deadline` seconds pass."""

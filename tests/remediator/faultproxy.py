@@ -1,7 +1,8 @@
 """A TLS-terminating HTTP proxy on 127.0.0.1 in front of the local API server that injects faults
 into a share of the requests: 429 with Retry-After, 500, a connection reset before forwarding, a
-reset after forwarding (the write applied, its answer lost), and delays (some past the client's
-request timeout, so the client gives up while the write still applies)."""
+reset after forwarding (the write applied, its answer lost), delays (some past the client's
+request timeout, so the client gives up while the write still applies), and a trickle: the real
+answer, a byte at a time, each within the client's read timeout (only a total deadline ends it)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import urllib3
 
 from tests.k8s.pki import write_pki
 
-FAULTS = ("429", "500", "reset_before", "reset_after", "delay", "slow")
+FAULTS = ("429", "500", "reset_before", "reset_after", "delay", "slow")  # the default mix; also "trickle"
 HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
@@ -32,8 +33,10 @@ class _Server(ThreadingHTTPServer):
 
 class FaultProxy:
     def __init__(self, upstream: str, upstream_ca: Path, workdir: Path, *, rate: float = 0.3, seed: int = 7,
-                 slow: float = 3.0) -> None:
+                 slow: float = 3.0, faults: tuple[str, ...] = FAULTS, trickle: float = 0.5) -> None:
         self.upstream, self.rate, self.slow = upstream.rstrip("/"), rate, slow
+        self.faults, self.trickle = faults, trickle
+        self.closed = threading.Event()
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.counts: Counter = Counter()
@@ -49,11 +52,12 @@ class FaultProxy:
 
     def pick(self) -> str:
         with self.lock:
-            fault = self.rng.choice(FAULTS) if self.rng.random() < self.rate else "none"
+            fault = self.rng.choice(self.faults) if self.rng.random() < self.rate else "none"
             self.counts[fault] += 1
             return fault
 
     def close(self) -> None:
+        self.closed.set()  # trickles stop
         self.server.shutdown()
         self.server.server_close()
 
@@ -101,7 +105,23 @@ class FaultProxy:
                 if fault == "reset_after":
                     return self._reset()
                 out = {k: v for k, v in resp.headers.items() if k.lower() not in HOP}
+                if fault == "trickle":
+                    return self._trickle(resp.status, resp.data, out)
                 self._reply(resp.status, resp.data, out)
+                return None
+
+            def _trickle(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.flush()
+                for i in range(len(body)):  # a client that gave up closed its end: the write raises
+                    if proxy.closed.wait(proxy.trickle):
+                        return self._reset()
+                    self.wfile.write(body[i:i + 1])
+                    self.wfile.flush()
                 return None
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _any

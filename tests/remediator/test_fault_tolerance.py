@@ -97,6 +97,33 @@ def test_a_hung_api_server_fails_the_action_at_its_deadline(hung_socket, tmp_pat
     assert kube.retrier.attempts >= 2  # retried, not given up on the first timeout
 
 
+@pytest.mark.k8s
+def test_a_trickling_api_server_is_given_up_and_retried(k8s_cluster, tmp_path, unique):
+    """Each answer a byte at a time, every byte within the read timeout, so only a total deadline
+    ends a request. Every answer trickling: the cordon fails at the action's deadline, not after
+    the whole trickle (minutes); half of them: the step is retried and the cordon applies once."""
+    node = f"trickle-{unique}"
+    api = k8s_cluster.api_client()
+    add_gpu_nodes(api, [node], pool=f"trickle-{unique}")
+    outcomes, counts = [], []
+    for rate, deadline in ((1.0, 4.0), (0.5, 60.0)):
+        proxy = FaultProxy(k8s_cluster.server, k8s_cluster.ca, tmp_path / f"pki-{rate}", rate=rate, seed=4,
+                           faults=("trickle",), trickle=0.3)
+        kubeconfig = tmp_path / f"trickle-{rate}.kubeconfig"
+        _write_kubeconfig(kubeconfig, proxy.url, proxy.ca, k8s_cluster.token)
+        kube = Kube(str(kubeconfig), retry=RetryPolicy(request_timeout=1.0, deadline=deadline))
+        try:
+            outcomes.append(_bounded(lambda kube=kube: kube.attempt("cordon", lambda: kube.cordon(node, "7")), 90))
+        finally:
+            proxy.close()
+        counts.append(proxy.counts["trickle"])
+    given_up, done = outcomes
+    assert isinstance(given_up, KubeError) and "no complete answer" in str(given_up) and "deadline" in str(given_up)
+    assert done == "cordoned" and counts[1] >= 2, (done, counts)  # seed 4: the GET, then the PATCH (it applied)
+    got = client.CoreV1Api(api).read_node(node)
+    assert got.spec.unschedulable and got.metadata.annotations["vigil.io/incident"] == "7"
+
+
 POLICY = {"rules": [{"name": "xid", "match": ['alertname="GpuXidCritical"'],
                      "actions": [{"type": "cordon_node", "params": {"node": "{{ labels.node }}"}}]}]}
 
