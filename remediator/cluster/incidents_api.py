@@ -15,6 +15,9 @@ from typing import Any
 from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
+from remediator.cluster.bounded import Bounded
+from remediator.cluster.retry import timeouts
+
 GROUP, VERSION = "vigil.io", "v1alpha1"
 FIELD_MANAGER = "vigil-remediator"
 
@@ -39,12 +42,14 @@ class IncidentsAPI:
     def __init__(self, api_client: object, namespace: str, *, timeout: float = 10.0) -> None:
         self.custom = client.CustomObjectsApi(api_client)
         self.namespace, self.timeout = namespace, timeout
+        self._bounded = Bounded(32, "the Kubernetes API (ledger)")  # the engine, intake threads and the watch
 
     def _call(self, what: str, expected: tuple[int, ...], fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         """One API call: _ABSENT for an expected status (409 on create, 404 on get...), ConnectionError
         (the backend cannot be written or read) for anything else."""
         try:
-            return fn(GROUP, VERSION, self.namespace, *args, _request_timeout=self.timeout, **kw)
+            return self._bounded.call(lambda: fn(GROUP, VERSION, self.namespace, *args,
+                                                 _request_timeout=timeouts(self.timeout), **kw), 2 * self.timeout)
         except ApiException as exc:
             if exc.status in expected:
                 return _ABSENT
@@ -74,8 +79,9 @@ class IncidentsAPI:
         items, token = [], None
         try:
             while True:
-                page = self.custom.list_namespaced_custom_object(GROUP, VERSION, self.namespace, plural, limit=500,
-                                                                 _continue=token, _request_timeout=self.timeout * 3)
+                page = self._bounded.call(lambda t=token: self.custom.list_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, plural, limit=500, _continue=t,
+                    _request_timeout=timeouts(self.timeout, self.timeout * 3)), 4 * self.timeout)
                 items += page.get("items", [])
                 token = page.get("metadata", {}).get("continue")
                 if not token:
@@ -94,7 +100,7 @@ class IncidentsAPI:
         try:
             for ev in w.stream(self.custom.list_namespaced_custom_object, GROUP, VERSION, self.namespace, plural,
                                resource_version=resource_version, timeout_seconds=timeout,
-                               allow_watch_bookmarks=True, _request_timeout=timeout + 10):
+                               allow_watch_bookmarks=True, _request_timeout=timeouts(self.timeout, timeout + 10)):
                 yield ev["type"], ev["object"]
         except ApiException as exc:
             if exc.status == 410:

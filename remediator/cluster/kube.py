@@ -13,12 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from remediator.cluster.bounded import Bounded
 from remediator.cluster.nodeview import GPU_RESOURCE, node_view
-from remediator.cluster.retry import Interrupted, KubeError, Refused, Retrier, RetryPolicy, wrap
+from remediator.cluster.retry import Interrupted, KubeError, Refused, Retrier, RetryPolicy, timeouts, wrap
 from remediator.domain.models import CORDONED_BY_ANNOTATION, FIELD_MANAGER, INCIDENT_ANNOTATION
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,16 @@ class DrainResult:
         return not self.remaining
 
 
+def _read(answer: Any) -> Any:
+    """A raw urllib3 response (`_preload_content=False`): its body, the connection released."""
+    if not isinstance(answer, urllib3.BaseHTTPResponse):
+        return answer
+    try:
+        return answer.data
+    finally:
+        answer.release_conn()
+
+
 class Kube:
     def __init__(self, kubeconfig: str | None = None, *, event_namespace: str = "default", node_selector: str = "",
                  api_client: Any = None, clock: Callable[[], float] = time.monotonic,
@@ -72,16 +83,17 @@ class Kube:
         self._clock = clock
         self._sleep = sleep or self.retrier.sleep
         t = self.retrier.policy.request_timeout
-        self.timeout = (t, t)  # (connect, read): the client ignores a float, so never pass one
+        self.timeout = timeouts(t)
         self.requests = 0  # API requests made through `call` (counted for tests and benchmarks)
         self._bounded = Bounded(MAX_CALLS, "the Kubernetes API")
 
     def call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """One API request (no retry: see `attempt`). The client's timeout bounds the connect and
         each socket read; an answer that trickles in a byte at a time is given up after twice the
-        request timeout, as a transient error (the retried step reads back what applied)."""
+        request timeout, as a transient error (the retried step reads back what applied). With
+        `_preload_content=False` the answer is the body's bytes, read inside that bound too."""
         self.requests += 1
-        return self._bounded.call(lambda: fn(*args, _request_timeout=self.timeout, **kw), 2 * self.timeout[1])
+        return self._bounded.call(lambda: _read(fn(*args, _request_timeout=self.timeout, **kw)), 2 * self.timeout[1])
 
     def attempt(self, what: str, step: Callable[[], T], deadline: float | None = None) -> T:
         """Run an idempotent step (read, decide, write) with retries until `deadline` seconds pass."""
@@ -91,8 +103,10 @@ class Kube:
     # ---- reads ---------------------------------------------------------------------------
 
     def ping(self) -> None:
+        """For /readyz: fails within 6 s, also when a trickle holds every slot of `call` (then it
+        fails at once, which is what readiness should say)."""
         try:
-            client.VersionApi(self.api).get_code(_request_timeout=(3, 3))
+            self._bounded.call(lambda: client.VersionApi(self.api).get_code(_request_timeout=timeouts(3)), 6)
         except ApiException as exc:
             raise _wrap(exc) from exc
 

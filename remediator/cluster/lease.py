@@ -29,6 +29,8 @@ from typing import Any, Protocol
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from remediator.cluster.bounded import Bounded
+from remediator.cluster.retry import timeouts
 from remediator.config import LeaderElection
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ class LeaseElector:
                  clock: Callable[[], float] = time.monotonic, wall: Callable[[], dt.datetime] = _utcnow) -> None:
         self.coord = client.CoordinationV1Api(api_client)
         self.settings, self.identity = settings, identity
+        self._bounded = Bounded(4, "the Kubernetes API (lease)")
         self._on_change, self._clock, self._wall = on_change, clock, wall
         self._lock = threading.Lock()
         self._leading = False
@@ -113,7 +116,7 @@ class LeaseElector:
         s = self.settings
         now = self._wall()
         try:
-            lease = self.coord.read_namespaced_lease(s.name, s.namespace, _request_timeout=s.retry_period)
+            lease = self._api(self.coord.read_namespaced_lease, s.name, s.namespace, seconds=s.retry_period)
         except ApiException as exc:
             if exc.status != 404:
                 log.warning("lease %s/%s: read failed: %s %s", s.namespace, s.name, exc.status, exc.reason)
@@ -137,8 +140,8 @@ class LeaseElector:
             lease.spec.acquire_time = now
             lease.spec.lease_transitions = rec.transitions + 1
         # carries metadata.resourceVersion from the read: never a blind write
-        return self._write("update", lambda: self.coord.replace_namespaced_lease(
-            s.name, s.namespace, lease, _request_timeout=s.retry_period))
+        return self._write("update", lambda: self._api(self.coord.replace_namespaced_lease, s.name, s.namespace, lease,
+                                                       seconds=s.retry_period))
 
     def _create(self, now: dt.datetime) -> str:
         s = self.settings
@@ -146,8 +149,13 @@ class LeaseElector:
                               spec=client.V1LeaseSpec(holder_identity=self.identity, acquire_time=now, renew_time=now,
                                                       lease_duration_seconds=math.ceil(s.lease_duration),
                                                       lease_transitions=0))
-        return self._write("create", lambda: self.coord.create_namespaced_lease(
-            s.namespace, body, _request_timeout=s.retry_period))
+        return self._write("create", lambda: self._api(self.coord.create_namespaced_lease, s.namespace, body,
+                                                       seconds=s.retry_period))
+
+    def _api(self, fn: Callable[..., Any], *args: Any, seconds: float) -> Any:
+        """One request: `seconds` to connect and per read, and twice that in all (a trickling answer
+        is given up, as an error: the next round reads the lease and sees what landed)."""
+        return self._bounded.call(lambda: fn(*args, _request_timeout=timeouts(seconds)), 2 * seconds)
 
     def _write(self, what: str, call: Callable[[], Any]) -> str:
         """One create or compare-and-swap update: "held" when it landed, "other" on 409 (another
@@ -222,7 +230,7 @@ class LeaseElector:
     def release(self) -> bool:
         s = self.settings
         try:
-            lease = self.coord.read_namespaced_lease(s.name, s.namespace, _request_timeout=5)
+            lease = self._api(self.coord.read_namespaced_lease, s.name, s.namespace, seconds=5)
             if (lease.spec.holder_identity or "") != self.identity:
                 return False
             now = self._wall()
@@ -230,7 +238,7 @@ class LeaseElector:
             lease.spec.lease_duration_seconds = 1
             lease.spec.renew_time = now
             lease.spec.acquire_time = now
-            self.coord.replace_namespaced_lease(s.name, s.namespace, lease, _request_timeout=5)
+            self._api(self.coord.replace_namespaced_lease, s.name, s.namespace, lease, seconds=5)
         except Exception as exc:  # the lease then expires on its own
             log.warning("could not release lease %s/%s: %s", s.namespace, s.name, exc)
             return False

@@ -44,7 +44,7 @@ def _objects(ctx: RepairContext) -> client.CustomObjectsApi:
 
 def _snr_succeeded(ctx: RepairContext, node: str) -> bool:
     try:
-        obj = _objects(ctx).get_namespaced_custom_object(*SNR[:2], ctx.settings.namespace, SNR[2], node)
+        obj = ctx.kube.call(_objects(ctx).get_namespaced_custom_object, *SNR[:2], ctx.settings.namespace, SNR[2], node)
     except ApiException as exc:
         raise _wrap(exc) from exc
     conditions = (obj.get("status") or {}).get("conditions") or []
@@ -64,7 +64,7 @@ def reboot_by_medik8s(ctx: RepairContext, params: dict[str, Any], incident: str)
                          "annotations": {"vigil.io/incident": incident}},
             "spec": {"remediationStrategy": ctx.settings.medik8s_strategy}}
     try:
-        objects.create_namespaced_custom_object(*SNR[:2], ns, SNR[2], body)
+        ctx.kube.call(objects.create_namespaced_custom_object, *SNR[:2], ns, SNR[2], body)
         created = True
     except ApiException as exc:
         if exc.status != 409:
@@ -79,7 +79,7 @@ def reboot_by_medik8s(ctx: RepairContext, params: dict[str, Any], incident: str)
         return Outcome("failed", f"no reboot of {node} seen in {timeout:.0f} s after SelfNodeRemediation "
                                  f"{ns}/{node}", data, reason="reboot_timeout")
     try:
-        objects.delete_namespaced_custom_object(*SNR[:2], ns, SNR[2], node)
+        ctx.kube.call(objects.delete_namespaced_custom_object, *SNR[:2], ns, SNR[2], node)
     except ApiException as exc:
         if exc.status != 404:
             raise _wrap(exc) from exc
@@ -96,12 +96,12 @@ def replace_by_cluster_api(ctx: RepairContext, params: dict[str, Any], incident:
     version = ctx.settings.cluster_api_version
     objects = _objects(ctx)
     try:
-        obj = objects.get_namespaced_custom_object(CAPI_GROUP, version, ns, "machines", machine)
+        obj = ctx.kube.call(objects.get_namespaced_custom_object, CAPI_GROUP, version, ns, "machines", machine)
         data = {"machine": f"{ns}/{machine}"}
         if REMEDIATE_ANNOTATION in (obj["metadata"].get("annotations") or {}):
             return Outcome("succeeded", f"Machine {ns}/{machine} already asked for remediation", data)
-        objects.patch_namespaced_custom_object(CAPI_GROUP, version, ns, "machines", machine, {"metadata": {
-            "annotations": {REMEDIATE_ANNOTATION: "", "vigil.io/incident": incident}}})
+        ctx.kube.call(objects.patch_namespaced_custom_object, CAPI_GROUP, version, ns, "machines", machine,
+                      {"metadata": {"annotations": {REMEDIATE_ANNOTATION: "", "vigil.io/incident": incident}}})
     except ApiException as exc:
         raise _wrap(exc) from exc
     ctx.kube.event(ctx.node(node), "VigilReplace", f"Machine {ns}/{machine} annotated {REMEDIATE_ANNOTATION} for "
@@ -115,7 +115,7 @@ def replace_by_karpenter(ctx: RepairContext, params: dict[str, Any], incident: s
     n = ctx.node(node)
     objects = _objects(ctx)
     try:
-        claims = objects.list_cluster_custom_object(*NODECLAIMS)["items"]
+        claims = ctx.kube.call(objects.list_cluster_custom_object, *NODECLAIMS)["items"]
     except ApiException as exc:
         raise _wrap(exc) from exc
     provider_id = n.spec.provider_id or ""
@@ -129,7 +129,7 @@ def replace_by_karpenter(ctx: RepairContext, params: dict[str, Any], incident: s
     if claim["metadata"].get("deletionTimestamp"):
         return Outcome("succeeded", f"NodeClaim {name} is already being deleted", data)
     try:
-        objects.delete_cluster_custom_object(*NODECLAIMS, name)
+        ctx.kube.call(objects.delete_cluster_custom_object, *NODECLAIMS, name)
     except ApiException as exc:
         if exc.status != 404:
             raise _wrap(exc) from exc

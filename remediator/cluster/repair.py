@@ -44,7 +44,7 @@ class RepairContext:
 
     def node(self, name: str) -> Any:
         try:
-            return self.kube.core.read_node(name)
+            return self.kube.call(self.kube.core.read_node, name)
         except ApiException as exc:
             raise _wrap(exc) from exc
 
@@ -108,7 +108,7 @@ def gpu_holders(ctx: RepairContext, node: str, uuid: str) -> tuple[set[str] | No
 def _gpu_pods_on(ctx: RepairContext, node: str) -> set[str]:
     """Pods on the node that request GPUs and would be running (not DaemonSet, mirror or finished)."""
     try:
-        pods = ctx.kube.core.list_pod_for_all_namespaces(field_selector=f"spec.nodeName={node}").items
+        pods = ctx.kube.call(ctx.kube.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={node}").items
     except ApiException as exc:
         raise _wrap(exc) from exc
     out = set()
@@ -127,7 +127,7 @@ def _existing(ctx: RepairContext, pods: set[str]) -> set[str]:
     for key in pods:
         ns, name = key.split("/", 1)
         try:
-            ctx.kube.core.read_namespaced_pod(name, ns)
+            ctx.kube.call(ctx.kube.core.read_namespaced_pod, name, ns)
             left.add(key)
         except ApiException as exc:
             if exc.status != 404:

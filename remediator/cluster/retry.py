@@ -53,6 +53,12 @@ class Interrupted(Exception):
     """The process is stopping: the action stopped at a safe point and is left to resume."""
 
 
+def timeouts(connect: float, read: float | None = None) -> tuple[float, float]:
+    """The client's `_request_timeout`: (connect, read) seconds. It takes an int as a total but
+    ignores a float, which means no timeout at all: never pass a bare number."""
+    return (float(connect), float(connect if read is None else read))
+
+
 def wrap(exc: ApiException) -> KubeError:
     return KubeError(exc.status or 0, f"{exc.status} {exc.reason}: {(exc.body or '')[:300]}")
 

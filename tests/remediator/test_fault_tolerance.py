@@ -124,6 +124,25 @@ def test_a_trickling_api_server_is_given_up_and_retried(k8s_cluster, tmp_path, u
     assert got.spec.unschedulable and got.metadata.annotations["vigil.io/incident"] == "7"
 
 
+def test_a_hung_api_server_fails_lease_ledger_and_readiness_calls_in_time(hung_socket, tmp_path):
+    """The client takes a float `_request_timeout` as no timeout at all: the lease's and the
+    Kubernetes ledger's calls passed floats and hung for ever on a server that never answers."""
+    from remediator.cluster.incidents_api import IncidentsAPI
+    from remediator.cluster.lease import LeaseElector
+    from remediator.ha_config import LeaderElection
+
+    kubeconfig = tmp_path / "hung.kubeconfig"
+    _write_kubeconfig(kubeconfig, f"http://127.0.0.1:{hung_socket}", tmp_path / "unused-ca.crt", "token")
+    kube = Kube(str(kubeconfig), retry=RetryPolicy(request_timeout=1.0, deadline=3.0))
+    elector = LeaseElector(kube.api, LeaderElection(name="hung", namespace="default", retry_period=1.0), "me")
+    assert _bounded(elector.try_acquire_or_renew, 15) == "error"
+    assert _bounded(elector.release, 15) is False
+    ledger = IncidentsAPI(kube.api, "default", timeout=1.0)
+    for call in (lambda: ledger.get("vigilincidents", "x"), lambda: ledger.list("vigilincidents")):
+        assert isinstance(_bounded(call, 15), ConnectionError)
+    assert isinstance(_bounded(kube.ping, 15), Exception)  # /readyz says "error: ..."
+
+
 POLICY = {"rules": [{"name": "xid", "match": ['alertname="GpuXidCritical"'],
                      "actions": [{"type": "cordon_node", "params": {"node": "{{ labels.node }}"}}]}]}
 
