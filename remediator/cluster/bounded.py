@@ -2,10 +2,11 @@
 deadline.
 
 requests' and urllib3's timeouts are per socket operation: a server, or a proxy, that sends a byte
-now and then never times out, and the thread waiting on it waits for ever. Each call here runs on a daemon
-thread of its own (a hung call never holds up the process's exit) and is given up `timeout`
-seconds after it started. A given-up call keeps its thread until the server lets go; while
-`slots` calls are held that way, further calls fail at once, so the threads never pile up."""
+now and then never times out, and the thread waiting on it waits for ever. Each call here runs on
+a daemon thread of its own (a hung call never holds up the process's exit) and is given up
+`timeout` seconds after it started. A given-up call keeps its thread until the server lets go;
+while `slots` calls are held that way, further calls fail at once, so the threads never pile up.
+Calls that answer in time hold no slot, however many run at once."""
 
 from __future__ import annotations
 
@@ -26,13 +27,17 @@ class Overdue(requests.Timeout):
 
 class Bounded:
     def __init__(self, slots: int, name: str) -> None:
-        self._slots = threading.BoundedSemaphore(slots)
         self.limit, self.name = slots, name
+        self._lock = threading.Lock()
+        self.held = 0  # given-up calls whose threads still wait on the server
 
     def call(self, fn: Callable[[], T], timeout: float) -> T:
-        if not self._slots.acquire(blocking=False):
-            raise Overdue(f"{self.limit} earlier calls to {self.name} are still unanswered")
+        """`fn()`, or Overdue after `timeout` s. Calls in time take no slot, however many run at once."""
+        with self._lock:
+            if self.held >= self.limit:
+                raise Overdue(f"{self.limit} earlier calls to {self.name} are still unanswered")
         future: Future = Future()
+        state = {"done": False, "given_up": False}
 
         def run() -> None:
             try:
@@ -40,14 +45,16 @@ class Bounded:
             except BaseException as exc:
                 future.set_exception(exc)
             finally:
-                self._slots.release()
+                with self._lock:
+                    state["done"] = True
+                    self.held -= state["given_up"]
 
-        try:
-            threading.Thread(target=run, name=f"vigil-{self.name}", daemon=True).start()
-        except BaseException:
-            self._slots.release()
-            raise
+        threading.Thread(target=run, name=f"vigil-{self.name}", daemon=True).start()
         try:
             return future.result(timeout=timeout)
         except FutureTimeout as exc:
+            with self._lock:
+                if not state["done"]:
+                    state["given_up"] = True
+                    self.held += 1
             raise Overdue(f"no complete answer from {self.name} within {timeout:g} s") from exc

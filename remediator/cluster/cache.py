@@ -153,7 +153,7 @@ class Informer:
             kw = {"label_selector": self.res.selector} if self.res.selector else {}
             if token:
                 kw["_continue"] = token
-            page = orjson.loads(self.kube.call(self.res.list_fn, limit=PAGE, _preload_content=False, **kw))
+            page = orjson.loads(self.kube.page(self.res.list_fn, limit=PAGE, **kw))
             for obj in page.get("items") or []:
                 key, value = self.res.reduce(obj)
                 if value is not None:

@@ -42,7 +42,7 @@ class IncidentsAPI:
     def __init__(self, api_client: object, namespace: str, *, timeout: float = 10.0) -> None:
         self.custom = client.CustomObjectsApi(api_client)
         self.namespace, self.timeout = namespace, timeout
-        self._bounded = Bounded(32, "the Kubernetes API (ledger)")  # the engine, intake threads and the watch
+        self._bounded = Bounded(32, "the Kubernetes API (ledger)")  # given-up calls still waiting, at most
 
     def _call(self, what: str, expected: tuple[int, ...], fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         """One API call: _ABSENT for an expected status (409 on create, 404 on get...), ConnectionError

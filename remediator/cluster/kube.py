@@ -28,7 +28,7 @@ COMPONENT = "vigil-remediator"
 T = TypeVar("T")
 __all__ = ["GPU_RESOURCE", "DrainResult", "Interrupted", "Kube", "KubeError", "Refused", "RetryPolicy"]
 _wrap = wrap  # the name workloads.py imports
-MAX_CALLS = 64  # API requests in flight at once, given-up ones included (the action workers and drains)
+MAX_CALLS = 64  # given-up requests whose threads still wait on a trickle: beyond, requests fail at once
 
 
 def _event_name(obj_name: str, reason: str, incident: str) -> str:
@@ -50,10 +50,8 @@ class DrainResult:
         return not self.remaining
 
 
-def _read(answer: Any) -> Any:
+def _read(answer: urllib3.HTTPResponse) -> bytes:
     """A raw urllib3 response (`_preload_content=False`): its body, the connection released."""
-    if not isinstance(answer, urllib3.BaseHTTPResponse):
-        return answer
     try:
         return answer.data
     finally:
@@ -90,10 +88,17 @@ class Kube:
     def call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """One API request (no retry: see `attempt`). The client's timeout bounds the connect and
         each socket read; an answer that trickles in a byte at a time is given up after twice the
-        request timeout, as a transient error (the retried step reads back what applied). With
-        `_preload_content=False` the answer is the body's bytes, read inside that bound too."""
+        request timeout, as a transient error (the retried step reads back what applied)."""
         self.requests += 1
-        return self._bounded.call(lambda: _read(fn(*args, _request_timeout=self.timeout, **kw)), 2 * self.timeout[1])
+        return self._bounded.call(lambda: fn(*args, _request_timeout=self.timeout, **kw), 2 * self.timeout[1])
+
+    def page(self, fn: Callable[..., Any], **kw: Any) -> bytes:
+        """One page of a LIST as its body's bytes (not deserialised into models). A page of 500 nodes
+        takes longer than one object: three times the read timeout, four times in all."""
+        self.requests += 1
+        t = self.timeout[1]
+        return self._bounded.call(lambda: _read(fn(_request_timeout=timeouts(self.timeout[0], 3 * t),
+                                                   _preload_content=False, **kw)), 4 * t)
 
     def attempt(self, what: str, step: Callable[[], T], deadline: float | None = None) -> T:
         """Run an idempotent step (read, decide, write) with retries until `deadline` seconds pass."""

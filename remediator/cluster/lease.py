@@ -116,7 +116,7 @@ class LeaseElector:
         s = self.settings
         now = self._wall()
         try:
-            lease = self._api(self.coord.read_namespaced_lease, s.name, s.namespace, seconds=s.retry_period)
+            lease = self._api(self.coord.read_namespaced_lease, s.name, s.namespace, seconds=s.renew_deadline / 2)
         except ApiException as exc:
             if exc.status != 404:
                 log.warning("lease %s/%s: read failed: %s %s", s.namespace, s.name, exc.status, exc.reason)
@@ -141,7 +141,7 @@ class LeaseElector:
             lease.spec.lease_transitions = rec.transitions + 1
         # carries metadata.resourceVersion from the read: never a blind write
         return self._write("update", lambda: self._api(self.coord.replace_namespaced_lease, s.name, s.namespace, lease,
-                                                       seconds=s.retry_period))
+                                                       seconds=s.renew_deadline / 2))
 
     def _create(self, now: dt.datetime) -> str:
         s = self.settings
@@ -150,11 +150,12 @@ class LeaseElector:
                                                       lease_duration_seconds=math.ceil(s.lease_duration),
                                                       lease_transitions=0))
         return self._write("create", lambda: self._api(self.coord.create_namespaced_lease, s.namespace, body,
-                                                       seconds=s.retry_period))
+                                                       seconds=s.renew_deadline / 2))
 
     def _api(self, fn: Callable[..., Any], *args: Any, seconds: float) -> Any:
-        """One request: `seconds` to connect and per read, and twice that in all (a trickling answer
-        is given up, as an error: the next round reads the lease and sees what landed)."""
+        """One request: `seconds` to connect and per read, and twice that in all (a round's request
+        gets half the renew deadline, as client-go's round gets the whole; a trickling answer is given
+        up, as an error: the next round reads the lease and sees what landed)."""
         return self._bounded.call(lambda: fn(*args, _request_timeout=timeouts(seconds)), 2 * seconds)
 
     def _write(self, what: str, call: Callable[[], Any]) -> str:

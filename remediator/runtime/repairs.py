@@ -63,7 +63,9 @@ class RepairRails:
         detail = why
         if self.ctx is not None:
             try:
-                detail = f"{why}; {mark_rma(self.ctx, node, why, str(incident_id)).detail}"
+                marked = self.ctx.kube.attempt(f"mark {node} an RMA candidate",  # transient errors retried
+                                               lambda: mark_rma(self.ctx, node, why, str(incident_id)))
+                detail = f"{why}; {marked.detail}"
             except (KubeError, ValueError) as exc:
                 detail = f"{why}; marking {node} failed: {exc}"
         self.ledger.audit("repair_exhausted", {"node": node, "why": why}, self.clock(), incident_id=incident_id)

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import socket
 import threading
+import time
 from collections import Counter
 
 import pytest
@@ -88,6 +89,30 @@ def test_a_hung_prometheus_makes_the_guard_unknown(hung_socket):
     assert third.holds is None and "'up{job=\"z\"} == 0'" in third.detail
 
 
+def test_bounded_calls_take_a_slot_only_once_given_up():
+    """Any number of calls in time run at once; a given-up call holds a slot until its server lets
+    go, and while every slot is held the next call fails at once."""
+    from remediator.cluster.bounded import Bounded, Overdue
+
+    b = Bounded(2, "test")
+    results: list = []
+    threads = [threading.Thread(target=lambda: results.append(b.call(lambda: time.sleep(0.3) or 1, 10)))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert results == [1] * 8 and b.held == 0
+    release = threading.Event()
+    for _ in range(2):
+        assert isinstance(_catch(lambda: b.call(release.wait, 0.1)), Overdue)
+    full = _catch(lambda: b.call(lambda: 1, 10))
+    assert b.held == 2 and isinstance(full, Overdue) and "still unanswered" in str(full)
+    release.set()
+    wait_until(lambda: b.held == 0, 10)
+    assert b.call(lambda: 1, 10) == 1
+
+
 def test_a_hung_api_server_fails_the_action_at_its_deadline(hung_socket, tmp_path):
     kubeconfig = tmp_path / "hung.kubeconfig"
     _write_kubeconfig(kubeconfig, f"http://127.0.0.1:{hung_socket}", tmp_path / "unused-ca.crt", "token")
@@ -134,7 +159,8 @@ def test_a_hung_api_server_fails_lease_ledger_and_readiness_calls_in_time(hung_s
     kubeconfig = tmp_path / "hung.kubeconfig"
     _write_kubeconfig(kubeconfig, f"http://127.0.0.1:{hung_socket}", tmp_path / "unused-ca.crt", "token")
     kube = Kube(str(kubeconfig), retry=RetryPolicy(request_timeout=1.0, deadline=3.0))
-    elector = LeaseElector(kube.api, LeaderElection(name="hung", namespace="default", retry_period=1.0), "me")
+    elector = LeaseElector(kube.api, LeaderElection(name="hung", namespace="default", lease_duration=3.0,
+                                                      renew_deadline=2.0, retry_period=1.0), "me")
     assert _bounded(elector.try_acquire_or_renew, 15) == "error"
     assert _bounded(elector.release, 15) is False
     ledger = IncidentsAPI(kube.api, "default", timeout=1.0)
