@@ -123,6 +123,34 @@ def _storm_body(n: int) -> bytes:
                        "alerts": alerts}).encode()
 
 
+def _storm_once(url: str, noop_url: str, body: bytes) -> tuple[float, float]:
+    """The remediator's POST of the body, and the baseline: the no-op's POST of it plus json.loads."""
+    t0 = time.perf_counter()
+    requests.post(noop_url, data=body, headers={"Content-Type": "application/json"}, timeout=120)
+    json.loads(body)
+    t1 = time.perf_counter()
+    r = requests.post(url, data=body, headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+                      timeout=120)
+    t2 = time.perf_counter()
+    assert r.status_code == 200 and r.json()["new"] == 10_000, r.text[:200]
+    return t2 - t1, t1 - t0
+
+
+def _storm(url: str, noop_url: str, base: str, runs: int = 5) -> tuple[float, list[float], list[float]]:
+    """The median of per-run ratios, interleaved so that noise hits both alike. Each run waits for an
+    idle engine, so it times one notification, not the decisions of the rows or the storm before
+    it; each run's storm names new incidents."""
+    storm = _storm_body(10_000)
+    ratios, posts, baselines = [], [], []
+    for k in range(runs):
+        _settle(base)
+        post, baseline = _storm_once(url, noop_url, storm.replace(b'"fingerprint": "a',
+                                                                  f'"fingerprint": "{k + 1}'.encode()))
+        ratios.append(post / baseline)
+        posts.append(post)
+        baselines.append(baseline)
+    return statistics.median(ratios), posts, baselines
+
 def run() -> list[tuple[str, str, str, str]]:
     tmp = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
     cfg = tmp / "vigil.yaml"
@@ -149,29 +177,7 @@ def run() -> list[tuple[str, str, str, str]]:
         ratio = max(durable) / max(baseline)
         lat = sorted(_fixed_rate(url, 200, 10))
         p99 = lat[int(len(lat) * 0.99) - 1]
-        _settle(f"http://127.0.0.1:{port}")  # the baseline meets an idle remediator, not the rows above
-        storm = _storm_body(10_000)
-        loads = []
-        for _ in range(5):
-            t = time.perf_counter()
-            json.loads(storm)
-            loads.append(time.perf_counter() - t)
-        noop_posts = []
-        for _ in range(3):
-            t = time.perf_counter()
-            requests.post(noop_url, data=storm, headers={"Content-Type": "application/json"}, timeout=120)
-            noop_posts.append(time.perf_counter() - t)
-        baseline_storm = statistics.median(noop_posts) + statistics.median(loads)
-        posts = []
-        for k in range(3):
-            body = storm.replace(b'"fingerprint": "a', f'"fingerprint": "{k + 1}'.encode())  # new incidents
-            _settle(f"http://127.0.0.1:{port}")  # each storm meets an idle engine, not the one before it
-            t = time.perf_counter()
-            r = requests.post(url, data=body, headers={"Authorization": f"Bearer {TOKEN}",
-                                                       "Content-Type": "application/json"}, timeout=120)
-            posts.append(time.perf_counter() - t)
-            assert r.status_code == 200 and r.json()["new"] == 10_000, r.text[:200]
-        storm_ratio = statistics.median(posts) / baseline_storm
+        storm_ratio, posts, baselines = _storm(url, noop_url, f"http://127.0.0.1:{port}")
     finally:
         for p in (rem, noop):
             p.terminate()
@@ -186,6 +192,6 @@ def run() -> list[tuple[str, str, str, str]]:
         ("remediator p99 ack latency at 200 req/s", f"{p99 * 1e3:.1f} ms (median "
          f"{statistics.median(lat) * 1e3:.1f} ms)", "<= 20 ms", "yes" if p99 <= 0.020 else "no"),
         ("remediator 10,000-alert notification vs no-op POST + json.loads", f"{storm_ratio:.1f}x "
-         f"({statistics.median(posts) * 1e3:.0f} ms vs {baseline_storm * 1e3:.0f} ms)", "<= 3x",
+         f"({statistics.median(posts) * 1e3:.0f} ms vs {statistics.median(baselines) * 1e3:.0f} ms)", "<= 3x",
          "yes" if storm_ratio <= 3 else "no"),
     ]
