@@ -74,12 +74,15 @@ class FaultProxy:
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 self.close_connection = True
 
-            def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+            def _head(self, status: int, length: int, headers: dict[str, str]) -> None:
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(length))
                 self.end_headers()
+
+            def _reply(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+                self._head(status, len(body), headers)
                 self.wfile.write(body)
 
             def _status(self, code: int, reason: str, extra: dict[str, str]) -> None:
@@ -111,11 +114,7 @@ class FaultProxy:
                 return None
 
             def _trickle(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
+                self._head(status, len(body), headers)
                 self.wfile.flush()
                 for i in range(len(body)):  # a client that gave up closed its end: the write raises
                     if proxy.closed.wait(proxy.trickle):
