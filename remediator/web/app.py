@@ -15,14 +15,10 @@ from remediator.runtime.engine import Engine
 from remediator.runtime.metrics import Metrics
 from remediator.store.ledger import Ledger
 from remediator.web import control, health, incidents, intake, status
-from remediator.web.context import Vigil, error
+from remediator.web.context import Vigil, error, http_error
 
 log = logging.getLogger(__name__)
 BLUEPRINTS = (incidents.bp, control.bp, health.bp, status.bp)
-
-
-def _http_error(exc: HTTPException):
-    return error(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
 
 
 def _unexpected(exc: Exception):
@@ -38,7 +34,7 @@ def create_app(config: Config, ledger: Ledger, engine: Engine, metrics: Metrics,
     v = Vigil(config, ledger, engine, metrics, draining if draining is not None else threading.Event(),
               insecure_no_auth)
     app.extensions["vigil"] = v
-    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(HTTPException, http_error)
     app.register_error_handler(Exception, _unexpected)
     for bp in BLUEPRINTS:
         app.register_blueprint(bp)

@@ -8,6 +8,7 @@ import threading
 from dataclasses import dataclass, field
 
 from flask import Response, current_app
+from werkzeug.exceptions import HTTPException
 
 from remediator.config import Config
 from remediator.runtime.engine import Engine
@@ -34,3 +35,8 @@ def error(status: int, error: str, detail: str) -> Response:
     written, not raised); needs no app context, as the webhook runs outside Flask's."""
     return Response(json.dumps({"detail": detail, "error": error}, separators=(",", ":")) + "\n", status,
                     mimetype="application/json")
+
+
+def http_error(exc: HTTPException) -> Response:
+    """An HTTP error werkzeug raised (404, 405, 413...) in the same JSON shape."""
+    return error(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")

@@ -17,14 +17,14 @@ from typing import Any
 
 import orjson
 from flask import Response
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 from werkzeug.wrappers import Request
 
 from remediator.domain.payload import Notification, PayloadError, parse
 from remediator.runtime.engine import utcnow
 from remediator.runtime.metrics import Metrics
 from remediator.store.ledger import LedgerUnavailable, Recorded
-from remediator.web.context import Vigil, error
+from remediator.web.context import Vigil, error, http_error
 from remediator.web.roles import authorize
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class Intake:
         try:
             resp = self._answer(req)
         except HTTPException as exc:  # the body over max_body_bytes, or unreadable
-            resp = error(exc.code or 400, (exc.name or "error").lower().replace(" ", "_"), exc.description or "")
+            resp = http_error(exc)
         except Exception:
             log.exception("unhandled error on %s %s", req.method, PATH)
             resp = error(500, "internal_error", "see the remediator's log")
@@ -55,8 +55,7 @@ class Intake:
 
     def _answer(self, req: Request) -> Response:
         if req.method != "POST":
-            resp = Response(status=200) if req.method == "OPTIONS" else error(
-                405, "method_not_allowed", "The method is not allowed for the requested URL.")
+            resp = Response(status=200) if req.method == "OPTIONS" else http_error(MethodNotAllowed())
             resp.headers["Allow"] = "OPTIONS, POST"  # as Flask answers for its routes
             return resp
         who = authorize(self.v, req, "intake")
