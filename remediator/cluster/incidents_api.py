@@ -16,7 +16,7 @@ from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 from remediator.cluster.bounded import Bounded
-from remediator.cluster.retry import timeouts
+from remediator.cluster.retry import request, timeouts
 
 GROUP, VERSION = "vigil.io", "v1alpha1"
 FIELD_MANAGER = "vigil-remediator"
@@ -48,8 +48,7 @@ class IncidentsAPI:
         """One API call: _ABSENT for an expected status (409 on create, 404 on get...), ConnectionError
         (the backend cannot be written or read) for anything else."""
         try:
-            return self._bounded.call(lambda: fn(GROUP, VERSION, self.namespace, *args,
-                                                 _request_timeout=timeouts(self.timeout), **kw), 2 * self.timeout)
+            return request(self._bounded, fn, GROUP, VERSION, self.namespace, *args, seconds=self.timeout, **kw)
         except ApiException as exc:
             if exc.status in expected:
                 return _ABSENT
@@ -79,9 +78,9 @@ class IncidentsAPI:
         items, token = [], None
         try:
             while True:
-                page = self._bounded.call(lambda t=token: self.custom.list_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, plural, limit=500, _continue=t,
-                    _request_timeout=timeouts(self.timeout, self.timeout * 3)), 4 * self.timeout)
+                page = request(self._bounded, self.custom.list_namespaced_custom_object, GROUP, VERSION,
+                               self.namespace, plural, limit=500, _continue=token, seconds=self.timeout,
+                               read=3 * self.timeout, total=4 * self.timeout)
                 items += page.get("items", [])
                 token = page.get("metadata", {}).get("continue")
                 if not token:

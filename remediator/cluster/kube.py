@@ -19,7 +19,7 @@ from kubernetes.client.rest import ApiException
 
 from remediator.cluster.bounded import Bounded
 from remediator.cluster.nodeview import GPU_RESOURCE, node_view
-from remediator.cluster.retry import Interrupted, KubeError, Refused, Retrier, RetryPolicy, timeouts, wrap
+from remediator.cluster.retry import Interrupted, KubeError, Refused, Retrier, RetryPolicy, request, timeouts, wrap
 from remediator.domain.models import CORDONED_BY_ANNOTATION, FIELD_MANAGER, INCIDENT_ANNOTATION
 
 log = logging.getLogger(__name__)
@@ -90,15 +90,14 @@ class Kube:
         each socket read; an answer that trickles in a byte at a time is given up after twice the
         request timeout, as a transient error (the retried step reads back what applied)."""
         self.requests += 1
-        return self._bounded.call(lambda: fn(*args, _request_timeout=self.timeout, **kw), 2 * self.timeout[1])
+        return request(self._bounded, fn, *args, seconds=self.timeout[0], read=self.timeout[1], **kw)
 
     def page(self, fn: Callable[..., Any], **kw: Any) -> bytes:
         """One page of a LIST as its body's bytes (not deserialised into models). A page of 500 nodes
         takes longer than one object: three times the read timeout, four times in all."""
         self.requests += 1
-        t = self.timeout[1]
-        return self._bounded.call(lambda: _read(fn(_request_timeout=timeouts(self.timeout[0], 3 * t),
-                                                   _preload_content=False, **kw)), 4 * t)
+        return request(self._bounded, lambda **k: _read(fn(_preload_content=False, **k)), seconds=self.timeout[0],
+                       read=3 * self.timeout[1], total=4 * self.timeout[1], **kw)
 
     def attempt(self, what: str, step: Callable[[], T], deadline: float | None = None) -> T:
         """Run an idempotent step (read, decide, write) with retries until `deadline` seconds pass."""
@@ -111,7 +110,7 @@ class Kube:
         """For /readyz: fails within 6 s, also when a trickle holds every slot of `call` (then it
         fails at once, which is what readiness should say)."""
         try:
-            self._bounded.call(lambda: client.VersionApi(self.api).get_code(_request_timeout=timeouts(3)), 6)
+            request(self._bounded, client.VersionApi(self.api).get_code, seconds=3, total=6)
         except ApiException as exc:
             raise _wrap(exc) from exc
 

@@ -30,7 +30,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from remediator.cluster.bounded import Bounded
-from remediator.cluster.retry import timeouts
+from remediator.cluster.retry import request
 from remediator.config import LeaderElection
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class LeaseElector:
         """One request: `seconds` to connect and per read, and twice that in all (a round's request
         gets half the renew deadline, as client-go's round gets the whole; a trickling answer is given
         up, as an error: the next round reads the lease and sees what landed)."""
-        return self._bounded.call(lambda: fn(*args, _request_timeout=timeouts(seconds)), 2 * seconds)
+        return request(self._bounded, fn, *args, seconds=seconds)
 
     def _write(self, what: str, call: Callable[[], Any]) -> str:
         """One create or compare-and-swap update: "held" when it landed, "other" on 409 (another

@@ -17,10 +17,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from kubernetes.client.rest import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
+
+from remediator.cluster.bounded import Bounded
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,6 +59,16 @@ def timeouts(connect: float, read: float | None = None) -> tuple[float, float]:
     """The client's `_request_timeout`: (connect, read) seconds. It takes an int as a total but
     ignores a float, which means no timeout at all: never pass a bare number."""
     return (float(connect), float(connect if read is None else read))
+
+
+def request(bounded: Bounded, fn: Callable[..., T], *args: Any, seconds: float, read: float | None = None,
+            total: float | None = None, **kw: Any) -> T:
+    """One Kubernetes API request: `seconds` to connect, `read` (default `seconds`) per socket read,
+    and `total` (default twice the read timeout) in all, so that an answer trickling in a byte at a
+    time is given up too (Overdue, an OSError: transient to `Retrier`)."""
+    per_read = seconds if read is None else read
+    return bounded.call(lambda: fn(*args, _request_timeout=timeouts(seconds, per_read), **kw),
+                        2 * per_read if total is None else total)
 
 
 def wrap(exc: ApiException) -> KubeError:
