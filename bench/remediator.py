@@ -151,6 +151,7 @@ def _storm(url: str, noop_url: str, base: str, runs: int = 5) -> tuple[float, li
         baselines.append(baseline)
     return statistics.median(ratios), posts, baselines
 
+
 def run() -> list[tuple[str, str, str, str]]:
     tmp = Path(tempfile.mkdtemp(prefix="vigil-bench-"))
     cfg = tmp / "vigil.yaml"
