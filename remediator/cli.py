@@ -63,6 +63,7 @@ def _kube(config: Config):
 
 
 def _started(config: Config, engine) -> None:
+    engine.metrics.watch_queue(engine.queue)
     _log_start_state(config, engine)
     gc.freeze()  # start-up's objects live as long as the process: full collections need not scan them
 
@@ -249,7 +250,11 @@ def _print_explained(r: dict) -> None:
     print(f"== {r['alert'].get('alertname', '?')} {json.dumps(r['alert'], sort_keys=True)}")
     for line in r["trace"]:
         print(f"   {line}")
-    print(f"   => {r['outcome']}" + (f" ({r['reason']}: {r['detail']})" if r["reason"] else ""))
+    if r["outcome"] == "wait":
+        print(f"   => would wait for {r['reason']}: {r['detail']} (it keeps its place in the queue; decided "
+              "again when that changes)")
+    else:
+        print(f"   => {r['outcome']}" + (f" ({r['reason']}: {r['detail']})" if r["reason"] else ""))
     for e in r["escalation"]:
         for line in e["trace"]:
             print(f"     {line}")

@@ -26,6 +26,7 @@ from remediator.domain.repair import RepairSettings
 from remediator.domain.safety import Breaker, Budget, Safety
 from remediator.ha_config import LeaderElection, LedgerSettings, parse_leader_election, parse_ledger
 from remediator.oncall_config import UI, Notifications, parse_notifications, parse_ui
+from remediator.queue_config import AlertSource, QueueSettings, parse_alert_source, parse_queue
 from vigil_common.config import ConfigError, Section, guarded, load_yaml, report
 from vigil_common.hostport import parse_hostport
 
@@ -57,6 +58,8 @@ class Config:
     repair: RepairSettings = field(default_factory=RepairSettings)
     notifications: Notifications = field(default_factory=Notifications)
     ui: UI = field(default_factory=UI)
+    queue: QueueSettings = field(default_factory=QueueSettings)
+    alertmanager: AlertSource = field(default_factory=AlertSource)
 
     @property
     def history_window(self) -> float:
@@ -227,7 +230,7 @@ def _pools(raw: Any, where: str) -> Pools | None:
 
 def parse_config(data: Any, path: str = "<config>") -> Config:
     top = Section(data, path, ("server", "auth", "ledger", "kubernetes", "engine", "safety", "policy", "prometheus",
-                               "notifications", "ui", "leader_election", "repair"))
+                               "notifications", "ui", "leader_election", "repair", "alertmanager"))
     prom = Section(top.get("prometheus"), f"{path}: prometheus", ("url", "timeout"))
     server = Section(top.get("server"), f"{path}: server",
                      ("listen", "max_body_bytes", "shutdown_delay", "threads"))
@@ -241,7 +244,7 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
     kube = Section(top.get("kubernetes"), f"{path}: kubernetes", ("kubeconfig", "event_namespace", "node_selector",
                                                                    "request_timeout", "action_deadline",
                                                                    "action_deadlines"))
-    engine = Section(top.get("engine"), f"{path}: engine", ("workers",))
+    engine = Section(top.get("engine"), f"{path}: engine", ("workers", "reconcile_interval", "max_wait"))
     safety = Section(top.get("safety"), f"{path}: safety", ("dry_run", "max_alert_age", "budget", "breaker"))
     budget = Section(safety.get("budget"), f"{path}: safety.budget",
                       ("max_nodes", "max_percent", "max_gpu_percent", "min_nodes", "max_pod_restarts_per_workload",
@@ -285,7 +288,8 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
         kube_request_timeout=kube.duration("request_timeout", 10.0, positive=True),
         action_deadline=kube.duration("action_deadline", 60.0),
         action_deadlines=_deadlines(kube.get("action_deadlines"), kube.key("action_deadlines")),
-        workers=engine.number("workers", 4, integer=True, minimum=1),
+        workers=engine.number("workers", 4, integer=True, minimum=1), queue=parse_queue(engine),
+        alertmanager=parse_alert_source(top.get("alertmanager"), f"{path}: alertmanager"),
         prometheus_url=prom.string("url", None), prometheus_timeout=prom.duration("timeout", 5.0, positive=True),
         safety=Safety(
             dry_run=safety.boolean("dry_run", False), max_alert_age=safety.duration("max_alert_age", 3600.0),

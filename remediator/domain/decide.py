@@ -18,6 +18,7 @@ import jinja2
 from remediator.domain.actions import ACTIONS
 from remediator.domain.models import (
     HOLDS,
+    IN_FLIGHT,
     UNKNOWN,
     CheckResult,
     ClusterView,
@@ -28,7 +29,7 @@ from remediator.domain.models import (
     SafetyState,
 )
 from remediator.domain.policy import Action, Rule, context_of
-from remediator.domain.rails import KINDS, RAILS, Step, Verdict, World
+from remediator.domain.rails import KINDS, RAILS, Step, World, waits
 from remediator.domain.repair import RepairRecord, RepairSettings
 from remediator.domain.safety import Safety
 
@@ -91,9 +92,10 @@ def plan_step(step: Step, world: World, trace: Sequence[str] = ()) -> Decision:
         verdict = rail(step, world)
         budget = verdict.budget or budget
         if not verdict.passed:
-            word = "defer" if verdict.outcome == "defer" else f"blocked ({verdict.reason})"
+            outcome = "wait" if waits(verdict.reason) else verdict.outcome
+            word = {"defer": "defer", "wait": f"wait ({verdict.reason})"}.get(outcome, f"blocked ({verdict.reason})")
             lines.append(f"{name}: {word}: {verdict.line}")
-            return Decision(verdict.outcome, step.rule.name, step.actions if verdict.keep_actions else (),
+            return Decision(outcome, step.rule.name, (),
                             reason=verdict.reason, detail=verdict.line, trace=tuple(lines), kind=step.kind,
                             not_before=verdict.not_before, open_breaker=verdict.open_breaker, budget=budget)
         lines.append(f"{name}: ok: {verdict.line}")
@@ -102,21 +104,36 @@ def plan_step(step: Step, world: World, trace: Sequence[str] = ()) -> Decision:
     return Decision(outcome, step.rule.name, step.actions, trace=tuple(lines), budget=budget, kind=step.kind)
 
 
-# What can change between planning an action and running it, and must then stop it: a pause (global,
-# node, namespace annotations) and the target (gone, or moved outside node_selector). Budgets, cooldowns,
-# rate limits and the breaker counted the plan when it was made; counting it again would block it by itself.
-RECHECKED = ("paused", "target")
+def admission_world(world: World, incident_id: int | None) -> World:
+    """The world a planned action is admitted against, right before it runs: its own incident's
+    actions are not counted against it (its cooldown, its own node), and neither are other plans
+    not yet admitted (they wait their turn behind this one). What runs and what ran counts."""
+    history = [a for a in world.history if a.incident_id != incident_id and (a.state not in IN_FLIGHT or a.admitted)]
+    return dataclasses.replace(world, history=history)
 
 
-def recheck(step: Step, world: World) -> Verdict | None:
-    """Right before a planned action runs (later in its chain, after a long drain, or resumed after a
-    restart): the verdict of the first rechecked rail that stops it, or None. An unavailable view
-    says nothing new (unknown is not a reason to stop a step that passed every rail when planned)."""
+def recheck(step: Step, world: World) -> Decision | None:
+    """Every rail again, right before a planned action runs (a first action, the next step of its
+    chain, a plan resumed after a restart or one that waited behind busy workers), against the
+    current world and config: the decision that stops it (wait or refuse), or None to run it."""
+    decision = plan_step(step, admission_world(world, step.incident.id))
+    return None if decision.outcome in ("act", "dry_run") else decision
+
+
+# What can change in the moment between a follow-up step's planning (escalation, on_failure: through
+# every rail) and its run: a pause (global, node, namespace) and the target.
+MOMENT = ("paused", "target")
+
+
+def recheck_moment(step: Step, world: World) -> Decision | None:
+    """The rails in MOMENT, right before a step planned a moment ago runs; an unavailable view
+    says nothing new (the step passed every rail when planned)."""
     if not world.cluster.available:
         return None
     for name, rail in RAILS:
-        if name in RECHECKED and not (verdict := rail(step, world)).passed:
-            return verdict
+        if name in MOMENT and not (verdict := rail(step, world)).passed:
+            return Decision("wait" if waits(verdict.reason) else "blocked", step.rule.name, reason=verdict.reason,
+                            detail=verdict.line, trace=(f"{name}: {verdict.line}",), kind=step.kind)
     return None
 
 

@@ -25,6 +25,8 @@ class Incident:
     annotations: dict[str, str] = field(default_factory=dict)
     alert_status: str = "firing"
     id: int | None = None
+    received_at: dt.datetime | None = None  # when Vigil first recorded it (the stale rail's age is taken there)
+    waiting_since: dt.datetime | None = None  # while it waits on a rail: since when (max_wait counts from it)
 
     @property
     def alertname(self) -> str:
@@ -158,6 +160,7 @@ class PastAction:
     incident_firing: bool = True
     workload: str = ""  # for pod actions: the pod's workload, for the per-workload budget
     amount: float = 0.0  # for shift_traffic: the share of traffic moved (percent)
+    admitted: bool = True  # its incident's chain has started (an action was claimed): it holds its budget
 
 
 @dataclass(frozen=True)
@@ -185,10 +188,10 @@ class BudgetUse:
 
 @dataclass(frozen=True)
 class Decision:
-    outcome: str  # act | dry_run | blocked | defer | no_match | resolved
+    outcome: str  # act | dry_run | wait | blocked | defer | no_match | resolved | handed_over
     rule: str | None = None
     actions: tuple[PlannedAction, ...] = ()
-    reason: str = ""  # for blocked: cooldown, rate_limit, budget, breaker_open, paused, stale, ...
+    reason: str = ""  # for wait: budget, paused, breaker_open, cooldown, ...; for blocked (refused): stale, ...
     detail: str = ""
     trace: tuple[str, ...] = ()
     not_before: dt.datetime | None = None

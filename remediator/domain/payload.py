@@ -146,6 +146,11 @@ def _alert(raw: Any, i: int) -> Alert:
                  fingerprint.lower(), gen if type(gen) is str else "")
 
 
+def parse_alert(raw: Any, i: int = 0) -> Alert:
+    """One alert object as a webhook body holds it (Alertmanager's API gives the same shape)."""
+    return _alert(raw, i)
+
+
 def _brief(value: Any) -> str:
     """A sender's value in an error message: a short repr of a scalar, else its JSON type (the repr
     of a list nested 1,000 deep raises RecursionError; a megabyte string would be echoed whole)."""

@@ -35,6 +35,18 @@ from remediator.domain.safety import Safety
 
 KINDS = ("first", "escalation", "restore", "uncordon", "on_failure")
 
+# Rails whose stop is a condition that can clear: the step *waits* (the incident keeps its place in the
+# queue and is decided again when the world changes), as Cluster API's maxUnhealthy, medik8s' minHealthy
+# and Karpenter's budgets make work wait. Every other stop is a *refusal* (the policy says never: stale,
+# outside scope, not Vigil's to undo, a repeat offender, a template error) and is final.
+WAITS = frozenset({"paused", "budget", "breaker_open", "cooldown", "rate_limit", "availability", "guard",
+                   "guard_unavailable", "pdb"})  # an unavailable cluster view defers (decided again shortly)
+
+
+def waits(reason: str) -> bool:
+    """Whether a stop for `reason` holds the step back (it waits) rather than refusing it."""
+    return reason in WAITS
+
 
 @dataclass(frozen=True)
 class Step:
@@ -78,7 +90,6 @@ class Verdict:
     not_before: dt.datetime | None = None
     open_breaker: bool = False
     budget: BudgetUse | None = None
-    keep_actions: bool = False  # a blocked plan kept as attempts (the breaker counts them)
 
 
 def ok(line: str, **kw) -> Verdict:
@@ -117,7 +128,8 @@ def paused(step: Step, world: World) -> Verdict:
 def stale(step: Step, world: World) -> Verdict:
     if step.kind != "first":
         return ok(f"not checked for {step.kind} steps")
-    age = (world.now - step.incident.starts_at).total_seconds()
+    # the age when Vigil learnt of it: an incident that waited in the queue does not go stale by waiting
+    age = (min(step.incident.received_at or world.now, world.now) - step.incident.starts_at).total_seconds()
     if age > world.safety.max_alert_age and not step.rule.allow_stale:
         return block("stale", f"the alert started {age:.0f} s ago, more than max_alert_age "
                      f"{world.safety.max_alert_age:.0f} s")
@@ -327,7 +339,7 @@ def _node_budget(step: Step, world: World) -> Verdict:
     line = "; ".join(lines)
     if failed:
         listed = ", ".join(f"{n} ({why})" for n, why in sorted(out.items())) or "none"
-        return block("budget", f"{failed}; {line}; unavailable now: {listed}", budget=use, keep_actions=True)
+        return block("budget", f"{failed}; {line}; unavailable now: {listed}", budget=use)
     return ok(line, budget=use)
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
 
+from remediator.cluster.alert_source import AlertmanagerAlerts
 from remediator.cluster.cache import ClusterCache
 from remediator.cluster.executor import Outcome
 from remediator.cluster.kube import Kube
@@ -21,7 +22,8 @@ from remediator.cluster.prom import PromChecker
 from remediator.cluster.repair import RepairContext
 from remediator.cluster.view import read_cluster_view
 from remediator.config import Config
-from remediator.domain.decide import continues_ladder, decide, guard_query, recheck
+from remediator.domain import queue as waiting_queue
+from remediator.domain.decide import continues_ladder, decide, guard_query, recheck, recheck_moment
 from remediator.domain.models import (
     CheckResult,
     ClusterView,
@@ -37,8 +39,9 @@ from remediator.runtime.followup import Followup, incident_of
 from remediator.runtime.intake import IntakeGate
 from remediator.runtime.metrics import Metrics
 from remediator.runtime.notify import Notifier, decision_events
+from remediator.runtime.reconcile import AlertReconciler, ReconcileLoop
 from remediator.runtime.repairs import RepairRails
-from remediator.runtime.runner import ClusterOps, Runner
+from remediator.runtime.runner import ClusterOps, Nudge, Runner
 from remediator.store.ledger import DUE_BATCH, ActionRow, Ledger, from_ts, ts
 
 log = logging.getLogger(__name__)
@@ -94,6 +97,8 @@ class Engine:
         self.prom = PromChecker(config.prometheus_url, config.prometheus_timeout) if config.prometheus_url else None
         self.rules = {r.name: r for r in config.rules}
         self._wake = threading.Event()
+        self.nudge = Nudge(self._wake)  # something a waiting incident waits for may have changed
+        self._seen: tuple = ()  # the cache's versions and the safety state at the last tick
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="vigil-action")
         self._thread = threading.Thread(target=self._run, name="vigil-engine", daemon=True)
@@ -108,7 +113,7 @@ class Engine:
                                         on_exhausted=metrics.repairs_exhausted.inc, clock=clock)
         self.runner = Runner(ledger, kube, metrics, clock, deadlines=config.action_deadlines,
                              notify=self.notifier.notify, leader=self.leader, repair=self.repair,
-                             rails=self.repair_rails, held=self._held)
+                             rails=self.repair_rails, held=self._held, nudge=self.nudge)
         ops = ClusterOps(kube, deadlines=config.action_deadlines, leader=self.leader,
                          repair=self.repair) if kube is not None else None
         self.followup = Followup(ledger=ledger, runner=self.runner, ops=ops,
@@ -116,16 +121,31 @@ class Engine:
                                  safety_state=self.safety_state, guard=self._guard, on_decision=self.note_decision,
                                  clock=clock, stopping=self._stop.is_set, sleep=self._stop.wait,
                                  notify=self.notifier.notify)
+        self.reconcile = self._reconcile_loop(config, ledger, metrics, clock)
+
+    def _reconcile_loop(self, config: Config, ledger: Ledger, metrics: Metrics,
+                        clock: Callable[[], dt.datetime]) -> ReconcileLoop | None:
+        """The firing set read back from Alertmanager every reconcile interval (alertmanager.url)."""
+        am = config.alertmanager
+        if not am.reconcile or not am.url:
+            return None
+        source = AlertmanagerAlerts((am.url,), am.receiver, am.timeout, am.bearer_token)
+        reconciler = AlertReconciler(ledger, source, clock, metrics.reconciled)
+        return ReconcileLoop(reconciler, config.queue.reconcile_interval, self.leader.is_leader, self.wake)
 
     def start(self) -> None:
         self.notifier.start()
         self._thread.start()
+        if self.reconcile is not None:
+            self.reconcile.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop deciding; running actions stop at their next safe point (a retry or drain pause),
         left `running` in the ledger and resumed after the restart. Waits at most `timeout` s."""
         self._stop.set()
         self._wake.set()
+        if self.reconcile is not None:
+            self.reconcile.stop()
         if self.kube is not None:
             self.kube.retrier.stopping.set()  # also ends the cache's watches
         deadline = time.monotonic() + timeout
@@ -158,6 +178,7 @@ class Engine:
             self.ledger.audit("breaker_reset", {"by": by}, now)
             log.warning("circuit breaker reset by %s", by)
         self.metrics.breaker_open.set(0)
+        self.nudge.set()  # what waited for the breaker goes on now
         return was_open
 
     def set_paused(self, paused: bool, now: dt.datetime, by: str, *, reason: str = "",
@@ -168,6 +189,8 @@ class Engine:
         self.ledger.audit("pause" if paused else "unpause", detail, now)
         self.metrics.paused.set(1 if paused else 0)
         log.warning("%s (%s)", p.describe(), f"set by {by}")
+        if not paused:
+            self.nudge.set()  # what waited for the pause goes on now
         return p
 
     def pause(self) -> pausing.Pause:
@@ -179,24 +202,42 @@ class Engine:
             return "dry-run is on"
         return self.pause().describe() if self.safety_state(self.clock()).paused else None
 
-    def _held(self, incident: dict, row: ActionRow) -> tuple[str, str] | None:
-        """Why this planned action may not run now, if it may not, read afresh right before it runs
-        (a plan stored before a restart, or made before a long drain, must not outlive a stop):
-        dry-run, the global pause, and the rails that can change meanwhile (node and namespace
-        pause annotations, the target gone or outside node_selector)."""
+    def _held(self, incident: dict, row: ActionRow, admit: bool = True) -> Decision | None:
+        """The admission, right before a planned action runs, against the world and the config as
+        they are now: a plan stored before a restart (into a stricter config), one that waited behind
+        busy workers, the next step of a chain after a long drain. Dry-run is a refusal; anything
+        else that stops it is the rail's own wait or refusal. `admit`: every rail again (the chains
+        the decision core planned); else only what can change in the moment since a follow-up step
+        was planned (pauses, the target)."""
         if self.config.safety.dry_run:
-            return "dry_run", "dry-run is on; the plan was made before it was"
+            return Decision("blocked", row.rule, reason="dry_run",
+                            detail="dry-run is on; the plan was made before it was")
         if (why := self._global_hold()) is not None:
-            return "paused", why
+            return Decision("wait", row.rule, reason="paused", detail=why, not_before=self._recheck_at())
         rule = self.rules.get(row.rule)
         if rule is None or not incident:
             return None
-        now = self.clock()  # the rechecked rails read the cluster and the pause, no history: none is read
-        world = World(self._cluster_view(), (), self.config.safety, self.safety_state(now), now,
-                      self.config.safety.dry_run, needs_cluster=True)
-        action = PlannedAction(row.type, row.target, row.params)
-        verdict = recheck(Step("first", incident_of(incident), rule, (action,)), world)
-        return (verdict.reason, verdict.line) if verdict is not None else None
+        now = self.clock()
+        inc = incident_of(incident)
+        step = Step("first", inc, rule, (PlannedAction(row.type, row.target, row.params),))
+        if admit:
+            world = dataclasses.replace(self.world(now), guard=self._guard(inc))
+            decision = recheck(step, world)
+        else:
+            world = World(self._cluster_view(), (), self.config.safety, self.safety_state(now), now,
+                          self.config.safety.dry_run, needs_cluster=True)
+            decision = recheck_moment(step, world)
+        if decision is None:
+            return None
+        if decision.outcome in ("wait", "defer"):
+            decision = dataclasses.replace(decision, outcome="wait", not_before=self._recheck_at(decision.not_before))
+        self.note_decision(inc, decision)
+        return decision
+
+    def _recheck_at(self, not_before: dt.datetime | None = None) -> dt.datetime:
+        """When a waiting incident is decided again at the latest (sooner on a nudge)."""
+        at = self.clock() + dt.timedelta(seconds=self.config.queue.reconcile_interval)
+        return min(at, not_before) if not_before is not None else at
 
     # ---- the loop -----------------------------------------------------------------------------
 
@@ -241,9 +282,22 @@ class Engine:
             log.warning("cluster view unavailable: %s: %s", type(exc).__name__, exc)
             return ClusterView(available=False)
 
+    def _changed(self) -> bool:
+        """Whether something a waiting incident may wait for changed since the last tick: a nudge
+        (an action finished, a resume, a breaker reset), the cluster cache (a node or pod changed),
+        or the pause or breaker as the ledger holds them (changed by another replica)."""
+        nudged = self.nudge.take()
+        seen = (tuple(i.version for i in self.cache.informers) if self.cache is not None else (),
+                self.ledger.get_state(PAUSE_KEY), self.ledger.get_state(BREAKER_KEY))
+        moved, self._seen = seen != self._seen, seen
+        return nudged or moved
+
     def _tick(self) -> None:
-        due = self.ledger.due(self.clock(), on_unreadable=lambda i, exc: self.incident_failed(i, "read", exc))
+        due = self.ledger.due(self.clock(), on_unreadable=lambda i, exc: self.incident_failed(i, "read", exc),
+                              wake_waiting=self._changed())
         ctx = _Context(self) if due else None
+        if ctx is not None:
+            due = self._in_queue_order(due, ctx)
         decided: list[tuple[Incident, Decision]] = []
         for incident in due:
             self.intake.yield_to_intake()
@@ -316,16 +370,25 @@ class Engine:
         self._after_decision(incident, decision, self.ledger.save_decision(incident.id, decision, self.clock()))
         return decision
 
+    def _in_queue_order(self, due: list[Incident], ctx: _Context) -> list[Incident]:
+        """The head of the queue first (severity, then the oldest alert, the pools in turn): a freed
+        budget slot goes to it, since decisions are made one at a time in this order."""
+        cluster, pools = ctx.cluster(), self.config.safety.budget.pools
+        return waiting_queue.order(due, labels=lambda i: i.labels, key=lambda i: (i.starts_at, i.id or 0),
+                                   pool=lambda i: waiting_queue.pool_of(i.labels, cluster, pools))
+
     def _decide(self, incident: Incident, ctx: _Context) -> Decision:
         now = self.clock()
         history, cluster, state = ctx.history, ctx.cluster(), ctx.state
         if self.kube is not None and not cluster.available:
-            decision = Decision("defer", reason="cluster_unavailable", detail="Kubernetes did not answer",
-                                trace=("the cluster view is unavailable; retrying",),
+            decision = Decision("wait", reason="cluster_unavailable", detail="Kubernetes did not answer",
+                                trace=("the cluster view is unavailable; waiting for it",),
                                 not_before=now + dt.timedelta(seconds=5))
         else:
             decision = decide(incident, self.config.rules, history, cluster, self.config.safety, state, now,
                               guard=self._guard(incident), repairs=ctx.repairs, repair=self.config.repair)
+        if decision.outcome == "wait":
+            decision = self._wait_or_hand_over(incident, decision, now)
         if decision.open_breaker:
             ctx.state = dataclasses.replace(ctx.state, breaker_open=True)
         self.note_decision(incident, decision)
@@ -335,9 +398,43 @@ class Engine:
                                           workload=a.workload, amount=a.amount) for a in decision.actions)
         return decision
 
+    def _wait_or_hand_over(self, incident: Incident, decision: Decision, now: dt.datetime) -> Decision:
+        """A wait keeps the incident in the queue until the reconcile interval at the latest, or,
+        once it has waited max_wait, hands it to people: it is never silently dropped."""
+        since = incident.waiting_since or now
+        waited = (now - since).total_seconds()
+        if waited < self.config.queue.max_wait:
+            return dataclasses.replace(decision, not_before=self._recheck_at(decision.not_before))
+        detail = (f"waited {waited:.0f} s (max_wait {self.config.queue.max_wait:.0f} s) for {decision.reason}: "
+                  f"{decision.detail}; handed to people, nothing was done")
+        return dataclasses.replace(decision, outcome="handed_over", reason="max_wait", detail=detail,
+                                   trace=(*decision.trace, f"handed over: {detail}"), not_before=None)
+
+    def queue(self, now: dt.datetime | None = None) -> list[dict]:
+        """What waits, in the order it goes on: position, pool, what it waits for, since when."""
+        now = now or self.clock()
+        items = self.ledger.waiting()
+        cluster, pools = self._cluster_view(), self.config.safety.budget.pools
+        ordered = waiting_queue.order(items, labels=lambda i: i["labels"], key=lambda i: (i["startsAt"], i["id"]),
+                                      pool=lambda i: waiting_queue.pool_of(i["labels"], cluster, pools))
+        out = []
+        for position, i in enumerate(ordered, start=1):
+            since = from_ts(i.get("waiting_since")) or from_ts(i["updated_at"]) or now
+            labels = i["labels"]
+            out.append({"position": position, "id": i["id"], "alertname": i["alertname"],
+                        "target": labels.get("node") or labels.get("pod") or labels.get("service", ""),
+                        "severity": labels.get("severity", ""), "pool": waiting_queue.pool_of(labels, cluster, pools),
+                        "reason": i["reason"], "detail": i["detail"], "since": ts(since),
+                        "waited_seconds": round(max((now - since).total_seconds(), 0.0), 1),
+                        "next_check": i.get("not_before"), "startsAt": i["startsAt"]})
+        return out
+
     def note_decision(self, incident: Incident, decision: Decision) -> None:
         """What every decision (first action or later step) does to the shared state: open the
-        breaker when it says so, count it in the metrics."""
+        breaker when it says so, count it in the metrics. A wait decided again is not counted or
+        notified again (a queue is decided every reconcile interval)."""
+        if decision.outcome == "wait" and incident.waiting_since is not None and not decision.open_breaker:
+            return
         if decision.open_breaker:
             now = self.clock()
             self.ledger.set_state(BREAKER_KEY, ts(now))
@@ -408,6 +505,9 @@ class Engine:
         return self.runner.run_action(incident_id, action_id)
 
     def _run_chain(self, incident_id: int, chain: list[int]) -> None:
+        """The chain's actions in order, each admitted right before it runs; a step held back ends
+        the run (the incident waits in the queue), a step that failed on the node goes on along
+        the rule's on_failure ladder, and a chain that ran to its end is verified."""
         ok = True
         for action_id in chain:
             if self._stop.is_set():

@@ -125,7 +125,7 @@ class Followup:
         [p] = decision.actions
         action_id = self.ledger.append_action(inc["id"], rule.name, p.type, p.target, p.params, now)
         self.metrics.escalations.labels(p.type).inc()
-        outcome = self.runner.run_action(inc["id"], action_id)
+        outcome = self.runner.run_action(inc["id"], action_id, admit=False)
         return outcome is not None and outcome.state == "succeeded"
 
     def verify_and_escalate(self, incident_id: int) -> None:
@@ -185,7 +185,7 @@ class Followup:
                 return
             [p] = decision.actions
             action_id = self.ledger.append_action(incident_id, rule.name, p.type, p.target, p.params, now)
-            outcome = self.runner.run_action(incident_id, action_id)
+            outcome = self.runner.run_action(incident_id, action_id, admit=False)
             if outcome is None or outcome.state != "succeeded":
                 return
 
@@ -203,7 +203,7 @@ class Followup:
 
     def _gate(self, step: Step) -> Decision:
         decision = plan_step(step, self.world(self.clock()))
-        if decision.outcome == "defer":
+        if decision.outcome in ("defer", "wait"):  # tried again on the next tick: the node comes back
             raise _Deferred(decision.detail)
         if decision.outcome != "act":
             self.on_decision(step.incident, decision)

@@ -11,8 +11,8 @@ from remediator import __version__
 from remediator.domain.actions import ACTIONS
 from remediator.domain.models import Decision
 
-INCIDENT_STATUSES = ("pending", "deferred", "acting", "succeeded", "failed", "blocked", "dry_run", "cancelled",
-                     "ignored", "resolved")
+INCIDENT_STATUSES = ("pending", "deferred", "waiting", "acting", "succeeded", "failed", "blocked", "dry_run",
+                     "cancelled", "ignored", "resolved", "handed_over")
 DELAY_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 
 
@@ -34,6 +34,34 @@ class _IncidentCollector:
         for status in INCIDENT_STATUSES:
             fam.add_metric([status], counts.get(status, 0))
         yield fam
+
+
+class _QueueCollector:
+    """The waiting queue, read from the ledger at scrape time: how many wait, for what, and how
+    long the oldest has waited (what VigilRemediationQueueStuck alerts on)."""
+
+    def __init__(self, queue: Callable[[], list[dict]]) -> None:
+        self._queue = queue
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            items = self._queue()
+        except Exception:  # the ledger being unreachable shows in /readyz, not as a scrape error
+            return
+        waiting = GaugeMetricFamily("vigil_incidents_waiting", "Incidents waiting in the queue, by what they wait "
+                                    "for (a rail that can clear: budget, paused, breaker_open, ...).",
+                                    labels=["reason"])
+        counts: dict[str, int] = {}
+        for i in items:
+            counts[i["reason"]] = counts.get(i["reason"], 0) + 1
+        for reason in sorted(set(counts) | {"budget", "paused", "breaker_open"}):
+            waiting.add_metric([reason], counts.get(reason, 0))
+        yield waiting
+        yield GaugeMetricFamily("vigil_oldest_waiting_seconds", "Seconds the longest-waiting incident has waited "
+                                "(0 when nothing waits).", value=max((i["waited_seconds"] for i in items), default=0.0))
 
 
 class _Count:
@@ -79,7 +107,8 @@ class Metrics:
                                        "Incidents whose processing raised (marked failed, reason internal_error), "
                                        "by stage.", ["stage"], registry=r)
         self.decisions = Counter("vigil_decisions_total", "Decisions by outcome.", ["outcome"], registry=r)
-        self.blocked = Counter("vigil_blocked_total", "Incidents or actions blocked, by reason.", ["reason"],
+        self.blocked = Counter("vigil_blocked_total", "Incidents or actions held back (they wait) or refused, "
+                               "by reason; a wait counts once, however often it is decided again.", ["reason"],
                                registry=r)
         self.actions = Counter("vigil_actions_total",
                                "Actions by type and result (dry_run: would have acted).", ["action", "result"],
@@ -91,6 +120,12 @@ class Metrics:
                                      "Post-action verifications by the last action and result: verified, failed, "
                                      "unverifiable (the check stayed unknown: nothing escalated, left to people).",
                                      ["action", "result"], registry=r)
+        self.reconciled = Counter("vigil_reconciled_alerts_total",
+                                  "Incidents the reconcile with Alertmanager's API changed: recorded (firing, no "
+                                  "webhook brought them) or resolved (Alertmanager no longer has them).",
+                                  ["result"], registry=r)
+        for result in ("recorded", "resolved"):
+            self.reconciled.labels(result)
         self.escalations = Counter("vigil_escalations_total", "Escalation steps taken, by action.", ["action"],
                                    registry=r)
         self.repairs_exhausted = Counter("vigil_repairs_exhausted_total",
@@ -108,7 +143,7 @@ class Metrics:
                                  "Per-pool budget at the last check: unavailable (with that plan), allowed, total.",
                                  ["pool", "state"], registry=r)
         Gauge("vigil_build_info", "Remediator build; always 1.", ["version"], registry=r).labels(__version__).set(1)
-        for outcome in ("act", "dry_run", "blocked", "defer", "no_match", "resolved"):
+        for outcome in ("act", "dry_run", "wait", "blocked", "defer", "no_match", "resolved", "handed_over"):
             self.decisions.labels(outcome)
         for status in ("firing", "resolved"):
             self.notifications.labels(status)
@@ -119,6 +154,10 @@ class Metrics:
                 self.verifications.labels(action, result)
         if incident_counts is not None:
             r.register(_IncidentCollector(incident_counts))
+
+    def watch_queue(self, queue: Callable[[], list[dict]]) -> None:
+        """The waiting queue's size by reason and its oldest wait, read at scrape time."""
+        self.registry.register(_QueueCollector(queue))
 
     def count_kube_requests(self, count: Callable[[], int]) -> None:
         """Kubernetes API requests the actions and reads made (the cache's watches not included)."""
@@ -135,7 +174,7 @@ class Metrics:
 
     def observe_decision(self, d: Decision) -> None:
         self.decisions.labels(d.outcome).inc()
-        if d.outcome == "blocked":
+        if d.outcome in ("blocked", "wait"):  # held back (waits) or refused, by the rail's reason
             self.blocked.labels(d.reason).inc()
         if d.outcome == "dry_run":
             for a in d.actions:

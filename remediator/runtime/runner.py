@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,12 +16,35 @@ from remediator.cluster.executor import EXECUTORS, Executors, Outcome
 from remediator.cluster.kube import Kube, KubeError
 from remediator.cluster.lease import AlwaysLeader, Leadership, NotLeader
 from remediator.cluster.repair import RepairContext
+from remediator.domain.models import Decision
 from remediator.runtime.metrics import Metrics
 from remediator.runtime.notify import Event, action_event
 from remediator.runtime.repairs import RepairRails
 from remediator.store.ledger import ActionRow, Ledger, from_ts
 
 log = logging.getLogger(__name__)
+
+
+class Nudge:
+    """Something a waiting incident may wait for changed (an action finished, a pause lifted, the
+    breaker reset, the cluster changed): the engine decides the head of the queue again at once,
+    not at the next reconcile interval."""
+
+    def __init__(self, wake: threading.Event | None = None) -> None:
+        self._flag = threading.Event()
+        self._wake = wake
+
+    def set(self) -> None:
+        self._flag.set()
+        if self._wake is not None:
+            self._wake.set()
+
+    def take(self) -> bool:
+        """Whether it was set since the last take (and clear it)."""
+        if not self._flag.is_set():
+            return False
+        self._flag.clear()
+        return True
 
 
 @dataclass
@@ -74,14 +98,18 @@ class Runner:
     leader: Leadership = field(default_factory=AlwaysLeader)
     repair: RepairContext | None = None
     rails: RepairRails | None = None  # repeat offenders and silences around repairs
-    # (reason, detail) when this action may not run now (paused, dry-run, its node or namespace paused, its
-    # target gone), checked right before it runs: a plan made earlier (before a restart, or while a long
-    # drain ran) must not outlive a stop
-    held: Callable[[dict, ActionRow], tuple[str, str] | None] = lambda incident, row: None
+    # The admission: why this action may not run now, asked right before it runs, as a decision (wait or
+    # refuse), or None. `admit` (a chain the decision core planned earlier: before a restart, behind busy
+    # workers, after a long drain) asks every rail again; a step the follow-ups planned a moment ago asks
+    # what can change meanwhile (dry-run, pauses, its target).
+    held: Callable[[dict, ActionRow, bool], Decision | None] = lambda incident, row, admit: None
+    nudge: Nudge = field(default_factory=Nudge)  # set when an action finishes: a budget slot may be free
+    admission: threading.Lock = field(default_factory=threading.Lock)  # admissions one at a time
 
-    def run_action(self, incident_id: int, action_id: int) -> Outcome | None:
-        """Claim, execute and record one action; None if it was cancelled or already finished, or if
-        this replica is not (or no longer) the leader: the next leader resumes it."""
+    def run_action(self, incident_id: int, action_id: int, *, admit: bool = True) -> Outcome | None:
+        """Admit, claim, execute and record one action; None if it was cancelled or already finished,
+        or if this replica is not (or no longer) the leader: the next leader resumes it. An action the
+        rails hold back now does not run: its incident waits in the queue (Outcome "waiting")."""
         if not self.leader.is_leader():
             return None
         incident = self.ledger.get_incident(incident_id) or {}
@@ -90,7 +118,12 @@ class Runner:
             self.ledger.finish_action(action_id, "cancelled", {"detail": "the alert resolved before this step ran",
                                                                "reason": "resolved"}, self.clock())
             return None
-        row = self.ledger.claim_action(action_id, self.clock())
+        with self.admission:  # one at a time: two admissions never both take the last budget slot
+            planned = _row(incident, action_id)
+            stop = self.held(incident, planned, admit) if planned is not None else None
+            if admit and stop is not None and stop.outcome in ("wait", "defer"):
+                return self._requeue(incident_id, planned, stop)
+            row = self.ledger.claim_action(action_id, self.clock())
         if row is None:  # cancelled (the alert resolved) or finished before a restart
             return None
         try:
@@ -98,9 +131,8 @@ class Runner:
         except NotLeader as exc:
             log.warning("incident %d: not acting on %s(%s): %s", incident_id, row.type, row.target, exc)
             return None
-        stop = self.held(incident, row)
         if stop is not None:
-            outcome = Outcome("blocked", f"not run: {stop[1]}", reason=stop[0])
+            outcome = Outcome("blocked", f"not run: {stop.detail}", reason=stop.reason)
         elif self.kube is None:
             outcome = Outcome("failed", "no Kubernetes client", reason="no_cluster")
         else:
@@ -118,8 +150,15 @@ class Runner:
                                     outcome.reason)
         log.info("incident %d: %s(%s) %s: %s", incident_id, row.type, row.target, outcome.state, outcome.detail)
         self.notify(action_event(incident_id, row.type, outcome.state, row.target, outcome.detail))
+        self.nudge.set()
         return outcome
 
+    def _requeue(self, incident_id: int, row: ActionRow, stop: Decision) -> Outcome:
+        """The rails hold this action back now: the rest of its chain is cancelled and the incident
+        waits in the queue, decided afresh (from the world as it is then) when the rail clears."""
+        self.ledger.requeue(incident_id, stop, self.clock())
+        log.info("incident %d: %s(%s) waits (%s): %s", incident_id, row.type, row.target, stop.reason, stop.detail)
+        return Outcome("waiting", stop.detail, reason=stop.reason)
 
     def _execute(self, incident_id: int, incident: dict, row: Any) -> Outcome:
         if self.rails is None:
@@ -137,4 +176,12 @@ def _state(incident: dict, action_id: int) -> str:
     return next((a["state"] for a in incident.get("actions", []) if a["id"] == action_id), "")
 
 
-__all__ = ["ClusterOps", "KubeError", "Runner"]
+def _row(incident: dict, action_id: int) -> ActionRow | None:
+    """The action as planned (read with its incident), before it is claimed."""
+    a = next((a for a in incident.get("actions", []) if a["id"] == action_id), None)
+    if a is None:
+        return None
+    return ActionRow(a["id"], incident["id"], a["seq"], a["rule"], a["type"], a["target"], a["params"], a["state"])
+
+
+__all__ = ["ClusterOps", "KubeError", "Nudge", "Runner"]

@@ -18,6 +18,7 @@ from typing import Any
 from remediator.domain.models import Decision, Incident, PastAction
 from remediator.domain.payload import Alert
 from remediator.domain.repair import RepairRecord
+from remediator.store.statuses import ACTION_STATE_OF, DECIDABLE, STATUS_OF, final_status
 from remediator.store.views import from_ts, ts
 
 GROUP, VERSION = "vigil.io", "v1alpha1"
@@ -28,10 +29,6 @@ MAX_TRACE = 100  # decision trace lines
 MAX_STRING = 2000  # characters of any stored string value
 MAX_LIST = 50  # items of any list inside an action's result
 ACTION_SLOTS = 256  # actions per incident (ids: incident id * 256 + seq)
-STATUS_OF = {"act": "acting", "dry_run": "dry_run", "blocked": "blocked", "defer": "deferred",
-             "no_match": "ignored", "resolved": "resolved"}
-ACTION_STATE_OF = {"act": "planned", "dry_run": "dry_run", "blocked": "blocked"}
-TERMINAL = ("succeeded", "failed", "blocked", "dry_run", "cancelled", "ignored", "resolved")
 
 
 def name_of(fingerprint: str, starts_at: dt.datetime) -> str:
@@ -111,7 +108,7 @@ def notify(obj: dict, alert: Alert, now: dt.datetime) -> tuple[bool, bool]:
             a.update(state="cancelled", finishedAt=t, result={"detail": "the alert resolved"})
             n += 1
     changed = any(a["state"] in ("running", "succeeded") for a in st["actions"])  # as SQLite: a running action
-    if st["status"] in ("pending", "deferred") or (st["status"] == "acting" and n and not changed):  # completes
+    if st["status"] in DECIDABLE or (st["status"] == "acting" and n and not changed):  # completes
         st.update(status="cancelled", reason="resolved", detail="the alert resolved before the action ran")
         add_audit(obj, "cancelled", {"reason": "the alert resolved before the action ran"}, t)
         return True, True
@@ -128,13 +125,16 @@ def _new_action(incident_id: int, seq: int, rule: str, type_: str, target: str, 
 
 
 def decide(obj: dict, decision: Decision, now: dt.datetime) -> list[int] | None:
-    """Store a decision; None if the incident is no longer pending or deferred (resolved or decided)."""
+    """Store a decision; None if the incident is no longer to be decided (resolved or decided)."""
     st, t = obj["status"], ts(now)
-    if st["status"] not in ("pending", "deferred"):
+    if st["status"] not in DECIDABLE:
         return None
-    st.update(status=STATUS_OF[decision.outcome], reason=decision.reason, detail=shrink(decision.detail),
+    again = decision.outcome == "wait" and st["status"] == "waiting" and st["reason"] == decision.reason
+    status = STATUS_OF[decision.outcome]
+    st.update(status=status, reason=decision.reason, detail=shrink(decision.detail),
               rule=decision.rule, notBefore=ts(decision.not_before) if decision.not_before else None,
-              trace=[shrink(line) for line in decision.trace[:MAX_TRACE]], updatedAt=t)
+              trace=[shrink(line) for line in decision.trace[:MAX_TRACE]], updatedAt=t,
+              waitingSince=(st.get("waitingSince") or t) if status == "waiting" else None)
     state = ACTION_STATE_OF.get(decision.outcome)
     ids = []
     if state is not None:
@@ -143,9 +143,27 @@ def decide(obj: dict, decision: Decision, now: dt.datetime) -> list[int] | None:
                             t, p.workload, p.amount)
             st["actions"].append(a)
             ids.append(a["id"])
-    add_audit(obj, f"decision:{decision.outcome}", {"rule": decision.rule, "reason": decision.reason,
-                                                     "detail": decision.detail}, t)
+    if not again:  # a wait decided again for the same reason is not written to the audit every pass
+        add_audit(obj, f"decision:{decision.outcome}", {"rule": decision.rule, "reason": decision.reason,
+                                                         "detail": decision.detail}, t)
     return ids if decision.outcome == "act" else []
+
+
+def requeue(obj: dict, decision: Decision, now: dt.datetime) -> bool | None:
+    """A planned chain stopped at its admission by a rail that can clear: the rest is cancelled and
+    the incident waits (as SQLiteLedger.requeue)."""
+    st, t = obj["status"], ts(now)
+    if st["status"] not in ("acting", "waiting"):
+        return None
+    for a in st["actions"]:
+        if a["state"] == "planned":
+            a.update(state="cancelled", finishedAt=t, result={"detail": shrink(f"waiting: {decision.detail}"),
+                                                              "reason": decision.reason})
+    st.update(status="waiting", reason=decision.reason, detail=shrink(decision.detail),
+              notBefore=ts(decision.not_before or now), trace=[shrink(x) for x in decision.trace[:MAX_TRACE]],
+              waitingSince=st.get("waitingSince") or t, updatedAt=t)
+    add_audit(obj, "waiting", {"reason": decision.reason, "detail": decision.detail, "at": "admission"}, t)
+    return True
 
 
 def action(obj: dict, action_id: int) -> dict | None:
@@ -181,22 +199,12 @@ def finish(obj: dict, action_id: int, state: str, result: dict, now: dt.datetime
     if any(x["state"] in ("planned", "running") for x in st["actions"]) or st["status"] != "acting":
         return
     states = {x["state"] for x in st["actions"]}
-    final = _final_status(states)
+    final = final_status(states)
     if final == "succeeded" and "cancelled" in states:  # the alert resolved mid-chain: what ran is kept
         result = {"reason": "resolved_during_execution", "detail": "the alert resolved during execution; what ran "
                   "is kept (on_resolved follow-ups run), the rest was cancelled"}
     st.update(status=final, reason="" if final == "succeeded" and "cancelled" not in states else
               result.get("reason", final), detail=shrink(result.get("detail", "")), updatedAt=t)
-
-
-def _final_status(states: set[str]) -> str:
-    """As the SQLite ledger's: a chain cut short by a resolve after something ran is `succeeded`
-    (it changed the cluster), never `cancelled`."""
-    if "blocked" in states:
-        return "blocked"
-    if "failed" in states:
-        return "failed"
-    return "succeeded" if "succeeded" in states else "cancelled"
 
 
 def fail(obj: dict, stage: str, exc: BaseException, now: dt.datetime) -> None:
@@ -224,14 +232,16 @@ def append(obj: dict, rule: str, type_: str, target: str, params: dict, now: dt.
 def incident(obj: dict) -> Incident:
     spec, st = obj["spec"], obj["status"]
     return Incident(fingerprint=spec["fingerprint"], starts_at=from_ts(spec["startsAt"]), labels=spec["labels"],
-                    annotations=spec["annotations"], alert_status=st["alertStatus"], id=st["id"])
+                    annotations=spec["annotations"], alert_status=st["alertStatus"], id=st["id"],
+                    received_at=from_ts(st.get("receivedAt")), waiting_since=from_ts(st.get("waitingSince")))
 
 
 def past_actions(obj: dict, since: str) -> list[PastAction]:
     st = obj["status"]
     firing = st["alertStatus"] == "firing"
+    admitted = any(a.get("startedAt") for a in st["actions"])
     return [PastAction(st["id"], a["rule"], a["type"], a["target"], from_ts(a["plannedAt"]), a["state"], firing,
-                       a.get("workload", ""), a.get("amount", 0.0))
+                       a.get("workload", ""), a.get("amount", 0.0), admitted)
             for a in st["actions"]
             if a["plannedAt"] >= since or a["state"] in ("planned", "running")
             or (a["state"] in ("dry_run", "succeeded") and firing)]
@@ -260,7 +270,7 @@ def detail(obj: dict) -> dict:
     st = obj["status"]
     out = summary(obj)
     out.update(annotations=obj["spec"]["annotations"], not_before=st["notBefore"], trace=st["trace"],
-               audit_dropped=st.get("auditDropped", 0))
+               audit_dropped=st.get("auditDropped", 0), waiting_since=st.get("waitingSince"))
     out["actions"] = [{k: a[k] for k in ("id", "seq", "rule", "type", "target", "params", "state", "result")}
                       | {"planned_at": a["plannedAt"], "started_at": a["startedAt"], "finished_at": a["finishedAt"]}
                       for a in st["actions"]]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import orjson
 
 from remediator.domain.payload import Alert
+from remediator.store.statuses import DECIDABLE
 from remediator.store.views import ts
 
 Key = tuple[str, str]  # (fingerprint, startsAt): one incident
@@ -250,9 +251,9 @@ class GroupCommit:
                        " AND state='planned'", (t, json.dumps({"detail": "the alert resolved"}), row["id"]))
         changed = db.execute("SELECT COUNT(*) FROM actions WHERE incident_id=? AND state IN"
                              " ('running','succeeded')", (row["id"],)).fetchone()[0]
-        if not (row["status"] in ("pending", "deferred") or (row["status"] == "acting" and n.rowcount and not changed)):
+        if not (row["status"] in DECIDABLE or (row["status"] == "acting" and n.rowcount and not changed)):
             return False
-        db.execute("UPDATE incidents SET status='cancelled', reason='resolved',"
+        db.execute("UPDATE incidents SET status='cancelled', reason='resolved', waiting_since=NULL,"
                    " detail='the alert resolved before the action ran', updated_at=? WHERE id=?", (t, row["id"]))
         self._audit(db, "cancelled", {"reason": "the alert resolved before the action ran"}, t, row["id"], None)
         return True

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from remediator.domain.models import Decision, Incident, PastAction
 from remediator.domain.payload import Alert
+from remediator.domain.queue import severity_rank
 from remediator.domain.repair import REPAIR_ACTIONS, RepairRecord
 from remediator.store import incident_object as io
 from remediator.store.ledger import DUE_BATCH, ActionRow, LedgerUnavailable, Recorded
@@ -265,14 +266,14 @@ class KubernetesLedger:
     # ---- the engine's side ---------------------------------------------------------------------
 
     def due(self, now: dt.datetime, limit: int = DUE_BATCH,
-            on_unreadable: Callable[[int, Exception], None] | None = None) -> list[Incident]:
-        """At most `limit` incidents to decide, oldest first; an object that cannot be read goes to
+            on_unreadable: Callable[[int, Exception], None] | None = None,
+            wake_waiting: bool = False) -> list[Incident]:
+        """As SQLiteLedger.due: waiting ones whose time came (all with `wake_waiting`), the head of the
+        queue first, then new ones, then deferred ones; an object that cannot be read goes to
         `on_unreadable` (default: marked failed), so it never blocks the ones after it."""
         t = ts(now)
-        objs = [o for o in self._snapshot() if o["status"]["status"] == "pending" or
-                (o["status"]["status"] == "deferred" and (o["status"]["notBefore"] or "") <= t)]
-        objs.sort(key=lambda o: (o["status"]["status"] != "pending", o["status"]["receivedAt"],
-                                 o["metadata"]["name"]))
+        objs = [o for o in self._snapshot() if _is_due(o["status"], t, wake_waiting)]
+        objs.sort(key=_due_order)
         out = []
         for o in objs[:limit]:
             try:
@@ -287,8 +288,19 @@ class KubernetesLedger:
 
     def next_wake(self) -> dt.datetime | None:
         times = [o["status"]["notBefore"] for o in self._snapshot()
-                 if o["status"]["status"] == "deferred" and o["status"]["notBefore"]]
+                 if o["status"]["status"] in ("deferred", "waiting") and o["status"]["notBefore"]]
         return from_ts(min(times)) if times else None
+
+    def waiting(self) -> list[dict]:
+        return [io.summary(o) | {"waiting_since": o["status"].get("waitingSince"),
+                                 "not_before": o["status"]["notBefore"]}
+                for o in self._snapshot() if o["status"]["status"] == "waiting"]
+
+    def firing(self) -> list[Incident]:
+        return [io.incident(o) for o in self._snapshot() if o["status"]["alertStatus"] == "firing"]
+
+    def requeue(self, incident_id: int, decision: Decision, now: dt.datetime) -> None:
+        self._update_id(incident_id, lambda obj: _or_no_change(io.requeue(obj, decision, now)))
 
     def save_decision(self, incident_id: int, decision: Decision, now: dt.datetime) -> list[int]:
         out = self._update_id(incident_id, lambda obj: _or_no_change(io.decide(obj, decision, now)))
@@ -416,6 +428,22 @@ class KubernetesLedger:
         if time.monotonic() - self._last_ok < 30:
             return
         self._call(self.api.get, io.STATES, STATE_NAME)
+
+
+def _is_due(st: dict, t: str, wake_waiting: bool) -> bool:
+    if st["status"] == "pending":
+        return True
+    if st["status"] == "waiting":
+        return wake_waiting or (st["notBefore"] or "") <= t
+    return st["status"] == "deferred" and (st["notBefore"] or "") <= t
+
+
+def _due_order(o: dict) -> tuple:
+    st, spec = o["status"], o["spec"]
+    group = {"waiting": 0, "pending": 1}.get(st["status"], 2)
+    if group == 0:
+        return group, severity_rank(spec["labels"]), spec["startsAt"], o["metadata"]["name"]
+    return group, 0, st["receivedAt"] if group == 1 else (st["notBefore"] or ""), o["metadata"]["name"]
 
 
 def _or_no_change(value: Any) -> Any:

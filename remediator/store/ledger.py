@@ -24,9 +24,11 @@ from typing import Any, Protocol
 
 from remediator.domain.models import Decision, Incident, PastAction
 from remediator.domain.payload import Alert
+from remediator.domain.queue import SEVERITY_RANK, UNKNOWN_SEVERITY
 from remediator.domain.repair import REPAIR_ACTIONS, RepairRecord
 from remediator.store.checkpoint import Checkpointer
 from remediator.store.intake import GroupCommit, Recorded
+from remediator.store.statuses import ACTION_STATE_OF, DECIDABLE, STATUS_OF, final_status
 from remediator.store.views import LedgerViews, from_ts, ts
 
 
@@ -53,10 +55,15 @@ DUE_BATCH = 200  # incidents decided per engine tick: a backlog never makes one 
 class Ledger(Protocol):
     def record(self, alerts: Iterable[Alert], now: dt.datetime) -> Recorded: ...
     def due(self, now: dt.datetime, limit: int = DUE_BATCH,
-            on_unreadable: Callable[[int, Exception], None] | None = None) -> list[Incident]: ...
+            on_unreadable: Callable[[int, Exception], None] | None = None,
+            wake_waiting: bool = False) -> list[Incident]: ...
     def fail_incident(self, incident_id: int, stage: str, exc: BaseException, now: dt.datetime) -> None: ...
     def next_wake(self) -> dt.datetime | None: ...
     def save_decision(self, incident_id: int, decision: Decision, now: dt.datetime) -> list[int]: ...
+    def save_decisions(self, decided: list[tuple[int, Decision]], now: dt.datetime) -> dict[int, list[int]]: ...
+    def requeue(self, incident_id: int, decision: Decision, now: dt.datetime) -> None: ...
+    def waiting(self) -> list[dict]: ...
+    def firing(self) -> list[Incident]: ...
     def claim_action(self, action_id: int, now: dt.datetime) -> ActionRow | None: ...
     def finish_action(self, action_id: int, state: str, result: dict, now: dt.datetime) -> None: ...
     def incomplete_actions(self) -> dict[int, list[int]]: ...
@@ -99,6 +106,7 @@ CREATE TABLE IF NOT EXISTS incidents (
     received_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     resolved_at TEXT,
+    waiting_since TEXT,
     UNIQUE (fingerprint, starts_at)
 );
 CREATE INDEX IF NOT EXISTS incidents_status ON incidents (status, not_before);
@@ -138,7 +146,29 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 def _incident(row: sqlite3.Row) -> Incident:
     return Incident(fingerprint=row["fingerprint"], starts_at=from_ts(row["starts_at"]),
                     labels=json.loads(row["labels"]), annotations=json.loads(row["annotations"]),
-                    alert_status=row["alert_status"], id=row["id"])
+                    alert_status=row["alert_status"], id=row["id"], received_at=_time_or_none(row["received_at"]),
+                    waiting_since=_time_or_none(row["waiting_since"]))
+
+
+def _time_or_none(value: str | None) -> dt.datetime | None:
+    """Vigil's own bookkeeping times: one that does not read back is unknown, not the incident's failure."""
+    try:
+        return from_ts(value)
+    except ValueError:
+        return None
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Columns added since the ledger's first release (a ledger file outlives upgrades)."""
+    have = {r[1] for r in db.execute("PRAGMA table_info(incidents)")}
+    if "waiting_since" not in have:
+        db.execute("ALTER TABLE incidents ADD COLUMN waiting_since TEXT")
+
+
+# the queue's order (remediator.domain.queue) in SQL: the head of a long queue is read first
+_SEVERITY_ORDER = ("CASE lower(json_extract(labels, '$.severity')) "
+                   + " ".join(f"WHEN '{k}' THEN {v}" for k, v in SEVERITY_RANK.items())
+                   + f" ELSE {UNKNOWN_SEVERITY} END")
 
 
 def _connect(path: str, synchronous: str) -> sqlite3.Connection:
@@ -155,6 +185,7 @@ class SQLiteLedger(LedgerViews):
         self.path = path
         intake = _connect(path, "FULL")
         intake.executescript(_SCHEMA)
+        _migrate(intake)
         intake.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job, off the webhooks' path
         self._intake = GroupCommit(intake, self._audit)
         self._db = _connect(path, "NORMAL")
@@ -184,13 +215,20 @@ class SQLiteLedger(LedgerViews):
     # ---- the engine's side -----------------------------------------------------------------
 
     def due(self, now: dt.datetime, limit: int = DUE_BATCH,
-            on_unreadable: Callable[[int, Exception], None] | None = None) -> list[Incident]:
-        """At most `limit` incidents to decide, oldest first (both queries use incidents_status). A row
-        that cannot be read back goes to `on_unreadable` (default: marked failed), so it can never
-        block the ones after it."""
+            on_unreadable: Callable[[int, Exception], None] | None = None,
+            wake_waiting: bool = False) -> list[Incident]:
+        """At most `limit` incidents to decide: waiting ones whose time came (every one with
+        `wake_waiting`: what they wait for may have changed), the head of the queue first (severity,
+        then the oldest alert); then new ones, oldest first; then deferred ones whose time came. A
+        row that cannot be read back goes to `on_unreadable` (default: marked failed), so it can
+        never block the ones after it."""
+        until = "9999" if wake_waiting else ts(now)
         with self._read() as db:
-            rows = db.execute("SELECT * FROM incidents WHERE status='pending' ORDER BY id LIMIT ?",
-                              (limit,)).fetchall()
+            rows = db.execute("SELECT * FROM incidents WHERE status='waiting' AND not_before <= ? ORDER BY"
+                              f" {_SEVERITY_ORDER}, starts_at, id LIMIT ?", (until, limit)).fetchall()
+            if len(rows) < limit:
+                rows += db.execute("SELECT * FROM incidents WHERE status='pending' ORDER BY id LIMIT ?",
+                                   (limit - len(rows),)).fetchall()
             if len(rows) < limit:
                 rows += db.execute("SELECT * FROM incidents WHERE status='deferred' AND not_before <= ?"
                                    " ORDER BY not_before LIMIT ?", (ts(now), limit - len(rows))).fetchall()
@@ -222,8 +260,37 @@ class SQLiteLedger(LedgerViews):
 
     def next_wake(self) -> dt.datetime | None:
         with self._read() as db:
-            row = db.execute("SELECT MIN(not_before) AS t FROM incidents WHERE status='deferred'").fetchone()
+            row = db.execute("SELECT MIN(not_before) AS t FROM incidents WHERE status IN ('deferred','waiting')"
+                             ).fetchone()
         return from_ts(row["t"])
+
+    def waiting(self) -> list[dict]:
+        """Every waiting incident (summary, waiting_since, not_before), for the queue; the engine orders it."""
+        with self._read() as db:
+            rows = db.execute("SELECT * FROM incidents WHERE status='waiting'").fetchall()
+        return [self._summary(r) | {"waiting_since": r["waiting_since"], "not_before": r["not_before"]} for r in rows]
+
+    def firing(self) -> list[Incident]:
+        """Every incident whose alert is firing as far as Vigil knows (the reconcile compares them)."""
+        with self._read() as db:
+            rows = db.execute("SELECT * FROM incidents WHERE alert_status='firing'").fetchall()
+        return [_incident(r) for r in rows]
+
+    def requeue(self, incident_id: int, decision: Decision, now: dt.datetime) -> None:
+        """A planned chain stopped at its admission by a rail that can clear: the rest of the chain
+        is cancelled and the incident waits in the queue, decided again from the world then."""
+        t = ts(now)
+        with self._tx() as db:
+            db.execute("UPDATE actions SET state='cancelled', finished_at=?, result=? WHERE incident_id=? AND"
+                       " state='planned'", (t, json.dumps({"detail": f"waiting: {decision.detail}",
+                                                           "reason": decision.reason}), incident_id))
+            db.execute("UPDATE incidents SET status='waiting', reason=?, detail=?, not_before=?, trace=?,"
+                       " waiting_since=COALESCE(waiting_since, ?), updated_at=? WHERE id=? AND status IN"
+                       " ('acting','waiting')",
+                       (decision.reason, decision.detail, ts(decision.not_before or now),
+                        json.dumps(list(decision.trace)), t, t, incident_id))
+            self._audit(db, "waiting", {"reason": decision.reason, "detail": decision.detail, "at": "admission"},
+                        t, incident_id, None)
 
     def save_decision(self, incident_id: int, decision: Decision, now: dt.datetime) -> list[int]:
         """Store the decision and its actions in one transaction; returns the ids of actions to run."""
@@ -236,27 +303,28 @@ class SQLiteLedger(LedgerViews):
             return {incident_id: self._save(db, incident_id, decision, t) for incident_id, decision in decided}
 
     def _save(self, db: sqlite3.Connection, incident_id: int, decision: Decision, t: str) -> list[int]:
-        status = {"act": "acting", "dry_run": "dry_run", "blocked": "blocked", "defer": "deferred",
-                  "no_match": "ignored", "resolved": "resolved"}[decision.outcome]
-        state = {"act": "planned", "dry_run": "dry_run", "blocked": "blocked"}.get(decision.outcome)
-        row = db.execute("SELECT alert_status, status FROM incidents WHERE id=?", (incident_id,)).fetchone()
-        if row is None or row["status"] not in ("pending", "deferred"):
+        status, state = STATUS_OF[decision.outcome], ACTION_STATE_OF.get(decision.outcome)
+        row = db.execute("SELECT alert_status, status, reason FROM incidents WHERE id=?", (incident_id,)).fetchone()
+        if row is None or row["status"] not in DECIDABLE:
             return []  # resolved (cancelled) meanwhile, or already decided
         db.execute("UPDATE incidents SET status=?, reason=?, detail=?, rule=?, not_before=?, trace=?,"
-                   " updated_at=? WHERE id=?",
+                   " waiting_since=CASE WHEN ?='waiting' THEN COALESCE(waiting_since, ?) END, updated_at=? WHERE id=?",
                    (status, decision.reason, decision.detail, decision.rule,
                     ts(decision.not_before) if decision.not_before else None, json.dumps(list(decision.trace)),
-                    t, incident_id))
+                    status, t, t, incident_id))
         ids = []
-        if state is not None:  # blocked plans are kept too: attempts the breaker counts
-            for seq, p in enumerate(decision.actions):
+        if state is not None:
+            first = db.execute("SELECT COALESCE(MAX(seq), -1) + 1 FROM actions WHERE incident_id=?",
+                               (incident_id,)).fetchone()[0]  # after a chain an earlier wait cancelled
+            for seq, p in enumerate(decision.actions, start=first):
                 cur = db.execute("INSERT INTO actions (incident_id, seq, rule, type, target, params, state,"
                                  " workload, amount, planned_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
                                  (incident_id, seq, decision.rule, p.type, p.target,
                                   json.dumps(p.params, default=str), state, p.workload, p.amount, t))
                 ids.append(cur.lastrowid)
-        self._audit(db, f"decision:{decision.outcome}", {"rule": decision.rule, "reason": decision.reason,
-                                                         "detail": decision.detail}, t, incident_id, None)
+        if not (decision.outcome == "wait" and row["status"] == "waiting" and row["reason"] == decision.reason):
+            self._audit(db, f"decision:{decision.outcome}", {"rule": decision.rule, "reason": decision.reason,
+                                                             "detail": decision.detail}, t, incident_id, None)
         return ids if decision.outcome == "act" else []
 
     def claim_action(self, action_id: int, now: dt.datetime) -> ActionRow | None:
@@ -283,7 +351,7 @@ class SQLiteLedger(LedgerViews):
                               (inc,)).fetchone()[0]
             if not left:
                 states = {r[0] for r in db.execute("SELECT state FROM actions WHERE incident_id=?", (inc,))}
-                final = _final_status(states)
+                final = final_status(states)
                 if final == "succeeded" and "cancelled" in states:  # the alert resolved mid-chain
                     result = {"reason": "resolved_during_execution", "detail": "the alert resolved during execution;"
                               " what ran is kept (on_resolved follow-ups run), the rest was cancelled"}
@@ -305,12 +373,15 @@ class SQLiteLedger(LedgerViews):
         """Actions planned since `since`, plus, however old, those in flight and what a still-firing
         incident did or would have done (an uncordon must not undo a node another one still needs)."""
         with self._read() as db:
-            rows = db.execute("SELECT a.*, i.alert_status FROM actions a JOIN incidents i ON i.id = a.incident_id"
+            rows = db.execute("SELECT a.*, i.alert_status, EXISTS (SELECT 1 FROM actions b WHERE b.incident_id ="
+                              " a.incident_id AND b.started_at IS NOT NULL) AS admitted"
+                              " FROM actions a JOIN incidents i ON i.id = a.incident_id"
                               " WHERE a.planned_at >= ? OR a.state IN ('planned','running')"
                               " OR (a.state IN ('dry_run','succeeded') AND i.alert_status='firing')",
                               (ts(since),)).fetchall()
         return [PastAction(r["incident_id"], r["rule"], r["type"], r["target"], from_ts(r["planned_at"]),
-                           r["state"], r["alert_status"] == "firing", r["workload"], r["amount"]) for r in rows]
+                           r["state"], r["alert_status"] == "firing", r["workload"], r["amount"], bool(r["admitted"]))
+                for r in rows]
 
     def repairs(self, since: dt.datetime) -> list[RepairRecord]:
         """Repair attempts since `since`, with the node they acted on and the GPU UUID of their
@@ -393,17 +464,6 @@ class SQLiteLedger(LedgerViews):
     def ping(self) -> None:
         with self._tx() as db:
             db.execute("SELECT 1").fetchone()
-
-
-def _final_status(states: set[str]) -> str:
-    """An incident's status once its chain is done, saying what happened to the cluster: a chain
-    cut short by a resolve after something ran is `succeeded` (it changed the cluster), never
-    `cancelled`."""
-    if "blocked" in states:
-        return "blocked"
-    if "failed" in states:
-        return "failed"
-    return "succeeded" if "succeeded" in states else "cancelled"
 
 
 class _Tx:

@@ -100,9 +100,12 @@ def test_a_planned_action_does_not_run_after_pause_or_dry_run(k8s_api, setup, dr
     assert not client.CoreV1Api(k8s_api.api_client()).read_node(node).spec.unschedulable, \
         f"the node was cordoned although remediation was {reason}"
     [action] = inc["actions"]
-    assert action["state"] == "blocked", action
-    assert action["result"]["reason"] == reason, action
-    assert inc["status"] == "blocked" and inc["reason"] == reason, inc
+    if reason == "paused":  # a pause holds the plan back: it waits in the queue and goes on after the resume
+        assert action["state"] == "cancelled" and action["result"]["reason"] == "paused", action
+        assert inc["status"] == "waiting" and inc["reason"] == "paused", inc
+    else:  # dry-run turned on after the plan: refused
+        assert action["state"] == "blocked" and action["result"]["reason"] == reason, action
+        assert inc["status"] == "blocked" and inc["reason"] == reason, inc
 
 
 def test_a_planned_action_still_runs_when_nothing_stops_it(k8s_api, setup):
@@ -125,4 +128,8 @@ def test_a_planned_action_rechecks_its_node_before_it_runs(k8s_api, setup, patch
     inc = _settled(ledger, incident_id)
     assert not client.CoreV1Api(k8s_api.api_client()).read_node(node).spec.unschedulable
     [action] = inc["actions"]
-    assert action["state"] == "blocked" and action["result"]["reason"] == reason, action
+    if reason == "paused":  # the node's pause annotation can be lifted: the plan waits
+        assert action["state"] == "cancelled" and action["result"]["reason"] == reason, action
+        assert inc["status"] == "waiting", inc
+    else:  # outside node_selector: refused
+        assert action["state"] == "blocked" and action["result"]["reason"] == reason, action

@@ -40,7 +40,7 @@ INCIDENT = Incident("ab12", NOW - dt.timedelta(minutes=5),
 def test_a_step_that_evicts_the_pods_of_a_paused_namespace_is_blocked(action):
     config = _config([{"type": action, "params": NODE}])
     d = decide(INCIDENT, config.rules, [], CLUSTER, config.safety, SafetyState(), NOW, repair=config.repair)
-    assert d.outcome == "blocked" and d.reason == "paused", d.trace
+    assert d.outcome == "wait" and d.reason == "paused", d.trace
     assert "payments" in d.detail
 
 
@@ -56,7 +56,7 @@ def test_an_on_failure_reboot_is_held_by_the_paused_namespace_too():
     config = _config([{"type": "cordon_node", "params": NODE}], on_failure=[{"type": "reboot_node", "params": NODE}])
     world = World(CLUSTER, (), config.safety, SafetyState(), NOW, repair=config.repair)
     d = plan_on_failure(INCIDENT, config.rules[0], 0, world)
-    assert d.outcome == "blocked" and d.reason == "paused", d.trace
+    assert d.outcome == "wait" and d.reason == "paused", d.trace
 
 
 @pytest.mark.parametrize("where", ["actions", "on_failure"])
@@ -75,7 +75,7 @@ def test_a_noexecute_taint_empties_the_node_too():
     paused rail it is a drain (a NoSchedule taint is not)."""
     execute = _config([{"type": "taint_node", "params": {**NODE, "key": "vigil.io/bad", "effect": "NoExecute"}}])
     d = decide(INCIDENT, execute.rules, [], CLUSTER, execute.safety, SafetyState(), NOW)
-    assert d.outcome == "blocked" and d.reason == "paused", d.trace
+    assert d.outcome == "wait" and d.reason == "paused", d.trace
     schedule = _config([{"type": "taint_node", "params": {**NODE, "key": "vigil.io/bad", "effect": "NoSchedule"}}])
     assert decide(INCIDENT, schedule.rules, [], CLUSTER, schedule.safety, SafetyState(), NOW).outcome == "act"
     assert cache_needs_of(execute).pods and not cache_needs_of(schedule).pods

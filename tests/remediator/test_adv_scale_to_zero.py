@@ -35,7 +35,7 @@ def _decide(config):
 @pytest.mark.parametrize("params", [{"replicas": 0}, {"step": -2}, {"step": -5, "min": 0}, {"replicas": "0"}])
 def test_a_scale_down_to_zero_is_blocked_by_availability(params):
     d = _decide(_config(params))
-    assert d.outcome == "blocked" and d.reason == "availability", d.trace
+    assert d.outcome == "wait" and d.reason == "availability", d.trace
     assert "Deployment/ml/llm" in d.detail
 
 

@@ -44,7 +44,7 @@ def test_a_step_that_is_not_a_share_of_traffic_never_acts(label):
 
 def test_a_valid_step_is_still_held_by_the_budget():
     d = _decide(_config("{{ labels.step }}"), "10")
-    assert d.outcome == "blocked" and d.reason == "budget", d.trace
+    assert d.outcome == "wait" and d.reason == "budget", d.trace
 
 
 def test_a_nan_written_in_the_config_is_an_error():

@@ -109,10 +109,11 @@ def test_empty_target_blocks():
     ],
 )
 def test_safety_matrix_blocks(case, kwargs, reason):
+    """A rail that can clear holds the plan back (wait); one that says never refuses it (blocked)."""
     d = run(**kwargs)
-    assert d.outcome == "blocked", case
+    assert d.outcome == ("blocked" if reason in ("stale", "unknown_target") else "wait"), case
     assert d.reason == reason, (case, d.detail)
-    assert not d.actions or reason == "budget"  # a budget block keeps its plan as a blocked attempt
+    assert not d.actions  # nothing is planned while it waits: it is decided afresh when the rail clears
 
 
 @pytest.mark.parametrize(
@@ -143,7 +144,7 @@ def test_min_firing_defers_until_it_has_held():
 def test_breaker_opens_when_the_action_rate_exceeds_the_threshold():
     history = [past(f"n{i}", rule="other", incident_id=i, ago=30) for i in range(9)]
     d = run(history=history)
-    assert d.outcome == "blocked" and d.reason == "breaker_open" and d.open_breaker
+    assert d.outcome == "wait" and d.reason == "breaker_open" and d.open_breaker
     d = run(history=history[:8])
     assert d.outcome == "act"  # 8 + 2 = 10, at the threshold
 
@@ -161,7 +162,7 @@ def test_small_pool_can_always_repair_one_node():
     d = decide(incident(), RULES, [], cluster(3), safety, SafetyState(), NOW)
     assert d.outcome == "act" and d.budget.nodes_allowed == 1
     d = decide(incident(), RULES, [], cluster(3, unschedulable=("n0",)), safety, SafetyState(), NOW)
-    assert d.outcome == "blocked" and d.reason == "budget"
+    assert d.outcome == "wait" and d.reason == "budget"
 
 
 def test_gpu_weighted_budget():
@@ -169,7 +170,7 @@ def test_gpu_weighted_budget():
     view = ClusterView({**{f"n{i}": NodeView(f"n{i}", False, 8) for i in range(10)},
                         "big": NodeView("big", True, 8)})  # 88 GPUs, 8 out
     d = decide(incident(), RULES, [], view, safety, SafetyState(), NOW)
-    assert d.outcome == "blocked" and d.reason == "budget" and "GPUs" in d.detail
+    assert d.outcome == "wait" and d.reason == "budget" and "GPUs" in d.detail
 
 
 def test_uncordon_only_what_vigil_cordoned():

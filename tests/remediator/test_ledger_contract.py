@@ -150,7 +150,7 @@ def test_budget_holds_across_replicas_and_restarts(backend):
         d = decide(inc, cfg.rules, lg.history(NOW - dt.timedelta(hours=1)), cluster, cfg.safety, SafetyState(), NOW)
         lg.save_decision(inc.id, d, NOW)
         outcomes.append((d.outcome, d.reason))
-    assert outcomes == [("act", ""), ("act", ""), ("blocked", "budget"), ("blocked", "budget")]
+    assert outcomes == [("act", ""), ("act", ""), ("wait", "budget"), ("wait", "budget")]
 
 
 def test_breaker_and_pause_are_durable_state(backend):

@@ -187,7 +187,7 @@ def test_pools_config_and_old_keys():
 
 def test_escalation_goes_through_the_same_rails():
     d = plan_escalation(inc(), XID, 0, world(state=SafetyState(paused=True)))
-    assert d.outcome == "blocked" and d.reason == "paused" and d.kind == "escalation"
+    assert d.outcome == "wait" and d.reason == "paused" and d.kind == "escalation"
     d = plan_escalation(inc(), XID, 1, world())
     assert d.outcome == "act" and d.actions[0].type == "taint_node"
     assert plan_escalation(inc(status="resolved"), XID, 0, world()).outcome == "resolved"
