@@ -450,6 +450,16 @@ def pipeline_alerts(s: Settings) -> list[Alert]:
                       "Remediation is delayed.", "`GET /api/incidents?status=acting`.",
                       "Look at the blocking drain or the API server.", "None."),
               for_="15m"),
+        Alert("VigilRemediationQueueStuck", f"max by (job) (vigil_oldest_waiting_seconds{{{r}}}) > 3600",
+              "warning", "A remediation has waited in Vigil's queue for over an hour.",
+              "The oldest waiting incident of {{ $labels.job }} has waited {{ $value | humanizeDuration }}.",
+              Runbook("A fault Vigil should act on is held back by a rail that has not cleared for an hour: the "
+                      "disruption budget (nodes still out), a pause, the open breaker, a cooldown or the guard.",
+                      "The faulty node or workload is not repaired; after max_wait (24h) Vigil hands it over.",
+                      "`remediator queue` (what waits, for what, since when); `remediator state`.",
+                      "Free what it waits for (return or replace the nodes out, resume, reset the breaker), or "
+                      "act by hand.", "Each waiting incident goes on by itself as soon as its rail clears."),
+              for_="5m"),
         Alert("VigilDrainBlocked",
               f"sum by (job) (increase(vigil_blocked_total{{{r}, reason=\"pdb\"}}[30m])) > 0", "warning",
               "A node drain is blocked by a PodDisruptionBudget.",

@@ -4,7 +4,7 @@
     remediator explain --config vigil.yaml payload.json
     remediator check-config vigil.yaml [--check-secrets]
     remediator example-config [NAME | --list | --write DIR]
-    remediator incidents|show ID|pause --reason R [--for 2h]|resume|breaker-reset|state   (on call; see below)
+    remediator incidents|show ID|queue|pause --reason R [--for 2h]|resume|breaker-reset|state   (on call)
 
 The on-call subcommands talk to a running remediator: --url (env VIGIL_URL) and a bearer token
 from --token-file (env VIGIL_TOKEN_FILE) or VIGIL_TOKEN.

@@ -160,6 +160,20 @@ def state(c: Client, args: argparse.Namespace) -> Any:
     return f"remediation: {paused}\nbreaker: {'OPEN' if s['breaker_open'] else 'closed'}\ndry_run: {s['dry_run']}"
 
 
+def queue(c: Client, args: argparse.Namespace) -> Any:
+    data = c.call("GET", "/api/queue")
+    if args.json:
+        return data
+    if not data["items"]:
+        return "nothing waits"
+    rows = [("POS", "ID", "ALERT", "TARGET", "POOL", "WAITS FOR", "SINCE", "DETAIL")]
+    rows += [(str(i["position"]), str(i["id"]), i["alertname"], i["target"] or "-", i["pool"] or "-", i["reason"],
+              f"{i['since']} ({i['waited_seconds']:.0f} s)", i["detail"]) for i in data["items"]]
+    widths = [max(len(r[k]) for r in rows) for k in range(7)]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r[:7], widths, strict=True)) + "  " + r[7] for r in rows]
+    return "\n".join([*lines, f"({data['total']} waiting)"])
+
+
 COMMANDS: dict[str, tuple[Callable[[Client, argparse.Namespace], Any], str]] = {
     "incidents": (incidents, "list incidents (newest first)"),
     "show": (show, "one incident: its decision trace, actions and audit trail"),
@@ -167,6 +181,7 @@ COMMANDS: dict[str, tuple[Callable[[Client, argparse.Namespace], Any], str]] = {
     "resume": (resume, "resume remediation (admin)"),
     "breaker-reset": (breaker_reset, "close the circuit breaker (admin)"),
     "state": (state, "pause, breaker and dry-run"),
+    "queue": (queue, "what waits (budget, pause, breaker, ...), in the order it goes on, and since when"),
 }
 
 

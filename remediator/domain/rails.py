@@ -306,8 +306,13 @@ def _pod_budgets(step: Step, world: World) -> Verdict | None:
 
 
 def _in_flight(world: World) -> set[str]:
+    """Nodes Vigil's plans take out: planned or running, and what a still-firing incident took out
+    and has not put back (the cluster view can lag a moment behind a cordon that just succeeded)."""
     removes = set(ACTIONS.of("removes_node"))
     out = {a.target for a in world.history if a.state in IN_FLIGHT and a.type in removes}
+    undone = {(a.incident_id, a.target) for a in world.history if a.state == "succeeded" and ACTIONS[a.type].undoes}
+    out |= {a.target for a in world.history if a.state == "succeeded" and a.incident_firing and a.type in removes
+            and (a.incident_id, a.target) not in undone}
     if world.dry_run:  # what dry-run would have taken out, while its alert still fires
         out |= {a.target for a in world.history if a.state == "dry_run" and a.incident_firing and a.type in removes}
     return out

@@ -44,6 +44,7 @@ class Snapshot:
     leader: str | None
     incidents: list[dict] = field(default_factory=list)
     total_incidents: int = 0
+    queue: list[dict] = field(default_factory=list)  # what waits, in the order it goes on
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,9 +89,14 @@ def snapshot(engine: Engine, now: dt.datetime, *, limit: int = 20) -> Snapshot:
     except Exception as exc:  # the page still shows pause, breaker and incidents
         log.warning("budget for the status page: %s", exc)
         budget, note = None, f"could not be computed ({type(exc).__name__})"
+    try:
+        queue = engine.queue(now)
+    except Exception as exc:  # the page still shows the rest
+        log.warning("queue for the status page: %s", exc)
+        queue = []
     items, total = engine.ledger.list_incidents(status=None, alertname=None, limit=limit, offset=0)
     incidents = [engine.ledger.get_incident(i["id"]) or i for i in items]
     return Snapshot(version=__version__, now=ts(now), dry_run=engine.config.safety.dry_run,
                     pause=engine.pause().as_dict() | {"paused": state.paused}, breaker_open=state.breaker_open,
                     breaker_opened_at=engine.ledger.get_state(BREAKER_KEY), budget=budget, budget_note=note,
-                    leader=leader_of(engine), incidents=incidents, total_incidents=total)
+                    leader=leader_of(engine), incidents=incidents, total_incidents=total, queue=queue)

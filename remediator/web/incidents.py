@@ -28,6 +28,14 @@ def incidents():
     return jsonify({"items": items, "total": total, "limit": limit, "offset": offset, "next_offset": nxt})
 
 
+@bp.get("/api/queue")
+@require("read")
+def queue():
+    """What waits, in the order it goes on: position, pool, what it waits for, since when."""
+    items = vigil().engine.queue()
+    return jsonify({"items": items, "total": len(items)})
+
+
 @bp.get("/api/incidents/<int:incident_id>")
 @require("read")
 def incident(incident_id: int):

@@ -20,7 +20,7 @@ PAGE = """<!doctype html>
  th { background: #f0f0f0; } code, pre { font-family: ui-monospace, monospace; font-size: 12px; }
  pre { margin: .3em 0; white-space: pre-wrap; }
  .status-succeeded, .status-dry_run { color: #2e7d32; } .status-failed, .status-blocked { color: #c62828; }
- .status-acting, .status-pending, .status-deferred { color: #ef6c00; }
+ .status-acting, .status-pending, .status-deferred, .status-waiting { color: #ef6c00; }
  .muted { color: #666; } nav { margin: .3em 0 1em; } nav a { margin-right: 1em; }
 </style>
 </head>
@@ -61,6 +61,19 @@ PAGE = """<!doctype html>
   </table>{% endif %}
  </section>
 </div>
+
+<h2>Waiting <span class="muted">({{ s.queue|length }}: held back by a rail that can clear; each goes on,
+ in this order, when it does)</span></h2>
+{% if not s.queue %}<p id="queue-empty">Nothing waits.</p>{% else %}
+<table id="queue">
+<tr><th>#</th><th>incident</th><th>alert</th><th>target</th><th>pool</th><th>waits for</th><th>since</th></tr>
+{% for q in s.queue %}
+<tr class="queued" data-incident="{{ q.id }}" data-reason="{{ q.reason }}">
+ <td>{{ q.position }}</td><td>{{ q.id }}</td><td>{{ q.alertname }}</td><td>{{ q.target or '-' }}</td>
+ <td>{{ q.pool or '-' }}</td><td title="{{ q.detail }}">{{ q.reason }}</td>
+ <td>{{ q.since }} ({{ q.waited_seconds|round|int }} s)</td>
+</tr>{% endfor %}
+</table>{% endif %}
 
 <h2>Recent incidents <span class="muted">({{ s.incidents|length }} of {{ s.total_incidents }})</span></h2>
 {% if not s.incidents %}<p id="no-incidents">No incidents recorded.</p>{% else %}

@@ -48,17 +48,29 @@ def _cordoned_then_resolved(h):
     return node
 
 
-def test_a_node_paused_during_validation_stays_cordoned(remediator, k8s_cluster):
+def test_a_node_paused_during_validation_stays_cordoned_until_the_pause_is_lifted(remediator, k8s_cluster):
     install_crds(k8s_cluster)
     h = remediator(nodes=2, policy=POLICY, overrides={"repair": FAST_JOBS})
     node = h.nodes[0]
     seen = _during_validation(h, lambda: h.core.patch_node(
         node, {"metadata": {"annotations": {PAUSE_ANNOTATION: "disabled"}}}))
+    gate, gated = h.engine.followup._gate, []
+
+    def counted(step):
+        decision = gate(step)
+        if seen:
+            gated.append(decision.reason)
+        return decision
+    h.engine.followup._gate = counted
     _cordoned_then_resolved(h)
-    [inc] = wait_until(lambda: [i for i in h.incidents() if i["after_resolve"]], 90, what="after_resolve")
+    wait_until(lambda: gated.count("paused") >= 3, 90, what="the uncordon held by the node's pause, tried again")
     assert seen == [node], "the validation ran"
-    assert h.unschedulable(node), inc["after_resolve"]
-    assert "paused" in inc["after_resolve"], inc["after_resolve"]
+    [inc] = h.incidents()
+    assert h.unschedulable(node) and not inc["after_resolve"], "paused: the node stays out, the uncordon waits"
+    h.core.patch_node(node, {"metadata": {"annotations": {PAUSE_ANNOTATION: None}}})
+    [inc] = wait_until(lambda: [i for i in h.incidents() if i["after_resolve"]], 90, what="after_resolve")
+    assert not h.unschedulable(node), "the pause lifted: the node comes back (validated again first)"
+    assert "uncordon" in inc["after_resolve"], inc["after_resolve"]
 
 
 def test_a_global_pause_during_validation_holds_the_uncordon(remediator, k8s_cluster):
