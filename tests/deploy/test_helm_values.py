@@ -218,3 +218,48 @@ def test_rules_can_be_disabled_one_by_one_and_labelled(tmp_path):
 def test_a_notifications_receiver_must_be_one_of_the_receivers():
     assert 'alertmanagerConfig.notificationsReceiver "slack"' in _template_fails(
         alertmanagerConfig__enabled=True, alertmanagerConfig__notificationsReceiver="slack")
+
+
+def _closed_objects(schema: dict, path: tuple[str, ...] = ()):
+    """(path, property names) of every closed object in a schema, depth first."""
+    if schema.get("type") == "object" and schema.get("additionalProperties") is False:
+        yield path, set(schema["properties"])
+    for key, sub in schema.get("properties", {}).items():
+        yield from _closed_objects(sub, (*path, key))
+
+
+def _known_keys(path: tuple[str, ...]) -> set[str]:
+    """The keys `remediator check-config` knows at `path`, from its own unknown-key error."""
+    from remediator.config import parse_config
+    from vigil_common.config import collecting
+
+    data: dict = {"safety": {"budget": {"pools": {"label": "pool"}}}}  # pools are read only with a label
+    node = data
+    for key in path:
+        node = node.setdefault(key, {})
+    node["zz_unknown"] = 1
+    with collecting() as found:
+        parse_config(data, "vigil.yaml")
+    (err,) = [str(e) for e in found.errors if "unknown key 'zz_unknown'" in str(e)]
+    return set(err.split("(known: ", 1)[1].rstrip(")").split(", "))
+
+
+def test_the_schema_of_remediator_config_has_the_keys_check_config_has():
+    """values.schema.json types remediator.config by hand; this holds each of its closed sections to the keys
+    the remediator's own parser knows, so the two cannot drift apart."""
+    schema = yaml.safe_load((CHART / "values.schema.json").read_text())["properties"]["remediator"]
+    sections = dict(_closed_objects(schema["properties"]["config"]))
+    assert len(sections) >= 9, sorted(sections)
+    for path, keys in sections.items():
+        assert keys == _known_keys(path), path
+
+
+def test_the_example_vigil_yaml_passes_the_charts_schema(tmp_path):
+    example = yaml.safe_load((REPO / "remediator/examples/vigil.yaml").read_text())
+    for key in ("server", "auth", "ledger"):  # the chart's own
+        example.pop(key)
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"remediator": {"config": example}, "repair": {"enabled": True}}))
+    cfg = yaml.safe_load(next(o for o in render_chart(values) if o["metadata"]["name"] == "vigil-remediator-config")[
+        "data"]["vigil.yaml"])
+    assert cfg["repair"] == example["repair"] and cfg["policy"] == example["policy"]
