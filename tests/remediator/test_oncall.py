@@ -108,6 +108,7 @@ def test_cli_against_a_running_remediator(live):
     log = proc.log.read_text()
     assert re.search(r"WARNING .*remediation is PAUSED by oncall@127\.0\.0\.1: node maintenance in zone-a "
                      r"\(until \d{4}-\d\d-\d\dT", log), log
+    assert re.search(r"WARNING .*ARMED: Vigil acts on the cluster \(safety\.dry_run: false\)", log), log
 
     assert live.cli("resume").returncode == 0
     assert oc.get(live, "/api/state")["paused"] is False
