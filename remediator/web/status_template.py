@@ -43,6 +43,8 @@ PAGE = """<!doctype html>
   <div>until: <span id="pause-until">{{ s.pause.until or 'resumed by hand' }}</span></div>
   <div id="resume-hint">resume (admin): <code>remediator resume</code>
    or <code>POST /api/pause {"paused": false}</code></div>
+  {% if admin %}<form id="resume" method="post" action="/resume"><button type="submit">Resume</button></form>
+  {% endif %}
   {% else %}<div class="big">active</div>{% endif %}
   {% if s.dry_run %}<div id="dry-run" data-armed="false"><strong>DRY-RUN</strong>: decisions are recorded, nothing
    is changed; arm with <code>safety.dry_run: false</code></div>

@@ -113,3 +113,23 @@ def test_the_page_names_the_leader_shows_dry_run_reasons_and_unverifiable(make_a
     assert "<th>reason</th>" in page and f'<td class="reason">{listed["reason"] or "-"}</td>' in page
     r = http.get("/api/incidents?status=nonsense", headers=read)
     assert r.status_code == 400 and "is not one of pending, deferred, acting" in r.get_json()["detail"]
+
+
+def test_admins_get_a_resume_button_that_works_without_javascript(make_app, monkeypatch):
+    monkeypatch.setenv("VIGIL_SP_ADMIN", "admin-token")
+    http, engine = make_app({"credentials": [
+        {"name": "viewer", "roles": ["read"], "bearer_token_env": "VIGIL_SP_READ"},
+        {"name": "oncall", "roles": ["admin"], "bearer_token_env": "VIGIL_SP_ADMIN"}]})
+    read, admin = {"Authorization": "Bearer read-token"}, {"Authorization": "Bearer admin-token"}
+    assert http.post("/api/pause", json={"paused": True, "reason": "maintenance"}, headers=admin).status_code == 200
+    assert '<form id="resume" method="post" action="/resume">' in http.get("/", headers=admin).get_data(as_text=True)
+    page = http.get("/", headers=read).get_data(as_text=True)
+    assert 'id="resume-hint"' in page and '<form id="resume"' not in page  # the hint for everyone, the button not
+    assert http.post("/resume", headers=read).status_code == 403
+    other = {**admin, "Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+    assert http.post("/resume", headers=other).status_code == 403  # a form on another site
+    assert http.get("/api/state", headers=read).get_json()["paused"] is True
+    r = http.post("/resume", headers={**admin, "Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"})
+    assert r.status_code == 303 and r.headers["Location"].endswith("/")
+    assert http.get("/api/state", headers=read).get_json()["paused"] is False
+    assert engine.pause().paused is False
