@@ -204,3 +204,38 @@ def test_a_rotated_secret_is_used_without_a_restart(served):
     log = proc.log.read_text()
     assert f"secret {secrets}/admin/token changed: using the new value" in log
     assert f"secret {secrets}/intake/token changed and is empty: keeping the previous value" in log
+
+
+@pytest.mark.k8s
+def test_a_real_install_generates_each_secret_once_and_an_upgrade_keeps_them(k8s_api):
+    """`helm install` on the local apiserver: one random Secret per caller, kept by `helm upgrade` (read back
+    with `lookup`) and by `helm uninstall` (`helm.sh/resource-policy: keep`), so tokens never change under
+    Alertmanager or on-call."""
+    ns, release = "vigil-helm-install", "vigil-it"
+    env = {**os.environ, "KUBECONFIG": str(k8s_api.kubeconfig)}
+    kubectl = [str(bins.binary("kubectl")), "-n", ns]
+
+    def run(*args: str) -> str:
+        r = subprocess.run(args, capture_output=True, text=True, timeout=180, env=env, cwd=REPO)
+        assert r.returncode == 0, f"{args}: {r.stderr}"
+        return r.stdout
+
+    def tokens() -> dict[str, str]:
+        out = {}
+        for role in ROLES:
+            data = yaml.safe_load(run(*kubectl, "get", "secret", f"{release}-{role}-token", "-o", "yaml"))["data"]
+            out[role] = base64.b64decode(data["token"]).decode()
+        return out
+
+    helm_ = str(bins.helm())
+    out = run(helm_, "install", release, str(CHART), "-n", ns, "--create-namespace")
+    assert "REMEDIATION: DRY-RUN." in out
+    first = tokens()
+    assert all(len(t) == 40 and t.isalnum() for t in first.values()) and len(set(first.values())) == 3
+    run(helm_, "upgrade", release, str(CHART), "-n", ns, "--set", "remediator.config.safety.dry_run=false")
+    assert tokens() == first
+    rendered = [run(helm_, "template", release, str(CHART), "-n", ns, "--dry-run=server") for _ in range(2)]
+    assert rendered[0] == rendered[1] and first["admin"] not in rendered[0]  # base64 in the Secret, never plain
+    run(helm_, "uninstall", release, "-n", ns)
+    assert tokens() == first  # kept: a reinstall reuses them
+    run(*kubectl, "delete", "secret", *(f"{release}-{r}-token" for r in ROLES))
