@@ -84,6 +84,11 @@ def _log_start_state(config: Config, engine) -> None:
     for role in ("intake", "read", "admin"):
         if config.auth.configured and not config.auth.with_role(role):
             log.warning("auth: no credential has the %r role (auth.credentials)", role)
+    if config.safety.dry_run:
+        log.warning("DRY-RUN: Vigil decides and records, and changes nothing (safety.dry_run: true); "
+                    "set safety.dry_run: false to arm it")
+    else:
+        log.warning("ARMED: Vigil acts on the cluster (safety.dry_run: false); `remediator pause` stops it")
     if config.auth.legacy:
         log.warning("auth: one credential serves Alertmanager and people (intake and admin); list "
                     "auth.credentials with roles intake, read and admin to tell them apart in the audit trail")
@@ -363,7 +368,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # `remediator show 7 | head`: the reader left; no traceback, nothing more to write
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

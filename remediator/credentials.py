@@ -15,12 +15,16 @@
 The older single-credential form (`bearer_token_file`/`bearer_token_env`/`basic_auth` directly
 under `auth:`) keeps working as one credential named "default" with the roles intake and admin;
 the remediator logs a warning at start naming `auth.credentials`. Secrets come from files or
-environment variables, never from the config itself."""
+environment variables, never from the config itself. A secret read from a file is read again when
+the file changes (a Kubernetes Secret volume swaps its files on rotation), so rotating a token
+needs no restart; until the new file is readable and non-empty, the last good value stays."""
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,48 @@ IMPLIED = {"admin": ("read",)}  # admin can do what read can
 LEGACY_NAME = "default"
 UNCHECKED = "<secret not checked>"
 _SECRET_KEYS = ("bearer_token_file", "bearer_token_env", "basic_auth")
+log = logging.getLogger(__name__)
+
+
+class SecretFile:
+    """A secret in a file, read again when the file's identity (inode, size, mtime) changes: one
+    stat per check. A Secret volume updates by swapping a symlink, which stat follows."""
+
+    def __init__(self, path: str, value: str) -> None:
+        self.path, self._value = path, value
+        self._lock = threading.Lock()
+        self._sig = self._stat()
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def current(self) -> str:
+        sig = self._stat()
+        if sig is None or sig == self._sig:
+            return self._value
+        with self._lock:
+            if sig != self._sig:
+                self._reload(sig)
+        return self._value
+
+    def _reload(self, sig: tuple[int, int, int]) -> None:
+        try:
+            value = Path(self.path).read_text().strip()
+        except OSError as exc:
+            log.warning("secret %s changed but cannot be read (%s): keeping the previous value", self.path,
+                        exc.strerror)
+            return
+        self._sig = sig
+        if not value:
+            log.warning("secret %s changed and is empty: keeping the previous value", self.path)
+            return
+        if value != self._value:
+            log.warning("secret %s changed: using the new value", self.path)
+        self._value = value
 
 
 @dataclass(frozen=True)
@@ -40,6 +86,15 @@ class Credential:
     bearer_token: str | None = None
     basic_username: str | None = None
     basic_password: str | None = None
+    # Where a secret came from a file: read again when the file changes (see SecretFile).
+    token_file: SecretFile | None = field(default=None, compare=False, repr=False)
+    password_file: SecretFile | None = field(default=None, compare=False, repr=False)
+
+    def current_token(self) -> str | None:
+        return self.token_file.current() if self.token_file else self.bearer_token
+
+    def current_password(self) -> str | None:
+        return self.password_file.current() if self.password_file else self.basic_password
 
     def allows(self, role: str) -> bool:
         return role in self.roles or any(role in IMPLIED.get(r, ()) for r in self.roles)
@@ -124,6 +179,7 @@ def _credential(raw: Any, where: str, *, name: str | None = None, roles: frozens
         roles = frozenset(raw_roles)
     token = read_secret(sec, "bearer_token_file", "bearer_token_env")
     user = password = None
+    basic = None
     if sec.get("basic_auth") is not None:
         basic = Section(sec.get("basic_auth"), f"{where}.basic_auth", ("username", "password_file", "password_env"))
         user = basic.string("username", None)
@@ -133,7 +189,17 @@ def _credential(raw: Any, where: str, *, name: str | None = None, roles: frozens
     if not any(k in sec.raw for k in _SECRET_KEYS):
         sec.fail("name" if "name" in sec.raw else "bearer_token_file",
                  "a credential needs bearer_token_file, bearer_token_env or basic_auth")
-    return Credential(name, roles or frozenset(), token, user, password)
+    return Credential(name, roles or frozenset(), token, user, password,
+                      _watched(sec, "bearer_token_file", token),
+                      _watched(basic, "password_file", password) if basic is not None else None)
+
+
+def _watched(sec: Section, file_key: str, value: str | None) -> SecretFile | None:
+    """A SecretFile for a secret read from a file (not while check-config only notes it)."""
+    path = sec.string(file_key, None)
+    if not path or not value or value == UNCHECKED:
+        return None
+    return SecretFile(os.path.expanduser(path), value)
 
 
 def parse_auth(raw: Any, where: str) -> Auth:

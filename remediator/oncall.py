@@ -65,12 +65,18 @@ class Client:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                 return json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as exc:
-            raise ClientError(f"{method} {path}: HTTP {exc.code}: {_error_text(exc)}") from exc
+            hint = _unauthorized_hint(self.token) if exc.code == 401 else ""
+            raise ClientError(f"{method} {path}: HTTP {exc.code}: {_error_text(exc)}{hint}") from exc
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise ClientError(f"cannot reach the remediator at {self.url}: {reason}") from exc
         except ValueError as exc:
             raise ClientError(f"{method} {path}: the answer is not JSON") from exc
+
+
+def _unauthorized_hint(token: str | None) -> str:
+    sent = "the token was refused" if token else "no token was sent"
+    return f" ({sent}: set VIGIL_TOKEN, VIGIL_TOKEN_FILE or --token-file to a read or admin credential)"
 
 
 def _error_text(exc: urllib.error.HTTPError) -> str:
@@ -98,16 +104,21 @@ def _labels(labels: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()) if k != "alertname")
 
 
+def _status(i: dict) -> str:
+    """The status, and `unverifiable` where the check after acting stayed unknown (left to people)."""
+    return f"{i['status']}/unverifiable" if i.get("verification") == "unverifiable" else i["status"]
+
+
 def incidents(c: Client, args: argparse.Namespace) -> Any:
     data = c.call("GET", "/api/incidents", query={"status": args.status, "alertname": args.alertname,
                                                    "limit": args.limit})
     if args.json:
         return data
-    rows = [("ID", "STATUS", "ALERT", "RULE", "UPDATED", "LABELS")]
-    rows += [(str(i["id"]), i["status"], i["alertname"], i["rule"] or "-", i["updated_at"] or "-",
-              _labels(i["labels"])) for i in data["items"]]
-    widths = [max(len(r[k]) for r in rows) for k in range(5)]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r[:5], widths, strict=True)) + "  " + r[5] for r in rows]
+    rows = [("ID", "STATUS", "REASON", "ALERT", "RULE", "UPDATED", "LABELS")]
+    rows += [(str(i["id"]), _status(i), i.get("reason") or "-", i["alertname"], i["rule"] or "-",
+              i["updated_at"] or "-", _labels(i["labels"])) for i in data["items"]]
+    widths = [max(len(r[k]) for r in rows) for k in range(6)]
+    lines = ["  ".join(v.ljust(w) for v, w in zip(r[:6], widths, strict=True)) + "  " + r[6] for r in rows]
     return "\n".join([*lines, f"({len(data['items'])} of {data['total']})"])
 
 
@@ -115,7 +126,7 @@ def show(c: Client, args: argparse.Namespace) -> Any:
     i = c.call("GET", f"/api/incidents/{args.id}")
     if args.json:
         return i
-    out = [f"incident {i['id']}: {i['alertname']} {i['status']}" + (f" ({i['reason']}: {i['detail']})"
+    out = [f"incident {i['id']}: {i['alertname']} {_status(i)}" + (f" ({i['reason']}: {i['detail']})"
                                                                      if i["reason"] else ""),
            f"  labels:  {_labels(i['labels'])}", f"  rule:    {i['rule'] or '-'}",
            f"  alert:   {i['alert_status']} since {i['startsAt']}", "  trace:"]

@@ -247,9 +247,47 @@ def _check_shape(root: yaml.Node, path: str | os.PathLike) -> None:
         stack.extend((c, depth + 1, False) for c in _children(node) if id(c) not in size)
 
 
+def _check_duplicates(root: yaml.Node, path: str | os.PathLike) -> None:
+    """A key twice in one mapping is an error naming both lines (PyYAML's SafeLoader silently keeps
+    the last one; amtool and promtool refuse it). Every duplicate of the document in one error."""
+    found: list[tuple[int, str]] = []
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for knode, _ in node.value:
+                if not isinstance(knode, yaml.ScalarNode) or knode.tag == "tag:yaml.org,2002:merge":
+                    continue
+                line = knode.start_mark.line + 1
+                if knode.value in first:
+                    found.append((line, f"{path}:{line}: duplicate key {knode.value!r} "
+                                        f"(first at line {first[knode.value]})"))
+                else:
+                    first[knode.value] = line
+        stack.extend(_children(node))
+    if found:
+        raise ConfigError("\n".join(m for _, m in sorted(found)))
+
+
+def _yaml_error(path: str | os.PathLike, exc: yaml.YAMLError) -> ConfigError:
+    """`file:line:col: problem`, as compilers and promtool say it (the mark YAML points at)."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark is None:
+        return ConfigError(f"{path}: not valid YAML: {exc}")
+    what = getattr(exc, "problem", None) or "not valid YAML"
+    context = getattr(exc, "context", None)
+    return ConfigError(f"{path}:{mark.line + 1}:{mark.column + 1}: not valid YAML: {what}"
+                       + (f" ({context})" if context else ""))
+
+
 def load_yaml_marked(path: str | os.PathLike) -> tuple[Any, Marks]:
-    """The document and its Marks; a missing file or bad YAML is a ConfigError naming the file
-    (with the line YAML reports)."""
+    """The document and its Marks; a missing file, bad YAML (as file:line:col) or a key given twice
+    (both lines) is a ConfigError naming the file."""
     try:
         with open(path) as f:
             loader = yaml.SafeLoader(f)
@@ -257,13 +295,14 @@ def load_yaml_marked(path: str | os.PathLike) -> tuple[Any, Marks]:
                 node = loader.get_single_node()
                 if node is not None:
                     _check_shape(node, path)
+                    _check_duplicates(node, path)
                 data = loader.construct_document(node) if node is not None else None
             finally:
                 loader.dispose()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise _yaml_error(path, exc) from exc
     except RecursionError as exc:  # PyYAML's composer recurses once per level
         raise ConfigError(f"{path}: nested too deeply to read") from exc
     marks = Marks()

@@ -1,4 +1,7 @@
-"""`service-exporter`: active health and inference probes of serving endpoints, for Prometheus."""
+"""`service-exporter`: active health and inference probes of serving endpoints, for Prometheus.
+
+    service-exporter --config services.yaml [--listen 127.0.0.1:9836]
+    service-exporter check-config services.yaml     # every error at once, file:line; exit 2 if any"""
 
 from __future__ import annotations
 
@@ -17,7 +20,31 @@ from vigil_common.hostport import hostport_arg
 log = logging.getLogger("service-exporter")
 
 
+def check_config(argv: list[str]) -> int:
+    from exporters.service.config import parse_config
+    from vigil_common.checking import check_file
+
+    p = argparse.ArgumentParser(prog="service-exporter check-config", formatter_class=logs.HelpFormatter,
+                                description="validate a services.yaml: every error, with file, line and YAML path")
+    p.add_argument("config")
+    args = p.parse_args(argv)
+    result = check_file(args.config, parse_config)
+    for err in result.errors:
+        print(f"error: {err}", file=sys.stderr)
+    if not result.ok:
+        n = len(result.errors)
+        print(f"service-exporter: {args.config}: {n} error{'s' if n > 1 else ''}", file=sys.stderr)
+        return 2
+    c = result.config
+    print(f"{args.config}: ok ({len(c.modules)} modules, {len(c.targets)} targets, {len(c.discovery)} discovered "
+          "services)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["check-config"]:
+        return check_config(argv[1:])
     p = argparse.ArgumentParser(prog="service-exporter", description=__doc__, formatter_class=logs.HelpFormatter)
     logs.add_arguments(p, __version__)
     p.add_argument("--config", required=True, help="services.yaml")
@@ -29,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config)
     except ConfigError as exc:
         print(f"service-exporter: {exc}", file=sys.stderr)
+        print(f"service-exporter: every error: service-exporter check-config {args.config}", file=sys.stderr)
         return 2
     exp = build(config)
     host, port = args.listen

@@ -75,11 +75,9 @@ def budget_rows(engine: Engine, now: dt.datetime) -> tuple[list[BudgetRow] | Non
 
 
 def leader_of(engine: Engine) -> str | None:
-    """The leader's identity where leader election runs (an engine attribute or method `leader`)."""
-    leader = getattr(engine, "leader", None)
-    if callable(leader):
-        leader = leader()
-    return str(leader) if leader else None
+    """The identity holding the leader Lease as this replica last saw it ("local" without leader
+    election): a pod name, never the elector object."""
+    return engine.leader.holder() or None
 
 
 def snapshot(engine: Engine, now: dt.datetime, *, limit: int = 20) -> Snapshot:

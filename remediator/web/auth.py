@@ -1,5 +1,6 @@
 """Who is calling: a bearer token or basic auth, compared in constant time against every
-configured credential (so timing does not tell which one nearly matched)."""
+configured credential (so timing does not tell which one nearly matched). Secrets from files are
+the files' current contents (rotation without a restart, see remediator.credentials.SecretFile)."""
 
 from __future__ import annotations
 
@@ -31,13 +32,13 @@ def identify(auth: Auth, header: str | None) -> Credential | None:
     found = None
     if scheme == "bearer":
         for c in auth.credentials:
-            if _eq(c.bearer_token, value.strip()) and found is None:
+            if _eq(c.current_token(), value.strip()) and found is None:
                 found = c
     elif scheme == "basic" and (pair := _basic(value)) is not None:
         user, password = pair
         for c in auth.credentials:
             # Both comparisons always run, so timing does not tell which part was wrong.
-            ok_user, ok_pass = _eq(c.basic_username, user), _eq(c.basic_password, password)
+            ok_user, ok_pass = _eq(c.basic_username, user), _eq(c.current_password(), password)
             if ok_user and ok_pass and found is None:
                 found = c
     return found

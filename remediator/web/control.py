@@ -3,7 +3,7 @@ made it (the credential's name and the client address)."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, jsonify, redirect, request
 
 from remediator.runtime.engine import utcnow
 from remediator.runtime.pause import pause_request
@@ -31,6 +31,15 @@ def pause():
     except ValueError as exc:
         return error(400, "invalid_body", str(exc))
     return jsonify(vigil().engine.set_paused(paused, now, by=actor(), reason=reason, until=until).as_dict())
+
+
+@bp.post("/resume")
+@require("admin")
+def resume_form():
+    """The status page's Resume button: a plain form (the page runs no JavaScript), then back to the
+    page. A form another site posts is refused like any cross-site change (roles.cross_site)."""
+    vigil().engine.set_paused(False, utcnow(), by=actor())
+    return redirect("/", code=303)
 
 
 @bp.get("/api/pause")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
+from remediator.runtime.metrics import INCIDENT_STATUSES
 from remediator.web.context import error, vigil
 from remediator.web.roles import require
 
@@ -21,7 +22,10 @@ def incidents():
         return error(400, "invalid_query", "limit and offset must be integers")
     if not 1 <= limit <= 500 or offset < 0:
         return error(400, "invalid_query", "limit must be 1-500 and offset at least 0")
-    items, total = vigil().ledger.list_incidents(status=request.args.get("status") or None,
+    status = request.args.get("status") or None
+    if status is not None and status not in INCIDENT_STATUSES:
+        return error(400, "invalid_query", f"status {status[:50]!r} is not one of {', '.join(INCIDENT_STATUSES)}")
+    items, total = vigil().ledger.list_incidents(status=status,
                                                  alertname=request.args.get("alertname") or None,
                                                  limit=limit, offset=offset)
     nxt = offset + limit if offset + limit < total else None

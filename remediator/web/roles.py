@@ -62,6 +62,14 @@ def authorize(v: Vigil, req: Request, role: str) -> Response | str:
     return cred.name
 
 
+def may(v: Vigil, req: Request, role: str) -> bool:
+    """Whether this request's credential has `role` (the status page shows admins their buttons)."""
+    if v.insecure_no_auth:
+        return True
+    cred = identify(v.config.auth, req.headers.get("Authorization"))
+    return cred is not None and cred.allows(role)
+
+
 def require(role: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def decorator(view: Callable[..., Any]) -> Callable[..., Any]:
         @wraps(view)

@@ -11,7 +11,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from remediator.runtime.engine import utcnow
 from remediator.runtime.status import snapshot
 from remediator.web.context import error, vigil
-from remediator.web.roles import require
+from remediator.web.roles import may, require
 from remediator.web.status_template import PAGE
 
 bp = Blueprint("status", __name__)
@@ -24,10 +24,10 @@ _PAGE = _ENV.from_string(PAGE)
 def page() -> Response:
     v = vigil()
     snap = snapshot(v.engine, utcnow())
-    html = _PAGE.render(s=snap, ui=v.config.ui, dashboards=v.config.ui.grafana_url)
+    html = _PAGE.render(s=snap, ui=v.config.ui, dashboards=v.config.ui.grafana_url, admin=may(v, request, "admin"))
     return Response(html, content_type="text/html; charset=utf-8",
                     headers={"Cache-Control": "no-store", "Content-Security-Policy": "default-src 'none'; "
-                             "style-src 'unsafe-inline'; img-src 'none'; form-action 'none'; frame-ancestors 'none'"})
+                             "style-src 'unsafe-inline'; img-src 'none'; form-action 'self'; frame-ancestors 'none'"})
 
 
 @bp.get("/api/status")

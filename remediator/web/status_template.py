@@ -20,7 +20,7 @@ PAGE = """<!doctype html>
  th { background: #f0f0f0; } code, pre { font-family: ui-monospace, monospace; font-size: 12px; }
  pre { margin: .3em 0; white-space: pre-wrap; }
  .status-succeeded, .status-dry_run { color: #2e7d32; } .status-failed, .status-blocked { color: #c62828; }
- .status-acting, .status-pending, .status-deferred, .status-waiting { color: #ef6c00; }
+ .status-acting, .status-pending, .status-deferred, .status-waiting, .status-unverifiable { color: #ef6c00; }
  .muted { color: #666; } nav { margin: .3em 0 1em; } nav a { margin-right: 1em; }
 </style>
 </head>
@@ -41,9 +41,14 @@ PAGE = """<!doctype html>
   <div>reason: <span id="pause-reason">{{ s.pause.reason or 'no reason given' }}</span></div>
   <div>by: {{ s.pause.by or 'unknown' }}{% if s.pause.since %} at {{ s.pause.since }}{% endif %}</div>
   <div>until: <span id="pause-until">{{ s.pause.until or 'resumed by hand' }}</span></div>
-  {% else %}<div class="big">active</div>{% endif %}
-  {% if s.dry_run %}<div id="dry-run"><strong>dry-run</strong>: decisions are recorded, nothing is changed</div>
+  <div id="resume-hint">resume (admin): <code>remediator resume</code>
+   or <code>POST /api/pause {"paused": false}</code></div>
+  {% if admin %}<form id="resume" method="post" action="/resume"><button type="submit">Resume</button></form>
   {% endif %}
+  {% else %}<div class="big">active</div>{% endif %}
+  {% if s.dry_run %}<div id="dry-run" data-armed="false"><strong>DRY-RUN</strong>: decisions are recorded, nothing
+   is changed; arm with <code>safety.dry_run: false</code></div>
+  {% else %}<div id="armed" data-armed="true"><strong>ARMED</strong>: Vigil changes the cluster</div>{% endif %}
  </section>
  <section id="breaker" class="card {{ 'bad' if s.breaker_open else 'ok' }}" data-open="{{ s.breaker_open|lower }}">
   <h2>Circuit breaker</h2>
@@ -78,17 +83,19 @@ PAGE = """<!doctype html>
 <h2>Recent incidents <span class="muted">({{ s.incidents|length }} of {{ s.total_incidents }})</span></h2>
 {% if not s.incidents %}<p id="no-incidents">No incidents recorded.</p>{% else %}
 <table id="incidents">
-<tr><th>id</th><th>alert</th><th>status</th><th>rule</th><th>labels</th><th>updated</th></tr>
+<tr><th>id</th><th>alert</th><th>status</th><th>reason</th><th>rule</th><th>labels</th><th>updated</th></tr>
 {% for i in s.incidents %}
-<tr id="incident-{{ i.id }}" class="incident" data-status="{{ i.status }}">
+<tr id="incident-{{ i.id }}" class="incident" data-status="{{ i.status }}" data-verification="{{ i.verification }}">
  <td>{{ i.id }}</td><td>{{ i.alertname }}</td>
- <td class="status-{{ i.status }}">{{ i.status }}{% if i.reason %} ({{ i.reason }}){% endif %}</td>
+ <td class="status-{{ i.status }}">{{ i.status }}{% if i.verification == 'unverifiable' %}
+  <span class="status-unverifiable">unverifiable</span>{% endif %}</td>
+ <td class="reason">{{ i.reason or '-' }}</td>
  <td>{{ i.rule or '-' }}</td>
  <td><code>{% for k, v in i.labels|dictsort %}{% if k != 'alertname' %}{{ k }}={{ v }} {% endif %}{% endfor %}
  </code></td>
  <td>{{ i.updated_at or i.received_at }}</td>
 </tr>
-<tr><td></td><td colspan="5">
+<tr><td></td><td colspan="6">
  <details{% if loop.index <= 3 %} open{% endif %}><summary>trace and {{ (i.actions or [])|length }} action(s)</summary>
   {% if i.detail %}<div>{{ i.detail }}</div>{% endif %}
   <pre class="trace">{% for t in i.trace or [] %}{{ t }}

@@ -161,14 +161,18 @@ def test_configs_shipped_in_the_deploy_are_valid(monkeypatch, tmp_path):
 
     token = tmp_path / "token"
     token.write_text("t")
+    for role in ("intake", "read", "admin"):  # deploy/base: one Secret per caller
+        (tmp_path / role).mkdir()
+        (tmp_path / role / "token").write_text(role)
     for path in ("deploy/base/config/vigil.yaml", "deploy/overlays/sqlite/config/vigil.yaml",
                  "deploy/compose/vigil.yaml"):
         with open(path) as f:
             text = f.read()
-        text = text.replace("/etc/vigil-secrets/token", str(token)).replace(
+        text = text.replace("/etc/vigil-secrets/", f"{tmp_path}/").replace(
             "/run/secrets/vigil-webhook-token", str(token))
         copy = tmp_path / "vigil.yaml"
         copy.write_text(text)
-        assert load_config(copy).rules
+        config = load_config(copy)
+        assert config.rules and config.safety.dry_run  # a first install acts on nothing
     for path in ("deploy/base/config/services.yaml", "deploy/compose/services.yaml"):
         load_services(path)

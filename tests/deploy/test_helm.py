@@ -9,7 +9,15 @@ import sys
 import pytest
 import yaml
 
-from tests.deploy.helm import KPS_VALUES, REPO, install_operator_crds, normalized, render_chart, render_kustomize
+from tests.deploy.helm import (
+    KPS_VALUES,
+    REPO,
+    helm,
+    install_operator_crds,
+    normalized,
+    render_chart,
+    render_kustomize,
+)
 from tests.k8s import bins
 
 
@@ -46,7 +54,8 @@ def test_chart_and_kustomize_agree_on_what_matters(backend):
     RBAC rules (the Lease Role too), CRDs, config files, monitors and rules: the two install paths cannot drift
     apart silently. One difference, on purpose: with sqlite the chart's Role grants only the Lease, while
     deploy/overlays/sqlite keeps deploy/base's ledger grants (unused there)."""
-    objs = render_chart(prometheusOperator__enabled=True, remediator__ledger__backend=backend)
+    objs = render_chart(prometheusOperator__enabled=True, remediator__ledger__backend=backend,
+                        prometheusOperator__rules__watchdog=True, prometheusOperator__rules__targetDown="allJobs")
     chart = {(o["kind"], o["metadata"]["name"]): normalized(o) for o in objs}
     kust = {(o["kind"], o["metadata"]["name"]): o for o in _kustomize_with_operator(LAYOUTS[backend])}
     kust = {(k, normalized(o)["name"]): normalized(o) for (k, _), o in kust.items() if k != "Namespace"}
@@ -93,8 +102,8 @@ def test_default_values_render_no_secret_and_no_operator_objects():
                         "PersistentVolumeClaim"}
     remediator = next(o for o in _by_kind(objs, "Deployment") if o["metadata"]["name"] == "vigil-remediator")
     assert remediator["spec"]["replicas"] == 3 and remediator["spec"]["strategy"]["type"] == "RollingUpdate"
-    token = next(v for v in remediator["spec"]["template"]["spec"]["volumes"] if v["name"] == "token")
-    assert token["secret"]["secretName"] == "vigil-webhook-token"
+    secrets = [v["secret"]["secretName"] for v in remediator["spec"]["template"]["spec"]["volumes"] if "secret" in v]
+    assert secrets == ["vigil-intake-token", "vigil-read-token", "vigil-admin-token"]
 
 
 def test_kube_prometheus_stack_values_label_every_operator_object_for_its_selectors():
@@ -104,14 +113,13 @@ def test_kube_prometheus_stack_values_label_every_operator_object_for_its_select
                                                    "ServiceMonitor", "ServiceMonitor"]
     for o in operator:
         assert o["metadata"]["labels"]["release"] == "kube-prometheus-stack", o["metadata"]["name"]
-    secret = _by_kind(objs, "Secret")
-    assert [s["metadata"]["name"] for s in secret] == ["vigil-webhook-token"] and secret[0]["data"]["token"]
+    assert not _by_kind(objs, "Secret")  # generated at install only (lookup): see test_helm_auth.py
     amc = _by_kind(objs, "AlertmanagerConfig")[0]
-    creds = amc["spec"]["receivers"][0]["webhookConfigs"][0]["httpConfig"]["authorization"]["credentials"]
-    assert creds == {"name": "vigil-webhook-token", "key": "token"}
+    hook = next(r for r in amc["spec"]["receivers"] if r["name"] == "vigil-remediator")["webhookConfigs"][0]
+    assert hook["httpConfig"]["authorization"]["credentials"] == {"name": "vigil-intake-token", "key": "token"}
     rule = _by_kind(objs, "PrometheusRule")[0]
     committed = yaml.safe_load((REPO / "deploy/prometheus-operator/prometheusrule.yaml").read_text())
-    assert rule["spec"] == committed["spec"]
+    assert [g["name"] for g in rule["spec"]["groups"]] == [g["name"] for g in committed["spec"]["groups"]]
     ds = _by_kind(objs, "DaemonSet")[0]["spec"]["template"]["spec"]["containers"][0]["args"]
     assert ds[ds.index("--alertmanager-url") + 1] == "http://kube-prometheus-stack-alertmanager.monitoring.svc:9093"
 
@@ -125,11 +133,14 @@ def test_alertmanager_config_routes_like_the_shipped_alertmanager_yml():
     route = next(r for r in shipped["route"]["routes"] if r["receiver"] == "vigil-remediator")
     receiver = next(r for r in shipped["receivers"] if r["name"] == "vigil-remediator")["webhook_configs"][0]
     amc = _by_kind(render_chart(alertmanagerConfig__enabled=True), "AlertmanagerConfig")[0]["spec"]
-    assert _matchers(amc["route"]["matchers"]) == sorted(route["matchers"])
-    assert (amc["route"]["groupBy"], amc["route"]["groupWait"], amc["route"]["groupInterval"],
-            amc["route"]["repeatInterval"], amc["route"]["continue"]) == (
+    assert amc["route"]["continue"] is True and amc["route"]["receiver"] == "vigil-none"
+    (ours,) = amc["route"]["routes"]  # no notifications receiver configured
+    assert _matchers(ours["matchers"]) == sorted(route["matchers"])
+    assert (ours["groupBy"], ours["groupWait"], ours["groupInterval"], ours["repeatInterval"], ours["continue"]) == (
         route["group_by"], route["group_wait"], route["group_interval"], route["repeat_interval"], route["continue"])
-    hook = amc["receivers"][0]["webhookConfigs"][0]
+    assert [r["name"] for r in amc["receivers"]] == ["vigil-none", "vigil-remediator"]
+    assert amc["receivers"][0] == {"name": "vigil-none"}  # no integration: nothing is sent
+    hook = amc["receivers"][1]["webhookConfigs"][0]
     assert hook["url"] == "http://vigil-remediator.vigil.svc:9095/webhook/alertmanager"
     assert receiver["url"].endswith("/webhook/alertmanager")
     assert (hook["sendResolved"], hook["maxAlerts"]) == (receiver["send_resolved"], receiver["max_alerts"])
@@ -139,13 +150,25 @@ def test_alertmanager_config_routes_like_the_shipped_alertmanager_yml():
                        for r in shipped["inhibit_rules"]]
 
 
-def test_alertmanager_config_in_alertmanagers_namespace_gets_its_own_copy_of_a_created_secret():
-    objs = render_chart(alertmanagerConfig__enabled=True, alertmanagerConfig__namespace="monitoring",
-                        remediator__webhookSecret__create=True)
-    amc = _by_kind(objs, "AlertmanagerConfig")[0]
+def test_alertmanager_config_in_alertmanagers_namespace_gets_its_own_copy_of_the_intake_secret():
+    out = helm("template", "vigil", "deploy/helm/vigil", "-n", "vigil", "--set", "alertmanagerConfig.enabled=true",
+               "--set", "alertmanagerConfig.namespace=monitoring").stdout
+    amc = _by_kind([o for o in yaml.safe_load_all(out) if o], "AlertmanagerConfig")[0]
     assert amc["metadata"]["namespace"] == "monitoring"
-    secrets = {s["metadata"]["namespace"]: s["data"]["token"] for s in _by_kind(objs, "Secret")}
-    assert set(secrets) == {"vigil", "monitoring"} and len(set(secrets.values())) == 1
+    for ns in ("vigil", "monitoring"):  # generated at install, the same value in both (test_helm_auth.py)
+        assert f"# Secret {ns}/vigil-intake-token (intake) is generated at install" in out
+    assert "# Secret monitoring/vigil-admin-token" not in out
+
+
+def test_vigil_remediation_notifications_route_to_the_configured_receiver():
+    objs = render_chart(KPS_VALUES)
+    amc = _by_kind(objs, "AlertmanagerConfig")[0]["spec"]
+    notify = amc["route"]["routes"][1]
+    assert notify["receiver"] == "vigil-notifications"
+    assert notify["matchers"] == [{"name": "alertname", "value": "VigilRemediation", "matchType": "="}]
+    assert "vigil-notifications" in [r["name"] for r in amc["receivers"]]
+    cfg = yaml.safe_load(_remediator(objs, "ConfigMap")["data"]["vigil.yaml"])
+    assert cfg["notifications"]["alertmanager_urls"] == ["http://kube-prometheus-stack-alertmanager.monitoring.svc:9093"]
 
 
 def _remediator(objs: list[dict], kind: str) -> dict:
@@ -206,14 +229,16 @@ def test_values_that_cannot_work_fail_the_render_with_a_message(sets, message):
 def test_the_remediator_config_the_chart_renders_passes_check_config(tmp_path, values, backend):
     cm = next(o for o in render_chart(*values, remediator__ledger__backend=backend)
               if o["kind"] == "ConfigMap" and "remediator" in o["metadata"]["name"])
-    token = tmp_path / "token"
-    token.write_text("t")
+    for role in ("intake", "read", "admin"):
+        (tmp_path / role).mkdir()
+        (tmp_path / role / "token").write_text("t")
     config = tmp_path / "vigil.yaml"
-    config.write_text(cm["data"]["vigil.yaml"].replace("/etc/vigil-secrets/token", str(token)))
+    config.write_text(cm["data"]["vigil.yaml"].replace("/etc/vigil-secrets/", f"{tmp_path}/"))
     r = subprocess.run([sys.executable, "-c", "import sys; from remediator.cli import main; sys.exit(main())",
-                        "check-config", str(config)], capture_output=True, text=True, timeout=60, cwd=REPO)
+                        "check-config", "--check-secrets", str(config)], capture_output=True, text=True, timeout=60,
+                       cwd=REPO)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "4 rules" in r.stdout
+    assert "4 rules, dry_run=True, auth=configured" in r.stdout
 
 
 def _dry_run(cp, objs: list[dict]) -> str:
@@ -224,19 +249,28 @@ def _dry_run(cp, objs: list[dict]) -> str:
     return r.stdout
 
 
+VARIANTS = {  # what a platform team turns on; each must pass the API server's own validation
+    "default": ([], {}),
+    "kube-prometheus-stack": ([KPS_VALUES], {"alertmanagerConfig__namespace": "monitoring"}),
+    "gpu-namespace-split": ([], {"gpuExporter__namespace__name": "vigil-gpu", "gpuExporter__namespace__create": True,
+                                 "gpuExporter__kernelLog__enabled": True, "prometheusOperator__enabled": True}),
+    "repair": ([], {"repair__enabled": True, "repair__medik8s": True, "repair__clusterApi": True,
+                    "repair__karpenter": True, "remediator__config__repair__namespace": "vigil-repair"}),
+    "runtime-class-override": ([], {"gpuExporter__runtimeClassName": "nvidia-cdi"}),
+}
+
+
 @pytest.mark.k8s
 @pytest.mark.parametrize("backend", sorted(LAYOUTS))
-@pytest.mark.parametrize("values", [[], [KPS_VALUES]], ids=["default", "kube-prometheus-stack"])
-def test_server_side_dry_run_of_the_rendered_chart(k8s_api, values, backend):
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_server_side_dry_run_of_the_rendered_chart(k8s_api, variant, backend):
     """Everything `helm install` creates, the CRDs first (as Helm installs crds/ before the templates)."""
     kubectl = [str(bins.binary("kubectl")), "--kubeconfig", str(k8s_api.kubeconfig)]
     install_operator_crds(k8s_api)
-    for ns in ("vigil", "monitoring"):
+    for ns in ("vigil", "monitoring", "vigil-gpu", "vigil-repair"):
         subprocess.run([*kubectl, "create", "namespace", ns], capture_output=True, timeout=60)
-    sets = {"remediator__ledger__backend": backend}
-    if values:
-        sets["alertmanagerConfig__namespace"] = "monitoring"
-    objs = render_chart(*values, **sets)
+    files, sets = VARIANTS[variant]
+    objs = render_chart(*files, remediator__ledger__backend=backend, **sets)
     assert [o["kind"] for o in objs[:2]] == ["CustomResourceDefinition"] * 2
     out = _dry_run(k8s_api, objs)
     for o in objs:
@@ -258,3 +292,49 @@ def test_namespace_created_with_its_pod_security_level_on_request():
           if o["kind"] == "Namespace"]
     assert len(ns) == 1 and ns[0]["metadata"]["name"] == "vigil"
     assert ns[0]["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+
+
+@pytest.mark.k8s
+def test_the_documented_crd_upgrade_step_updates_crds_helm_installed_once(k8s_api):
+    """Helm installs crds/ once and never upgrades them; NOTES and the README give the step that does,
+    `kubectl apply --server-side --force-conflicts -f <chart>/crds/`. Here an older CRD (one printer column
+    fewer) owned by Helm's field manager is brought to the chart's by exactly that command."""
+    kubectl = [str(bins.binary("kubectl")), "--kubeconfig", str(k8s_api.kubeconfig)]
+    crds = [o for o in yaml.safe_load_all((REPO / "deploy/helm/vigil/crds/vigil.io.yaml").read_text()) if o]
+    old = yaml.safe_load(yaml.safe_dump(crds[0]))
+    old["spec"]["versions"][0]["additionalPrinterColumns"].pop(3)  # the Rule column came later
+    r = subprocess.run([*kubectl, "apply", "--server-side", "--force-conflicts", "--field-manager=helm", "-f", "-"],
+                       input=yaml.safe_dump(old), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    notes = (REPO / "deploy/helm/vigil/templates/NOTES.txt").read_text()
+    step = "kubectl apply --server-side --force-conflicts -f <chart>/crds/"
+    assert step in notes and step in (REPO / "README.md").read_text()
+    cmd = step.replace("<chart>", "deploy/helm/vigil").split()[1:]
+    r = subprocess.run([*kubectl, *cmd], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    got = subprocess.run([*kubectl, "get", "crd", crds[0]["metadata"]["name"], "-o", "yaml"], capture_output=True,
+                         text=True, timeout=60)
+    columns = yaml.safe_load(got.stdout)["spec"]["versions"][0]["additionalPrinterColumns"]
+    want = crds[0]["spec"]["versions"][0]["additionalPrinterColumns"]
+    assert [c["name"] for c in columns] == [c["name"] for c in want]
+
+
+@pytest.mark.k8s
+@pytest.mark.parametrize("armed", [False, True])
+def test_notes_say_what_is_still_needed_and_how_to_arm(k8s_api, armed):
+    r = subprocess.run([str(bins.helm()), "install", "vigil", "deploy/helm/vigil", "-n", "vigil", "--dry-run=client",
+                        "--kubeconfig", str(k8s_api.kubeconfig),
+                        "--set", f"remediator.config.safety.dry_run={str(not armed).lower()}"],
+                       capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    notes = r.stdout[r.stdout.index("NOTES:"):]
+    if armed:
+        assert "REMEDIATION: ARMED." in notes and 'remediator pause --reason' in notes
+    else:
+        assert "REMEDIATION: DRY-RUN." in notes and "--set remediator.config.safety.dry_run=false" in notes
+    for needed in ("needs RuntimeClass nvidia", "kubectl get runtimeclass nvidia",
+                   "kubectl label namespace vigil pod-security.kubernetes.io/enforce=restricted",
+                   "kubectl apply --server-side --force-conflicts -f <chart>/crds/",
+                   "intake  Secret vigil-intake-token key token (generated at install, kept)",
+                   "admin   Secret vigil-admin-token key token"):
+        assert needed in notes, (needed, notes)

@@ -106,3 +106,19 @@ def test_every_container_has_requests_and_both_probes(rendering):
             assert {"cpu", "memory"} <= set(c["resources"]["requests"]), (name, c["name"])
             live, ready = c["livenessProbe"]["httpGet"]["path"], c["readinessProbe"]["httpGet"]["path"]
             assert (live, ready) == ("/healthz", "/readyz"), (name, live, ready)
+
+
+@pytest.mark.k8s
+def test_with_the_namespace_split_the_release_namespace_stays_restricted(k8s_api, namespaces):
+    """The opt-ins need `privileged`, but only the DaemonSet's own namespace gets it (gpuExporter.namespace):
+    every other pod is admitted under enforce=restricted, the DaemonSet's in the privileged namespace."""
+    objs = render_chart(gpuExporter__namespace__name="vigil-gpu", gpuExporter__namespace__create=True,
+                        **OPT_INS["both"])
+    ds = [o for o in objs if o["kind"] == "DaemonSet"]
+    assert [o["metadata"]["namespace"] for o in ds] == ["vigil-gpu"]
+    templates = pod_templates(objs)
+    for name, template in templates.items():
+        level = "privileged" if name == "vigil-gpu-exporter" else "restricted"
+        r = _admit(k8s_api, name, template, namespaces[level])
+        assert r.returncode == 0, f"{name} in {level}: {r.stderr}"
+    assert len(templates) == 3

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 SHIPPED = ["vigil.yaml", "services.yaml", "alertmanager.yml", "prometheus.yml", "prometheus-kubernetes.yml",
            "rules/gpu.yml", "rules/service.yml", "rules/vigil.yml", "dashboards/gpu-fleet.json",
            "provisioning/dashboards/vigil.yaml", "provisioning/datasources/prometheus.yaml",
-           "runbooks/GpuXidCritical.md"]
+           "runbooks/GpuXidCritical.md", "crds/vigil.io.yaml"]
 
 
 def _run(cmd: list[str], *, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -59,6 +59,20 @@ def test_the_wheel_holds_license_and_data(wheel):
     for name in SHIPPED:
         assert f"vigil_data/{name}" in names, name
     assert "remediator/examples/vigil.yaml" in names and "exporters/service/examples/services.yaml" in names
+
+
+def test_the_wheel_holds_the_crds_and_says_what_it_is(wheel):
+    """The CRDs the Kubernetes ledger needs (`remediator example-config crds/vigil.io.yaml | kubectl apply
+    --server-side -f -`), classifiers and project URLs for the index page."""
+    with zipfile.ZipFile(wheel[0]) as z:
+        names = set(z.namelist())
+        meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+        crds = z.read("vigil_data/crds/vigil.io.yaml")
+    assert crds == (REPO / "deploy/crds/vigil.io.yaml").read_bytes()
+    for line in ("Classifier: Topic :: System :: Monitoring", "Classifier: Programming Language :: Python :: 3.11",
+                 "Project-URL: Source, https://github.com/vigil-gpu/vigil",
+                 "Project-URL: Issues, https://github.com/vigil-gpu/vigil/issues"):
+        assert line in meta, line
 
 
 def test_console_scripts_run_from_a_fresh_venv(venv, tmp_path):

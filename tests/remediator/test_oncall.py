@@ -5,14 +5,17 @@ Alertmanager, and the status page in headless Chromium checked against the API."
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 from kubernetes import client
+from markupsafe import escape
 
 from tests.k8s.controlplane import wait_until
 from tests.stack import tool
@@ -75,7 +78,7 @@ def test_cli_against_a_running_remediator(live):
 
     r = live.cli("incidents", "--status", "succeeded", who="viewer")
     assert r.returncode == 0, r.stderr
-    assert re.search(rf"^{inc['id']}\s+succeeded\s+GpuXidCritical\s+gpu-xid-node-fatal", r.stdout, re.M), r.stdout
+    assert re.search(rf"^{inc['id']}\s+succeeded\s+-\s+GpuXidCritical\s+gpu-xid-node-fatal", r.stdout, re.M), r.stdout
     r = live.cli("incidents", "--json", who="viewer")
     assert r.returncode == 0 and '"items"' in r.stdout
     r = live.cli("show", str(inc["id"]), who="viewer")
@@ -105,6 +108,7 @@ def test_cli_against_a_running_remediator(live):
     log = proc.log.read_text()
     assert re.search(r"WARNING .*remediation is PAUSED by oncall@127\.0\.0\.1: node maintenance in zone-a "
                      r"\(until \d{4}-\d\d-\d\dT", log), log
+    assert re.search(r"WARNING .*ARMED: Vigil acts on the cluster \(safety\.dry_run: false\)", log), log
 
     assert live.cli("resume").returncode == 0
     assert oc.get(live, "/api/state")["paused"] is False
@@ -121,7 +125,10 @@ def test_cli_against_a_running_remediator(live):
     (("pause", "--reason", "x"), "viewer", None, "HTTP 403: forbidden: credential 'viewer' lacks the 'admin' role"),
     (("incidents",), "alertmanager", None, "HTTP 403"),
     (("incidents",), None, {"VIGIL_TOKEN": "wrong"}, "HTTP 401: unauthorized"),
-    (("incidents",), None, None, "HTTP 401"),
+    (("incidents",), None, None, "HTTP 401: unauthorized: missing or wrong credentials (no token was sent: set "
+                                 "VIGIL_TOKEN, VIGIL_TOKEN_FILE or --token-file"),
+    (("incidents", "--status", "nonsense"), "viewer", None,
+     "HTTP 400: invalid_query: status 'nonsense' is not one of pending, deferred, acting, succeeded"),
     (("show", "999999"), "viewer", None, "HTTP 404: not_found: no incident 999999"),
     (("pause", "--reason", "x", "--for", "1.5h"), "oncall", None, "HTTP 400: invalid_body: for: not a valid duration"),
     (("pause", "--reason", "  "), "oncall", None, "--reason must say why"),
@@ -134,6 +141,17 @@ def test_cli_errors_are_one_line_and_exit_2(live, args, who, env, message):
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert message in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert oc.get(live, "/api/state")["paused"] is False
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(live):
+    """`remediator incidents | head -1`: the pipe closes before the CLI writes; it exits quietly."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    p = subprocess.Popen([sys.executable, "-m", "remediator.cli", "incidents", "--json"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env={**base, "VIGIL_URL": live.url,
+                                                      "VIGIL_TOKEN_FILE": str(live.token_file("viewer"))})
+    p.stdout.close()  # the reader is gone before the answer arrives
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 141 and b"Traceback" not in err, err
 
 
 def test_a_pause_with_an_expiry_ends_by_itself(live):
@@ -189,6 +207,15 @@ def test_the_status_page_in_headless_chromium(live):
             row = re.search(rf'<tr id="incident-{i["id"]}" class="incident" data-status="([a-z_]+)"', dom)
             assert row and row.group(1) == i["status"], (i["id"], i["status"])
         assert 'id="pause" class="card bad" data-paused="true"' in dom
+        assert '<div id="resume-hint">resume (admin): <code>remediator resume</code>' in dom
+        # Who leads (a name, never an object's repr), whether Vigil is armed, and why each incident is where it is.
+        assert status["leader"] and "object at" not in status["leader"]
+        assert f'<span id="leader">{status["leader"]}</span>' in dom
+        assert ('id="armed" data-armed="true"' in dom) == (not status["dry_run"])
+        assert "<th>status</th><th>reason</th>" in dom
+        for i in api:
+            assert re.search(rf'<tr id="incident-{i["id"]}"[^>]*>.*?<td class="reason">'
+                             rf'{re.escape(str(escape(i["reason"] or "-")))}</td>', dom, re.DOTALL), i
         assert "checking the status page" in dom and status["pause"]["until"] in dom
         assert f'data-open="{str(status["breaker_open"]).lower()}"' in dom
         whole, pool = status["budget"]  # the managed nodes, then each pool (safety.budget.pools)

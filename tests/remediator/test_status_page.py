@@ -88,3 +88,48 @@ def test_bad_auth_sections(make_app, auth, message):
     with pytest.raises(ConfigError) as err:
         make_app(auth)
     assert message in str(err.value)
+
+
+def test_the_page_names_the_leader_shows_dry_run_reasons_and_unverifiable(make_app):
+    """Without leader election the leader is this process ("local"), never an object's repr; an incident
+    whose check after acting stayed unknown says `unverifiable` beside its status."""
+    http, engine = make_app({"credentials": [
+        {"name": "am", "roles": ["intake"], "bearer_token_env": "VIGIL_SP_TOKEN"},
+        {"name": "viewer", "roles": ["read"], "bearer_token_env": "VIGIL_SP_READ"}]})
+    read = {"Authorization": "Bearer read-token"}
+    assert http.post("/webhook/alertmanager", json=body(alert({"alertname": "GpuXidCritical", "node": "n1"})),
+                     headers={"Authorization": "Bearer legacy-token"}).status_code == 200
+    (inc,) = engine.ledger.due(engine.clock())
+    engine.decide_and_record(inc)
+    (listed,) = http.get("/api/incidents", headers=read).get_json()["items"]
+    engine.ledger.set_verification(listed["id"], "unverifiable", "Prometheus did not answer", engine.clock())
+    status = http.get("/api/status", headers=read).get_json()
+    assert status["leader"] == "local"
+    page = http.get("/", headers=read).get_data(as_text=True)
+    assert '<span id="leader">local</span>' in page and "object at 0x" not in page
+    assert 'id="dry-run" data-armed="false"' in page and 'id="armed"' not in page
+    assert 'data-verification="unverifiable"' in page
+    assert '<span class="status-unverifiable">unverifiable</span>' in page
+    assert "<th>reason</th>" in page and f'<td class="reason">{listed["reason"] or "-"}</td>' in page
+    r = http.get("/api/incidents?status=nonsense", headers=read)
+    assert r.status_code == 400 and "is not one of pending, deferred, acting" in r.get_json()["detail"]
+
+
+def test_admins_get_a_resume_button_that_works_without_javascript(make_app, monkeypatch):
+    monkeypatch.setenv("VIGIL_SP_ADMIN", "admin-token")
+    http, engine = make_app({"credentials": [
+        {"name": "viewer", "roles": ["read"], "bearer_token_env": "VIGIL_SP_READ"},
+        {"name": "oncall", "roles": ["admin"], "bearer_token_env": "VIGIL_SP_ADMIN"}]})
+    read, admin = {"Authorization": "Bearer read-token"}, {"Authorization": "Bearer admin-token"}
+    assert http.post("/api/pause", json={"paused": True, "reason": "maintenance"}, headers=admin).status_code == 200
+    assert '<form id="resume" method="post" action="/resume">' in http.get("/", headers=admin).get_data(as_text=True)
+    page = http.get("/", headers=read).get_data(as_text=True)
+    assert 'id="resume-hint"' in page and '<form id="resume"' not in page  # the hint for everyone, the button not
+    assert http.post("/resume", headers=read).status_code == 403
+    other = {**admin, "Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+    assert http.post("/resume", headers=other).status_code == 403  # a form on another site
+    assert http.get("/api/state", headers=read).get_json()["paused"] is True
+    r = http.post("/resume", headers={**admin, "Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"})
+    assert r.status_code == 303 and r.headers["Location"].endswith("/")
+    assert http.get("/api/state", headers=read).get_json()["paused"] is False
+    assert engine.pause().paused is False

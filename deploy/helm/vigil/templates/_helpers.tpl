@@ -49,21 +49,6 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- default .Release.Namespace .Values.alertmanagerConfig.namespace -}}
 {{- end -}}
 
-{{/* The webhook token: the given one, the one already in the cluster (upgrades), or a new random one. */}}
-{{- define "vigil.webhookToken" -}}
-{{- $s := .Values.remediator.webhookSecret -}}
-{{- if $s.token -}}
-{{- $s.token -}}
-{{- else -}}
-{{- $existing := lookup "v1" "Secret" .Release.Namespace $s.name -}}
-{{- if and $existing (index $existing.data $s.key) -}}
-{{- index $existing.data $s.key | b64dec -}}
-{{- else -}}
-{{- randAlphaNum 40 -}}
-{{- end -}}
-{{- end -}}
-{{- end -}}
-
 {{/* Checks that fail the render with a message instead of a broken install. */}}
 {{- define "vigil.validate" -}}
 {{- $r := .Values.remediator -}}
@@ -75,11 +60,30 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end -}}
 {{- range $k := list "server" "auth" "ledger" -}}
 {{- if hasKey $r.config $k -}}
-{{- fail (printf "remediator.config.%s is set by the chart (remediator.port, remediator.webhookSecret, remediator.ledger): remove it" $k) -}}
+{{- fail (printf "remediator.config.%s is set by the chart (remediator.port, remediator.auth, remediator.ledger): remove it" $k) -}}
 {{- end -}}
 {{- end -}}
 {{- if and .Values.alertmanagerConfig.enabled (not $r.enabled) -}}
 {{- fail "alertmanagerConfig.enabled routes to the remediator: enable remediator too" -}}
+{{- end -}}
+{{- $a := .Values.alertmanagerConfig -}}
+{{- $names := list -}}
+{{- range $a.receivers }}{{ $names = append $names .name }}{{ end -}}
+{{- if and $a.notificationsReceiver (not (has $a.notificationsReceiver $names)) -}}
+{{- fail (printf "alertmanagerConfig.notificationsReceiver %q: add a receiver of that name to alertmanagerConfig.receivers" $a.notificationsReceiver) -}}
+{{- end -}}
+{{- if and $r.enabled (hasKey $r.config "repair") (not .Values.repair.enabled) -}}
+{{- fail "remediator.config.repair is set but repair.enabled is false: the repair RBAC and namespace would be missing (set repair.enabled=true and the providers)" -}}
+{{- end -}}
+{{- if and $r.enabled .Values.repair.enabled (hasKey $r.config "repair") -}}
+{{- $ns := default "vigil-repair" $r.config.repair.namespace -}}
+{{- if ne $ns .Values.repair.namespace.name -}}
+{{- fail (printf "remediator.config.repair.namespace %q differs from repair.namespace.name %q: the Jobs would run where Vigil has no rights" $ns .Values.repair.namespace.name) -}}
+{{- end -}}
+{{- end -}}
+{{- $g := .Values.gpuExporter -}}
+{{- if and $g.enabled $g.namespace.create (not $g.namespace.name) -}}
+{{- fail "gpuExporter.namespace.create needs gpuExporter.namespace.name (the release namespace is not the chart's to create)" -}}
 {{- end -}}
 {{- end -}}
 
@@ -91,4 +95,116 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- else -}}
 {{- $r.replicas | int -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The namespace of the GPU exporter's DaemonSet: gpuExporter.namespace.name, or the release's. */}}
+{{- define "vigil.gpuNamespace" -}}
+{{- default .Release.Namespace .Values.gpuExporter.namespace.name -}}
+{{- end -}}
+
+{{/* Scheduling and pod extras every component takes (dcgm-exporter / kube-prometheus-stack names):
+     nodeSelector, tolerations, affinity, priorityClassName, runtimeClassName. Call with a component's values;
+     an empty value renders nothing. */}}
+{{- define "vigil.scheduling" -}}
+{{- with .nodeSelector }}
+nodeSelector: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .tolerations }}
+tolerations: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .affinity }}
+affinity: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with .runtimeClassName }}
+runtimeClassName: {{ . }}
+{{- end }}
+{{- end -}}
+
+{{/* A duration as Prometheus writes it (1m30s, 500ms) in milliseconds, for comparing interval and timeout. */}}
+{{- define "vigil.ms" -}}
+{{- $units := dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000 "d" 86400000 -}}
+{{- $total := 0 -}}
+{{- range regexFindAll "[0-9]+(ms|s|m|h|d)" . -1 -}}
+{{- $unit := regexFind "(ms|s|m|h|d)$" . -}}
+{{- $total = add $total (mul (trimSuffix $unit . | int) (get $units $unit)) -}}
+{{- end -}}
+{{- $total -}}
+{{- end -}}
+
+{{/* interval/scrapeTimeout of one monitor endpoint; fails the render if the timeout is longer than the
+     interval (Prometheus rejects such a scrape config). Call with (list "<values path>" $monitorValues). */}}
+{{- define "vigil.scrapeTiming" -}}
+{{- $where := index . 0 -}}
+{{- $m := index . 1 -}}
+interval: {{ $m.interval }}
+{{- with $m.scrapeTimeout }}
+{{- if gt (include "vigil.ms" . | int) (include "vigil.ms" $m.interval | int) }}
+{{- fail (printf "%s.scrapeTimeout %s is longer than its interval %s: Prometheus rejects it (leave it empty for the interval)" $where . $m.interval) }}
+{{- end }}
+scrapeTimeout: {{ . }}
+{{- end }}
+{{- with $m.honorLabels }}
+honorLabels: {{ . }}
+{{- end }}
+{{- with $m.metricRelabelings }}
+metricRelabelings: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* The credentials: one Secret per caller (intake: Alertmanager; read: viewers; admin: on-call).
+     Its name: existingSecret, or the chart's <fullname>-<role>-token. */}}
+{{- define "vigil.secretName" -}}
+{{- $root := index . 0 -}}
+{{- $role := index . 1 -}}
+{{- $c := index $root.Values.remediator.auth $role -}}
+{{- default (printf "%s-%s-token" (include "vigil.fullname" $root) $role) $c.existingSecret -}}
+{{- end -}}
+
+{{/* The roles whose credentials are on: intake and admin always, read unless disabled. */}}
+{{- define "vigil.roles" -}}
+{{- $roles := list "intake" -}}
+{{- if .Values.remediator.auth.read.enabled }}{{ $roles = append $roles "read" }}{{ end -}}
+{{- $roles = append $roles "admin" -}}
+{{- join "," $roles -}}
+{{- end -}}
+
+{{/* Whether `lookup` sees a cluster (helm install/upgrade, --dry-run=server). Under `helm template` or
+     `helm lint` it does not, and the chart then generates no secret: a render never changes between runs. */}}
+{{- define "vigil.clusterVisible" -}}
+{{- if lookup "v1" "Namespace" "" "default" }}true{{ end -}}
+{{- end -}}
+
+{{/* The value of a chart-managed Secret of `role` in `namespace`: the one already in the cluster (kept
+     across upgrades), else a new random one. Empty when no cluster is visible. */}}
+{{- define "vigil.generatedSecret" -}}
+{{- $root := index . 0 -}}
+{{- $role := index . 1 -}}
+{{- $ns := index . 2 -}}
+{{- $key := (index $root.Values.remediator.auth $role).key -}}
+{{- $existing := lookup "v1" "Secret" $root.Release.Namespace (include "vigil.secretName" (list $root $role)) -}}
+{{- if and $existing $existing.data (hasKey $existing.data $key) -}}
+{{- index $existing.data $key | b64dec -}}
+{{- else if include "vigil.clusterVisible" $root -}}
+{{- randAlphaNum 40 -}}
+{{- end -}}
+{{- end -}}
+
+{{/* vigil.yaml's auth: one named credential per role, each reading its own Secret's file (read again
+     when the Secret changes). read and admin also answer Basic auth (browsers) with their username. */}}
+{{- define "vigil.authConfig" -}}
+{{- $a := .Values.remediator.auth -}}
+{{- $creds := list -}}
+{{- range $role := splitList "," (include "vigil.roles" .) -}}
+{{- $c := index $a $role -}}
+{{- $file := printf "/etc/vigil-secrets/%s/%s" $role $c.key -}}
+{{- $cred := dict "name" $c.name "roles" (list $role) "bearer_token_file" $file -}}
+{{- if ne $role "intake" -}}
+{{- $_ := set $cred "basic_auth" (dict "username" $c.username "password_file" $file) -}}
+{{- end -}}
+{{- $creds = append $creds $cred -}}
+{{- end -}}
+{{- toYaml (dict "credentials" $creds) -}}
 {{- end -}}
