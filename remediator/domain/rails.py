@@ -1,10 +1,11 @@
 """The safety rails: small named checks that every state-changing step passes, in a fixed order.
 
-paused -> stale -> min_firing -> target -> ownership -> availability -> cooldown -> rate_limit ->
-guard -> breaker -> budgets. Each rail reads the step (what would change, for which incident and
-rule, and why: a first action, an escalation step, a restore or an uncordon on resolve) and the
-world (cluster view, history, settings, safety state, clock), and returns a Verdict: passed with
-a trace line, or stopped (blocked or deferred) with a reason. Pure: no I/O.
+paused -> stale -> min_firing -> target -> ownership -> one_repair -> availability -> cooldown ->
+rate_limit -> repeat_offenders -> guard -> breaker -> budgets. Each rail reads the step (what would
+change, for which incident and rule, and why: a first action, an escalation step, a restore or an
+uncordon on resolve) and the world (cluster view, history, settings, safety state, clock), and
+returns a Verdict: passed with a trace line, or stopped with a reason. A stop by a rail that can
+clear (WAITS) makes the step wait; any other stop refuses it. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ KINDS = ("first", "escalation", "restore", "uncordon", "on_failure")
 # queue and is decided again when the world changes), as Cluster API's maxUnhealthy, medik8s' minHealthy
 # and Karpenter's budgets make work wait. Every other stop is a *refusal* (the policy says never: stale,
 # outside scope, not Vigil's to undo, a repeat offender, a template error) and is final.
+# (An unavailable cluster view defers: decided again in a few seconds.)
 WAITS = frozenset({"paused", "budget", "breaker_open", "cooldown", "rate_limit", "availability", "guard",
-                   "guard_unavailable", "pdb"})  # an unavailable cluster view defers (decided again shortly)
+                   "guard_unavailable", "pdb", "node_busy"})
 
 
 def waits(reason: str) -> bool:
@@ -90,6 +92,7 @@ class Verdict:
     not_before: dt.datetime | None = None
     open_breaker: bool = False
     budget: BudgetUse | None = None
+    joined: int | None = None  # one_repair: the incident whose running repair this one joined
 
 
 def ok(line: str, **kw) -> Verdict:
@@ -205,6 +208,40 @@ def ownership(step: Step, world: World) -> Verdict:
             return block("foreign_cordon", f"node {p.target} is cordoned by {owner}, not by "
                          f"{'this incident' if step.kind == 'uncordon' else 'Vigil'}; Vigil never undoes that")
     return ok("nothing to undo that Vigil does not own")
+
+
+# How much of a node a repair takes: a request that takes no more than the ladder already running on its
+# node joins that ladder; a harsher one waits for it to end (NVSentinel's equivalence groups).
+HARSHNESS = {"cordon_node": 1, "taint_node": 1, "drain_node": 1, "reset_gpu": 2, "reboot_node": 3,
+             "replace_node": 4, "mark_rma_candidate": 4}
+
+
+def _node_of(p: PlannedAction | PastAction) -> str:
+    return p.target.split("/")[0] if ACTIONS[p.type].target_kind == "node" else ""
+
+
+def one_repair(step: Step, world: World) -> Verdict:
+    """One repair per node, across rules and alert names: while another incident's ladder has steps
+    planned or running on this node, a first step for the node joins it (it asks for no more than
+    that ladder does) or waits for it to end; it never starts a second ladder beside it."""
+    if step.kind != "first":
+        return ok(f"not checked for {step.kind} steps")
+    mine = {n for p in step.actions if (n := _node_of(p))}
+    running: dict[int, list[PastAction]] = {}
+    for a in world.history:
+        if a.incident_id != step.incident.id and a.state in IN_FLIGHT and _node_of(a) in mine:
+            running.setdefault(a.incident_id, []).append(a)
+    if not running:
+        return ok("no other repair runs on this node")
+    other = min(running)
+    theirs = max((HARSHNESS.get(a.type, 0) for a in running[other]), default=0)
+    ours = max((HARSHNESS.get(p.type, 0) for p in step.actions), default=0)
+    node = _node_of(running[other][0])
+    if ours <= theirs:
+        return block("joined", f"incident {other}'s repair of node {node} already does as much "
+                     f"({', '.join(sorted({a.type for a in running[other]}))}): this fault joins it", joined=other)
+    return block("node_busy", f"incident {other}'s repair of node {node} is running; this harsher repair waits for "
+                 "it to end")
 
 
 def availability(step: Step, world: World) -> Verdict:
@@ -380,7 +417,7 @@ def repeat_offenders(step: Step, world: World) -> Verdict:
 
 RAILS: tuple[tuple[str, Rail], ...] = (
     ("paused", paused), ("stale", stale), ("min_firing", min_firing), ("target", target),
-    ("ownership", ownership), ("availability", availability), ("cooldown", cooldown),
+    ("ownership", ownership), ("one_repair", one_repair), ("availability", availability), ("cooldown", cooldown),
     ("rate_limit", rate_limit), ("repeat_offenders", repeat_offenders), ("guard", guard), ("breaker", breaker),
     ("budgets", budgets),
 )

@@ -507,12 +507,15 @@ class Engine:
     def _run_chain(self, incident_id: int, chain: list[int]) -> None:
         """The chain's actions in order, each admitted right before it runs; a step held back ends
         the run (the incident waits in the queue), a step that failed on the node goes on along
-        the rule's on_failure ladder, and a chain that ran to its end is verified."""
+        the rule's on_failure ladder, and a chain that ran to its end is verified. Once it ends, for
+        good or not, the Alertmanager silences its repairs set are expired: none outlives it."""
         ok = True
         for action_id in chain:
             if self._stop.is_set():
                 return  # the rest stays planned: resumed after the restart
             outcome = self.run_action(incident_id, action_id)
+            if outcome is not None and outcome.state in ("waiting", "interrupted"):
+                return  # it goes on later, silences and all
             if outcome is not None and outcome.state != "succeeded":
                 ok = False
                 if outcome.state == "failed" and continues_ladder(outcome.reason) and not self._stop.is_set():
@@ -520,3 +523,5 @@ class Engine:
                 break
         if ok and not self._stop.is_set() and self.leader.is_leader():
             self.followup.verify_and_escalate(incident_id)
+        if not self._stop.is_set():
+            self.repair_rails.expire(incident_id)

@@ -43,8 +43,31 @@ METRIC_RESULT = {HOLDS: "verified", DOES_NOT_HOLD: "failed", UNKNOWN: "unverifia
 
 
 class _Deferred(Exception):
-    """A restore or uncordon could not be planned now (the cluster view is unavailable): the whole
-    follow-up is tried again on the next tick instead of being recorded as done."""
+    """A restore or uncordon could not be planned now (the cluster view is unavailable, or a rail that
+    can clear holds it): the whole follow-up is tried again on the next tick instead of being
+    recorded as done."""
+
+
+def still_out(inc: dict) -> list[str]:
+    """Nodes this incident's actions took out of service (a cordon, a drain, a reboot) that none of
+    them returned: a ladder cut short by a resolve still returns them."""
+    undone = {a["params"].get("node") for a in inc["actions"] if a["state"] == "succeeded"
+              and a["type"] == "uncordon_node"}
+    taken = {a["params"].get("node") for a in inc["actions"] if a["state"] == "succeeded"
+             and ACTIONS.get(a["type"]) and ACTIONS[a["type"]].undo == "uncordon_node"}
+    return sorted(taken - undone - {None})
+
+
+def _cut_short(rule: Rule, inc: dict) -> bool:
+    """A ladder that returns its node (it ends with uncordon_node), cut short by a resolve after it
+    took the node out, with nothing failed: its return still runs (validated first where the ladder
+    validates). A failed or refused one stays with people; a cordon-only rule is the policy's call."""
+    returns = any(a.type == "uncordon_node" for a in rule.actions)
+    return returns and inc["status"] == "succeeded" and bool(still_out(inc))
+
+
+def _validates(rule: Rule) -> bool:
+    return any(a.type == "validate_node" for a in (*rule.actions, *rule.escalate.steps, *rule.on_failure))
 
 
 def incident_of(inc: dict) -> Incident:
@@ -230,11 +253,10 @@ class Followup:
         return done
 
     def _uncordons(self, rule: Rule, incident: Incident, inc: dict) -> list[str]:
-        nodes = sorted({a["params"].get("node") for a in inc["actions"] if a["state"] == "succeeded"
-                        and ACTIONS.get(a["type"]) and ACTIONS[a["type"]].undo == "uncordon_node"} - {None})
+        nodes = still_out(inc)
         if not nodes:
             return []
-        check = self.poll(rule.uncordon_on_resolved, incident.id, alert_context(incident))
+        check = self.poll(rule.uncordon_on_resolved or Check(), incident.id, alert_context(incident))
         done = []
         for node in nodes:
             if check.outcome != HOLDS:
@@ -249,8 +271,9 @@ class Followup:
         if (held := self._uncordon_held(step, node)) is not None:
             return held
         # the validation Job changes the cluster too: it runs only once the uncordon has passed the rails
-        # (not paused, not dry-run, still Vigil's cordon), never before
-        if rule.validate_on_resolved:
+        # (not paused, not dry-run, still Vigil's cordon), never before; a ladder with a validation step
+        # validates whatever the rule's on_resolved says (the resolve cut it short before its own)
+        if rule.validate_on_resolved or _validates(rule):
             valid, why = self._validate(incident, node)
             if not valid:
                 return f"{node} left cordoned: validation did not pass ({why})"
@@ -296,7 +319,7 @@ class Followup:
             incident = incident_of(inc)
             try:
                 done = self._restores(rule, incident, inc)
-                if rule.uncordon_on_resolved is not None:
+                if rule.uncordon_on_resolved is not None or _cut_short(rule, inc):  # the ladder's return runs
                     done += self._uncordons(rule, incident, inc)
             except _Deferred as exc:
                 log.warning("incident %d: follow-up deferred to the next tick: %s", inc["id"], exc)
