@@ -92,6 +92,7 @@ def test_groups_stay_small_and_recording_rules_follow_the_naming():
     ("GpuEccUncorrectable", {"node", "gpu", "uuid"}),
     ("GpuRowRemapFailure", {"node", "gpu", "uuid"}),
     ("GpuRecoveryActionRequired", {"node", "gpu", "uuid", "recovery_action"}),
+    ("GpuNvswitchSxidFatal", {"node", "device", "sxid"}),
     ("InferenceEndpointDown", {"namespace", "service", "pod"}),
     ("InferenceLatencyBudgetBurn", {"namespace", "service", "zone"}),
 ])
