@@ -120,6 +120,15 @@ def test_amtool_check_config():
 REMEDIABLE = sorted({r["alert"] for _, _, r in all_rules() if r.get("labels", {}).get("remediation") == "auto"})
 
 
+def test_every_critical_gpu_alert_is_remediable():
+    """Each is routed to the remediator below (amtool), and the example policy has a rule for each
+    (tests/remediator/test_repair_rules.py)."""
+    critical = {r["alert"] for _, g, r in all_rules() if g["name"] == "vigil-gpu-health"
+                and r["labels"]["severity"] == "critical"}
+    assert critical >= {"GpuXidCritical", "GpuLost", "GpuNvswitchSxidFatal", "GpuRecoveryActionRequired"}
+    assert critical <= set(REMEDIABLE)
+
+
 @pytest.mark.parametrize("alert", REMEDIABLE)
 def test_remediable_alerts_route_to_the_remediator(alert):
     labels = {r["alert"]: r["labels"] for _, _, r in all_rules() if r.get("alert") == alert and
