@@ -289,7 +289,8 @@ class Pipeline:
 class NodeAgent:
     """The simulated nodes' side of a repair: when a reboot Job lands on a node, the node "reboots"
     (a new bootID, as a kubelet reports after boot) and its simulated GPUs come back clean (the
-    exporter's faults are cleared). GPU reset Jobs clear the exporter's faults too."""
+    exporter's simulated reboot: no faults, a new boot ID, so its latched faults are cleared). GPU
+    reset Jobs reset the simulated GPUs (their faults and latched faults cleared)."""
 
     def __init__(self, api, exporters: dict[str, str]) -> None:
         import threading
@@ -315,9 +316,9 @@ class NodeAgent:
                     if job.metadata.name in self.done or kind not in ("reboot", "reset-gpu"):
                         continue
                     node = job.spec.template.spec.node_name
-                    for gpu in range(8):
-                        requests.post(f"{self.exporters[node]}/simulate", json={"gpu": gpu, "fault": "clear"},
-                                      timeout=5)
+                    for body in ([{"fault": "reboot"}] if kind == "reboot" else
+                                 [{"gpu": gpu, "fault": "reset"} for gpu in range(8)]):
+                        requests.post(f"{self.exporters[node]}/simulate", json=body, timeout=5).raise_for_status()
                     if kind == "reboot":
                         self.core.patch_node_status(node, {"status": {"nodeInfo": {"bootID": secrets.token_hex(8)}}})
                     self.done[job.metadata.name] = time.time()
