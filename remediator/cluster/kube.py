@@ -201,6 +201,20 @@ class Kube:
                    incident=incident)
         return "tainted"
 
+    def untaint(self, name: str, key: str, effect: str, incident: str) -> str:
+        """Remove the taint with this key and effect (Vigil's own keys only: callers name them)."""
+        node = self._node(name)
+        taints = list(node.spec.taints or [])
+        keep = [t for t in taints if not (t.key == key and t.effect == effect)]
+        if len(keep) == len(taints):
+            return "not tainted"
+        body = {"spec": {"taints": [self.api.sanitize_for_serialization(t) for t in keep]},
+                "metadata": {"resourceVersion": node.metadata.resource_version}}
+        self._patch_node(name, body)
+        self.event(node, "VigilUntaint", f"Removed taint {key}:{effect} by Vigil for incident {incident}",
+                   incident=incident)
+        return "untainted"
+
     def _pods_on(self, node: str) -> list:
         return self.call(self.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={node}").items
 
