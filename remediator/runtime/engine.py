@@ -94,10 +94,12 @@ class Engine:
         self.intake = intake if intake is not None else IntakeGate()  # the web layer marks webhooks in flight
         self.leader = leader if leader is not None else AlwaysLeader()
         self.cache = cache  # decisions read it (no API request); without one, each view is LISTed
+        self._wake = threading.Event()
         self.prom = PromChecker(config.prometheus_url, config.prometheus_timeout) if config.prometheus_url else None
         self.rules = {r.name: r for r in config.rules}
-        self._wake = threading.Event()
         self.nudge = Nudge(self._wake)  # something a waiting incident waits for may have changed
+        if cache is not None:
+            cache.listen(self.nudge.set)  # a node returned: the head of the queue goes on at once
         self._seen: tuple = ()  # the cache's versions and the safety state at the last tick
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="vigil-action")
@@ -317,7 +319,7 @@ class Engine:
         for inc in self.ledger.resolved_followups():
             if not self.leader.is_leader():
                 return
-            self._submit_task(f"after:{inc['id']}", self.followup.after_resolve, inc,
+            self._submit_task(f"after:{inc['id']}", self._after_resolve, inc,
                               on_error=lambda exc, i=inc["id"]: self._after_failed(i, exc))
 
     def _record(self, decided: list[tuple[Incident, Decision]]) -> None:
@@ -347,6 +349,11 @@ class Engine:
                  decision.detail or ", ".join(f"{a.type}({a.target})" for a in decision.actions))
         if ids:
             self._submit(incident.id, ids)
+
+    def _after_resolve(self, inc: dict) -> None:
+        """Restores and uncordons after a resolve; a node returned may free a budget slot."""
+        self.followup.after_resolve(inc)
+        self.nudge.set()
 
     def _after_failed(self, incident_id: int, exc: BaseException) -> None:
         self.metrics.incident_errors.labels("after_resolve").inc()
