@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 import threading
 import time
@@ -46,6 +47,7 @@ from remediator.store.ledger import DUE_BATCH, ActionRow, Ledger, from_ts, ts
 
 log = logging.getLogger(__name__)
 BREAKER_KEY = "breaker_opened_at"
+ESCALATIONS_KEY = "escalations_waiting"  # {incident id: next try}: escalation steps a rail holds back
 PAUSE_KEY = pausing.PAUSE_KEY
 
 
@@ -105,6 +107,7 @@ class Engine:
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="vigil-action")
         self._thread = threading.Thread(target=self._run, name="vigil-engine", daemon=True)
         self._busy: set[object] = set()
+        self._escalations: dict[int, dt.datetime] = {}  # incident -> when its held escalation is tried again
         self._futures: set[futures.Future] = set()
         self._busy_lock = threading.Lock()
         self.notifier = Notifier(config.notifications, metrics.registry)
@@ -245,6 +248,7 @@ class Engine:
 
     def _resume(self) -> None:
         """On start and on each new term as leader: the actions the ledger holds as planned or running."""
+        self._load_escalations()
         try:
             for incident_id, chain in self.ledger.incomplete_actions().items():
                 log.info("resuming incident %d (%d actions)", incident_id, len(chain))
@@ -295,8 +299,10 @@ class Engine:
         return nudged or moved
 
     def _tick(self) -> None:
+        changed = self._changed()
+        self._retry_escalations(changed)
         due = self.ledger.due(self.clock(), on_unreadable=lambda i, exc: self.incident_failed(i, "read", exc),
-                              wake_waiting=self._changed())
+                              wake_waiting=changed)
         ctx = _Context(self) if due else None
         if ctx is not None:
             due = self._in_queue_order(due, ctx)
@@ -529,6 +535,45 @@ class Engine:
                     self.followup.on_failure(incident_id)  # the ladder goes on (replace) or stops and marks
                 break
         if ok and not self._stop.is_set() and self.leader.is_leader():
-            self.followup.verify_and_escalate(incident_id)
+            self._verify_and_escalate(incident_id)
         if not self._stop.is_set():
             self.repair_rails.expire(incident_id)
+
+    # ---- escalation steps held back by a rail that can clear --------------------------------------
+
+    def _verify_and_escalate(self, incident_id: int) -> None:
+        """Verify and escalate; a step a rail holds back (paused, budget, ...) is tried again at the
+        next reconcile interval, or sooner on a change, from where the ladder stands (durable: the
+        waiting escalations are ledger state, resumed by the next leader)."""
+        with self._busy_lock:
+            again = self._escalations.pop(incident_id, None) is not None
+        if self.followup.verify_and_escalate(incident_id, again):
+            with self._busy_lock:
+                self._escalations[incident_id] = self._recheck_at()
+        self._save_escalations()
+
+    def _save_escalations(self) -> None:
+        with self._busy_lock:
+            held = {str(i): ts(t) for i, t in self._escalations.items()}
+        try:
+            if held or self.ledger.get_state(ESCALATIONS_KEY) is not None:
+                self.ledger.set_state(ESCALATIONS_KEY, json.dumps(held, sort_keys=True) if held else None)
+        except Exception as exc:  # kept in memory; written again with the next change
+            log.warning("could not store the waiting escalations: %s", exc)
+
+    def _load_escalations(self) -> None:
+        try:
+            held = json.loads(self.ledger.get_state(ESCALATIONS_KEY) or "{}")
+        except Exception as exc:
+            log.warning("could not read the waiting escalations: %s", exc)
+            return
+        with self._busy_lock:
+            self._escalations.update({int(i): from_ts(t) or self.clock() for i, t in held.items()})
+
+    def _retry_escalations(self, changed: bool) -> None:
+        now = self.clock()
+        with self._busy_lock:
+            due = [i for i, t in self._escalations.items() if changed or t <= now]
+        for incident_id in due:
+            self._submit_task(f"escalate:{incident_id}", self._verify_and_escalate, incident_id,
+                              on_error=lambda exc, i=incident_id: self.incident_failed(i, "escalate", exc))

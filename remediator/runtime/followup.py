@@ -130,13 +130,16 @@ class Followup:
         self.ledger.set_verification(inc["id"], VERIFICATION[result.outcome], result.detail, self.clock())
         return result
 
-    def _escalate(self, rule: Rule, inc: dict, index: int) -> bool:
-        """Plan escalation step `index` through the rails and run it if it passes; True if it ran."""
+    def _escalate(self, rule: Rule, inc: dict, index: int, again: bool = False) -> str:
+        """Plan escalation step `index` through the rails and run it if it passes: "ran", "waits" (a
+        rail that can clear holds it: tried again later) or "stopped"."""
         incident = incident_of(self.ledger.get_incident(inc["id"]) or inc)
         now = self.clock()
         world = self.world(now)
         world = dataclasses.replace(world, now=now, guard=self.guard(incident))
         decision = plan_escalation(incident, rule, index, world)
+        if again and decision.outcome == "wait":  # still held: recorded and notified the first time only
+            return "waits"
         self.on_decision(incident, decision)
         self.ledger.audit(f"escalation:{decision.outcome}", {"step": index + 1, "reason": decision.reason,
                                                              "detail": decision.detail,
@@ -144,40 +147,46 @@ class Followup:
         if decision.outcome != "act":
             log.warning("incident %d: escalation step %d %s: %s", inc["id"], index + 1, decision.outcome,
                         decision.detail)
-            return False
+            return "waits" if decision.outcome in ("wait", "defer") else "stopped"
         [p] = decision.actions
         action_id = self.ledger.append_action(inc["id"], rule.name, p.type, p.target, p.params, now)
         self.metrics.escalations.labels(p.type).inc()
         outcome = self.runner.run_action(inc["id"], action_id, admit=False)
-        return outcome is not None and outcome.state == "succeeded"
+        return "ran" if outcome is not None and outcome.state == "succeeded" else "stopped"
 
-    def verify_and_escalate(self, incident_id: int) -> None:
+    def verify_and_escalate(self, incident_id: int, again: bool = False) -> bool:
+        """Verify, and escalate step by step while the verification does not hold. True when the
+        next step waits for a rail that can clear: the engine calls this again later, and it goes on
+        from the steps already taken (counted from the audit trail), verifying first."""
         inc = self.ledger.get_incident(incident_id)
         rule = self.rules.get(inc["rule"]) if inc else None
         if rule is None or rule.verify is None:
-            return
+            return False
         steps = rule.escalate.steps[:rule.escalate.max_steps]
-        for index in range(len(steps) + 1):
+        taken = sum(1 for a in inc.get("audit", []) if a["event"] == "escalation:act")
+        for index in range(min(taken, len(steps)), len(steps) + 1):
             if self.stopping() or inc["alert_status"] != "firing":
-                return  # nothing escalates after a resolve
+                return False  # nothing escalates after a resolve
             result = self._verify(rule, inc)
             next_step = after_verification(result, rule)
             if next_step == "verified":
-                return
+                return False
             if next_step == "withhold":
                 self.ledger.audit("escalation_withheld", {"reason": "unverifiable", "detail": result.detail},
                                   self.clock(), incident_id=incident_id)
                 self.metrics.blocked.labels("unverifiable").inc()
                 self._gave_up(inc, f"verification unknown, left to people: {result.detail}")
-                return
+                return False
             if index == len(steps):
                 if steps:
                     self.ledger.audit("escalation_exhausted", {"steps": index}, self.clock(), incident_id=incident_id)
                 self._gave_up(inc, f"not verified after {index} escalation step(s): {result.detail}")
-                return
-            if not self._escalate(rule, inc, index):
-                return
+                return False
+            ran = self._escalate(rule, inc, index, again)
+            if ran != "ran":
+                return ran == "waits"
             inc = self.ledger.get_incident(incident_id)
+        return False
 
     def _gave_up(self, inc: dict, detail: str) -> None:
         last = inc["actions"][-1] if inc.get("actions") else {}
