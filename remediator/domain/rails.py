@@ -210,12 +210,6 @@ def ownership(step: Step, world: World) -> Verdict:
     return ok("nothing to undo that Vigil does not own")
 
 
-# How much of a node a repair takes: a request that takes no more than the ladder already running on its
-# node joins that ladder; a harsher one waits for it to end (NVSentinel's equivalence groups).
-HARSHNESS = {"cordon_node": 1, "taint_node": 1, "drain_node": 1, "reset_gpu": 2, "reboot_node": 3,
-             "replace_node": 4, "mark_rma_candidate": 4}
-
-
 def _node_of(p: PlannedAction | PastAction) -> str:
     return p.target.split("/")[0] if ACTIONS[p.type].target_kind == "node" else ""
 
@@ -234,8 +228,8 @@ def one_repair(step: Step, world: World) -> Verdict:
     if not running:
         return ok("no other repair runs on this node")
     other = min(running)
-    theirs = max((HARSHNESS.get(a.type, 0) for a in running[other]), default=0)
-    ours = max((HARSHNESS.get(p.type, 0) for p in step.actions), default=0)
+    theirs = max((ACTIONS[a.type].harshness for a in running[other]), default=0)  # the registry ranks them
+    ours = max((ACTIONS[p.type].harshness for p in step.actions), default=0)
     node = _node_of(running[other][0])
     if ours <= theirs:
         return block("joined", f"incident {other}'s repair of node {node} already does as much "

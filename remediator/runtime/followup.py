@@ -71,8 +71,18 @@ def _validates(rule: Rule) -> bool:
 
 
 def incident_of(inc: dict) -> Incident:
+    """The typed incident from the ledger's record, with when Vigil received it (the stale rail's age
+    is taken there: a plan admitted long after its alert started, after waiting, is not stale)."""
     return Incident(inc["fingerprint"], from_ts(inc["startsAt"]) or dt.datetime.now(dt.UTC), inc["labels"],
-                    inc.get("annotations", {}), inc["alert_status"], id=inc["id"])
+                    inc.get("annotations", {}), inc["alert_status"], id=inc["id"],
+                    received_at=_time(inc.get("received_at")), waiting_since=_time(inc.get("waiting_since")))
+
+
+def _time(value: object) -> dt.datetime | None:
+    try:
+        return from_ts(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 @dataclass
