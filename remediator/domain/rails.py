@@ -42,7 +42,7 @@ KINDS = ("first", "escalation", "restore", "uncordon", "on_failure")
 # outside scope, not Vigil's to undo, a repeat offender, a template error) and is final.
 # (An unavailable cluster view defers: decided again in a few seconds.)
 WAITS = frozenset({"paused", "budget", "breaker_open", "cooldown", "rate_limit", "availability", "guard",
-                   "guard_unavailable", "pdb", "node_busy", "joined", "node_settling"})
+                   "guard_unavailable", "node_busy", "joined", "node_settling"})
 
 
 def waits(reason: str) -> bool:
