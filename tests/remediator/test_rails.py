@@ -263,3 +263,23 @@ def test_a_repair_of_a_node_just_repaired_waits_for_its_other_alerts_to_resolve(
     assert d.not_before == done.done_at + dt.timedelta(seconds=rails.SETTLE)
     later = dataclasses.replace(done, done_at=NOW - dt.timedelta(seconds=rails.SETTLE + 1))
     assert plan_step(step(), world(history=[later])).outcome == "act"
+
+
+def test_explain_says_what_a_plan_would_wait_for(tmp_path, capsys):
+    from remediator.store.ledger import SQLiteLedger
+
+    from .payloads import alert, body
+
+    ledger = SQLiteLedger(str(tmp_path / "l.db"))
+    ledger.set_state("paused", json.dumps({"paused": True, "reason": "maintenance", "by": "ops"}))
+    ledger.close()
+    cfg = tmp_path / "vigil.yaml"
+    cfg.write_text(yaml.safe_dump({"ledger": {"path": str(tmp_path / "l.db")}, "policy": {"rules": [{
+        "name": "xid", "match": ['alertname="Xid"'],
+        "actions": [{"type": "cordon_node", "params": {"node": "{{ labels.node }}"}}]}]}}))
+    payload = tmp_path / "p.json"
+    payload.write_text(json.dumps(body(alert({"alertname": "Xid", "node": "n1"}))))
+    assert main(["explain", "--config", str(cfg), str(payload)]) == 0
+    out = capsys.readouterr().out
+    assert "=> would wait for paused: remediation is paused globally" in out, out
+    assert "blocked" not in out.split("=>")[-1]
