@@ -221,8 +221,9 @@ def one_repair(step: Step, world: World) -> Verdict:
     another incident's ladder has steps planned or running on this node, a first step for the node
     joins it (it asks for no more: it waits for that ladder to end, and its alert usually resolves
     with the repair) or, asking for more, waits for it to end; it never starts a second ladder
-    beside it. For SETTLE seconds after a repair of the node ended, a new plan for it waits too:
-    the node's other alerts, raised by the fault that was just repaired, are still resolving."""
+    beside it. For SETTLE seconds after a repair of the node ended, a plan for an alert raised before
+    that repair ended waits too: it may be the repaired fault's other alert, still resolving (an
+    alert that started after the repair is a new fault and is not held)."""
     if step.kind != "first":
         return ok(f"not checked for {step.kind} steps")
     mine = {n for p in step.actions if (n := _node_of(p))}
@@ -234,7 +235,8 @@ def one_repair(step: Step, world: World) -> Verdict:
         return _join_or_wait(step, min(running), running[min(running)])
     ended = [a for a in world.history if a.incident_id != step.incident.id and a.state == "succeeded"
              and ACTIONS[a.type].repair and _node_of(a) in mine and a.done_at is not None
-             and (world.now - a.done_at).total_seconds() < SETTLE]
+             and (world.now - a.done_at).total_seconds() < SETTLE
+             and step.incident.starts_at < a.done_at]  # raised before that repair ended: maybe its fault
     if ended:
         last = max(ended, key=lambda a: a.done_at)
         return block("node_settling", f"node {_node_of(last)} was repaired by incident {last.incident_id} "
