@@ -33,11 +33,13 @@ from remediator.domain.payload import Alert
 from remediator.domain.repair import REPAIR_ACTIONS, RepairRecord
 from remediator.store import incident_object as io
 from remediator.store.ledger import DUE_BATCH, ActionRow, LedgerUnavailable, Recorded
+from remediator.store.probe import WriteProbe
 from remediator.store.views import from_ts, ts
 
 log = logging.getLogger(__name__)
 STATE_NAME = "vigil"
 MAX_ATTEMPTS = 10
+WRITE_PROBE_INTERVAL = 30.0  # /readyz writes the state object at most this often, and not after other writes
 _NO_CHANGE = object()
 
 
@@ -60,6 +62,8 @@ def _rv(obj: dict) -> int:
 
 
 class KubernetesLedger:
+    uid = ""  # incident ids are hashes of (fingerprint, startsAt): the same in every ledger, never reused
+
     def __init__(self, api: ObjectAPI, *, retention: float = 7 * 86400.0, watch: bool = True,
                  token: Callable[[], tuple[str, int] | None] = lambda: None,
                  clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
@@ -73,6 +77,8 @@ class KubernetesLedger:
         self._stop = threading.Event()
         self._changes, self._miss_listed_at = 0, -1  # cache changes; their count at the last LIST for a miss
         self._last_ok = time.monotonic()
+        self._last_write_ok = float("-inf")
+        self._write_probe = WriteProbe(self._probe_write, interval=WRITE_PROBE_INTERVAL)
         self._list_rv = self.resync()
         self._thread = threading.Thread(target=self._watch_loop, name="vigil-ledger-watch", daemon=True)
         if watch:
@@ -100,6 +106,8 @@ class KubernetesLedger:
         except ConnectionError as exc:
             raise LedgerUnavailable(f"the Kubernetes API did not answer: {exc}") from exc
         self._last_ok = time.monotonic()
+        if fn in (self.api.create, self.api.replace):
+            self._last_write_ok = self._last_ok
         return out
 
     def _put(self, obj: dict) -> None:
@@ -412,10 +420,16 @@ class KubernetesLedger:
         return counts
 
     def ping(self) -> None:
-        """Intake readiness: the API answered within the last 30 s, or answers now."""
-        if time.monotonic() - self._last_ok < 30:
-            return
-        self._call(self.api.get, io.STATES, STATE_NAME)
+        """Intake readiness: the API answered within the last 30 s, or answers now; and it took a
+        write within the last WRITE_PROBE_INTERVAL, or takes the write probe's (rate-limited)."""
+        if time.monotonic() - self._last_ok >= 30:
+            self._call(self.api.get, io.STATES, STATE_NAME)
+        self._write_probe.check()
+
+    def _probe_write(self) -> None:
+        if time.monotonic() - self._last_write_ok < WRITE_PROBE_INTERVAL:
+            return  # intake or the engine wrote since: that was the probe
+        self.set_state("readyz_write_probe", ts(self._clock()))
 
 
 def _or_no_change(value: Any) -> Any:

@@ -18,6 +18,7 @@ import datetime as dt
 import json
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -27,6 +28,7 @@ from remediator.domain.payload import Alert
 from remediator.domain.repair import REPAIR_ACTIONS, RepairRecord
 from remediator.store.checkpoint import Checkpointer
 from remediator.store.intake import GroupCommit, Recorded
+from remediator.store.probe import Inconclusive, WriteProbe
 from remediator.store.views import LedgerViews, from_ts, ts
 
 
@@ -47,10 +49,13 @@ class ActionRow:
     state: str
 
 
+WRITE_PROBE_INTERVAL = 5.0  # seconds between /readyz's write probes of the ledger
 DUE_BATCH = 200  # incidents decided per engine tick: a backlog never makes one tick (or intake) slow
 
 
 class Ledger(Protocol):
+    uid: str  # this ledger's identity, in names that must not collide with another ledger's (Events)
+
     def record(self, alerts: Iterable[Alert], now: dt.datetime) -> Recorded: ...
     def due(self, now: dt.datetime, limit: int = DUE_BATCH,
             on_unreadable: Callable[[int, Exception], None] | None = None) -> list[Incident]: ...
@@ -156,10 +161,14 @@ class SQLiteLedger(LedgerViews):
         intake = _connect(path, "FULL")
         intake.executescript(_SCHEMA)
         intake.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job, off the webhooks' path
+        # ids restart at 1 with a new file: the uid tells its incident 1 from an older ledger's
+        intake.execute("INSERT OR IGNORE INTO state (key, value) VALUES ('ledger_uid', ?)", (uuid.uuid4().hex,))
+        self.uid: str = intake.execute("SELECT value FROM state WHERE key='ledger_uid'").fetchone()[0]
         self._intake = GroupCommit(intake, self._audit)
         self._db = _connect(path, "NORMAL")
         self._lock = threading.Lock()
         self._checkpoint = Checkpointer(path)
+        self._write_probe = WriteProbe(self._probe_write, interval=WRITE_PROBE_INTERVAL)
 
     def close(self) -> None:
         self._checkpoint.close()
@@ -391,8 +400,27 @@ class SQLiteLedger(LedgerViews):
             self._audit(db, event, detail, ts(now), incident_id, action_id)
 
     def ping(self) -> None:
+        """Readiness: the ledger can be read, and written (the rate-limited write probe: a full disk
+        must take intake out of the webhook Service)."""
         with self._tx() as db:
             db.execute("SELECT 1").fetchone()
+        self._write_probe.check()
+
+    def _probe_write(self) -> None:
+        """One durable write on a connection of its own (FULL, as intake), bounded by a 2 s lock wait."""
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=2.0)
+        try:
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT OR REPLACE INTO state (key, value) VALUES ('readyz_write_probe', ?)",
+                       (ts(dt.datetime.now(dt.UTC)),))
+            db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise Inconclusive(str(exc)) from exc
+            raise
+        finally:
+            db.close()
 
 
 def _final_status(states: set[str]) -> str:
