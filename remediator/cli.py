@@ -63,7 +63,11 @@ def _kube(config: Config):
 
 
 def _started(config: Config, engine) -> None:
-    _log_start_state(config, engine)
+    try:
+        _log_start_state(config, engine)
+    except Exception as exc:  # the ledger not answering yet: reported, never fatal (the lease is held by now)
+        log.warning("could not read the pause and breaker state at start (%s: %s); the engine reads it again "
+                    "before acting", type(exc).__name__, exc)
     gc.freeze()  # start-up's objects live as long as the process: full collections need not scan them
 
 

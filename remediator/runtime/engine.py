@@ -39,7 +39,7 @@ from remediator.runtime.metrics import Metrics
 from remediator.runtime.notify import Notifier, decision_events
 from remediator.runtime.repairs import RepairRails
 from remediator.runtime.runner import ClusterOps, Runner
-from remediator.store.ledger import DUE_BATCH, ActionRow, Ledger, from_ts, ts
+from remediator.store.ledger import DUE_BATCH, ActionRow, Ledger, LedgerUnavailable, from_ts, ts
 
 log = logging.getLogger(__name__)
 BREAKER_KEY = "breaker_opened_at"
@@ -299,7 +299,14 @@ class Engine:
         self.ledger.mark_after_resolve(incident_id, f"failed: {type(exc).__name__}: {exc}"[:1000], self.clock())
 
     def incident_failed(self, incident_id: int | None, stage: str, exc: BaseException) -> None:
-        """Processing an incident raised: failed, with the exception in its record, audit and a metric."""
+        """Processing an incident raised: failed, with the exception in its record, audit and a metric.
+        Not for a ledger that stayed unavailable past its retries (transient): the incident is left as
+        it is (pending, or its chain planned or running) for the next tick or term to take up."""
+        if isinstance(exc, LedgerUnavailable):
+            log.warning("incident %s: the ledger is unavailable in %s (%s); left to retry, not failed",
+                        incident_id, stage, exc)
+            self.metrics.incident_errors.labels("ledger_unavailable").inc()
+            return
         log.error("incident %s failed in %s: %s: %s", incident_id, stage, type(exc).__name__, exc,
                   exc_info=(type(exc), exc, exc.__traceback__))
         self.metrics.incident_errors.labels(stage).inc()
