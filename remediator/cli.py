@@ -165,7 +165,8 @@ def serve(args: argparse.Namespace) -> int:
              ha.describe(config), leader.identity)
     if args.insecure_no_auth:
         log.warning("webhook authentication is OFF (--insecure-no-auth)")
-    _started(config, engine)
+    # on its own thread: a ledger still retrying must not keep the server from answering /readyz (503)
+    threading.Thread(target=_started, args=(config, engine), name="vigil-started", daemon=True).start()
 
     def shutdown() -> None:
         """Readiness is off; intake keeps answering (what arrives is recorded and decided after the

@@ -106,11 +106,14 @@ class KubernetesLedger:
         if not watch:  # a one-off reader (explain): the API answers now or the caller says so
             self._list_rv = self.resync()
         else:
+            token = _DEADLINE.set(self.intake_deadline)  # start-up does not wait long: the watch thread goes on
             try:
                 self._list_rv = self.resync()
             except LedgerUnavailable as exc:  # the watch thread lists again until it works
                 log.warning("ledger: the first LIST failed (%s); retrying in the background, not ready until then",
                             exc)
+            finally:
+                _DEADLINE.reset(token)
         self._thread = threading.Thread(target=self._watch_loop, name="vigil-ledger-watch", daemon=True)
         self._state_thread = threading.Thread(target=self._state_watch_loop, name="vigil-state-watch", daemon=True)
         if watch:
