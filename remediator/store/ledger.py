@@ -14,6 +14,7 @@ bookkeeping, which the engine redoes, and every action is idempotent.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import sqlite3
@@ -444,13 +445,33 @@ class _Tx:
         self.lock.acquire()
         try:
             self.db.execute(self.begin)
-        except BaseException:
+        except BaseException as exc:
             self.lock.release()
+            _raise_unavailable(exc)
             raise
         return self.db
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            try:
+                self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            except sqlite3.OperationalError as err:
+                if exc_type is None:
+                    with contextlib.suppress(sqlite3.Error):
+                        self.db.execute("ROLLBACK")
+                    _raise_unavailable(err)
+                raise
         finally:
             self.lock.release()
+        if exc is not None:
+            _raise_unavailable(exc)
+
+
+_UNAVAILABLE = ("disk is full", "disk i/o error", "database is locked", "readonly", "unable to open")
+
+
+def _raise_unavailable(exc: BaseException) -> None:
+    """A full disk, an I/O error or a lock held too long is the ledger being unavailable (temporary,
+    not the incident's fault: LedgerUnavailable), not a bug in the incident; anything else is left as is."""
+    if isinstance(exc, sqlite3.OperationalError) and any(m in str(exc).lower() for m in _UNAVAILABLE):
+        raise LedgerUnavailable(f"the ledger could not be written: {exc}") from exc

@@ -89,3 +89,35 @@ def test_readyz_is_503_while_the_ledger_cannot_be_written_and_200_after(tmp_path
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert "Traceback" not in err, err[-3000:]
+
+
+def test_a_full_disk_is_the_ledger_unavailable_not_a_failed_incident(tmp_path):
+    """The engine's writes on a disk that cannot be written raise LedgerUnavailable (the engine leaves
+    the incident to retry), and once the disk can be written the incident is still pending and its
+    decision is stored. In a child process: the file size limit applies to the whole process."""
+    code = f"""
+import datetime as dt, json, resource, signal
+from remediator.domain.models import Decision
+from remediator.domain.payload import parse
+from remediator.store.ledger import LedgerUnavailable, SQLiteLedger
+from tests.remediator.payloads import alert, body, xid_labels
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+now = dt.datetime.now(dt.UTC)
+lg = SQLiteLedger({str(tmp_path / "ledger.db")!r})
+lg.record(parse(json.dumps(body(alert(xid_labels("n1")))).encode()).alerts, now)
+inc = lg.due(now)[0]
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (0, hard))
+try:
+    lg.save_decision(inc.id, Decision("no_match", reason="no_match"), now)
+    print("stored")
+except LedgerUnavailable as exc:
+    print("unavailable", "full" in str(exc) or "i/o" in str(exc).lower() or "disk" in str(exc).lower())
+resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+print(lg.get_incident(inc.id)["status"])
+lg.save_decision(inc.id, Decision("no_match", reason="no_match"), now)
+print(lg.get_incident(inc.id)["status"])
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split() == ["unavailable", "True", "pending", "ignored"], r.stdout
