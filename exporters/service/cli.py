@@ -31,11 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"service-exporter: {exc}", file=sys.stderr)
         return 2
     exp = build(config)
-    if exp.discovery is not None and not exp.discovery.try_connect():
-        if not config.targets:
-            print(f"service-exporter: nothing to probe: no static targets, and discovery cannot start: "
-                  f"{exp.discovery.reason}", file=sys.stderr)
-            return 2  # with static targets, the discovery thread logs the reason and retries
+    # with static targets, a discovery that cannot start is retried by its thread (which logs why)
+    if exp.discovery is not None and not exp.discovery.try_connect() and not config.targets:
+        print(f"service-exporter: nothing to probe: no static targets, and discovery cannot start: "
+              f"{exp.discovery.reason}", file=sys.stderr)
+        return 2
     host, port = args.listen
     httpd = serve_or_report(make_app(exp), host, port, "service-exporter")
     if httpd is None:

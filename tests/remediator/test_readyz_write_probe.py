@@ -80,7 +80,7 @@ def test_readyz_is_503_while_the_ledger_cannot_be_written_and_200_after(tmp_path
         wait_until(lambda: _readyz(url)[0] == 200, 60, what="ready")
         _, hard = resource.prlimit(proc.pid, resource.RLIMIT_FSIZE)
         resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (0, hard))  # every write to a file fails
-        status, body = wait_until(lambda: (r := _readyz(url))[0] == 503 and r, 30, what="503 while unwritable")
+        _, body = wait_until(lambda: (r := _readyz(url))[0] == 503 and r, 30, what="503 while unwritable")
         assert body["checks"]["ledger"].startswith("error:"), body
         assert requests.get(f"{url}/healthz", timeout=5).ok  # alive, only not ready
         resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
