@@ -103,17 +103,15 @@ class KubernetesLedger:
         self._last_write_ok = float("-inf")
         self._write_probe = WriteProbe(self._probe_write, interval=WRITE_PROBE_INTERVAL)
         self._list_rv: str | None = None
-        if not watch:  # a one-off reader (explain): the API answers now or the caller says so
+        token = _DEADLINE.set(self.intake_deadline)  # start-up does not wait long: the watch thread goes on
+        try:
             self._list_rv = self.resync()
-        else:
-            token = _DEADLINE.set(self.intake_deadline)  # start-up does not wait long: the watch thread goes on
-            try:
-                self._list_rv = self.resync()
-            except LedgerUnavailable as exc:  # the watch thread lists again until it works
-                log.warning("ledger: the first LIST failed (%s); retrying in the background, not ready until then",
-                            exc)
-            finally:
-                _DEADLINE.reset(token)
+        except LedgerUnavailable as exc:
+            if not watch:  # a one-off reader (explain): the caller says so
+                raise
+            log.warning("ledger: the first LIST failed (%s); retrying in the background, not ready until then", exc)
+        finally:
+            _DEADLINE.reset(token)
         self._thread = threading.Thread(target=self._watch_loop, name="vigil-ledger-watch", daemon=True)
         self._state_thread = threading.Thread(target=self._state_watch_loop, name="vigil-state-watch", daemon=True)
         if watch:
