@@ -30,8 +30,8 @@ def _open_ledger(config: Config, kube, *, watch: bool):
 
         if kube is None:
             raise ValueError("ledger.backend kubernetes needs a cluster (kubernetes.kubeconfig or in-cluster)")
-        return KubernetesLedger(IncidentsAPI(kube.api, config.ledger.namespace), retention=config.ledger.retention,
-                                watch=watch)
+        return KubernetesLedger(IncidentsAPI(kube.api, config.ledger.namespace, timeout=config.kube_request_timeout),
+                                retention=config.ledger.retention, watch=watch)
     from remediator.store.ledger import SQLiteLedger
 
     return SQLiteLedger(config.ledger_path)

@@ -53,6 +53,7 @@ STATE_NAME = "vigil"
 MAX_ATTEMPTS = 10
 RETRY_DEADLINE = 30.0  # seconds a ledger call retries transient API errors (an engine step's)
 INTAKE_DEADLINE = 5.0  # the same for intake: Alertmanager gets a 503 and resends, in time
+PROBE_DEADLINE = 2.0  # /readyz's read of the API: its answer must come in bounded time
 BACKOFF = (0.1, 2.0)  # first and largest sleep between attempts (full jitter)
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("ledger_deadline", default=None)
 WRITE_PROBE_INTERVAL = 30.0  # /readyz writes the state object at most this often, and not after other writes
@@ -534,13 +535,21 @@ class KubernetesLedger:
         if not self._synced.is_set():
             raise LedgerUnavailable("the ledger has not listed its incidents yet (retrying)")
         if time.monotonic() - self._last_ok >= 30:
-            self._call(self.api.get, io.STATES, STATE_NAME)
+            token = _DEADLINE.set(PROBE_DEADLINE)  # /readyz answers in bounded time
+            try:
+                self._call(self.api.get, io.STATES, STATE_NAME)
+            finally:
+                _DEADLINE.reset(token)
         self._write_probe.check()
 
     def _probe_write(self) -> None:
         if time.monotonic() - self._last_write_ok < WRITE_PROBE_INTERVAL:
             return  # intake or the engine wrote since: that was the probe
-        self.set_state("readyz_write_probe", ts(self._clock()))
+        token = _DEADLINE.set(self.intake_deadline)
+        try:
+            self.set_state("readyz_write_probe", ts(self._clock()))
+        finally:
+            _DEADLINE.reset(token)
 
 
 def _decision_key(salt: str, incident_id: int, decision: Decision, now: dt.datetime) -> str:

@@ -16,7 +16,7 @@ import socket
 import time
 from typing import Any
 
-from waitress import create_server
+from waitress import create_server, wasyncore
 from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
 
@@ -99,12 +99,16 @@ def make_server(app: Any, *, host: str, port: int, max_body_bytes: int, threads:
     return server
 
 
-def close(server: Any, *, timeout: float = 3.0) -> None:
-    """Stop accepting, let the requests in flight finish (at most `timeout` s), then close the
-    idle keep-alive connections so `server.run()` returns (waitress's loop runs while any is open)."""
-    server.close()  # the listener
+def close(server: Any, *, timeout: float = 7.0) -> None:
+    """Stop accepting, let the requests in flight finish (at most `timeout` s: longer than /readyz
+    can take, 6 s for its Kubernetes ping and 2 s bounds for the ledger's, so a probe in flight under
+    API faults is answered, not cut off with a traceback), then close the idle keep-alive
+    connections so `server.run()` returns (waitress's loop runs while any is open)."""
+    wasyncore.dispatcher.close(server)  # the listener only: its trigger wakes the loop for answers in flight
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and (server.task_dispatcher.queue or server.task_dispatcher.active_count):
         time.sleep(0.05)
     for channel in list(server._map.values()):
-        channel.will_close = True  # as waitress's own maintenance() does for idle channels
+        if channel is not server.trigger:
+            channel.will_close = True  # as waitress's own maintenance() does for idle channels
+    server.trigger.close()  # (server.close() closes it first: an answer still being written then fails)
