@@ -11,6 +11,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from remediator.domain.matchers import MatcherError, parse_matchers
+from remediator.domain.scope import Namespaces
 
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 
@@ -129,6 +130,7 @@ class Rule:
     min_available: int | str | None = None  # pod actions: replicas/endpoints to keep Ready (n or "n%"); None: 1
     validate_on_resolved: bool = False  # and, before that, validate_node passes on the cordoned node
     on_failure: tuple[Action, ...] = ()  # run in order when an action of the ladder fails (e.g. replace, mark)
+    namespaces: Namespaces | None = None  # scope.namespaces: narrows kubernetes.namespaces, never widens it
 
     def matches(self, labels: dict[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)

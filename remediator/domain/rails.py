@@ -157,21 +157,41 @@ def target(step: Step, world: World) -> Verdict:
     if not cluster.available:
         return ok("cluster view unavailable; targets not checked")
     for p in step.actions:
-        kind = ACTIONS[p.type].target_kind
-        if kind == "node":
-            node = cluster.nodes.get(p.target)
-            if node is None:
-                return block("unknown_target", f"{p.type}: no node named {p.target!r}")
-            if not node.managed:
-                return block("outside_node_selector", f"{p.type}: node {p.target} is outside node_selector")
-        elif kind == "pod":
-            pod = cluster.pods.get(p.target)
-            if pod is None:
-                return block("unknown_target", f"{p.type}: no pod {p.target}")
-            if not pod.workload and str(p.params.get("allow_bare", "")).lower() not in ("true", "1", "yes"):
-                return block("bare_pod", f"{p.target} has no controller; the rule does not allow restarting "
-                             "bare pods")
-    return ok("targets exist and are managed")
+        why = _outside_namespaces(p, step, world) or _target_object(p, cluster)
+        if why:
+            return why
+    return ok("targets exist and are in scope")
+
+
+def _outside_namespaces(p: PlannedAction, step: Step, world: World) -> Verdict | None:
+    """Every action on a namespaced object: its namespace inside kubernetes.namespaces and the rule's."""
+    ns = p.params.get("namespace")
+    if ACTIONS[p.type].target_kind == "node" or ns is None:
+        return None
+    why = world.safety.scope.refuses(str(ns), step.rule.namespaces, step.rule.name)
+    return block("outside_scope", f"{p.type}({p.target}): {why}") if why else None
+
+
+def _target_object(p: PlannedAction, cluster: ClusterView) -> Verdict | None:
+    kind = ACTIONS[p.type].target_kind
+    if kind == "node":
+        node = cluster.nodes.get(p.target)
+        if node is None:
+            return block("unknown_target", f"{p.type}: no node named {p.target!r}")
+        if not node.managed:
+            return block("outside_node_selector", f"{p.type}: node {p.target} is outside node_selector")
+    elif kind == "pod":
+        pod = cluster.pods.get(p.target)
+        if pod is None:
+            return block("unknown_target", f"{p.type}: no pod {p.target}")
+        node = cluster.nodes.get(pod.node) if pod.node else None
+        if pod.node and (node is None or not node.managed):
+            return block("outside_scope", f"{p.type}({p.target}): the pod runs on node {pod.node}, outside "
+                         "kubernetes.node_selector")
+        if not pod.workload and str(p.params.get("allow_bare", "")).lower() not in ("true", "1", "yes"):
+            return block("bare_pod", f"{p.target} has no controller; the rule does not allow restarting "
+                         "bare pods")
+    return None
 
 
 def _still_needed(p: PlannedAction, step: Step, world: World) -> str:

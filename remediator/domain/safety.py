@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from remediator.domain.budget import Limits, Pools
+from remediator.domain.scope import Scope
 
 
 @dataclass(frozen=True)
@@ -39,3 +40,4 @@ class Safety:
     max_alert_age: float = 3600.0  # older startsAt: recorded, not acted on (unless the rule allows)
     budget: Budget = field(default_factory=Budget)
     breaker: Breaker = field(default_factory=Breaker)
+    scope: Scope = field(default_factory=Scope)  # the nodes' and namespaces' Vigil may change (kubernetes.*)
