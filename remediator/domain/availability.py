@@ -23,12 +23,12 @@ def pod_availability(p: PlannedAction, spec: int | str | None, cluster: ClusterV
     pod = cluster.pods.get(p.target)
     if pod is None:
         return ""
-    if p.type in ("restart_pod", "quarantine_pod") and pod.workload:  # a Service selecting it or not
+    if pod.workload:  # every pod action keeps the workload's Ready replicas, a Service selecting it or not
         others = [k for k, v in cluster.pods.items() if v.workload == pod.workload and v.ready and k != p.target]
         desired = cluster.workloads[pod.workload].desired if pod.workload in cluster.workloads else len(others) + 1
         need = min_available(spec, desired)
         if len(others) < need:
-            verb = "restarting" if p.type == "restart_pod" else "quarantining"
+            verb = "quarantining" if p.type == "quarantine_pod" else "restarting"
             return (f"{pod.workload}: {verb} {p.target} would leave {len(others)} other Ready of {desired} "
                     f"replicas, min_available {need}")
     if p.type == "quarantine_pod":
