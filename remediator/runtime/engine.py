@@ -363,7 +363,8 @@ class Engine:
             self._after_decision(incident, decision, ids.get(incident.id, []))
 
     def _after_decision(self, incident: Incident, decision: Decision, ids: list[int]) -> None:
-        log.info("incident %s %s: %s %s", incident.id, incident.alertname, decision.outcome,
+        again = decision.outcome == "wait" and incident.waiting_since is not None  # logged when it began
+        (log.debug if again else log.info)("incident %s %s: %s %s", incident.id, incident.alertname, decision.outcome,
                  decision.detail or ", ".join(f"{a.type}({a.target})" for a in decision.actions))
         if ids:
             self._submit(incident.id, ids)
