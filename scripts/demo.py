@@ -137,12 +137,17 @@ def two_alerts(p: Pipeline, node: str, timeout: float = 180) -> bool:
     def new() -> list[dict]:
         return [i for i in p.incidents() if i["id"] not in known and i["labels"].get("node") == node]
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:  # both alerts seen, repaired (one reboot) and resolved with the repair
+    settled_at = None
+    while time.monotonic() < deadline:  # repaired (one reboot), every alert of it resolved, a grace for stragglers
         mine = new()
-        if len({i["alertname"] for i in mine}) == 2 and all(i["alert_status"] == "resolved" for i in mine):
+        done = reboots() > before and mine and all(i["alert_status"] == "resolved" for i in mine)
+        settled_at = (settled_at or time.monotonic()) if done else None
+        if settled_at and (len({i["alertname"] for i in mine}) == 2 or time.monotonic() - settled_at > 20):
             break
         time.sleep(0.5)
     latest = new()
+    if len({i["alertname"] for i in latest}) < 2:
+        print("   (the repair cleared the fault before the second alert fired: it never reached Vigil)")
     for i in latest:
         print(f"   incident {i['id']} {i['alertname']}: {i['status']}"
               + (f" ({i['reason']}: {i['detail'][:100]})" if i["reason"] else ""))
