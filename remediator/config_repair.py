@@ -78,7 +78,7 @@ def parse_repair(raw: Any, path: str) -> RepairSettings:
                                "reboot", "replace", "validate", "repeat_offenders", "silences", "pods_gone_timeout"))
     reboot = Section(top.get("reboot"), f"{where}.reboot", ("provider", "job", "medik8s"))
     medik8s = Section(reboot.get("medik8s"), f"{where}.reboot.medik8s", ("strategy",))
-    replace = Section(top.get("replace"), f"{where}.replace", ("provider", "cluster_api"))
+    replace = Section(top.get("replace"), f"{where}.replace", ("provider", "cluster_api", "timeout"))
     capi = Section(replace.get("cluster_api"), f"{where}.replace.cluster_api", ("version",))
     validate = Section(top.get("validate"), f"{where}.validate", ("job", "queries"))
     queries = validate.get("queries") or []
@@ -99,6 +99,7 @@ def parse_repair(raw: Any, path: str) -> RepairSettings:
         medik8s_strategy=_choice(medik8s, "strategy", d.medik8s_strategy, STRATEGIES),
         replace_provider=_choice(replace, "provider", d.replace_provider, REPLACE_PROVIDERS),
         cluster_api_version=capi.string("version", d.cluster_api_version),
+        replace_timeout=replace.duration("timeout", d.replace_timeout, positive=True),
         validate_job=_job(validate.get("job"), f"{where}.validate.job", d.validate_job) if has_job else None,
         validate_queries=tuple(_template(q, f"{where}.validate.queries") for q in queries),
         pods_gone_timeout=top.duration("pods_gone_timeout", d.pods_gone_timeout, positive=True),

@@ -1,6 +1,9 @@
-"""The firing set as Alertmanager holds it: GET /api/v2/alerts, the active alerts routed to Vigil's
-receiver (not silenced or inhibited), turned into the webhook's Alert type. With HA Alertmanager any
-peer answers for the cluster (they gossip alerts), so the first that answers is used."""
+"""The firing set as Alertmanager holds it: GET /api/v2/alerts, every alert routed to Vigil's receiver
+(active, silenced or inhibited), turned into the webhook's Alert type with its state. HA peers gossip
+silences and the notification log, not alerts (Prometheus sends each alert to every peer), so a peer
+that just restarted answers with fewer alerts until Prometheus sends them again: the reconcile treats
+an absence as a resolve only after it lasted a while. An answer that does not parse is unknown,
+never an empty set."""
 
 from __future__ import annotations
 
@@ -29,8 +32,10 @@ class AlertmanagerAlerts:
         if self.bearer_token:
             self.session.headers["Authorization"] = f"Bearer {self.bearer_token}"
 
-    def firing(self) -> list[Alert]:
-        """The active alerts for the receiver; AlertSourceError when no Alertmanager answered."""
+    def firing(self) -> list[tuple[Alert, str]]:
+        """(alert, state) for the receiver's alerts, state `active`, `suppressed` (silenced, inhibited:
+        Vigil's own repair silences too) or `unprocessed`; AlertSourceError when no Alertmanager
+        answered with a readable list."""
         errors = []
         for url in self.urls:
             try:
@@ -39,8 +44,8 @@ class AlertmanagerAlerts:
                 errors.append(f"{url}: {type(exc).__name__}: {str(exc)[:200]}")
         raise AlertSourceError("; ".join(errors) or "no Alertmanager configured")
 
-    def _firing(self, url: str) -> list[Alert]:
-        params = {"active": "true", "silenced": "false", "inhibited": "false", "unprocessed": "false",
+    def _firing(self, url: str) -> list[tuple[Alert, str]]:
+        params = {"active": "true", "silenced": "true", "inhibited": "true", "unprocessed": "true",
                   "receiver": self.receiver}
         r = self._bounded.call(lambda: self.session.get(f"{url}/api/v2/alerts", params=params, timeout=self.timeout),
                                self.timeout)
@@ -51,10 +56,9 @@ class AlertmanagerAlerts:
             raise AlertSourceError("expected a JSON list of alerts")
         out = []
         for i, raw in enumerate(body):
-            if not isinstance(raw, dict):
-                continue
             try:  # the API's alert is the webhook's, but for its status: parsed and validated the same way
-                out.append(parse_alert({**raw, "status": "firing"}, i))
-            except PayloadError:
-                continue
+                state = raw["status"]["state"]
+                out.append((parse_alert({**raw, "status": "firing"}, i), str(state)))
+            except (PayloadError, TypeError, KeyError) as exc:  # one unreadable entry: the answer is unknown
+                raise AlertSourceError(f"alert {i} of the answer is not an Alertmanager alert: {exc}") from exc
         return out

@@ -12,6 +12,7 @@ Each first cordons the node (idempotent), so nothing new lands on it while it go
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +30,10 @@ from remediator.cluster.repair import (
     reboot_by_job,
     rebooted,
 )
+from remediator.cluster.retry import KubeError
+from vigil_common.durations import parse_duration
 
+log = logging.getLogger(__name__)
 SNR = ("self-node-remediation.medik8s.io", "v1alpha1", "selfnoderemediations")
 CAPI_GROUP = "cluster.x-k8s.io"
 MACHINE_ANNOTATION = "cluster.x-k8s.io/machine"
@@ -158,7 +162,51 @@ def replace_node(ctx: RepairContext, params: dict[str, Any], incident: str) -> O
                                  f"{', '.join(REPLACE)})", reason="not_configured")
     check_target(params["node"])
     ctx.kube.cordon(params["node"], incident)
-    return REPLACE[provider](ctx, params, incident)
+    asked = REPLACE[provider](ctx, params, incident)
+    if asked.state != "succeeded":
+        return asked
+    timeout = parse_duration(params["timeout"]) if params.get("timeout") not in (None, "") else \
+        ctx.settings.replace_timeout
+    return _confirmed(ctx, params["node"], asked, timeout)
+
+
+def _confirmed(ctx: RepairContext, node: str, asked: Outcome, timeout: float) -> Outcome:
+    """A replacement is done when it is seen done, not when it was asked for: the old Machine or
+    NodeClaim gone (its controller replaced it), or the Node object gone. Not seen within `timeout`:
+    failed (`replace_unconfirmed`), the node kept cordoned for people."""
+    gone = ctx.wait_for(lambda: _replaced(ctx, node, asked.data), timeout, interval=1.0)
+    if gone:
+        return Outcome("succeeded", f"{asked.detail}; confirmed: {gone}", {**asked.data, "confirmed": gone})
+    return Outcome("failed", f"{asked.detail}; not confirmed within {timeout:.0f} s: the old machine and node are "
+                   "still there", asked.data, reason="replace_unconfirmed")
+
+
+def _replaced(ctx: RepairContext, node: str, data: dict[str, Any]) -> str:
+    objects = _objects(ctx)
+    try:
+        if "machine" in data:
+            ns, name = data["machine"].split("/", 1)
+            if _absent(lambda: ctx.kube.call(objects.get_namespaced_custom_object, CAPI_GROUP,
+                                             ctx.settings.cluster_api_version, ns, "machines", name)):
+                return f"Machine {data['machine']} deleted"
+        if "nodeclaim" in data and _absent(lambda: ctx.kube.call(objects.get_cluster_custom_object, *NODECLAIMS,
+                                                                 data["nodeclaim"])):
+            return f"NodeClaim {data['nodeclaim']} deleted"
+        if _absent(lambda: ctx.kube.call(ctx.kube.core.read_node, node)):
+            return f"Node {node} deleted"
+    except (ApiException, KubeError) as exc:  # unknown is not done: looked at again until the timeout
+        log.warning("replacement of %s: %s", node, exc)
+    return ""
+
+
+def _absent(read: Callable[[], Any]) -> bool:
+    try:
+        read()
+    except (ApiException, KubeError) as exc:
+        if exc.status == 404:
+            return True
+        raise
+    return False
 
 
 def mark_rma_candidate(ctx: RepairContext, params: dict[str, Any], incident: str) -> Outcome:

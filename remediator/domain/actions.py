@@ -136,7 +136,7 @@ ACTIONS.declare(ActionType("reset_gpu", ("node", "uuid"), ("gpu", "image", "comm
 ACTIONS.declare(ActionType("reboot_node", ("node",), ("provider", "image", "command", "timeout", "drain_timeout"),
                            removes_node=True, undo="uncordon_node", budget="nodes", repair=True, silenced=True,
                            evicts=True, harshness=3))
-ACTIONS.declare(ActionType("replace_node", ("node",), ("provider",), removes_node=True, budget="nodes",
+ACTIONS.declare(ActionType("replace_node", ("node",), ("provider", "timeout"), removes_node=True, budget="nodes",
                            repair=True, evicts=True, harshness=4))
 ACTIONS.declare(ActionType("validate_node", ("node",), ("uuid", "gpu", "image", "command", "timeout", "deadline")))
 ACTIONS.declare(ActionType("mark_rma_candidate", ("node",), ("reason",), removes_node=True, budget="nodes",

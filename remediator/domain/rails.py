@@ -307,8 +307,9 @@ def cooldown(step: Step, world: World) -> Verdict:
         return ok("no cooldown")
     since = world.now - dt.timedelta(seconds=rule.cooldown)
     live = world.live()
-    for p in step.actions:
-        recent = [a for a in live if a.rule == rule.name and a.target == p.target and a.at >= since]
+    for p in step.actions:  # its own earlier actions (a chain re-planned after a wait) do not hold it back
+        recent = [a for a in live if a.rule == rule.name and a.target == p.target and a.at >= since
+                  and a.incident_id != step.incident.id]
         if recent:
             return block("cooldown", f"{p.target}: rule acted at {max(a.at for a in recent).isoformat()}, "
                          f"cooldown {rule.cooldown:.0f} s")
@@ -320,7 +321,8 @@ def rate_limit(step: Step, world: World) -> Verdict:
     if step.kind != "first" or not rule.max_actions:
         return ok("no rate limit")
     since = world.now - dt.timedelta(seconds=rule.window)
-    acted = {a.incident_id for a in world.live() if a.rule == rule.name and a.at >= since}
+    acted = {a.incident_id for a in world.live() if a.rule == rule.name and a.at >= since
+             and a.incident_id != step.incident.id}
     if len(acted) >= rule.max_actions:
         return block("rate_limit", f"{len(acted)} incidents acted on in {rule.window:.0f} s, max_actions "
                      f"{rule.max_actions}")

@@ -57,6 +57,7 @@ class RepairSettings:
         "docker.io/library/busybox:1.36", REBOOT_COMMAND, 900.0, host_root=True, host_pid=True))
     medik8s_strategy: str = "Automatic"
     replace_provider: str = ""  # cluster-api | karpenter | "" (none)
+    replace_timeout: float = 1800.0  # seconds to see the replacement confirmed (old Machine/NodeClaim or Node gone)
     cluster_api_version: str = "v1beta1"  # served by every Cluster API release with remediate-machine (v1.7+)
     validate_job: JobSpec | None = field(default_factory=lambda: JobSpec(
         "nvcr.io/nvidia/cloud-native/dcgm:4.2.3-1-ubuntu22.04", VALIDATE_COMMAND, 900.0, runtime_class="nvidia"))

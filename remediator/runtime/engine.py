@@ -24,7 +24,7 @@ from remediator.cluster.repair import RepairContext
 from remediator.cluster.view import read_cluster_view
 from remediator.config import Config
 from remediator.domain import queue as waiting_queue
-from remediator.domain.decide import continues_ladder, decide, guard_query, recheck, recheck_moment
+from remediator.domain.decide import continues_ladder, decide, guard_query, recheck
 from remediator.domain.models import (
     CheckResult,
     ClusterView,
@@ -39,7 +39,7 @@ from remediator.runtime import pause as pausing
 from remediator.runtime.followup import Followup, incident_of
 from remediator.runtime.intake import IntakeGate
 from remediator.runtime.metrics import Metrics
-from remediator.runtime.notify import Notifier, decision_events
+from remediator.runtime.notify import STALLED, Event, Notifier, decision_events
 from remediator.runtime.reconcile import AlertReconciler, ReconcileLoop
 from remediator.runtime.repairs import RepairRails
 from remediator.runtime.runner import ClusterOps, Nudge, Runner
@@ -108,7 +108,7 @@ class Engine:
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="vigil-action")
         self._thread = threading.Thread(target=self._run, name="vigil-engine", daemon=True)
         self._busy: set[object] = set()
-        self._escalations: dict[int, dt.datetime] = {}  # incident -> when its held escalation is tried again
+        self._escalations: dict[int, tuple[dt.datetime, dt.datetime]] = {}  # incident -> (next try, held since)
         self._listed: tuple[ClusterView | None, float] = (None, 0.0)  # the last LISTed view (no cache), when
         self._stranded = threading.Event()  # a chain left planned by an unavailable ledger: resume it
         self._futures: set[futures.Future] = set()
@@ -210,13 +210,13 @@ class Engine:
             return "dry-run is on"
         return self.pause().describe() if self.safety_state(self.clock()).paused else None
 
-    def _held(self, incident: dict, row: ActionRow, admit: bool = True) -> Decision | None:
+    def _held(self, incident: dict, row: ActionRow, kind: str = "first") -> Decision | None:
         """The admission, right before a planned action runs, against the world and the config as
-        they are now: a plan stored before a restart (into a stricter config), one that waited behind
-        busy workers, the next step of a chain after a long drain. Dry-run is a refusal; anything
-        else that stops it is the rail's own wait or refusal. `admit`: every rail again (the chains
-        the decision core planned); else only what can change in the moment since a follow-up step
-        was planned (pauses, the target)."""
+        they are now, every rail again for the step's kind (`first` for a decided chain, or an
+        escalation or on_failure step), one admission at a time: a plan stored before a restart
+        (into a stricter config), one that waited behind busy workers, the next step of a chain
+        after a long drain, escalation steps retried together. Dry-run is a refusal; anything else
+        that stops it is the rail's own wait or refusal."""
         if self.config.safety.dry_run:
             return Decision("blocked", row.rule, reason="dry_run",
                             detail="dry-run is on; the plan was made before it was")
@@ -227,14 +227,11 @@ class Engine:
             return None
         now = self.clock()
         inc = incident_of(incident)
-        step = Step("first", inc, rule, (PlannedAction(row.type, row.target, row.params),))
-        if admit:
-            world = dataclasses.replace(self.world(now), guard=self._guard(inc))
-            decision = recheck(step, world)
-        else:
-            world = World(self._cluster_view(), (), self.config.safety, self.safety_state(now), now,
-                          self.config.safety.dry_run, needs_cluster=True)
-            decision = recheck_moment(step, world)
+        step = Step(kind, inc, rule, (PlannedAction(row.type, row.target, row.params),))
+        world = self.world(now)
+        decision = recheck(step, world)
+        if decision is None and self._guarded(inc):  # the guard's query only once every other rail passed
+            decision = recheck(step, dataclasses.replace(world, guard=self._guard(inc)))
         if decision is None:
             return None
         if decision.outcome in ("wait", "defer"):
@@ -418,9 +415,13 @@ class Engine:
             decision = Decision("wait", reason="cluster_unavailable", detail="Kubernetes did not answer",
                                 trace=("the cluster view is unavailable; waiting for it",),
                                 not_before=now + dt.timedelta(seconds=5))
-        else:
-            decision = decide(incident, self.config.rules, history, cluster, self.config.safety, state, now,
-                              guard=self._guard(incident), repairs=ctx.repairs, repair=self.config.repair)
+        else:  # the guard (a PromQL query) only once every other rail passed: a paused queue asks nothing
+            def plan(guard: CheckResult | None) -> Decision:
+                return decide(incident, self.config.rules, history, cluster, self.config.safety, state, now,
+                              guard=guard, repairs=ctx.repairs, repair=self.config.repair)
+            decision = plan(None)
+            if decision.outcome in ("act", "dry_run") and self._guarded(incident):
+                decision = plan(self._guard(incident))
         if decision.outcome == "wait":
             decision = self._wait_or_hand_over(incident, decision, now)
         if decision.open_breaker:
@@ -491,6 +492,10 @@ class Engine:
         return World(self._cluster_view(), self.ledger.history(now - window), self.config.safety,
                      self.safety_state(now), now, self.config.safety.dry_run, repairs=self.repair_history(now),
                      repair=self.config.repair, needs_cluster=self.kube is not None)
+
+    def _guarded(self, incident: Incident) -> bool:
+        rule = next((r for r in self.config.rules if r.matches(incident.labels)), None)
+        return rule is not None and rule.guard is not None
 
     def _guard(self, incident: Incident) -> CheckResult | None:
         rule = next((r for r in self.config.rules if r.matches(incident.labels)), None)
@@ -565,17 +570,34 @@ class Engine:
     def _verify_and_escalate(self, incident_id: int) -> None:
         """Verify and escalate; a step a rail holds back (paused, budget, ...) is tried again at the
         next reconcile interval, or sooner on a change, from where the ladder stands (durable: the
-        waiting escalations are ledger state, resumed by the next leader)."""
+        waiting escalations are ledger state, resumed by the next leader), and handed to people
+        once it has waited max_wait."""
         with self._busy_lock:
-            again = self._escalations.pop(incident_id, None) is not None
-        if self.followup.verify_and_escalate(incident_id, again):
+            held = self._escalations.pop(incident_id, None)
+        now = self.clock()
+        since = held[1] if held else now
+        if held and (now - since).total_seconds() >= self.config.queue.max_wait:
+            self._hand_over_escalation(incident_id, since)
+        elif self.followup.verify_and_escalate(incident_id, held is not None):
             with self._busy_lock:
-                self._escalations[incident_id] = self._recheck_at()
+                self._escalations[incident_id] = (self._recheck_at(), since)
         self._save_escalations()
+
+    def _hand_over_escalation(self, incident_id: int, since: dt.datetime) -> None:
+        detail = (f"an escalation step held back since {ts(since)} (max_wait {self.config.queue.max_wait:.0f} s); "
+                  "handed to people")
+        self.ledger.audit("escalation_handed_over", {"since": ts(since), "detail": detail}, self.clock(),
+                          incident_id=incident_id)
+        inc = self.ledger.get_incident(incident_id) or {}
+        labels = inc.get("labels") or {}
+        self.notifier.notify(Event("gave_up", incident_id, "none", "handed_over", labels.get("node", ""),
+                                   f"{inc.get('alertname', '?')}: an escalation waited too long, handed to people",
+                                   detail, alertname=STALLED))
+        log.warning("incident %d: %s", incident_id, detail)
 
     def _save_escalations(self) -> None:
         with self._busy_lock:
-            held = {str(i): ts(t) for i, t in self._escalations.items()}
+            held = {str(i): [ts(t), ts(s)] for i, (t, s) in self._escalations.items()}
         try:
             if held or self.ledger.get_state(ESCALATIONS_KEY) is not None:
                 self.ledger.set_state(ESCALATIONS_KEY, json.dumps(held, sort_keys=True) if held else None)
@@ -583,18 +605,22 @@ class Engine:
             log.warning("could not store the waiting escalations: %s", exc)
 
     def _load_escalations(self) -> None:
+        """The held escalations as the ledger holds them (what this replica remembered from an
+        earlier term is replaced: another leader may have finished them meanwhile)."""
         try:
             held = json.loads(self.ledger.get_state(ESCALATIONS_KEY) or "{}")
+            loaded = {int(i): (from_ts(v[0]) or self.clock(), from_ts(v[1]) or self.clock())
+                      for i, v in held.items()}
         except Exception as exc:
             log.warning("could not read the waiting escalations: %s", exc)
             return
         with self._busy_lock:
-            self._escalations.update({int(i): from_ts(t) or self.clock() for i, t in held.items()})
+            self._escalations = loaded
 
     def _retry_escalations(self, changed: bool) -> None:
         now = self.clock()
         with self._busy_lock:
-            due = [i for i, t in self._escalations.items() if changed or t <= now]
+            due = [i for i, (t, _) in self._escalations.items() if changed or t <= now]
         for incident_id in due:
             self._submit_task(f"escalate:{incident_id}", self._verify_and_escalate, incident_id,
                               on_error=lambda exc, i=incident_id: self.incident_failed(i, "escalate", exc))

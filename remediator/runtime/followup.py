@@ -133,8 +133,10 @@ class Followup:
 
     # ---- verify and escalate -----------------------------------------------------------------
 
-    def _verify(self, rule: Rule, inc: dict) -> CheckResult:
+    def _verify(self, rule: Rule, inc: dict, again: bool = False) -> CheckResult:
         result = self.poll(rule.verify, inc["id"], alert_context(incident_of(inc)))
+        if again and inc.get("verification") == VERIFICATION[result.outcome]:
+            return result  # a held escalation checked again: the record already says so
         last = inc["actions"][-1]["type"] if inc["actions"] else ""
         self.metrics.verifications.labels(last, METRIC_RESULT[result.outcome]).inc()
         self.ledger.set_verification(inc["id"], VERIFICATION[result.outcome], result.detail, self.clock())
@@ -161,7 +163,11 @@ class Followup:
         [p] = decision.actions
         action_id = self.ledger.append_action(inc["id"], rule.name, p.type, p.target, p.params, now)
         self.metrics.escalations.labels(p.type).inc()
-        outcome = self.runner.run_action(inc["id"], action_id, admit=False)
+        outcome = self.runner.run_action(inc["id"], action_id, kind="escalation")
+        if outcome is not None and outcome.state == "waiting":  # another step took the slot meanwhile
+            self.ledger.audit("escalation:held", {"step": index + 1, "reason": outcome.reason,
+                                                  "detail": outcome.detail}, self.clock(), incident_id=inc["id"])
+            return "waits"
         return "ran" if outcome is not None and outcome.state == "succeeded" else "stopped"
 
     def verify_and_escalate(self, incident_id: int, again: bool = False) -> bool:
@@ -173,11 +179,12 @@ class Followup:
         if rule is None or rule.verify is None:
             return False
         steps = rule.escalate.steps[:rule.escalate.max_steps]
-        taken = sum(1 for a in inc.get("audit", []) if a["event"] == "escalation:act")
+        events = [a["event"] for a in inc.get("audit", [])]
+        taken = events.count("escalation:act") - events.count("escalation:held")  # steps that ran
         for index in range(min(taken, len(steps)), len(steps) + 1):
             if self.stopping() or inc["alert_status"] != "firing":
                 return False  # nothing escalates after a resolve
-            result = self._verify(rule, inc)
+            result = self._verify(rule, inc, again)
             next_step = after_verification(result, rule)
             if next_step == "verified":
                 return False
@@ -227,7 +234,7 @@ class Followup:
                 return
             [p] = decision.actions
             action_id = self.ledger.append_action(incident_id, rule.name, p.type, p.target, p.params, now)
-            outcome = self.runner.run_action(incident_id, action_id, admit=False)
+            outcome = self.runner.run_action(incident_id, action_id, kind="on_failure")
             if outcome is None or outcome.state != "succeeded":
                 return
 

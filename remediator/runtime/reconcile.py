@@ -1,12 +1,15 @@
 """Reconcile the firing set against Alertmanager's: the webhook is the fast path, this is the level.
 
-Every reconcile interval the leader reads the active alerts routed to Vigil's receiver
-(GET /api/v2/alerts). An alert Vigil never heard of (a webhook lost, or sent while Vigil was down
-longer than Alertmanager retried) is recorded as if it had arrived; an incident Vigil holds as
-firing that Alertmanager no longer has is recorded resolved, but only once it has been missing
-from two answers in a row and was recorded before the first of them (an alert can reach Vigil by
-webhook a moment before Alertmanager lists it). When no Alertmanager answers nothing is changed:
-unknown is not resolved."""
+Every reconcile interval the leader reads the alerts routed to Vigil's receiver
+(GET /api/v2/alerts, silenced and inhibited ones included). An active alert Vigil never heard of
+(a webhook lost, or sent while Vigil was down longer than Alertmanager retried) is recorded as if
+it had arrived (a silenced one is not: people silenced it). An incident Vigil holds as firing that
+Alertmanager no longer lists at all (silenced still counts as listed: Vigil silences the nodes it
+repairs) is recorded resolved only once it has been missing from every answer for RESOLVE_AFTER
+and from at least two, and was recorded before the first (a restarted peer answers with fewer
+alerts until Prometheus sends them again; an alert can reach Vigil by webhook a moment before
+Alertmanager lists it). An empty answer resolves nothing, and when no Alertmanager answers with a
+readable list nothing is changed: unknown is not resolved."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from remediator.store.ledger import Ledger
 from remediator.store.views import ts
 
 log = logging.getLogger(__name__)
+RESOLVE_AFTER = 300.0  # seconds an incident must be missing from Alertmanager's answers to be resolved
 
 
 def _key(fingerprint: str, starts_at: dt.datetime) -> tuple[str, str]:
@@ -43,13 +47,13 @@ class AlertReconciler:
     def run_once(self) -> tuple[int, int]:
         """(recorded, resolved); AlertSourceError when no Alertmanager answered (nothing changes)."""
         now = self.clock()
-        alerts = self.source.firing()
-        active = {_key(a.fingerprint, a.starts_at) for a in alerts}
+        listed = self.source.firing()
+        present = {_key(a.fingerprint, a.starts_at) for a, _ in listed}
         known = {_key(i.fingerprint, i.starts_at): i for i in self.ledger.firing()}
-        new = [a for a in alerts if _key(a.fingerprint, a.starts_at) not in known]
+        new = [a for a, state in listed if state == "active" and _key(a.fingerprint, a.starts_at) not in known]
         if new:
             self.ledger.record(new, now)
-        gone = self._gone(known, active, now)
+        gone = self._gone(known, present, now) if listed else []
         if gone:
             self.ledger.record([_resolved(i, now) for i in gone], now)
         self._count(len(new), len(gone))
@@ -59,12 +63,13 @@ class AlertReconciler:
         self._last_poll = now
         return len(new), len(gone)
 
-    def _gone(self, known: dict[tuple[str, str], Incident], active: set, now: dt.datetime) -> list[Incident]:
-        missing = {k: self._missing.get(k, now) for k, i in known.items() if k not in active}
+    def _gone(self, known: dict[tuple[str, str], Incident], present: set, now: dt.datetime) -> list[Incident]:
+        missing = {k: self._missing.get(k, now) for k in known if k not in present}
         self._missing = missing
         previous = self._last_poll
         return [known[k] for k, first in missing.items() if previous is not None and first <= previous
-                and known[k].received_at is not None and known[k].received_at < previous]
+                and (now - first).total_seconds() >= RESOLVE_AFTER
+                and known[k].received_at is not None and known[k].received_at < first]
 
     def _count(self, recorded: int, resolved: int) -> None:
         if self.counter is not None:

@@ -98,18 +98,18 @@ class Runner:
     leader: Leadership = field(default_factory=AlwaysLeader)
     repair: RepairContext | None = None
     rails: RepairRails | None = None  # repeat offenders and silences around repairs
-    # The admission: why this action may not run now, asked right before it runs, as a decision (wait or
-    # refuse), or None. `admit` (a chain the decision core planned earlier: before a restart, behind busy
-    # workers, after a long drain) asks every rail again; a step the follow-ups planned a moment ago asks
-    # what can change meanwhile (dry-run, pauses, its target).
-    held: Callable[[dict, ActionRow, bool], Decision | None] = lambda incident, row, admit: None
+    # The admission: why this action may not run now, asked right before it runs (every rail again, for
+    # the step's kind: `first` for a decided chain, `escalation` or `on_failure` for a follow-up step), as
+    # a decision (wait or refuse), or None.
+    held: Callable[[dict, ActionRow, str], Decision | None] = lambda incident, row, kind: None
     nudge: Nudge = field(default_factory=Nudge)  # set when an action finishes: a budget slot may be free
     admission: threading.Lock = field(default_factory=threading.Lock)  # admissions one at a time
 
-    def run_action(self, incident_id: int, action_id: int, *, admit: bool = True) -> Outcome | None:
+    def run_action(self, incident_id: int, action_id: int, *, kind: str = "first") -> Outcome | None:
         """Admit, claim, execute and record one action; None if it was cancelled or already finished,
         or if this replica is not (or no longer) the leader: the next leader resumes it. An action the
-        rails hold back now does not run: its incident waits in the queue (Outcome "waiting")."""
+        rails hold back now does not run (Outcome "waiting"): a decided chain's incident waits in the
+        queue; a follow-up step is cancelled, and the follow-up tries it again later."""
         if not self.leader.is_leader():
             return None
         incident = self.ledger.get_incident(incident_id) or {}
@@ -120,9 +120,9 @@ class Runner:
             return None
         with self.admission:  # one at a time: two admissions never both take the last budget slot
             planned = _row(incident, action_id)
-            stop = self.held(incident, planned, admit) if planned is not None else None
-            if admit and stop is not None and stop.outcome in ("wait", "defer"):
-                return self._requeue(incident_id, planned, stop)
+            stop = self.held(incident, planned, kind) if planned is not None else None
+            if stop is not None and stop.outcome in ("wait", "defer"):
+                return self._requeue(incident_id, planned, stop) if kind == "first" else self._held_back(planned, stop)
             row = self.ledger.claim_action(action_id, self.clock())
         if row is None:  # cancelled (the alert resolved) or finished before a restart
             return None
@@ -152,6 +152,15 @@ class Runner:
         self.notify(action_event(incident_id, row.type, outcome.state, row.target, outcome.detail))
         self.nudge.set()
         return outcome
+
+    def _held_back(self, row: ActionRow, stop: Decision) -> Outcome:
+        """A follow-up step (escalation, on_failure) the rails hold back at its admission: cancelled,
+        not run; the follow-up plans it again when the rail clears."""
+        self.ledger.finish_action(row.id, "cancelled", {"detail": f"held back: {stop.detail}",
+                                                        "reason": stop.reason}, self.clock())
+        log.info("incident %d: %s(%s) held back (%s): %s", row.incident_id, row.type, row.target, stop.reason,
+                 stop.detail)
+        return Outcome("waiting", stop.detail, reason=stop.reason)
 
     def _requeue(self, incident_id: int, row: ActionRow, stop: Decision) -> Outcome:
         """The rails hold this action back now: the rest of its chain is cancelled and the incident

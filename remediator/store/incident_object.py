@@ -18,7 +18,7 @@ from typing import Any
 from remediator.domain.models import Decision, Incident, PastAction
 from remediator.domain.payload import Alert
 from remediator.domain.repair import RepairRecord
-from remediator.store.statuses import ACTION_STATE_OF, DECIDABLE, STATUS_OF, final_status
+from remediator.store.statuses import ACTION_STATE_OF, DECIDABLE, STATUS_OF, final_status, on_resolve
 from remediator.store.views import from_ts, ts
 
 GROUP, VERSION = "vigil.io", "v1alpha1"
@@ -102,17 +102,16 @@ def notify(obj: dict, alert: Alert, now: dt.datetime) -> tuple[bool, bool]:
     if alert.status == "firing" or st["alertStatus"] == "resolved":
         return False, False
     st.update(alertStatus="resolved", resolvedAt=t, updatedAt=t)
-    n = 0
     for a in st["actions"]:
         if a["state"] == "planned":
             a.update(state="cancelled", finishedAt=t, result={"detail": "the alert resolved"})
-            n += 1
-    changed = any(a["state"] in ("running", "succeeded") for a in st["actions"])  # as SQLite: a running action
-    if st["status"] in DECIDABLE or (st["status"] == "acting" and n and not changed):  # completes
-        st.update(status="cancelled", reason="resolved", detail="the alert resolved before the action ran")
-        add_audit(obj, "cancelled", {"reason": "the alert resolved before the action ran"}, t)
-        return True, True
-    return True, False
+    after = on_resolve(st["status"], {a["state"] for a in st["actions"]})  # as SQLite's intake
+    if after is None:
+        return True, False
+    status, reason, detail = after
+    st.update(status=status, reason=reason, detail=detail, waitingSince=None)
+    add_audit(obj, status if status == "cancelled" else "resolved_midway", {"reason": detail}, t)
+    return True, status == "cancelled"
 
 
 def _new_action(incident_id: int, seq: int, rule: str, type_: str, target: str, params: dict, state: str,
@@ -164,7 +163,7 @@ def requeue(obj: dict, decision: Decision, now: dt.datetime) -> bool | None:
     if st["status"] not in ("acting", "waiting"):
         return None
     for a in st["actions"]:
-        if a["state"] == "planned":
+        if a["state"] in ("planned", "running"):  # as SQLiteLedger.requeue: none of them is executing
             a.update(state="cancelled", finishedAt=t, result={"detail": shrink(f"waiting: {decision.detail}"),
                                                               "reason": decision.reason})
     st.update(status="waiting", reason=decision.reason, detail=shrink(decision.detail),
@@ -208,7 +207,7 @@ def finish(obj: dict, action_id: int, state: str, result: dict, now: dt.datetime
         return
     states = {x["state"] for x in st["actions"]}
     final = final_status(states)
-    if final == "succeeded" and "cancelled" in states:  # the alert resolved mid-chain: what ran is kept
+    if final == "succeeded" and "cancelled" in states and st["alertStatus"] == "resolved":  # resolved mid-chain
         result = {"reason": "resolved_during_execution", "detail": "the alert resolved during execution; what ran "
                   "is kept (on_resolved follow-ups run), the rest was cancelled"}
     st.update(status=final, reason="" if final == "succeeded" and "cancelled" not in states else

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import orjson
 
 from remediator.domain.payload import Alert
-from remediator.store.statuses import DECIDABLE
+from remediator.store.statuses import on_resolve
 from remediator.store.views import ts
 
 Key = tuple[str, str]  # (fingerprint, startsAt): one incident
@@ -247,13 +247,15 @@ class GroupCommit:
         db = self.db
         db.execute("UPDATE incidents SET alert_status='resolved', resolved_at=?, updated_at=? WHERE id=?",
                    (t, t, row["id"]))
-        n = db.execute("UPDATE actions SET state='cancelled', finished_at=?, result=? WHERE incident_id=?"
-                       " AND state='planned'", (t, json.dumps({"detail": "the alert resolved"}), row["id"]))
-        changed = db.execute("SELECT COUNT(*) FROM actions WHERE incident_id=? AND state IN"
-                             " ('running','succeeded')", (row["id"],)).fetchone()[0]
-        if not (row["status"] in DECIDABLE or (row["status"] == "acting" and n.rowcount and not changed)):
+        db.execute("UPDATE actions SET state='cancelled', finished_at=?, result=? WHERE incident_id=?"
+                   " AND state='planned'", (t, json.dumps({"detail": "the alert resolved"}), row["id"]))
+        states = {r[0] for r in db.execute("SELECT state FROM actions WHERE incident_id=?", (row["id"],))}
+        after = on_resolve(row["status"], states)
+        if after is None:
             return False
-        db.execute("UPDATE incidents SET status='cancelled', reason='resolved', waiting_since=NULL,"
-                   " detail='the alert resolved before the action ran', updated_at=? WHERE id=?", (t, row["id"]))
-        self._audit(db, "cancelled", {"reason": "the alert resolved before the action ran"}, t, row["id"], None)
-        return True
+        status, reason, detail = after
+        db.execute("UPDATE incidents SET status=?, reason=?, detail=?, waiting_since=NULL, updated_at=? WHERE id=?",
+                   (status, reason, detail, t, row["id"]))
+        self._audit(db, status if status == "cancelled" else "resolved_midway", {"reason": detail}, t, row["id"],
+                    None)
+        return status == "cancelled"

@@ -378,7 +378,7 @@ class KubernetesLedger:
             return []  # deciding from a cache that missed the API's state would budget blind
         t = ts(now)
         objs = [o for o in self._snapshot() if _is_due(o["status"], t, wake_waiting)]
-        objs.sort(key=_due_order)
+        objs.sort(key=_due_order(t))
         out = []
         for o in objs[:limit]:
             try:
@@ -580,12 +580,19 @@ def _is_due(st: dict, t: str, wake_waiting: bool) -> bool:
     return st["status"] == "deferred" and (st["notBefore"] or "") <= t
 
 
-def _due_order(o: dict) -> tuple:
-    st, spec = o["status"], o["spec"]
-    group = {"waiting": 0, "pending": 1}.get(st["status"], 2)
-    if group == 0:
-        return group, severity_rank(spec["labels"]), spec["startsAt"], o["metadata"]["name"]
-    return group, 0, st["receivedAt"] if group == 1 else (st["notBefore"] or ""), o["metadata"]["name"]
+def _due_order(t: str) -> Callable[[dict], tuple]:
+    """As SQLiteLedger.due: new ones first, then waiting ones whose time came (the longest unchecked
+    first), then the head of the queue (on a wake), then deferred ones."""
+    def key(o: dict) -> tuple:
+        st, spec = o["status"], o["spec"]
+        if st["status"] == "pending":
+            return 0, 0, st["receivedAt"], o["metadata"]["name"]
+        if st["status"] == "waiting" and (st["notBefore"] or "") <= t:
+            return 1, 0, st["notBefore"] or "", o["metadata"]["name"]
+        if st["status"] == "waiting":
+            return 2, severity_rank(spec["labels"]), spec["startsAt"], o["metadata"]["name"]
+        return 3, 0, st["notBefore"] or "", o["metadata"]["name"]
+    return key
 
 
 def _or_no_change(value: Any) -> Any:

@@ -227,18 +227,23 @@ class SQLiteLedger(LedgerViews):
     def due(self, now: dt.datetime, limit: int = DUE_BATCH,
             on_unreadable: Callable[[int, Exception], None] | None = None,
             wake_waiting: bool = False) -> list[Incident]:
-        """At most `limit` incidents to decide: waiting ones whose time came (every one with
-        `wake_waiting`: what they wait for may have changed), the head of the queue first (severity,
-        then the oldest alert); then new ones, oldest first; then deferred ones whose time came. A
-        row that cannot be read back goes to `on_unreadable` (default: marked failed), so it can
-        never block the ones after it."""
-        until = "9999" if wake_waiting else ts(now)
+        """At most `limit` incidents to decide: new ones, oldest first (a queue never starves them);
+        waiting ones whose time came (the longest unchecked first, so every one is decided again
+        within a few passes, and max_wait reaches the tail too); with `wake_waiting` (what they wait
+        for may have changed) the head of the queue (severity, then the oldest alert); then
+        deferred ones whose time came. A row that cannot be read back goes to `on_unreadable`
+        (default: marked failed), so it can never block the ones after it."""
         with self._read() as db:
-            rows = db.execute("SELECT * FROM incidents WHERE status='waiting' AND not_before <= ? ORDER BY"
-                              f" {_SEVERITY_ORDER}, starts_at, id LIMIT ?", (until, limit)).fetchall()
+            rows = db.execute("SELECT * FROM incidents WHERE status='pending' ORDER BY id LIMIT ?",
+                              (limit,)).fetchall()
             if len(rows) < limit:
-                rows += db.execute("SELECT * FROM incidents WHERE status='pending' ORDER BY id LIMIT ?",
-                                   (limit - len(rows),)).fetchall()
+                rows += db.execute("SELECT * FROM incidents WHERE status='waiting' AND not_before <= ?"
+                                   " ORDER BY not_before LIMIT ?", (ts(now), limit - len(rows))).fetchall()
+            if wake_waiting and len(rows) < limit:
+                seen = {r["id"] for r in rows}
+                head = db.execute(f"SELECT * FROM incidents WHERE status='waiting' ORDER BY {_SEVERITY_ORDER},"
+                                  " starts_at, id LIMIT ?", (limit - len(rows),)).fetchall()
+                rows += [r for r in head if r["id"] not in seen]
             if len(rows) < limit:
                 rows += db.execute("SELECT * FROM incidents WHERE status='deferred' AND not_before <= ?"
                                    " ORDER BY not_before LIMIT ?", (ts(now), limit - len(rows))).fetchall()
@@ -288,11 +293,13 @@ class SQLiteLedger(LedgerViews):
 
     def requeue(self, incident_id: int, decision: Decision, now: dt.datetime) -> None:
         """A planned chain stopped at its admission by a rail that can clear: the rest of the chain
-        is cancelled and the incident waits in the queue, decided again from the world then."""
+        (and the action being admitted, `running` when it was resumed after a restart: it is not
+        executing, its chain runs one action at a time) is cancelled and the incident waits in the
+        queue, decided again from the world then."""
         t = ts(now)
         with self._tx() as db:
             db.execute("UPDATE actions SET state='cancelled', finished_at=?, result=? WHERE incident_id=? AND"
-                       " state='planned'", (t, json.dumps({"detail": f"waiting: {decision.detail}",
+                       " state IN ('planned','running')", (t, json.dumps({"detail": f"waiting: {decision.detail}",
                                                            "reason": decision.reason}), incident_id))
             db.execute("UPDATE incidents SET status='waiting', reason=?, detail=?, not_before=?, trace=?,"
                        " waiting_since=COALESCE(waiting_since, ?), updated_at=? WHERE id=? AND status IN"
@@ -362,7 +369,8 @@ class SQLiteLedger(LedgerViews):
             if not left:
                 states = {r[0] for r in db.execute("SELECT state FROM actions WHERE incident_id=?", (inc,))}
                 final = final_status(states)
-                if final == "succeeded" and "cancelled" in states:  # the alert resolved mid-chain
+                resolved = db.execute("SELECT alert_status FROM incidents WHERE id=?", (inc,)).fetchone()[0]
+                if final == "succeeded" and "cancelled" in states and resolved == "resolved":  # resolved mid-chain
                     result = {"reason": "resolved_during_execution", "detail": "the alert resolved during execution;"
                               " what ran is kept (on_resolved follow-ups run), the rest was cancelled"}
                 db.execute("UPDATE incidents SET status=?, reason=CASE WHEN ?='succeeded' THEN '' ELSE ? END,"

@@ -23,3 +23,20 @@ def final_status(states: set[str]) -> str:
     if "failed" in states:
         return "failed"
     return "succeeded" if "succeeded" in states else "cancelled"
+
+
+RESOLVED_MIDWAY = ("resolved_during_execution", "the alert resolved during execution; what ran is kept (on_resolved "
+                   "follow-ups run, a node taken out is returned), the rest was cancelled")
+RESOLVED_BEFORE = ("resolved", "the alert resolved before the action ran")
+
+
+def on_resolve(status: str, states: set[str]) -> tuple[str, str, str] | None:
+    """What a resolve makes of an incident whose planned actions it just cancelled: (status, reason,
+    detail), or None to leave it (a running action finishes it; a final one stays). One that changed
+    the cluster (a cordon ran, then it waited or stood between two steps) is `succeeded` and its
+    follow-ups run, so a node it took out comes back; one that changed nothing is `cancelled`."""
+    if "running" in states or (status not in DECIDABLE and status != "acting"):
+        return None
+    if "succeeded" in states:
+        return ("succeeded", *RESOLVED_MIDWAY)
+    return ("cancelled", *RESOLVED_BEFORE)

@@ -15,6 +15,7 @@ import requests
 from remediator.cluster.kube import Kube
 from remediator.domain.models import Decision, PlannedAction
 from remediator.domain.payload import parse
+from remediator.runtime import reconcile
 from remediator.runtime.engine import BREAKER_KEY, Engine
 from remediator.runtime.metrics import Metrics
 from remediator.store.ledger import ts
@@ -200,7 +201,9 @@ def alertmanager(tmp_path):
     stack.stop()
 
 
-def test_an_alert_only_in_alertmanager_is_acted_on_within_one_reconcile_interval(remediator, alertmanager):
+def test_an_alert_only_in_alertmanager_is_acted_on_within_one_reconcile_interval(remediator, alertmanager,
+                                                                                monkeypatch):
+    monkeypatch.setattr(reconcile, "RESOLVE_AFTER", 4.0)  # the absence that makes a resolve (300 s by default)
     h = remediator(nodes=2, policy=CORDON, overrides={"engine": {"reconcile_interval": "3s"},
                                                       "alertmanager": {"url": alertmanager}})
     node = h.nodes[0]

@@ -5,6 +5,7 @@ NodeClaim deletion on the real CRDs; 403 where deploy/base alone does not grant 
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 import pytest
 from kubernetes import client
@@ -171,7 +172,7 @@ def _machine(name: str) -> dict:
                                            "name": name}}}
 
 
-def test_replace_by_cluster_api_annotates_the_nodes_machine(env, unique):
+def test_replace_by_cluster_api_annotates_the_nodes_machine_and_waits_to_see_it_replaced(env, unique):
     e = env("deploy/overlays/repair-cluster-api", dataclasses.replace(SETTINGS, replace_provider="cluster-api"))
     ns = f"capi-{unique}"
     e.core.create_namespace({"metadata": {"name": ns}})
@@ -179,13 +180,18 @@ def test_replace_by_cluster_api_annotates_the_nodes_machine(env, unique):
     objects.create_namespaced_custom_object("cluster.x-k8s.io", "v1beta2", ns, "machines", _machine("gpu-m0"))
     node = _node(e, unique, **{"cluster.x-k8s.io/machine": "gpu-m0", "cluster.x-k8s.io/cluster-namespace": ns,
                                "cluster.x-k8s.io/cluster-name": "gpu"})
-    out = executor.execute(e.kube, "replace_node", {"node": node}, "71", repair=e.ctx)
-    assert out.state == "succeeded", out
+    # nobody replaces it (no Cluster API controller here): asked, but not confirmed, and that is a failure
+    out = executor.execute(e.kube, "replace_node", {"node": node, "timeout": "2s"}, "71", repair=e.ctx)
+    assert out.state == "failed" and out.reason == "replace_unconfirmed", out
     m = objects.get_namespaced_custom_object("cluster.x-k8s.io", "v1beta2", ns, "machines", "gpu-m0")
     assert m["metadata"]["annotations"]["cluster.x-k8s.io/remediate-machine"] == ""
     assert e.core.read_node(node).spec.unschedulable
-    again = executor.execute(e.kube, "replace_node", {"node": node}, "71", repair=e.ctx)
-    assert again.state == "succeeded" and "already" in again.detail
+    # the MachineHealthCheck's remediation deletes the Machine (its MachineSet makes a new one): confirmed
+    threading.Timer(1.0, lambda: objects.delete_namespaced_custom_object("cluster.x-k8s.io", "v1beta2", ns,
+                                                                          "machines", "gpu-m0")).start()
+    again = executor.execute(e.kube, "replace_node", {"node": node, "timeout": "30s"}, "71", repair=e.ctx)
+    assert again.state == "succeeded" and "already" in again.detail, again
+    assert again.data["confirmed"] == f"Machine {ns}/gpu-m0 deleted"
     plain = _node(e, unique, "plain")
     out = executor.execute(e.kube, "replace_node", {"node": plain}, "72", repair=e.ctx)
     assert out.state == "failed" and out.reason == "not_managed"
@@ -204,7 +210,7 @@ def test_replace_by_karpenter_deletes_the_nodes_nodeclaim(env, unique):
         objects.patch_cluster_custom_object_status("karpenter.sh", "v1", "nodeclaims", name,
                                                    {"status": {"nodeName": node_name}})
     out = executor.execute(e.kube, "replace_node", {"node": node}, "81", repair=e.ctx)
-    assert out.state == "succeeded", out
+    assert out.state == "succeeded" and out.data["confirmed"] == f"NodeClaim claim-{unique} deleted", out
     names = {c["metadata"]["name"] for c in objects.list_cluster_custom_object("karpenter.sh", "v1",
                                                                                "nodeclaims")["items"]}
     assert f"claim-{unique}" not in names and f"other-{unique}" in names
