@@ -11,7 +11,7 @@ threads are lined up with a barrier at the moment each reads the world (the over
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import datetime as dt
 import threading
 
@@ -28,10 +28,12 @@ from remediator.store.ledger import SQLiteLedger
 
 NOW = dt.datetime(2026, 12, 7, 3, 0, tzinfo=dt.UTC)
 NODE = {"node": "{{ labels.node }}"}
-CONFIG = parse_config({"prometheus": {"url": "http://prom.invalid:9090"}, "safety": {"dry_run": False, "budget": {"max_nodes": 1, "min_nodes": 1}},
+CONFIG = parse_config({"prometheus": {"url": "http://prom.invalid:9090"},
+                       "safety": {"dry_run": False, "budget": {"max_nodes": 1, "min_nodes": 1}},
                        "policy": {"rules": [{
                            "name": "xid", "match": ['alertname="GpuXidCritical"'],
-                           "actions": [{"type": "reset_gpu", "params": {"node": "{{ labels.node }}", "gpu": "0", "uuid": "GPU-1"}}],
+                           "actions": [{"type": "reset_gpu",
+                                        "params": {"node": "{{ labels.node }}", "gpu": "0", "uuid": "GPU-1"}}],
                            "verify": {"query": "vector(0) > 1", "deadline": "1s", "interval": "1s"},
                            "escalate": {"steps": [{"type": "reboot_node", "params": NODE}]}}]}}, "adv.yaml")
 [RULE] = CONFIG.rules
@@ -85,10 +87,8 @@ def test_two_escalations_retried_together_never_exceed_the_node_budget(tmp_path)
 
     def lined_up_world(now: dt.datetime) -> World:
         w = world(now)
-        try:
+        with contextlib.suppress(threading.BrokenBarrierError):  # serialized: no overlap possible
             barrier.wait()  # both worker threads have read the world: the pool's overlap
-        except threading.BrokenBarrierError:
-            pass  # serialized: no overlap possible
         return w
 
     followup = Followup(ledger=ledger, runner=runner, ops=None, checker=NeverHolds(), metrics=Metrics(),

@@ -22,7 +22,8 @@ from remediator.domain.payload import Alert
 from remediator.runtime.followup import still_out
 from remediator.runtime.metrics import Metrics
 from remediator.runtime.runner import Runner
-from remediator.store.ledger import SQLiteLedger
+
+from .adv_backends import any_ledger  # noqa: F401  (fixture: SQLite and Kubernetes)
 
 T0 = dt.datetime(2026, 12, 7, 3, 0, tzinfo=dt.UTC)
 LABELS = {"alertname": "GpuXidCritical", "node": "gpu-1", "severity": "critical", "xid": "79"}
@@ -37,8 +38,8 @@ class FakeExecutors:
         return Outcome("succeeded", f"{type_} done")
 
 
-def test_resolve_while_requeued_after_a_cordon_still_returns_the_node(tmp_path):
-    ledger = SQLiteLedger(str(tmp_path / "ledger.db"))
+def test_resolve_while_requeued_after_a_cordon_still_returns_the_node(any_ledger):  # noqa: F811  (the fixture)
+    ledger = any_ledger
     starts = T0 - dt.timedelta(seconds=30)
     ledger.record([Alert("firing", dict(LABELS), {}, starts, dt.datetime(1, 1, 1, tzinfo=dt.UTC), "f" * 16)], T0)
     [inc] = ledger.due(T0)

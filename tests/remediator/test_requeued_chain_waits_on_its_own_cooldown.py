@@ -16,8 +16,15 @@ import datetime as dt
 
 from remediator.config import load_config
 from remediator.domain.decide import decide
-from remediator.domain.models import FIELD_MANAGER, INCIDENT_ANNOTATION, ClusterView, Incident, NodeView, PastAction
-from remediator.domain.models import SafetyState
+from remediator.domain.models import (
+    FIELD_MANAGER,
+    INCIDENT_ANNOTATION,
+    ClusterView,
+    Incident,
+    NodeView,
+    PastAction,
+    SafetyState,
+)
 
 NOW = dt.datetime(2026, 12, 7, 3, 10, tzinfo=dt.UTC)
 

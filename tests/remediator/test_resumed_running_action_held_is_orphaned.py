@@ -23,7 +23,8 @@ from remediator.domain.models import Decision, PlannedAction
 from remediator.domain.payload import Alert
 from remediator.runtime.metrics import Metrics
 from remediator.runtime.runner import Runner
-from remediator.store.ledger import SQLiteLedger
+
+from .adv_backends import any_ledger  # noqa: F401  (fixture: SQLite and Kubernetes)
 
 T0 = dt.datetime(2026, 12, 7, 3, 0, tzinfo=dt.UTC)
 LABELS = {"alertname": "GpuXidCritical", "node": "gpu-1", "severity": "critical", "xid": "79"}
@@ -43,8 +44,8 @@ def _plan() -> Decision:
     return Decision("act", "xid-ladder", tuple(PlannedAction(t, "gpu-1", {"node": "gpu-1"}) for t in CHAIN))
 
 
-def test_a_resumed_running_action_held_at_admission_is_not_left_running(tmp_path):
-    ledger = SQLiteLedger(str(tmp_path / "ledger.db"))
+def test_a_resumed_running_action_held_at_admission_is_not_left_running(any_ledger):  # noqa: F811  (the fixture)
+    ledger = any_ledger
     ledger.record([Alert("firing", dict(LABELS), {}, T0 - dt.timedelta(seconds=30), dt.datetime(1, 1, 1, tzinfo=dt.UTC),
                          "f" * 16)], T0)
     [inc] = ledger.due(T0)
