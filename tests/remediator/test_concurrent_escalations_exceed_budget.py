@@ -4,7 +4,7 @@ the node budget against the same history and all run: the budget is exceeded.
 `Engine._retry_escalations` submits one `escalate:<id>` task per held incident to the worker pool when
 something changed; each runs `Followup._escalate` (remediator/runtime/followup.py), which plans the step
 with `plan_escalation` against `self.world(now)` *outside* the runner's admission lock, appends it, and
-runs it with `run_action(..., admit=False)`, whose admission (`Engine._held` -> `recheck_moment`,
+runs it through the runner, whose admission (`Engine._held`; once `recheck_moment`,
 remediator/domain/decide.py) checks only MOMENT = ("paused", "target"), not the budget. Two escalations
 planned concurrently both see the budget free. Real Followup, Runner and SQLite ledger; the two worker
 threads are lined up with a barrier at the moment each reads the world (the overlap the pool produces)."""
@@ -17,7 +17,7 @@ import threading
 
 from remediator.cluster.outcome import Outcome
 from remediator.config import parse_config
-from remediator.domain.decide import recheck_moment
+from remediator.domain.decide import recheck
 from remediator.domain.models import ClusterView, Decision, NodeView, PlannedAction, SafetyState
 from remediator.domain.payload import Alert
 from remediator.domain.rails import Step, World
@@ -70,10 +70,10 @@ def test_two_escalations_retried_together_never_exceed_the_node_budget(tmp_path)
         return World(CLUSTER, ledger.history(now - dt.timedelta(hours=1)), CONFIG.safety, SafetyState(), now,
                      False, needs_cluster=True)
 
-    def held(incident: dict, row, admit: bool) -> Decision | None:  # Engine._held with admit=False
+    def held(incident: dict, row, kind: str) -> Decision | None:  # Engine._held: every rail for the step's kind
         inc = incident_of(incident)
-        step = Step("first", inc, RULE, (PlannedAction(row.type, row.target, row.params),))
-        return recheck_moment(step, world(NOW))
+        step = Step(kind, inc, RULE, (PlannedAction(row.type, row.target, row.params),))
+        return recheck(step, world(NOW))
 
     runner = Runner(ledger, kube=object(), metrics=Metrics(), clock=lambda: NOW, executors=ex, held=held)
     ids = []
