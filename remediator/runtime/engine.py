@@ -35,6 +35,7 @@ from remediator.domain.models import (
 )
 from remediator.domain.rails import Step, World
 from remediator.runtime import pause as pausing
+from remediator.runtime.approvals import Approvals
 from remediator.runtime.followup import Followup, incident_of
 from remediator.runtime.intake import IntakeGate
 from remediator.runtime.metrics import Metrics
@@ -73,6 +74,7 @@ class _Context:
         self.history: list[PastAction] = engine.ledger.history(now - window)
         self.repairs = engine.repair_history(now)
         self.state: SafetyState = engine.safety_state(now)
+        self.approvals = engine.approvals.read()
         self._view: ClusterView | None = None
         self._view_at = 0.0
 
@@ -106,6 +108,7 @@ class Engine:
         self._futures: set[futures.Future] = set()
         self._busy_lock = threading.Lock()
         self.notifier = Notifier(config.notifications, metrics.registry)
+        self.approvals = Approvals(ledger, clock, self.notifier.notify, on_change=self.nudge.set)
         sleep = kube.retrier.sleep if kube is not None else time.sleep  # waits end when the process stops
         self.repair = RepairContext(kube, config.repair, self.prom, sleep=sleep,
                                     held=self._global_hold) if kube is not None else None
@@ -288,7 +291,7 @@ class Engine:
         or the pause or breaker as the ledger holds them (changed by another replica)."""
         nudged = self.nudge.take()
         seen = (tuple(i.version for i in self.cache.informers) if self.cache is not None else (),
-                self.ledger.get_state(PAUSE_KEY), self.ledger.get_state(BREAKER_KEY))
+                self.ledger.get_state(PAUSE_KEY), self.ledger.get_state(BREAKER_KEY), self.approvals.version())
         moved, self._seen = seen != self._seen, seen
         return nudged or moved
 
@@ -386,7 +389,8 @@ class Engine:
                                 not_before=now + dt.timedelta(seconds=5))
         else:
             decision = decide(incident, self.config.rules, history, cluster, self.config.safety, state, now,
-                              guard=self._guard(incident), repairs=ctx.repairs, repair=self.config.repair)
+                              guard=self._guard(incident), repairs=ctx.repairs, repair=self.config.repair,
+                              approvals=ctx.approvals)
         if decision.outcome == "wait":
             decision = self._wait_or_hand_over(incident, decision, now)
         if decision.open_breaker:
@@ -403,7 +407,7 @@ class Engine:
         once it has waited max_wait, hands it to people: it is never silently dropped."""
         since = incident.waiting_since or now
         waited = (now - since).total_seconds()
-        if waited < self.config.queue.max_wait:
+        if waited < self.config.queue.max_wait or decision.reason in ("approval", "window"):  # people or a clock
             return dataclasses.replace(decision, not_before=self._recheck_at(decision.not_before))
         detail = (f"waited {waited:.0f} s (max_wait {self.config.queue.max_wait:.0f} s) for {decision.reason}: "
                   f"{decision.detail}; handed to people, nothing was done")
@@ -433,6 +437,7 @@ class Engine:
         """What every decision (first action or later step) does to the shared state: open the
         breaker when it says so, count it in the metrics. A wait decided again is not counted or
         notified again (a queue is decided every reconcile interval)."""
+        self.approvals.ask(incident, decision)  # once per step: recorded, audited and notified
         if decision.outcome == "wait" and incident.waiting_since is not None and not decision.open_breaker:
             return
         if decision.open_breaker:
@@ -456,7 +461,7 @@ class Engine:
         window = dt.timedelta(seconds=self.config.history_window)
         return World(self._cluster_view(), self.ledger.history(now - window), self.config.safety,
                      self.safety_state(now), now, self.config.safety.dry_run, repairs=self.repair_history(now),
-                     repair=self.config.repair, needs_cluster=self.kube is not None)
+                     repair=self.config.repair, needs_cluster=self.kube is not None, approvals=self.approvals.read())
 
     def _guard(self, incident: Incident) -> CheckResult | None:
         rule = next((r for r in self.config.rules if r.matches(incident.labels)), None)

@@ -28,13 +28,14 @@ QUEUE_SIZE = 1000
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # acted | blocked | gave_up
+    kind: str  # acted | blocked | gave_up | awaiting_approval
     incident: int
     action: str
-    result: str  # succeeded, failed, blocked, dry_run, gave_up
+    result: str  # succeeded, failed, blocked, dry_run, gave_up, awaiting_approval
     target: str
     summary: str
     detail: str = ""
+    annotations: tuple[tuple[str, str], ...] = ()  # more annotations (the approve and deny commands)
 
 
 def decision_events(incident: Incident, d: Decision) -> list[Event]:
@@ -48,6 +49,15 @@ def decision_events(incident: Incident, d: Decision) -> list[Event]:
         return [Event(kind, incident.id, "none", result, "", f"{what} ({d.reason})", detail)]
     return [Event(kind, incident.id, a.type, result, a.target, f"{what}: {a.type} {a.target}", detail)
             for a in d.actions]
+
+
+def approval_event(incident: Incident, step: str, action: str, target: str, detail: str) -> Event:
+    """A gated step waits for a person: what, where, and the commands that answer."""
+    approve = f"remediator approve {incident.id} --reason '...'"
+    deny = f"remediator deny {incident.id} --reason '...'"
+    return Event("awaiting_approval", incident.id or 0, action, "awaiting_approval", target,
+                 f"Vigil awaits approval for {step} (incident {incident.id}, {incident.alertname or '?'})", detail,
+                 (("step", step), ("approve_command", approve), ("deny_command", deny)))
 
 
 def action_event(incident_id: int, action: str, state: str, target: str, detail: str) -> Event:
@@ -101,7 +111,7 @@ class Notifier:
                   "result": e.result, "target": e.target, "event": e.kind}
         labels = {k: v for k, v in labels.items() if v}  # an empty value is no label in Alertmanager
         return {"labels": labels, "annotations": {"summary": e.summary, **({"description": e.detail}
-                                                                           if e.detail else {})},
+                                                                           if e.detail else {}), **dict(e.annotations)},
                 "startsAt": _rfc3339(now), "endsAt": _rfc3339(now + dt.timedelta(seconds=self.cfg.ends_after))}
 
     def _run(self) -> None:

@@ -121,7 +121,7 @@ class Runner:
         with self.admission:  # one at a time: two admissions never both take the last budget slot
             planned = _row(incident, action_id)
             stop = self.held(incident, planned, admit) if planned is not None else None
-            if admit and stop is not None and stop.outcome in ("wait", "defer"):
+            if admit and stop is not None and stop.outcome in ("wait", "defer", "handed_over"):  # decided afresh
                 return self._requeue(incident_id, planned, stop)
             row = self.ledger.claim_action(action_id, self.clock())
         if row is None:  # cancelled (the alert resolved) or finished before a restart
