@@ -48,8 +48,11 @@ class _Deferred(Exception):
 
 
 def incident_of(inc: dict) -> Incident:
+    # received_at: the stale rail measures the age when Vigil learnt of it (an admission after a long wait for
+    # a window or a budget slot must not find the incident stale by its waiting)
     return Incident(inc["fingerprint"], from_ts(inc["startsAt"]) or dt.datetime.now(dt.UTC), inc["labels"],
-                    inc.get("annotations", {}), inc["alert_status"], id=inc["id"])
+                    inc.get("annotations", {}), inc["alert_status"], id=inc["id"],
+                    received_at=from_ts(inc.get("received_at")))
 
 
 @dataclass
