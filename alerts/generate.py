@@ -43,7 +43,8 @@ class Settings:
     gpu_job: str = 'job="vigil-gpu-exporter"'
     service_job: str = 'job="vigil-service-exporter"'
     remediator_job: str = 'job="vigil-remediator"'
-    xid_window: str = "10m"  # an XID alert fires for this long after the last event
+    xid_window: str = "10m"  # SXid and recoverable XID alerts fire this long after the last event (and the
+    # critical XID alert, for exporters without latched faults)
     temperature_celsius: int = 90
     nvlink_errors_per_second: float = 1.0
     service_failing_share: float = 0.25
@@ -107,21 +108,26 @@ def _gpu_alerts(s: Settings) -> list[Alert]:
     j = s.gpu_job
     gpu = "node, gpu, uuid"
     return [
-        pushed("xid", f"time() - gpu_xid_last_timestamp_seconds{{{j}, xid=~\"{_re(xid.NODE_ACTION)}\"}}",
-               f" < {_seconds(s.xid_window)}",
+        pushed("xid", _xid_pending(s), "",
                "GPU {{ $labels.gpu }} ({{ $labels.uuid }}) on node {{ $labels.node }} reported XID {{ $labels.xid }} "
                "{{ $value | humanizeDuration }} ago.",
               Runbook("The GPU exporter (NVML's event thread or the kernel log) saw an XID that NVIDIA's catalog "
                       "classes as needing "
                       "node-level action (e.g. 48 double-bit ECC, 74 NVLink, 79 fallen off the bus, 95 "
-                      "uncontained ECC, 119/120 GSP). It fires for " + s.xid_window + " after the last event.",
+                      "uncontained ECC, 119/120 GSP). It fires while the fault is pending "
+                      "(`gpu_fault_pending`): until NVML says the GPU was reset (its recovery action is back to "
+                      "none, or it answers again) or the node reboots, across exporter restarts. An exporter "
+                      "without latched faults (no `gpu_exporter_fault_state_persisted`) makes it fire for "
+                      + s.xid_window + " after the last event.",
                       "Jobs on this GPU fail or hang; new pods scheduled on the node may fail the same way.",
                       "`kubectl describe node <node>`; `nvidia-smi -q -i <gpu>`; the kernel log "
                       "(`dmesg | grep -i xid`); `gpu_recovery_action` for what the driver asks for.",
                       "Cordon and drain the node, then reset the GPU or reboot; RMA if it repeats.",
-                      "With the example policy the remediator cordons and drains the node (within the "
-                      "disruption budget and breaker), recording an Event and an audit entry. Pause with the "
-                      "node annotation `vigil.io/remediation: disabled`.")),
+                      "With the example policy the remediator cordons, drains, reboots, validates and uncordons "
+                      "the node; for XID 48 and 95 it first drains only the GPU's pods and resets the GPU, and "
+                      "reboots only if that is not verified (within the disruption budget and breaker), "
+                      "recording an Event and an audit entry. Pause with the node annotation "
+                      "`vigil.io/remediation: disabled`.")),
         Alert("GpuXidMemoryRecoverable",
               f"max by ({gpu}, xid) (time() - gpu_xid_last_timestamp_seconds{{{j}, "
               f"xid=~\"{_re(xid.MEMORY_RECOVERABLE)}\"}}) < {_seconds(s.xid_window)}",
@@ -151,10 +157,12 @@ def _gpu_alerts(s: Settings) -> list[Alert]:
                       "None: application XIDs never cordon a node (NVSentinel PR #1629 flagged 77 nodes "
                       "from one crash burst of XID 45)."),
               for_="5m"),
-        pushed("lost", f"gpu_accessible{{{j}}} == 0", "",
+        pushed("lost", f"gpu_accessible{{{j}}} == 0 or gpu_fault_pending{{{j}, kind=\"lost\"}}", "",
               "GPU {{ $labels.gpu }} ({{ $labels.uuid }}) on node {{ $labels.node }} is not accessible to NVML.",
               Runbook("NVML answers GPU_IS_LOST (or RESET_REQUIRED) for this GPU; the exporter keeps its "
-                      "identity and reports `gpu_accessible 0`.",
+                      "identity and reports `gpu_accessible 0`, and latches the fault "
+                      "(`gpu_fault_pending{kind=\"lost\"}`) until the GPU answers again or the node reboots, "
+                      "also when the exporter restarts and NVML can no longer name the GPU.",
                       "Everything on the GPU has failed; the device plugin may still advertise it.",
                       "`nvidia-smi` (may hang); `dmesg | grep -i 'fallen off the bus'`.",
                       "Cordon the node and reboot or power-cycle it; RMA if it recurs.",
@@ -194,8 +202,10 @@ def _gpu_alerts(s: Settings) -> list[Alert]:
                       "The GPU is unusable or degraded until the action is taken.",
                       "`nvidia-smi -q -i <gpu>`; the XID alerts of the same GPU.",
                       "Do what the value says: reset the GPU (1), reboot (2), or drain then reset (3, 4).",
-                      "Routed to the remediator with the value as `recovery_action`: the example policy resets "
-                      "the GPU for 1 and 4 and reboots the node for 2, validating before it returns to service."),
+                      "Routed to the remediator with the value as `recovery_action`: the example policy drains "
+                      "the GPU's pods and resets the GPU for 1, 3 (its peer-to-peer users hold it, so they are "
+                      "the pods drained) and 4, and reboots the node for 2, validating before it returns to "
+                      "service."),
               labels={**REMEDIATE, "recovery_action": "{{ $value }}"}),
         Alert("GpuThermalSlowdown",
               f"max by ({gpu}) (gpu_clock_event_active{{{j}, reason=~\"hw_thermal|sw_thermal\"}} == 1)", "warning",
@@ -235,6 +245,15 @@ def _gpu_alerts(s: Settings) -> list[Alert]:
     ]
 
 
+def _xid_pending(s: Settings) -> str:
+    """Seconds since the fault while it is pending (the exporter's latched state); for an exporter
+    without latched faults, since the last event within the window, as before."""
+    j, codes = s.gpu_job, _re(xid.NODE_ACTION)
+    return (f"time() - gpu_fault_pending_since_timestamp_seconds{{{j}, kind=\"xid\", xid=~\"{codes}\"}} or "
+            f"(time() - gpu_xid_last_timestamp_seconds{{{j}, xid=~\"{codes}\"}} < {_seconds(s.xid_window)} "
+            f"unless on (job, instance) gpu_exporter_fault_state_persisted{{{j}}})")
+
+
 def nvswitch_alerts(s: Settings) -> list[Alert]:
     """SXids from the kernel log: fatal pages, unclassified opens a ticket, non-fatal is only counted."""
     j = s.gpu_job
@@ -255,8 +274,9 @@ def nvswitch_alerts(s: Settings) -> list[Alert]:
                       "the fabric may need a reset.", diagnosis,
                       "Drain the node; reset the fabric (restart Fabric Manager) or reboot; RMA the baseboard if "
                       "it repeats.",
-                      "None by default: not routed to the remediator. Add a policy rule (cordon_node, "
-                      "drain_node) to make it automatic.")),
+                      "Routed to the remediator: the example policy cordons and drains the node, reboots it, "
+                      "validates it and returns it to service (replaces it if validation fails)."),
+              labels=REMEDIATE),
         Alert("GpuNvswitchSxidUnclassified",
               f"max by ({by}) (time() - gpu_nvswitch_sxid_last_timestamp_seconds{{{j}, "
               f"severity=\"{sxid.UNKNOWN}\"}}) < {window}", "warning",

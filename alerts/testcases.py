@@ -13,6 +13,12 @@ REM = 'job="vigil-remediator",instance="10.0.0.9:9095"'
 SW = 'job="vigil-gpu-exporter",instance="10.0.0.1:9835",node="n1",device="nvswitch0"'
 ALLOC = ('gpu_allocation_info{{job="vigil-gpu-exporter",instance="10.0.0.1:9835",node="n1",gpu="3",uuid="GPU-3",'
          'namespace="ml",pod="{pod}",container="{container}"}}')
+EXPORTER = GPU.split(",gpu=")[0]
+XID_79 = {**GPU_LABELS, "xid": "79", "severity": "critical", "remediation": "auto"}
+# XID 79 at t=60s, pending for an hour, then the node reboots (the series ends; resolved 5 minutes on).
+PENDING_79 = [(f'gpu_fault_pending_since_timestamp_seconds{{{GPU},kind="xid",xid="79"}}', "60x60 _x20"),
+              (f'gpu_xid_last_timestamp_seconds{{{GPU},xid="79"}}', "60x60 _x20"),
+              (f"gpu_exporter_fault_state_persisted{{{EXPORTER}}}", "1x80")]
 APP4 = "0 1 2 3 4 4 4 4 4 4 4"
 APP_DESC = "GPU 3 (GPU-3) on node n1 reported 4 application XIDs (13, 31, 43, 45) in the last hour."
 
@@ -61,6 +67,13 @@ def cases() -> dict[str, list[Case]]:
              [({**GPU_LABELS, "xid": "79", "severity": "critical", "remediation": "auto"},
                "GPU 3 (GPU-3) on node n1 reported XID 79 20s ago.")]),
         Case("GpuXidCritical", "700s", [(f'gpu_xid_last_timestamp_seconds{{{GPU},xid="79"}}', "10x200")]),
+        # Latched: firing while the exporter says the fault is pending, 25 and 55 minutes on, not after the reboot.
+        *[Case("GpuXidCritical", at, PENDING_79, [(XID_79, f"GPU 3 (GPU-3) on node n1 reported XID 79 {ago} ago.")],
+               interval="1m") for at, ago in (("25m", "24m 0s"), ("55m", "54m 0s"))],
+        Case("GpuXidCritical", "70m", PENDING_79, interval="1m"),
+        # A latching exporter whose fault was reset: the last XID's time alone does not fire.
+        Case("GpuXidCritical", "30s", [(f'gpu_xid_last_timestamp_seconds{{{GPU},xid="79"}}', "10x200"),
+                                       (f"gpu_exporter_fault_state_persisted{{{EXPORTER}}}", "1x200")]),
         Case("GpuXidCritical", "30s", [(f'gpu_xid_last_timestamp_seconds{{{GPU},xid="79"}}', "10x200"),
                                        (ALLOC.format(pod="llm-0", container="server"), "1x200"),
                                        (ALLOC.format(pod="llm-0", container="sidecar"), "1x200"),
@@ -69,7 +82,8 @@ def cases() -> dict[str, list[Case]]:
                "GPU 3 (GPU-3) on node n1 reported XID 79 20s ago. Pods on it: ml/batch-7 ml/llm-0.")]),
         Case("GpuNvswitchSxidFatal", "30s", [(f'gpu_nvswitch_sxid_last_timestamp_seconds{{{SW},sxid="24007",'
                                               'severity="fatal"}', "10x200")],
-             [({"node": "n1", "device": "nvswitch0", "sxid": "24007", "severity": "critical"},
+             [({"node": "n1", "device": "nvswitch0", "sxid": "24007", "severity": "critical",
+                "remediation": "auto"},
                "NVSwitch nvswitch0 on node n1 reported fatal SXid 24007 20s ago.")]),
         Case("GpuNvswitchSxidFatal", "30s", [(f'gpu_nvswitch_sxid_last_timestamp_seconds{{{SW},sxid="12028",'
                                               'severity="non_fatal"}', "10x200")]),
@@ -106,6 +120,10 @@ def cases() -> dict[str, list[Case]]:
              [({**GPU_LABELS, "severity": "critical", "remediation": "auto"},
                "GPU 3 (GPU-3) on node n1 is not accessible to NVML.")]),
         Case("GpuLost", "15s", [(f"gpu_accessible{{{GPU}}}", "1 1 1 1 1")]),
+        # After an exporter restart NVML cannot name the lost GPU; its latched fault still fires.
+        Case("GpuLost", "15s", [(f'gpu_fault_pending{{{GPU},kind="lost",xid=""}}', "1 1 1 1 1")],
+             [({**GPU_LABELS, "severity": "critical", "remediation": "auto"},
+               "GPU 3 (GPU-3) on node n1 is not accessible to NVML.")]),
         Case("GpuEccUncorrectable", "5m", [(f"gpu_ecc_uncorrected_errors_total{{{GPU}}}", "0 0 0 1 1 1")],
              [({**GPU_LABELS, "severity": "critical", "remediation": "auto"},
                "GPU 3 (GPU-3) on node n1 had 1 uncorrectable ECC errors in 10 minutes.")], interval="1m"),

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from bench import failover, gpu_exporter, pipeline, remediator, scale, service_exporter
+from bench import failover, gpu_exporter, pipeline, remediator, scale, service_exporter, storm
 
-BENCHES = [gpu_exporter.run, remediator.run, scale.run, service_exporter.run, pipeline.run, failover.run]
+BENCHES = [gpu_exporter.run, remediator.run, scale.run, service_exporter.run, pipeline.run, failover.run,
+           storm.run]
 
 
 def main() -> int:

@@ -118,6 +118,11 @@ def gpu_node() -> Dashboard:
                   [Target(f"gpu_accessible{{{g}}}", by)], w=12, thresholds=[(None, "red"), (1, "green")]),
             ts("Recovery action requested", "0 none, 1 GPU reset, 2 node reboot, 3 drain P2P, 4 drain and reset.",
                Target(f"gpu_recovery_action{{{g}}}", by), w=12, links=runbook("GpuRecoveryActionRequired")),
+            Panel("table", "Pending faults", "Faults the exporter holds until a GPU reset or a reboot (an XID that "
+                  "needs action, a lost GPU), with the Unix time each was first seen (gpu_fault_pending). "
+                  "GpuXidCritical and GpuLost fire while they are here.",
+                  [Target(f"gpu_fault_pending_since_timestamp_seconds{{{g}}}", instant=True)], w=24, h=5,
+                  options={"showHeader": True}, expect_data=False, links=runbook("GpuXidCritical")),
         ]),
         Row("Load", [
             ts("Utilization", "SM utilization.", Target(f"gpu_utilization_ratio{{{g}}}", by), unit="percentunit",

@@ -230,7 +230,13 @@ class Pipeline:
                       self.inject(node, {"gpu": gpu, "fault": "xid", "xid": xid}))
         sel = f'node="{node}", gpu="{gpu}", xid="{xid}"'
         deadline = time.monotonic() + timeout
+        checked = 0.0
         while time.monotonic() < deadline and (tl.acted is None or tl.scraped is None or tl.firing is None):
+            # Repaired (by the fast path) before the rule fired: the fault is no longer pending, it never will.
+            if tl.firing is None and tl.acted and tl.scraped and time.monotonic() - checked > 0.5:
+                checked = time.monotonic()
+                if self._repaired(node, gpu):
+                    break
             now = time.time()
             if tl.acted is None and core.read_node(node).spec.unschedulable:
                 tl.acted = now
@@ -242,9 +248,8 @@ class Pipeline:
             time.sleep(0.02)
         done = False
         while time.monotonic() < deadline and not done:
-            for inc in self.incidents():
-                if inc["labels"].get("node") == node and inc["labels"].get("gpu") == str(gpu) and \
-                        inc["alertname"] == "GpuXidCritical" and inc["status"] not in ("pending", "acting"):
+            for inc in self._xid_incidents(node, gpu):
+                if inc["status"] not in ("pending", "acting"):
                     done = True
                     tl.received = _epoch(inc["received_at"])
                     for a in self.incident(inc["id"])["actions"]:
@@ -256,6 +261,13 @@ class Pipeline:
                     tl.drained = tl.steps.get("drain_node")
             time.sleep(0.1)
         return tl
+
+    def _xid_incidents(self, node: str, gpu: int) -> list[dict]:
+        return [i for i in self.incidents() if i["labels"].get("node") == node and
+                i["labels"].get("gpu") == str(gpu) and i["alertname"] == "GpuXidCritical"]
+
+    def _repaired(self, node: str, gpu: int) -> bool:
+        return any(i["status"] == "succeeded" for i in self._xid_incidents(node, gpu))
 
     def incident(self, incident_id: int) -> dict:
         r = requests.get(f"{self.remediator_url}/api/incidents/{incident_id}",
@@ -289,7 +301,8 @@ class Pipeline:
 class NodeAgent:
     """The simulated nodes' side of a repair: when a reboot Job lands on a node, the node "reboots"
     (a new bootID, as a kubelet reports after boot) and its simulated GPUs come back clean (the
-    exporter's faults are cleared). GPU reset Jobs clear the exporter's faults too."""
+    exporter's simulated reboot: no faults, a new boot ID, so its latched faults are cleared). GPU
+    reset Jobs reset the simulated GPUs (their faults and latched faults cleared)."""
 
     def __init__(self, api, exporters: dict[str, str]) -> None:
         import threading
@@ -315,9 +328,9 @@ class NodeAgent:
                     if job.metadata.name in self.done or kind not in ("reboot", "reset-gpu"):
                         continue
                     node = job.spec.template.spec.node_name
-                    for gpu in range(8):
-                        requests.post(f"{self.exporters[node]}/simulate", json={"gpu": gpu, "fault": "clear"},
-                                      timeout=5)
+                    for body in ([{"fault": "reboot"}] if kind == "reboot" else
+                                 [{"gpu": gpu, "fault": "reset"} for gpu in range(8)]):
+                        requests.post(f"{self.exporters[node]}/simulate", json=body, timeout=5).raise_for_status()
                     if kind == "reboot":
                         self.core.patch_node_status(node, {"status": {"nodeInfo": {"bootID": secrets.token_hex(8)}}})
                     self.done[job.metadata.name] = time.time()

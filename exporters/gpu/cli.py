@@ -13,8 +13,9 @@ from pathlib import Path
 
 from exporters import __version__
 from exporters.gpu.attribution import KUBELET_SOCKET
-from exporters.gpu.exporter import PodResourcesConfig, build, load_backend
+from exporters.gpu.exporter import FaultStateConfig, PodResourcesConfig, build, load_backend
 from exporters.gpu.fastpath import DEFAULT_EVENTS, PushConfig
+from exporters.gpu.faults import BOOT_ID_PATH, DEFAULT_STATE_DIR
 from exporters.gpu.kernel_log import KernelLogConfig
 from exporters.gpu.kmsg import is_char_device
 from exporters.gpu.server import make_app
@@ -69,6 +70,18 @@ def kernel_log_path(args: argparse.Namespace) -> str | None:
     return DEFAULT_KMSG
 
 
+def state_dir(args: argparse.Namespace) -> str | None:
+    """--state-dir DIR; '' keeps faults in memory; by default the hostPath, or for the simulated
+    backend a directory of its own (simulated nodes on one machine must not share one file)."""
+    if args.state_dir is not None:
+        return args.state_dir or None
+    if args.backend == "simulated":
+        where = tempfile.mkdtemp(prefix="vigil-simulated-state-")
+        atexit.register(shutil.rmtree, where, True)
+        return where
+    return DEFAULT_STATE_DIR
+
+
 def push_config(args: argparse.Namespace, p: argparse.ArgumentParser) -> PushConfig | None:
     if not args.alertmanager_url:
         return None
@@ -117,6 +130,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--kernel-log", default=None, metavar="PATH",
                    help="read NVRM Xid and NVSwitch SXid lines from this kernel log (/dev/kmsg or a file); '' "
                         f"turns it off (default: {DEFAULT_KMSG} if readable; a simulated log with --backend simulated)")
+    p.add_argument("--state-dir", default=None, metavar="DIR",
+                   help="keep pending GPU faults (XIDs that need action, lost GPUs) in DIR/faults.json, so they "
+                        "outlive an exporter restart until a reboot or a GPU reset; '' keeps them in memory only "
+                        f"(default {DEFAULT_STATE_DIR}, a hostPath in the DaemonSet; with --backend simulated a "
+                        "directory of its own, removed at exit)")
+    p.add_argument("--boot-id-file", default=BOOT_ID_PATH, metavar="PATH",
+                   help=f"the node's boot ID, which keys the state file (default {BOOT_ID_PATH})")
     p.add_argument("--pod-resources-socket", default=None, metavar="PATH",
                    help="export gpu_allocation_info from the kubelet's pod-resources API on this socket (off by "
                         f"default; the DaemonSet passes {KUBELET_SOCKET})")
@@ -131,7 +151,8 @@ def parser() -> argparse.ArgumentParser:
     fp.add_argument("--alert-label", action="append", default=[], metavar="KEY=VALUE",
                     help="extra label on pushed alerts: Prometheus' external labels, so both alerts match")
     fp.add_argument("--alert-xid-window", type=_duration, default=600.0,
-                    help="how long an XID alert lasts after the event, as the rule's (default 10m)")
+                    help="how long an XID alert lasts after the event at least; longer while the fault is "
+                         "pending, as the rule (default 10m)")
     fp.add_argument("--alert-resend", type=_duration, default=15.0, help="re-send interval (default 15s)")
     fp.add_argument("--alertmanager-bearer-token-file", default=None)
     fp.add_argument("--alertmanager-basic-auth-user", default=None)
@@ -152,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                      nvlink_interval=args.nvlink_interval, push=push,
                      kernel_log=KernelLogConfig(kmsg) if kmsg else None,
                      pod_resources=(PodResourcesConfig(args.pod_resources_socket, args.pod_resources_interval)
-                                    if args.pod_resources_socket else None))
+                                    if args.pod_resources_socket else None),
+                     fault_state=FaultStateConfig(state_dir(args), args.boot_id_file))
     exporter.start()
     if args.fail_without_gpu and (not exporter.session.up or exporter.session.visible == 0):
         log.error("no usable GPU (NVML up=%s, GPUs=%d) and --fail-without-gpu is set",

@@ -13,6 +13,7 @@ from exporters.gpu.collector import GpuCollector
 from exporters.gpu.errors import ErrorCounts
 from exporters.gpu.exposition import Renderer
 from exporters.gpu.fastpath import AlertPusher, PushConfig
+from exporters.gpu.faults import BOOT_ID_PATH, FaultState, StateFile, read_boot_id
 from exporters.gpu.kernel_log import KernelLogConfig, KernelLogReader, SxidCounts
 from exporters.gpu.metrics import DEFAULT_XIDS
 from exporters.gpu.sampler import Sampler
@@ -29,6 +30,12 @@ class PodResourcesConfig:
     timeout: float = 5.0
 
 
+@dataclass(frozen=True)
+class FaultStateConfig:
+    directory: str | None = None  # where faults.json lives; None: pending faults are kept in memory only
+    boot_id_path: str = BOOT_ID_PATH
+
+
 @dataclass
 class GpuExporter:
     nvml: Any
@@ -40,6 +47,7 @@ class GpuExporter:
     registry: CollectorRegistry  # the GPU collector, for library consumers and tests
     process: CollectorRegistry  # process_* metrics of the exporter itself
     errors: ErrorCounts
+    faults: FaultState
     collect_timeout: float = 5.0
     renderer: Renderer = field(default_factory=Renderer)
     pusher: AlertPusher | None = None
@@ -85,28 +93,48 @@ def build(nvml: Any, *, collect_timeout: float = 5.0, min_interval: float = 0.0,
           xid_precreate: tuple[int, ...] = DEFAULT_XIDS,
           backoff: tuple[float, float] = (1.0, 30.0), xid_wait_ms: int = 1000,
           push: PushConfig | None = None, kernel_log: KernelLogConfig | None = None,
-          pod_resources: PodResourcesConfig | None = None) -> GpuExporter:
+          pod_resources: PodResourcesConfig | None = None,
+          fault_state: FaultStateConfig = FaultStateConfig()) -> GpuExporter:
     errors = ErrorCounts()
     session = NvmlSession(nvml, errors=errors, backoff=backoff)
     sampler = Sampler(session, errors, min_interval=min_interval, nvlink_interval=nvlink_interval)
     xids = XidCounts(xid_precreate)
+    faults = latched_faults(nvml, session, sampler, fault_state)
     watcher = XidWatcher(session, xids, errors, wait_ms=xid_wait_ms, backoff=backoff,
-                         request_init=lambda: sampler.sample(collect_timeout))
+                         request_init=lambda: sampler.sample(collect_timeout), listeners=(faults.on_xid,))
     pushes = ErrorCounts(("dropped", "failure", "success"), "failure") if push else None
     reader = (KernelLogReader(kernel_log, session=session, xids=xids, sxids=SxidCounts(), listeners=watcher.listeners)
               if kernel_log is not None else None)
     attribution = (Attribution(PodResourcesClient(pod_resources.socket, timeout=pod_resources.timeout), session,
                                interval=pod_resources.interval) if pod_resources is not None else None)
-    extras = tuple(x for x in (reader, attribution) if x is not None)
+    extras = tuple(x for x in (reader, attribution, faults) if x is not None)
     collector = GpuCollector(sampler, session, xids, errors, timeout=collect_timeout, pushes=pushes, extras=extras)
     registry = CollectorRegistry(auto_describe=True)
     registry.register(collector)
     process = CollectorRegistry()
     ProcessCollector(registry=process)
-    exp = GpuExporter(nvml, session, sampler, xids, watcher, collector, registry, process, errors, collect_timeout,
-                      kernel_log=reader, attribution=attribution)
+    exp = GpuExporter(nvml, session, sampler, xids, watcher, collector, registry, process, errors, faults,
+                      collect_timeout, kernel_log=reader, attribution=attribution)
     if push is not None:
         exp.pusher = AlertPusher(push, sampler, count=pushes.inc,
-                                 pods=attribution.pods_of if attribution is not None else None)
+                                 pods=attribution.pods_of if attribution is not None else None,
+                                 pending=faults.pending)
         watcher.listeners.append(exp.pusher.on_xid)
     return exp
+
+
+def latched_faults(nvml: Any, session: NvmlSession, sampler: Sampler, config: FaultStateConfig) -> FaultState:
+    """The pending faults, loaded from the state file, cleared by what each collection sees. The
+    simulated backend gets its latched faults back (as a GPU that was not reset still has them) and
+    owns the boot ID, so that its reboot clears them."""
+    store = StateFile(config.directory) if config.directory else None
+    sim = nvml if isinstance(nvml, SimulatedNVML) else None
+    if sim is not None:
+        sim.boot_id = read_boot_id(config.boot_id_path) or sim.boot_id
+        faults = FaultState(store, boot_id=lambda: sim.boot_id)
+        sim.restore(faults.pending())
+    else:
+        boot = read_boot_id(config.boot_id_path)  # a real reboot restarts the exporter: read once
+        faults = FaultState(store, boot_id=lambda: boot)
+    sampler.observers.append(lambda snap: faults.observe(snap, {d.uuid: str(d.index) for d in session.devices()}))
+    return faults

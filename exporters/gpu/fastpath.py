@@ -6,8 +6,9 @@ and the rule's alert are one alert, one incident at the remediator, with groupin
 inhibitions and routing intact. The push only saves the scrape, evaluation and `for` delays.
 
 While a condition lasts the alert is re-sent well inside its endsAt; when it clears it is sent
-with endsAt = now. Sending happens on its own thread: an unreachable Alertmanager never blocks
-scrapes or the XID event thread.
+with endsAt = now. An XID alert lasts `xid_window` after the event, and longer while the fault is
+still pending (exporters/gpu/faults.py), as the rule does. Sending happens on its own thread: an
+unreachable Alertmanager never blocks scrapes or the XID event thread.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from exporters.gpu.faults import Fault
 from exporters.gpu.sampler import Sampler
 from exporters.gpu.xid import XidEvent
 from vigil_common import xid as xid_catalog
@@ -70,9 +72,11 @@ def _iso(t: datetime) -> str:
 class AlertPusher:
     def __init__(self, config: PushConfig, sampler: Sampler, *, count: Callable[[str], None],
                  pods: Callable[[str], list[str]] | None = None,
+                 pending: Callable[[], list[Fault]] = list,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.config, self.sampler, self._count, self._clock = config, sampler, count, clock
         self._pods = pods  # uuid -> ["namespace/pod"], from pod attribution when it is on
+        self._pending = pending  # the latched faults: an XID alert lasts while its fault is pending
         self._events: queue.Queue[XidEvent] = queue.Queue(maxsize=10_000)
         self._active: dict[tuple, _Active] = {}
         self._stop = threading.Event()
@@ -142,8 +146,13 @@ class AlertPusher:
             self._upsert("xid", at, at + timedelta(seconds=self.config.xid_window),
                          f"GPU {e.gpu} ({e.uuid}) on node {self.config.node} reported XID {e.xid} "
                          "(pushed by the GPU exporter's fast path).", gpu=e.gpu, uuid=e.uuid, xid=str(e.xid))
+        latched = {(f.uuid, f.xid) for f in self._pending() if f.kind == "xid"}
         for a in self._active.values():
-            if a.until is not None and not a.ended and now >= a.until:
+            if a.until is None or a.ended or now < a.until:
+                continue
+            if (a.labels.get("uuid"), a.labels.get("xid")) in latched:  # as the rule: firing while pending
+                a.until = now + timedelta(seconds=self.config.resend)
+            else:
                 a.ended, a.last_sent = True, float("-inf")
         snap = self.sampler.sample(self.config.poll * 2)
         if snap is None:

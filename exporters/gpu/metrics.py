@@ -69,6 +69,12 @@ _SPECS = [
          ("device", "sxid", "severity")),
     Spec("gpu_nvswitch_sxid_last_timestamp_seconds", "gauge",
          "Unix time of the last SXid of this code on this NVSwitch.", ("device", "sxid", "severity")),
+    Spec("gpu_fault_pending", "gauge",
+         "1 while a fault of this GPU is pending: an XID that needs node action (kind xid) or the GPU lost "
+         "(kind lost), until NVML says the GPU was reset or the node reboots; kept across exporter restarts.",
+         ("gpu", "uuid", "kind", "xid")),
+    Spec("gpu_fault_pending_since_timestamp_seconds", "gauge",
+         "Unix time the pending fault was first seen.", ("gpu", "uuid", "kind", "xid")),
     Spec("gpu_allocation_info", "gauge",
          "1 for every container the kubelet allocated this GPU to (whole, a MIG slice or a shared replica); "
          "join on uuid. From the pod-resources API, refreshed on an interval.",
@@ -82,6 +88,8 @@ _SPECS = [
     Spec("gpu_exporter_last_collect_success", "gauge",
          "1 if the last collection finished within its time bound; 0 and per-GPU values are omitted otherwise.", ()),
     Spec("gpu_exporter_nvml_errors_total", "counter", "NVML calls that failed, by error.", ("error",)),
+    Spec("gpu_exporter_fault_state_persisted", "gauge",
+         "1 if the pending faults are saved in the --state-dir file for this boot; 0 if held in memory only.", ()),
     Spec("gpu_exporter_alert_pushes_total", "counter",
          "Fast-path pushes to Alertmanager by result (success, failure per replica; dropped events).", ("result",)),
     Spec("gpu_exporter_kernel_log_up", "gauge", "1 while the kernel log is open and read.", ()),

@@ -78,6 +78,8 @@ class Sampler:
         self._owner = _Owner(self._collect)
         self.last_duration = 0.0
         self.last_success = False
+        # called with each complete collection, on the collection thread (the latched faults)
+        self.observers: list[Callable[[Snapshot], None]] = []
 
     def sample(self, timeout: float) -> Snapshot | None:
         """The result of the in-flight collection, or of a new one; None if it overran `timeout`."""
@@ -134,4 +136,10 @@ class Sampler:
         if changed:
             self._nvlink_version = object()
         success = session.visible > 0  # zero GPUs is a broken mount, not an idle node
-        return Snapshot(samples, accessible, self._clock() - start, success, nvlink, self._nvlink_version)
+        snap = Snapshot(samples, accessible, self._clock() - start, success, nvlink, self._nvlink_version)
+        for observe in self.observers:
+            try:
+                observe(snap)
+            except Exception:  # an observer must not cost the scrape its values
+                log.exception("collection observer failed")
+        return snap

@@ -67,6 +67,9 @@ class _Simulate:
                           'expected an object such as {"gpu": 3, "fault": "xid", "xid": 79}')
         if body.get("fault") == "sxid":
             return self._sxid(body, start_response)
+        if body.get("fault") == "reboot":  # the whole node: no 'gpu'
+            self.sim.reboot()
+            return _json(start_response, "200 OK", {"applied": body, "faults": self.sim.faults()})
         gpu, fault, xid = body.get("gpu"), body.get("fault"), body.get("xid")
         if not isinstance(gpu, int) or isinstance(gpu, bool):
             return _error(start_response, "400 Bad Request", "invalid_body", "'gpu' must be an integer index")

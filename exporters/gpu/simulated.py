@@ -12,8 +12,9 @@ import math
 import threading
 import time
 import types
+import uuid as uuid_mod
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +39,9 @@ FAULTS = (
     "thermal_slowdown",
     "power_brake",
     "sxid",
-    "clear",
+    "clear",  # a successful GPU reset (as "reset"): the GPU comes back clean
+    "reset",
+    "reboot",  # the whole node: every GPU clean, and a new boot ID
 )
 # PCI buses of an HGX H100's eight GPUs; GPU 8 and up sit in the next PCI domain.
 _BUSES = (0x18, 0x2A, 0x3A, 0x5D, 0x9A, 0xAB, 0xBA, 0xDB)
@@ -128,6 +131,7 @@ class SimulatedNVML:
                 self._mig_parent[_addr(handle)] = self._gpus[index]
         self._event_sets: dict[int, tuple[Any, _EventSet]] = {}
         self.hang: threading.Event | None = None  # tests: set to make every device call block
+        self.boot_id = str(uuid_mod.uuid4())  # the simulated node's; its reboot changes it
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(pynvml, name)
@@ -157,13 +161,16 @@ class SimulatedNVML:
         simulated kernel log if there is one."""
         if fault == "sxid":
             raise FaultError("fault 'sxid' takes 'nvswitch' and 'sxid', not 'gpu'")
+        if fault == "reboot":
+            self.reboot()
+            return
         if fault not in FAULTS:
             raise FaultError(f"unknown fault {fault!r}; expected one of {', '.join(FAULTS)}")
         if not 0 <= gpu < len(self._gpus):
             raise FaultError(f"gpu {gpu} does not exist; this node has {len(self._gpus)} GPUs")
         g = self._gpus[gpu]
         with self._lock:
-            if fault == "clear":
+            if fault in ("clear", "reset"):
                 g.faults.clear()
                 g.recovery_action = pynvml.NVML_GPU_RECOVERY_ACTION_NONE
                 return
@@ -184,6 +191,30 @@ class SimulatedNVML:
             self._deliver(g, xid)
             if self.kernel_log is not None:
                 self.kernel_log.xid(pci=self._pci_text(g), uuid=self._uuid(g), serial=self._serial(g), xid=xid)
+
+    def reboot(self) -> None:
+        """The node reboots: every GPU comes back clean (no faults, no XID history), under a new boot ID."""
+        with self._lock:
+            for g in self._gpus:
+                g.faults.clear()
+                g.xids.clear()
+                g.recovery_action = pynvml.NVML_GPU_RECOVERY_ACTION_NONE
+            self.boot_id = str(uuid_mod.uuid4())
+
+    def restore(self, pending: Iterable[Any]) -> None:
+        """Faults the exporter latched before it restarted (objects with gpu, kind and xid): a real
+        GPU that was neither reset nor rebooted still has them, so the simulated one does too. No
+        XID event is sent again."""
+        with self._lock:
+            for f in pending:
+                if not f.gpu.isdigit() or int(f.gpu) >= len(self._gpus):
+                    continue
+                g = self._gpus[int(f.gpu)]
+                if f.kind == "lost":
+                    g.faults.add("lost")
+                elif f.kind == "xid" and f.xid.isdigit():
+                    g.xids.append(int(f.xid))
+                    g.recovery_action = max(g.recovery_action, _RECOVERY_BY_XID.get(int(f.xid), 0))
 
     def fail_driver(self, code: int | None) -> None:
         """Make every call fail with `code` (e.g. NVML_ERROR_DRIVER_NOT_LOADED); None heals."""

@@ -177,15 +177,19 @@ def _drain_scope(repair: RepairContext | None, p: dict) -> tuple[set[str] | None
 
 @EXECUTORS.bind("drain_node")
 def _drain(c: Clients, p: dict, incident: str) -> Outcome:
+    """`scope: gpu` first keeps new pods off the GPU until its reset ends (`reset_gpu` lifts it)."""
     grace = p.get("grace_period")
+    held = (node_repair.hold_gpu(c.kube, p["node"], str(p.get("uuid", "")), incident)
+            if str(p.get("scope", "node")) == "gpu" else "")
     only, scope = _drain_scope(c.repair, p)
     r = c.kube.drain(p["node"], timeout=_seconds(p, "timeout", 300.0), force_after=_seconds(p, "force_after", 0.0),
                      grace_period=None if grace in (None, "") else int(grace), incident=incident, only=only)
     data = {"evicted": r.evicted, "deleted": r.deleted, "skipped": r.skipped, "remaining": r.remaining,
-            "blocked_by": r.blocked_by, "scope": scope}
+            "blocked_by": r.blocked_by, "scope": scope, **({"held": held} if held else {})}
     if r.complete:
         return Outcome("succeeded", f"drained ({scope}): {len(r.evicted)} evicted, {len(r.deleted)} force-deleted, "
-                                    f"{len(r.skipped)} DaemonSet/mirror pods left", data)
+                                    f"{len(r.skipped)} DaemonSet/mirror pods left" + (f"; {held}" if held else ""),
+                       data)
     pdbs = sorted(set(r.blocked_by.values()))
     detail = f"{len(r.remaining)} pods still on the node at the deadline"
     if pdbs:

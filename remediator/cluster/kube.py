@@ -4,6 +4,7 @@ imports `kubernetes`; client errors are wrapped by status into KubeError (perman
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import re
 import threading
@@ -21,6 +22,16 @@ from remediator.cluster.bounded import Bounded
 from remediator.cluster.nodeview import GPU_RESOURCE, node_view
 from remediator.cluster.retry import Interrupted, KubeError, Refused, Retrier, RetryPolicy, request, timeouts, wrap
 from remediator.domain.models import CORDONED_BY_ANNOTATION, FIELD_MANAGER, INCIDENT_ANNOTATION
+
+TAINTS_ANNOTATION = "vigil.io/taints"  # {"key:effect": "incident=value"}: the taints Vigil added, and for whom
+
+
+def _taint_owners(node: Any) -> dict[str, str]:
+    try:
+        owners = json.loads((node.metadata.annotations or {}).get(TAINTS_ANNOTATION) or "{}")
+    except ValueError:
+        return {}
+    return {str(k): str(v) for k, v in owners.items()} if isinstance(owners, dict) else {}
 
 log = logging.getLogger(__name__)
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
@@ -147,11 +158,32 @@ class Kube:
         if not (owner == wanted if only_incident else owner.startswith(wanted)):
             raise Refused(f"node {name} was not cordoned by {'this incident' if only_incident else 'Vigil'} "
                           f"(spec.unschedulable is owned by {owner}); refusing to uncordon")
-        self._patch_node(name, {"spec": {"unschedulable": None},
-                                "metadata": {"annotations": {CORDONED_BY_ANNOTATION: None, INCIDENT_ANNOTATION: None},
-                                             "resourceVersion": node.metadata.resource_version}})
+        spec: dict[str, Any] = {"unschedulable": None}
+        annotations: dict[str, Any] = {CORDONED_BY_ANNOTATION: None, INCIDENT_ANNOTATION: None}
+        dropped = self._own_taints(node, incident, spec, annotations)  # the node returns whole: its taints too
+        self._patch_node(name, {"spec": spec, "metadata": {"annotations": annotations,
+                                                           "resourceVersion": node.metadata.resource_version}})
         self.event(node, "VigilUncordon", f"Uncordoned by Vigil for incident {incident}", incident=incident)
-        return "uncordoned"
+        return "uncordoned" + (f"; removed its taint {', '.join(dropped)}" if dropped else "")
+
+    def _own_taints(self, node: Any, incident: str, spec: dict, annotations: dict) -> list[str]:
+        """The taints this incident added (TAINTS_ANNOTATION says whose each is), taken out of `spec`'s
+        taints and of the annotation; a taint someone changed since is not Vigil's any more."""
+        owned = _taint_owners(node)
+        mine = {k for k, owner in owned.items() if owner.partition("=")[0] == incident}
+        if not mine:
+            return []
+        kept, dropped = [], []
+        for t in node.spec.taints or []:
+            key = f"{t.key}:{t.effect}"
+            if key in mine and owned[key].partition("=")[2] == (t.value or ""):
+                dropped.append(key)
+            else:
+                kept.append(self.api.sanitize_for_serialization(t))
+        spec["taints"] = kept
+        rest = {k: v for k, v in owned.items() if k not in mine}
+        annotations[TAINTS_ANNOTATION] = json.dumps(rest, sort_keys=True) if rest else None
+        return dropped
 
     def taint(self, name: str, key: str, value: str, effect: str, incident: str) -> str:
         node = self._node(name)
@@ -160,12 +192,28 @@ class Kube:
             return "already tainted"
         taints = [t for t in taints if not (t.key == key and t.effect == effect)]
         taints.append(client.V1Taint(key=key, value=value or None, effect=effect))
+        owners = {**_taint_owners(node), f"{key}:{effect}": f"{incident}={value}"}  # removed when it uncordons
         body = {"spec": {"taints": [self.api.sanitize_for_serialization(t) for t in taints]},
-                "metadata": {"resourceVersion": node.metadata.resource_version}}
+                "metadata": {"resourceVersion": node.metadata.resource_version,
+                             "annotations": {TAINTS_ANNOTATION: json.dumps(owners, sort_keys=True)}}}
         self._patch_node(name, body)  # resourceVersion: a concurrent change makes this 409 (retried from the read)
         self.event(node, "VigilTaint", f"Tainted {key}={value}:{effect} by Vigil for incident {incident}",
                    incident=incident)
         return "tainted"
+
+    def untaint(self, name: str, key: str, effect: str, incident: str) -> str:
+        """Remove the taint with this key and effect (Vigil's own keys only: callers name them)."""
+        node = self._node(name)
+        taints = list(node.spec.taints or [])
+        keep = [t for t in taints if not (t.key == key and t.effect == effect)]
+        if len(keep) == len(taints):
+            return "not tainted"
+        body = {"spec": {"taints": [self.api.sanitize_for_serialization(t) for t in keep]},
+                "metadata": {"resourceVersion": node.metadata.resource_version}}
+        self._patch_node(name, body)
+        self.event(node, "VigilUntaint", f"Removed taint {key}:{effect} by Vigil for incident {incident}",
+                   incident=incident)
+        return "untainted"
 
     def _pods_on(self, node: str) -> list:
         return self.call(self.core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={node}").items

@@ -8,6 +8,7 @@ that never finishes is reported as failed, never left "in progress" (NVSentinel 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -146,11 +147,46 @@ def _gpu_free(ctx: RepairContext, node: str, uuid: str) -> tuple[set[str], str]:
     return (set(), f"{why}; all gone") if done else (_existing(ctx, holders), why)
 
 
+# ---- keeping new pods off a GPU until its reset ends ------------------------------------------------
+
+_TAINT_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+
+
+def hold_key(uuid: str) -> str | None:
+    """The taint naming a GPU that waits for its reset (`vigil.io/reset-<uuid>`); None when the UUID
+    cannot name one. Kubernetes cannot keep pods off one GPU of a node: the taint keeps new pods
+    off the node, so the device plugin cannot hand the faulty GPU to a new pod."""
+    name = f"reset-{uuid}"
+    return f"vigil.io/{name}" if uuid and _TAINT_NAME.match(name) else None
+
+
+def hold_gpu(kube: Kube, node: str, uuid: str, incident: str) -> str:
+    """Before a GPU-scoped drain: the node taint naming the GPU, or a cordon when no GPU can be
+    named; what was done, for the action's result."""
+    key = hold_key(uuid)
+    if key is None:
+        return f"no GPU to name in a taint: cordon {kube.cordon(node, incident)} instead"
+    state = kube.taint(node, key, incident if _TAINT_NAME.match(incident) else "", "NoSchedule", incident)
+    return f"taint {key}:NoSchedule {state}: new pods stay off the node until the GPU's reset ends"
+
+
+def release_gpu(kube: Kube, node: str, uuid: str, incident: str) -> str:
+    """After the reset, whatever its outcome: remove the taint `hold_gpu` set."""
+    key = hold_key(uuid)
+    return f"taint {key}:NoSchedule {kube.untaint(node, key, 'NoSchedule', incident)}" if key else ""
+
+
 # ---- the executors -------------------------------------------------------------------------------
 
 def reset_gpu(ctx: RepairContext, params: dict[str, Any], incident: str) -> Outcome:
     node, uuid, gpu = params["node"], params["uuid"], str(params.get("gpu", ""))
     check_target(node, uuid, gpu)
+    out = _reset(ctx, node, uuid, gpu, params, incident)
+    released = release_gpu(ctx.kube, node, uuid, incident)
+    return Outcome(out.state, f"{out.detail}; {released}", {**out.data, "released": released}, out.reason)
+
+
+def _reset(ctx: RepairContext, node: str, uuid: str, gpu: str, params: dict[str, Any], incident: str) -> Outcome:
     left, why = _gpu_free(ctx, node, uuid)
     if left:
         return Outcome("blocked", f"pods still hold {uuid}: {', '.join(sorted(left))} ({why})",

@@ -37,6 +37,7 @@ class ActionType:
         "traffic_shift" (percent of a route per window, from `amount_param`) or "".
     amount_param / amount_default: for traffic_shift, the param giving the percentage moved.
     repair: a hardware repair (GPU reset, reboot, replacement): counted by the repeat-offender rule.
+    harshness: 1 takes the node out of scheduling, 2 resets a GPU, 3 reboots, 4 replaces or hands it over.
     silenced: a planned disruption: an Alertmanager silence for the node is held around it.
     evicts: it empties the node (a drain, a reboot that drains first, a replacement): the paused rail
         checks the namespaces of the pods on it.
@@ -56,6 +57,7 @@ class ActionType:
     repair: bool = False
     silenced: bool = False
     evicts: bool = False
+    harshness: int = 0  # how much of a node it takes (one_repair: a request for no more joins a running ladder)
 
     def __post_init__(self) -> None:
         if self.target_kind not in TARGET_KINDS:
@@ -121,22 +123,24 @@ ACTIONS = Registry()
 _WORKLOAD = ("namespace", "name")
 _POD = ("namespace", "pod")
 
-ACTIONS.declare(ActionType("cordon_node", ("node",), removes_node=True, undo="uncordon_node", budget="nodes"))
+ACTIONS.declare(ActionType("cordon_node", ("node",), removes_node=True, undo="uncordon_node", budget="nodes",
+                           harshness=1))
 ACTIONS.declare(ActionType("uncordon_node", ("node",), ("only_incident",), undoes=True))
 ACTIONS.declare(ActionType("taint_node", ("node",), ("key", "value", "effect"), removes_node=True,
-                           budget="nodes"))
+                           budget="nodes", harshness=1))
 ACTIONS.declare(ActionType("drain_node", ("node",), ("timeout", "force_after", "grace_period", "scope", "uuid"),
-                           removes_node=True, undo="uncordon_node", budget="nodes", evicts=True))
+                           removes_node=True, undo="uncordon_node", budget="nodes", evicts=True, harshness=1))
 # Repairs (remediator/cluster/repair.py, providers.py). A reset takes one GPU, not the node, out.
 ACTIONS.declare(ActionType("reset_gpu", ("node", "uuid"), ("gpu", "image", "command", "timeout"), repair=True,
-                           silenced=True))
+                           silenced=True, harshness=2))
 ACTIONS.declare(ActionType("reboot_node", ("node",), ("provider", "image", "command", "timeout", "drain_timeout"),
                            removes_node=True, undo="uncordon_node", budget="nodes", repair=True, silenced=True,
-                           evicts=True))
+                           evicts=True, harshness=3))
 ACTIONS.declare(ActionType("replace_node", ("node",), ("provider",), removes_node=True, budget="nodes",
-                           repair=True, evicts=True))
+                           repair=True, evicts=True, harshness=4))
 ACTIONS.declare(ActionType("validate_node", ("node",), ("uuid", "gpu", "image", "command", "timeout", "deadline")))
-ACTIONS.declare(ActionType("mark_rma_candidate", ("node",), ("reason",), removes_node=True, budget="nodes"))
+ACTIONS.declare(ActionType("mark_rma_candidate", ("node",), ("reason",), removes_node=True, budget="nodes",
+                           harshness=4))
 ACTIONS.declare(ActionType("restart_pod", _POD, ("allow_bare", "grace_period", "force_delete"), "pod", _POD,
                            budget="pod_disruptions"))
 ACTIONS.declare(ActionType("rollout_restart", _WORKLOAD, ("kind",), "workload", _WORKLOAD))

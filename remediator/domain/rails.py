@@ -1,11 +1,12 @@
 """The safety rails: small named checks that every state-changing step passes, in a fixed order.
 
-paused -> stale -> min_firing -> target -> ownership -> denied -> availability -> cooldown -> rate_limit ->
-repeat_offenders -> guard -> breaker -> budgets -> window -> approval. Each rail reads the step (what
-would change, for which incident and rule, and why: a first action, an escalation step, a restore
-or an uncordon on resolve) and the world (cluster view, history, settings, safety state, people's
-approvals, clock), and returns a Verdict: passed with a trace line, or stopped (blocked, waiting,
-or handed over on a denial) with a reason. Pure: no I/O.
+paused -> stale -> min_firing -> target -> ownership -> one_repair -> denied -> availability ->
+cooldown -> rate_limit -> repeat_offenders -> guard -> breaker -> budgets -> window -> approval. Each
+rail reads the step (what would change, for which incident and rule, and why: a first action, an
+escalation step, a restore or an uncordon on resolve) and the world (cluster view, history,
+settings, safety state, people's approvals, clock), and returns a Verdict: passed with a trace
+line, or stopped with a reason. A stop by a rail that can clear (WAITS) makes the step wait; a
+denial hands the incident to people; any other stop refuses it. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ KINDS = ("first", "escalation", "restore", "uncordon", "on_failure")
 # queue and is decided again when the world changes), as Cluster API's maxUnhealthy, medik8s' minHealthy
 # and Karpenter's budgets make work wait. Every other stop is a *refusal* (the policy says never: stale,
 # outside scope, not Vigil's to undo, a repeat offender, a template error) and is final.
+# (An unavailable cluster view defers: decided again in a few seconds.)
 WAITS = frozenset({"paused", "budget", "breaker_open", "cooldown", "rate_limit", "availability", "guard",
-                   "guard_unavailable", "pdb", "window", "approval"})
-# (an unavailable cluster view defers: decided again shortly)
+                   "guard_unavailable", "pdb", "node_busy", "window", "approval"})
 
 
 def waits(reason: str) -> bool:
@@ -95,6 +96,7 @@ class Verdict:
     open_breaker: bool = False
     budget: BudgetUse | None = None
     step: str = ""  # the gated step a wait for approval or a window is for, "reboot_node(node-7)"
+    joined: int | None = None  # one_repair: the incident whose running repair this one joined
 
 
 def ok(line: str, **kw) -> Verdict:
@@ -210,6 +212,34 @@ def ownership(step: Step, world: World) -> Verdict:
             return block("foreign_cordon", f"node {p.target} is cordoned by {owner}, not by "
                          f"{'this incident' if step.kind == 'uncordon' else 'Vigil'}; Vigil never undoes that")
     return ok("nothing to undo that Vigil does not own")
+
+
+def _node_of(p: PlannedAction | PastAction) -> str:
+    return p.target.split("/")[0] if ACTIONS[p.type].target_kind == "node" else ""
+
+
+def one_repair(step: Step, world: World) -> Verdict:
+    """One repair per node, across rules and alert names: while another incident's ladder has steps
+    planned or running on this node, a first step for the node joins it (it asks for no more than
+    that ladder does) or waits for it to end; it never starts a second ladder beside it."""
+    if step.kind != "first":
+        return ok(f"not checked for {step.kind} steps")
+    mine = {n for p in step.actions if (n := _node_of(p))}
+    running: dict[int, list[PastAction]] = {}
+    for a in world.history:
+        if a.incident_id != step.incident.id and a.state in IN_FLIGHT and _node_of(a) in mine:
+            running.setdefault(a.incident_id, []).append(a)
+    if not running:
+        return ok("no other repair runs on this node")
+    other = min(running)
+    theirs = max((ACTIONS[a.type].harshness for a in running[other]), default=0)  # the registry ranks them
+    ours = max((ACTIONS[p.type].harshness for p in step.actions), default=0)
+    node = _node_of(running[other][0])
+    if ours <= theirs:
+        return block("joined", f"incident {other}'s repair of node {node} already does as much "
+                     f"({', '.join(sorted({a.type for a in running[other]}))}): this fault joins it", joined=other)
+    return block("node_busy", f"incident {other}'s repair of node {node} is running; this harsher repair waits for "
+                 "it to end")
 
 
 def availability(step: Step, world: World) -> Verdict:
@@ -440,7 +470,8 @@ def repeat_offenders(step: Step, world: World) -> Verdict:
 
 RAILS: tuple[tuple[str, Rail], ...] = (
     ("paused", paused), ("stale", stale), ("min_firing", min_firing), ("target", target),
-    ("ownership", ownership), ("denied", denied), ("availability", availability), ("cooldown", cooldown),
+    ("ownership", ownership), ("one_repair", one_repair), ("denied", denied), ("availability", availability),
+    ("cooldown", cooldown),
     ("rate_limit", rate_limit), ("repeat_offenders", repeat_offenders), ("guard", guard), ("breaker", breaker),
     ("budgets", budgets), ("window", window), ("approval", approval),
 )

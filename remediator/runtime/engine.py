@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 import threading
 import time
@@ -47,6 +48,7 @@ from remediator.store.ledger import DUE_BATCH, ActionRow, Ledger, from_ts, ts
 
 log = logging.getLogger(__name__)
 BREAKER_KEY = "breaker_opened_at"
+ESCALATIONS_KEY = "escalations_waiting"  # {incident id: next try}: escalation steps a rail holds back
 PAUSE_KEY = pausing.PAUSE_KEY
 
 
@@ -96,15 +98,18 @@ class Engine:
         self.intake = intake if intake is not None else IntakeGate()  # the web layer marks webhooks in flight
         self.leader = leader if leader is not None else AlwaysLeader()
         self.cache = cache  # decisions read it (no API request); without one, each view is LISTed
+        self._wake = threading.Event()
         self.prom = PromChecker(config.prometheus_url, config.prometheus_timeout) if config.prometheus_url else None
         self.rules = {r.name: r for r in config.rules}
-        self._wake = threading.Event()
         self.nudge = Nudge(self._wake)  # something a waiting incident waits for may have changed
+        if cache is not None:
+            cache.listen(self.nudge.set)  # a node returned: the head of the queue goes on at once
         self._seen: tuple = ()  # the cache's versions and the safety state at the last tick
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="vigil-action")
         self._thread = threading.Thread(target=self._run, name="vigil-engine", daemon=True)
         self._busy: set[object] = set()
+        self._escalations: dict[int, dt.datetime] = {}  # incident -> when its held escalation is tried again
         self._futures: set[futures.Future] = set()
         self._busy_lock = threading.Lock()
         self.notifier = Notifier(config.notifications, metrics.registry)
@@ -246,6 +251,7 @@ class Engine:
 
     def _resume(self) -> None:
         """On start and on each new term as leader: the actions the ledger holds as planned or running."""
+        self._load_escalations()
         try:
             for incident_id, chain in self.ledger.incomplete_actions().items():
                 log.info("resuming incident %d (%d actions)", incident_id, len(chain))
@@ -296,8 +302,10 @@ class Engine:
         return nudged or moved
 
     def _tick(self) -> None:
+        changed = self._changed()
+        self._retry_escalations(changed)
         due = self.ledger.due(self.clock(), on_unreadable=lambda i, exc: self.incident_failed(i, "read", exc),
-                              wake_waiting=self._changed())
+                              wake_waiting=changed)
         ctx = _Context(self) if due else None
         if ctx is not None:
             due = self._in_queue_order(due, ctx)
@@ -320,7 +328,7 @@ class Engine:
         for inc in self.ledger.resolved_followups():
             if not self.leader.is_leader():
                 return
-            self._submit_task(f"after:{inc['id']}", self.followup.after_resolve, inc,
+            self._submit_task(f"after:{inc['id']}", self._after_resolve, inc,
                               on_error=lambda exc, i=inc["id"]: self._after_failed(i, exc))
 
     def _record(self, decided: list[tuple[Incident, Decision]]) -> None:
@@ -350,6 +358,11 @@ class Engine:
                  decision.detail or ", ".join(f"{a.type}({a.target})" for a in decision.actions))
         if ids:
             self._submit(incident.id, ids)
+
+    def _after_resolve(self, inc: dict) -> None:
+        """Restores and uncordons after a resolve; a node returned may free a budget slot."""
+        self.followup.after_resolve(inc)
+        self.nudge.set()
 
     def _after_failed(self, incident_id: int, exc: BaseException) -> None:
         self.metrics.incident_errors.labels("after_resolve").inc()
@@ -512,16 +525,60 @@ class Engine:
     def _run_chain(self, incident_id: int, chain: list[int]) -> None:
         """The chain's actions in order, each admitted right before it runs; a step held back ends
         the run (the incident waits in the queue), a step that failed on the node goes on along
-        the rule's on_failure ladder, and a chain that ran to its end is verified."""
+        the rule's on_failure ladder, and a chain that ran to its end is verified. Once it ends, for
+        good or not, the Alertmanager silences its repairs set are expired: none outlives it."""
         ok = True
         for action_id in chain:
             if self._stop.is_set():
                 return  # the rest stays planned: resumed after the restart
             outcome = self.run_action(incident_id, action_id)
+            if outcome is not None and outcome.state in ("waiting", "interrupted"):
+                return  # it goes on later, silences and all
             if outcome is not None and outcome.state != "succeeded":
                 ok = False
                 if outcome.state == "failed" and continues_ladder(outcome.reason) and not self._stop.is_set():
                     self.followup.on_failure(incident_id)  # the ladder goes on (replace) or stops and marks
                 break
         if ok and not self._stop.is_set() and self.leader.is_leader():
-            self.followup.verify_and_escalate(incident_id)
+            self._verify_and_escalate(incident_id)
+        if not self._stop.is_set():
+            self.repair_rails.expire(incident_id)
+
+    # ---- escalation steps held back by a rail that can clear --------------------------------------
+
+    def _verify_and_escalate(self, incident_id: int) -> None:
+        """Verify and escalate; a step a rail holds back (paused, budget, ...) is tried again at the
+        next reconcile interval, or sooner on a change, from where the ladder stands (durable: the
+        waiting escalations are ledger state, resumed by the next leader)."""
+        with self._busy_lock:
+            again = self._escalations.pop(incident_id, None) is not None
+        if self.followup.verify_and_escalate(incident_id, again):
+            with self._busy_lock:
+                self._escalations[incident_id] = self._recheck_at()
+        self._save_escalations()
+
+    def _save_escalations(self) -> None:
+        with self._busy_lock:
+            held = {str(i): ts(t) for i, t in self._escalations.items()}
+        try:
+            if held or self.ledger.get_state(ESCALATIONS_KEY) is not None:
+                self.ledger.set_state(ESCALATIONS_KEY, json.dumps(held, sort_keys=True) if held else None)
+        except Exception as exc:  # kept in memory; written again with the next change
+            log.warning("could not store the waiting escalations: %s", exc)
+
+    def _load_escalations(self) -> None:
+        try:
+            held = json.loads(self.ledger.get_state(ESCALATIONS_KEY) or "{}")
+        except Exception as exc:
+            log.warning("could not read the waiting escalations: %s", exc)
+            return
+        with self._busy_lock:
+            self._escalations.update({int(i): from_ts(t) or self.clock() for i, t in held.items()})
+
+    def _retry_escalations(self, changed: bool) -> None:
+        now = self.clock()
+        with self._busy_lock:
+            due = [i for i, t in self._escalations.items() if changed or t <= now]
+        for incident_id in due:
+            self._submit_task(f"escalate:{incident_id}", self._verify_and_escalate, incident_id,
+                              on_error=lambda exc, i=incident_id: self.incident_failed(i, "escalate", exc))

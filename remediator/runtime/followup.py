@@ -43,16 +43,46 @@ METRIC_RESULT = {HOLDS: "verified", DOES_NOT_HOLD: "failed", UNKNOWN: "unverifia
 
 
 class _Deferred(Exception):
-    """A restore or uncordon could not be planned now (the cluster view is unavailable): the whole
-    follow-up is tried again on the next tick instead of being recorded as done."""
+    """A restore or uncordon could not be planned now (the cluster view is unavailable, or a rail that
+    can clear holds it): the whole follow-up is tried again on the next tick instead of being
+    recorded as done."""
+
+
+def still_out(inc: dict) -> list[str]:
+    """Nodes this incident's actions took out of service (a cordon, a drain, a reboot) that none of
+    them returned: a ladder cut short by a resolve still returns them."""
+    undone = {a["params"].get("node") for a in inc["actions"] if a["state"] == "succeeded"
+              and a["type"] == "uncordon_node"}
+    taken = {a["params"].get("node") for a in inc["actions"] if a["state"] == "succeeded"
+             and ACTIONS.get(a["type"]) and ACTIONS[a["type"]].undo == "uncordon_node"}
+    return sorted(taken - undone - {None})
+
+
+def _cut_short(rule: Rule, inc: dict) -> bool:
+    """A ladder that returns its node (it ends with uncordon_node), cut short by a resolve after it
+    took the node out, with nothing failed: its return still runs (validated first where the ladder
+    validates). A failed or refused one stays with people; a cordon-only rule is the policy's call."""
+    returns = any(a.type == "uncordon_node" for a in rule.actions)
+    return returns and inc["status"] == "succeeded" and bool(still_out(inc))
+
+
+def _validates(rule: Rule) -> bool:
+    return any(a.type == "validate_node" for a in (*rule.actions, *rule.escalate.steps, *rule.on_failure))
 
 
 def incident_of(inc: dict) -> Incident:
-    # received_at: the stale rail measures the age when Vigil learnt of it (an admission after a long wait for
-    # a window or a budget slot must not find the incident stale by its waiting)
+    """The typed incident from the ledger's record, with when Vigil received it (the stale rail's age
+    is taken there: a plan admitted long after its alert started, after waiting, is not stale)."""
     return Incident(inc["fingerprint"], from_ts(inc["startsAt"]) or dt.datetime.now(dt.UTC), inc["labels"],
                     inc.get("annotations", {}), inc["alert_status"], id=inc["id"],
-                    received_at=from_ts(inc.get("received_at")))
+                    received_at=_time(inc.get("received_at")), waiting_since=_time(inc.get("waiting_since")))
+
+
+def _time(value: object) -> dt.datetime | None:
+    try:
+        return from_ts(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -110,13 +140,16 @@ class Followup:
         self.ledger.set_verification(inc["id"], VERIFICATION[result.outcome], result.detail, self.clock())
         return result
 
-    def _escalate(self, rule: Rule, inc: dict, index: int) -> bool:
-        """Plan escalation step `index` through the rails and run it if it passes; True if it ran."""
+    def _escalate(self, rule: Rule, inc: dict, index: int, again: bool = False) -> str:
+        """Plan escalation step `index` through the rails and run it if it passes: "ran", "waits" (a
+        rail that can clear holds it: tried again later) or "stopped"."""
         incident = incident_of(self.ledger.get_incident(inc["id"]) or inc)
         now = self.clock()
         world = self.world(now)
         world = dataclasses.replace(world, now=now, guard=self.guard(incident))
         decision = plan_escalation(incident, rule, index, world)
+        if again and decision.outcome == "wait":  # still held: recorded and notified the first time only
+            return "waits"
         self.on_decision(incident, decision)
         self.ledger.audit(f"escalation:{decision.outcome}", {"step": index + 1, "reason": decision.reason,
                                                              "detail": decision.detail,
@@ -124,40 +157,46 @@ class Followup:
         if decision.outcome != "act":
             log.warning("incident %d: escalation step %d %s: %s", inc["id"], index + 1, decision.outcome,
                         decision.detail)
-            return False
+            return "waits" if decision.outcome in ("wait", "defer") else "stopped"
         [p] = decision.actions
         action_id = self.ledger.append_action(inc["id"], rule.name, p.type, p.target, p.params, now)
         self.metrics.escalations.labels(p.type).inc()
         outcome = self.runner.run_action(inc["id"], action_id, admit=False)
-        return outcome is not None and outcome.state == "succeeded"
+        return "ran" if outcome is not None and outcome.state == "succeeded" else "stopped"
 
-    def verify_and_escalate(self, incident_id: int) -> None:
+    def verify_and_escalate(self, incident_id: int, again: bool = False) -> bool:
+        """Verify, and escalate step by step while the verification does not hold. True when the
+        next step waits for a rail that can clear: the engine calls this again later, and it goes on
+        from the steps already taken (counted from the audit trail), verifying first."""
         inc = self.ledger.get_incident(incident_id)
         rule = self.rules.get(inc["rule"]) if inc else None
         if rule is None or rule.verify is None:
-            return
+            return False
         steps = rule.escalate.steps[:rule.escalate.max_steps]
-        for index in range(len(steps) + 1):
+        taken = sum(1 for a in inc.get("audit", []) if a["event"] == "escalation:act")
+        for index in range(min(taken, len(steps)), len(steps) + 1):
             if self.stopping() or inc["alert_status"] != "firing":
-                return  # nothing escalates after a resolve
+                return False  # nothing escalates after a resolve
             result = self._verify(rule, inc)
             next_step = after_verification(result, rule)
             if next_step == "verified":
-                return
+                return False
             if next_step == "withhold":
                 self.ledger.audit("escalation_withheld", {"reason": "unverifiable", "detail": result.detail},
                                   self.clock(), incident_id=incident_id)
                 self.metrics.blocked.labels("unverifiable").inc()
                 self._gave_up(inc, f"verification unknown, left to people: {result.detail}")
-                return
+                return False
             if index == len(steps):
                 if steps:
                     self.ledger.audit("escalation_exhausted", {"steps": index}, self.clock(), incident_id=incident_id)
                 self._gave_up(inc, f"not verified after {index} escalation step(s): {result.detail}")
-                return
-            if not self._escalate(rule, inc, index):
-                return
+                return False
+            ran = self._escalate(rule, inc, index, again)
+            if ran != "ran":
+                return ran == "waits"
             inc = self.ledger.get_incident(incident_id)
+        return False
 
     def _gave_up(self, inc: dict, detail: str) -> None:
         last = inc["actions"][-1] if inc.get("actions") else {}
@@ -233,11 +272,10 @@ class Followup:
         return done
 
     def _uncordons(self, rule: Rule, incident: Incident, inc: dict) -> list[str]:
-        nodes = sorted({a["params"].get("node") for a in inc["actions"] if a["state"] == "succeeded"
-                        and ACTIONS.get(a["type"]) and ACTIONS[a["type"]].undo == "uncordon_node"} - {None})
+        nodes = still_out(inc)
         if not nodes:
             return []
-        check = self.poll(rule.uncordon_on_resolved, incident.id, alert_context(incident))
+        check = self.poll(rule.uncordon_on_resolved or Check(), incident.id, alert_context(incident))
         done = []
         for node in nodes:
             if check.outcome != HOLDS:
@@ -252,8 +290,9 @@ class Followup:
         if (held := self._uncordon_held(step, node)) is not None:
             return held
         # the validation Job changes the cluster too: it runs only once the uncordon has passed the rails
-        # (not paused, not dry-run, still Vigil's cordon), never before
-        if rule.validate_on_resolved:
+        # (not paused, not dry-run, still Vigil's cordon), never before; a ladder with a validation step
+        # validates whatever the rule's on_resolved says (the resolve cut it short before its own)
+        if rule.validate_on_resolved or _validates(rule):
             valid, why = self._validate(incident, node)
             if not valid:
                 return f"{node} left cordoned: validation did not pass ({why})"
@@ -299,7 +338,7 @@ class Followup:
             incident = incident_of(inc)
             try:
                 done = self._restores(rule, incident, inc)
-                if rule.uncordon_on_resolved is not None:
+                if rule.uncordon_on_resolved is not None or _cut_short(rule, inc):  # the ladder's return runs
                     done += self._uncordons(rule, incident, inc)
             except _Deferred as exc:
                 log.warning("incident %d: follow-up deferred to the next tick: %s", inc["id"], exc)

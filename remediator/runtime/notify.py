@@ -23,6 +23,7 @@ from remediator.oncall_config import Notifications
 
 log = logging.getLogger(__name__)
 ALERTNAME = "VigilRemediation"
+STALLED = "VigilRemediationStalled"
 QUEUE_SIZE = 1000
 
 
@@ -36,10 +37,16 @@ class Event:
     summary: str
     detail: str = ""
     annotations: tuple[tuple[str, str], ...] = ()  # more annotations (the approve and deny commands)
+    alertname: str = "VigilRemediation"  # VigilRemediationStalled: a wait handed to people
 
 
 def decision_events(incident: Incident, d: Decision) -> list[Event]:
-    """A blocked decision, and a dry-run one (what Vigil would have done), as notifications."""
+    """A blocked decision, a dry-run one (what Vigil would have done), and a wait handed to people
+    (VigilRemediationStalled), as notifications."""
+    if d.outcome == "handed_over" and incident.id is not None:
+        return [Event("gave_up", incident.id, "none", "handed_over", incident.labels.get("node", ""),
+                      f"{incident.alertname}: waited too long, handed to people ({d.reason})", d.detail,
+                      alertname=STALLED)]
     if d.outcome not in ("blocked", "dry_run") or incident.id is None:
         return []
     kind, result = ("blocked", "blocked") if d.outcome == "blocked" else ("acted", "dry_run")
@@ -107,7 +114,7 @@ class Notifier:
                             self._dropped, event.kind, event.incident)
 
     def alert(self, e: Event, now: dt.datetime) -> dict:
-        labels = {**self.cfg.labels, "alertname": ALERTNAME, "incident": str(e.incident), "action": e.action,
+        labels = {**self.cfg.labels, "alertname": e.alertname, "incident": str(e.incident), "action": e.action,
                   "result": e.result, "target": e.target, "event": e.kind}
         labels = {k: v for k, v in labels.items() if v}  # an empty value is no label in Alertmanager
         return {"labels": labels, "annotations": {"summary": e.summary, **({"description": e.detail}

@@ -92,6 +92,7 @@ def test_groups_stay_small_and_recording_rules_follow_the_naming():
     ("GpuEccUncorrectable", {"node", "gpu", "uuid"}),
     ("GpuRowRemapFailure", {"node", "gpu", "uuid"}),
     ("GpuRecoveryActionRequired", {"node", "gpu", "uuid", "recovery_action"}),
+    ("GpuNvswitchSxidFatal", {"node", "device", "sxid"}),
     ("InferenceEndpointDown", {"namespace", "service", "pod"}),
     ("InferenceLatencyBudgetBurn", {"namespace", "service", "zone"}),
 ])
@@ -117,6 +118,15 @@ def test_amtool_check_config():
 
 
 REMEDIABLE = sorted({r["alert"] for _, _, r in all_rules() if r.get("labels", {}).get("remediation") == "auto"})
+
+
+def test_every_critical_gpu_alert_is_remediable():
+    """Each is routed to the remediator below (amtool), and the example policy has a rule for each
+    (tests/remediator/test_repair_rules.py)."""
+    critical = {r["alert"] for _, g, r in all_rules() if g["name"] == "vigil-gpu-health"
+                and r["labels"]["severity"] == "critical"}
+    assert critical >= {"GpuXidCritical", "GpuLost", "GpuNvswitchSxidFatal", "GpuRecoveryActionRequired"}
+    assert critical <= set(REMEDIABLE)
 
 
 @pytest.mark.parametrize("alert", REMEDIABLE)

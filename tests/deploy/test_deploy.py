@@ -32,7 +32,7 @@ REPAIR_OVERLAYS = ["deploy/overlays/repair-job-reboot", "deploy/overlays/repair-
 
 
 @pytest.mark.parametrize("overlay", ["deploy/base", "deploy/prometheus-operator", "deploy/overlays/sqlite",
-                                     *REPAIR_OVERLAYS])
+                                     "deploy/overlays/gpu-exporter-state-hostpath", *REPAIR_OVERLAYS])
 def test_kustomize_renders(overlay):
     objs = [o for o in yaml.safe_load_all(kubectl("kustomize", overlay).stdout) if o]
     kinds = {o["kind"] for o in objs}

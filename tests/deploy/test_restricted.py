@@ -16,7 +16,8 @@ from tests.k8s import bins
 
 OPT_INS = {"kernel-log": {"gpuExporter__kernelLog__enabled": True},
            "pod-resources": {"gpuExporter__podResources__enabled": True},
-           "both": {"gpuExporter__kernelLog__enabled": True, "gpuExporter__podResources__enabled": True}}
+           "both": {"gpuExporter__kernelLog__enabled": True, "gpuExporter__podResources__enabled": True},
+           "fault-state-hostpath": {"gpuExporter__faultState__hostPath": True}}
 RENDERINGS = {
     "chart-default": lambda: render_chart(),
     "chart-kube-prometheus-stack": lambda: render_chart(KPS_VALUES),
@@ -88,13 +89,16 @@ def test_gpu_exporter_opt_ins_render_only_when_enabled(opt_in):
     sets = OPT_INS[opt_in]
     pod = pod_templates(render_chart(**sets))["vigil-gpu-exporter"]["spec"]
     args = pod["containers"][0]["args"]
-    paths = {v["hostPath"]["path"] for v in pod["volumes"]}
+    paths = {v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
     kernel, resources = "gpuExporter__kernelLog__enabled" in sets, "gpuExporter__podResources__enabled" in sets
+    state = "gpuExporter__faultState__hostPath" in sets
     assert ("/dev/kmsg" in paths, "--kernel-log" in args) == (kernel, kernel)
     assert ("/var/lib/kubelet/pod-resources" in paths, "--pod-resources-socket" in args) == (resources, resources)
+    assert ("/var/lib/vigil-gpu-exporter" in paths) == state
     assert pod["containers"][0]["securityContext"].get("privileged", False) == kernel
     default = pod_templates(render_chart())["vigil-gpu-exporter"]["spec"]
-    assert "volumes" not in default and "--kernel-log" not in default["containers"][0]["args"]
+    assert not [v for v in default["volumes"] if "hostPath" in v]
+    assert "--kernel-log" not in default["containers"][0]["args"]
     assert "--pod-resources-socket" not in default["containers"][0]["args"]
     assert default["runtimeClassName"] == "nvidia" and not default["containers"][0]["securityContext"].get("privileged")
 
@@ -122,3 +126,24 @@ def test_with_the_namespace_split_the_release_namespace_stays_restricted(k8s_api
         r = _admit(k8s_api, name, template, namespaces[level])
         assert r.returncode == 0, f"{name} in {level}: {r.stderr}"
     assert len(templates) == 3
+
+
+@pytest.mark.parametrize("rendering", ["chart-default", "kustomize-base"])
+def test_gpu_exporter_keeps_its_pending_faults_in_an_empty_dir_by_default(rendering):
+    """Restricted by default: an emptyDir outlives a container restart; the hostPath is the opt-in."""
+    pod = pod_templates(RENDERINGS[rendering]())["vigil-gpu-exporter"]["spec"]
+    c = pod["containers"][0]
+    assert c["args"][c["args"].index("--state-dir") + 1] == "/var/lib/vigil-gpu-exporter"
+    assert {"name": "fault-state", "mountPath": "/var/lib/vigil-gpu-exporter"} in c["volumeMounts"]
+    assert {"name": "fault-state", "emptyDir": {}} in pod["volumes"]
+
+
+@pytest.mark.parametrize("rendering", [
+    lambda: render_chart(gpuExporter__faultState__hostPath=True),
+    lambda: render_kustomize("deploy/overlays/gpu-exporter-state-hostpath")], ids=["chart", "kustomize"])
+def test_gpu_exporter_pending_faults_on_a_host_path_run_as_root(rendering):
+    pod = pod_templates(rendering())["vigil-gpu-exporter"]["spec"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "fault-state"]
+    assert volume == {"name": "fault-state", "hostPath": {"path": "/var/lib/vigil-gpu-exporter",
+                                                          "type": "DirectoryOrCreate"}}
+    assert pod["securityContext"]["runAsUser"] == 0 and pod["securityContext"]["runAsNonRoot"] is False

@@ -21,6 +21,7 @@ GPU3 = {"gpu": "3", "uuid": "GPU-5a1e0000-0000-4000-8000-000000000003"}
 # The kernel log and pod attribution are off in the default test exporter.
 OPTIONAL = {n for n in SPECS if n.startswith(("gpu_exporter_kernel_log", "gpu_nvswitch", "gpu_exporter_pod_resources"))}
 OPTIONAL |= {"gpu_allocation_info", "gpu_xid_follow_on_errors_total"}
+OPTIONAL |= {"gpu_fault_pending", "gpu_fault_pending_since_timestamp_seconds"}  # only while a fault is pending
 HEALTHY = set(SPECS) - OPTIONAL - {"gpu_retired_pages_total", "gpu_retired_pages_pending",
                                    "gpu_xid_last_timestamp_seconds",
                                    "gpu_exporter_alert_pushes_total"}  # only with the fast path on
@@ -31,7 +32,7 @@ def test_healthy_gpu_exports_every_applicable_metric(exporter):
     assert {n for n, _ in series} >= HEALTHY
     for name in HEALTHY - {"gpu_exporter_nvml_up", "gpu_exporter_devices", "gpu_exporter_collect_duration_seconds",
                            "gpu_exporter_last_collect_success", "gpu_exporter_nvml_errors_total",
-                           "gpu_exporter_build_info"}:
+                           "gpu_exporter_build_info", "gpu_exporter_fault_state_persisted"}:
         per_gpu = {dict(lbl)["gpu"] for lbl in pick(series, name)}
         assert per_gpu == {str(i) for i in range(8)}, name
 

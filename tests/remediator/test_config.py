@@ -94,8 +94,9 @@ def test_the_example_config_is_valid(monkeypatch):
     for var in ("VIGIL_WEBHOOK_TOKEN", "VIGIL_ADMIN_TOKEN", "VIGIL_VIEWER_PASSWORD"):
         monkeypatch.setenv(var, f"{var}-value")
     cfg = load_config(EXAMPLE)
-    assert [r.name for r in cfg.rules] == ["gpu-xid-node-fatal", "gpu-lost", "gpu-reset", "gpu-reboot-requested",
-                                          "gpu-row-remap-failure", "endpoint-down", "latency-burn-in-a-zone"]
+    assert [r.name for r in cfg.rules] == ["gpu-xid-ecc-reset", "gpu-xid-node-fatal", "gpu-lost", "gpu-reset",
+                                          "gpu-drain-p2p-reset", "gpu-reboot-requested", "gpu-row-remap-failure",
+                                          "nvswitch-sxid-fatal", "endpoint-down", "latency-burn-in-a-zone"]
     assert cfg.repair.replace_provider == "cluster-api" and cfg.repair.max_repairs == 3
     rules = {r.name: r for r in cfg.rules}
     assert [s.type for s in rules["endpoint-down"].escalate.steps] == ["rollout_restart", "rollback_deployment"]

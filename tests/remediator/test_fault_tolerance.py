@@ -206,7 +206,7 @@ def test_100_incidents_behind_a_proxy_faulting_30_percent_of_requests(k8s_cluste
 
         def settled():
             counts = ledger.counts_by_status()
-            return counts if sum(counts.values()) == 100 and not set(counts) & {"pending", "deferred",
+            return counts if sum(counts.values()) == 100 and not set(counts) & {"pending", "deferred", "waiting",
                                                                                  "acting"} else None
         counts = wait_until(settled, 400, interval=1, what="every incident settled")
     finally:

@@ -25,6 +25,7 @@ from remediator.domain.models import (
     ClusterView,
     Incident,
     NodeView,
+    PastAction,
     PlannedAction,
     PodView,
     SafetyState,
@@ -82,9 +83,9 @@ def test_the_rails_run_in_the_fixed_order_and_each_adds_a_line():
     d = plan_step(step(), world())
     names = [line.split(":")[0] for line in d.trace[1:-1]]
     assert names == [name for name, _ in rails.RAILS] == ["paused", "stale", "min_firing", "target", "ownership",
-                                                         "denied", "availability", "cooldown", "rate_limit",
-                                                         "repeat_offenders", "guard", "breaker", "budgets",
-                                                         "window", "approval"]
+                                                         "one_repair", "denied", "availability", "cooldown",
+                                                         "rate_limit", "repeat_offenders", "guard", "breaker",
+                                                         "budgets", "window", "approval"]
     assert d.outcome == "act"
 
 
@@ -231,3 +232,26 @@ def test_explain_prints_the_rail_by_rail_trace_of_each_escalation_step(tmp_path,
     assert main(["explain", "--json", "--config", str(cfg), str(payload)]) == 0
     [r] = json.loads(capsys.readouterr().out)
     assert r["escalation"][0]["outcome"] == "act" and r["escalation"][0]["trace"][0].startswith("escalation step 1")
+
+
+def _running(node: str, type_: str, incident_id: int = 3) -> PastAction:
+    return PastAction(incident_id, "other-rule", type_, node, NOW - dt.timedelta(seconds=5), "running", admitted=True)
+
+
+def test_a_second_fault_on_a_node_joins_the_repair_already_running_there():
+    """XID 79 then GpuLost on the same node: one ladder (NVSentinel's equivalence groups), across rules."""
+    d = plan_step(step(actions=[PlannedAction("cordon_node", "n1", {"node": "n1"})]),
+                  world(history=[_running("n1", "reboot_node")]))
+    assert d.outcome == "joined" and d.reason == "joined" and "incident 3" in d.detail, d.trace
+    assert not d.actions
+
+
+def test_a_harsher_repair_waits_for_the_one_running_on_its_node():
+    d = plan_step(step(actions=[PlannedAction("replace_node", "n1", {"node": "n1"})]),
+                  world(history=[_running("n1", "reboot_node")]))
+    assert d.outcome == "wait" and d.reason == "node_busy", d.trace
+
+
+def test_a_repair_on_another_node_is_not_held_by_a_running_one():
+    d = plan_step(step(), world(history=[_running("n2", "reboot_node")]))
+    assert d.outcome == "act", d.trace

@@ -45,7 +45,7 @@ def _events(h, name):
 
 # ---- escalation passes the rails ------------------------------------------------------------------
 
-def test_global_pause_stops_escalation(remediator):
+def test_global_pause_holds_escalation_until_the_resume(remediator):
     h = remediator(nodes=2, policy={"rules": [rule(
         "ladder", "InferenceEndpointDown", [{"type": "restart_pod", "params": NS_POD}],
         verify={"alert_resolved": True, "deadline": "4s", "interval": "500ms"}, escalate=LADDER)]})
@@ -54,13 +54,16 @@ def test_global_pause_stops_escalation(remediator):
     wait_until(lambda: (i := h.incidents()) and any(a["state"] == "succeeded" for a in h.incident(i[0]["id"])[
         "actions"]), 30, interval=0.05, what="restart_pod done")
     assert h.http.post("/api/pause", json={"paused": True}, headers=h.headers).status_code == 200
-    d = wait_audit(h, "escalation:blocked")
+    d = wait_audit(h, "escalation:wait")
     assert [a["type"] for a in d["actions"]] == ["restart_pod"], "no escalation step ran while paused"
-    [blocked] = [a for a in d["audit"] if a["event"] == "escalation:blocked"]
-    assert blocked["detail"]["reason"] == "paused"
-    assert any(line.startswith("paused: blocked") for line in blocked["detail"]["trace"])
+    [held] = [a for a in d["audit"] if a["event"] == "escalation:wait"]  # recorded once, however often retried
+    assert held["detail"]["reason"] == "paused"
+    assert any(line.startswith("paused: wait") for line in held["detail"]["trace"])
     assert h.metrics.blocked.labels("paused")._value.get() >= 1
     assert h.metrics.escalations.labels("rollout_restart")._value.get() == 0
+    assert h.http.post("/api/pause", json={"paused": False}, headers=h.headers).status_code == 200
+    wait_until(lambda: h.metrics.escalations.labels("rollout_restart")._value.get() >= 1, 60,
+               what="the held escalation step taken after the resume")
 
 
 def test_prometheus_down_during_verify_never_escalates(remediator):

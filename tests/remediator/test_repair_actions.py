@@ -49,6 +49,10 @@ def _jobs(env: RepairEnv, node: str) -> list:
     return [j for j in jobs if j.spec.template.spec.node_name == node]
 
 
+def _taints(env: RepairEnv, node: str) -> set[tuple[str, str, str]]:
+    return {(t.key, t.value or "", t.effect) for t in env.core.read_node(node).spec.taints or []}
+
+
 def _reasons(env: RepairEnv, node: str) -> set[str]:
     evs = env.core.list_namespaced_event("default", field_selector=f"involvedObject.name={node}").items
     return {e.reason for e in evs}
@@ -295,11 +299,21 @@ def test_drain_scope_gpu_evicts_only_the_pods_holding_the_faulty_gpu(env, unique
         assert out.state == "succeeded", out
         assert out.data["evicted"] == [f"{ns}/on-gpu3"] and "1 pods hold" in out.data["scope"]
         assert {p.metadata.name for p in e.core.list_namespaced_pod(ns).items} == {"on-gpu1"}
+        # New pods stay off the GPU until its reset ends: a taint naming it (Kubernetes has no per-GPU fence).
+        hold = (f"vigil.io/reset-{uuid3}", "111", "NoSchedule")
+        assert hold in _taints(e, node) and "until the GPU's reset ends" in out.data["held"], out
         reset = executor.execute(e.kube, "reset_gpu", {"node": node, "uuid": uuid3}, "111", repair=ctx)
         assert reset.state == "succeeded" and "all gone" in reset.detail, reset
+        assert hold not in _taints(e, node) and "untainted" in reset.data["released"], reset
+        assert not e.core.read_node(node).spec.unschedulable
         unknown = executor.execute(e.kube, "drain_node", {"node": other, "scope": "gpu", "uuid": uuid3}, "112",
                                    repair=ctx)
         assert unknown.state == "succeeded" and "draining the whole node" in unknown.data["scope"], unknown
+        # No GPU to name: a cordon is all that keeps new pods off, and the result says so.
+        third = _node(e, unique, "n2")
+        nameless = executor.execute(e.kube, "drain_node", {"node": third, "scope": "gpu"}, "113", repair=ctx)
+        assert nameless.state == "succeeded" and "cordon cordoned instead" in nameless.data["held"], nameless
+        assert e.core.read_node(third).spec.unschedulable
     finally:
         stack.stop()
         target.close()

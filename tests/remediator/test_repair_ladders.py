@@ -154,21 +154,117 @@ def test_a_node_repaired_too_often_is_marked_and_not_repaired_again_after_a_rest
 
 def test_validation_on_resolve_passes_the_rails_like_the_uncordon(remediator, k8s_cluster):
     """The validation Job changes the cluster too: on a node paused by its annotation, a resolve
-    neither validates nor uncordons (no Job is created); the node stays cordoned, and the record says why."""
+    neither validates nor uncordons (no Job is created); the node stays cordoned and the follow-up
+    waits, tried again, until the pause is lifted: then it validates and returns the node."""
     install_crds(k8s_cluster)
     h = remediator(nodes=2, overrides={"repair": FAST_JOBS}, policy={"rules": [{
         "name": "gpu", "match": ['alertname="GpuXidCritical"'],
         "actions": [{"type": "cordon_node", "params": {"node": NODE}}],
         "on_resolved": {"uncordon": True, "validate": True}}]})
     node = h.nodes[0]
+    gate, held = h.engine.followup._gate, []
+
+    def counted(step):
+        try:
+            return gate(step)
+        except Exception as exc:
+            held.append(str(exc))
+            raise
+    h.engine.followup._gate = counted
     payload = h.xid(node)
     assert h.post(payload).status_code == 200
     h.wait_status("succeeded")
     h.core.patch_node(node, {"metadata": {"annotations": {"vigil.io/remediation": "disabled"}}})
     payload["alerts"][0]["status"] = "resolved"
     assert h.post(payload).status_code == 200
-    after = wait_until(lambda: h.incidents()[0]["after_resolve"], 60, what="after_resolve")
-    assert "paused" in after and h.unschedulable(node), after
+    wait_until(lambda: len([x for x in held if "disabled" in x]) >= 3, 60, what="the follow-up held, tried again")
+    assert h.unschedulable(node) and not h.incidents()[0]["after_resolve"]
     jobs = client.BatchV1Api(h.api).list_job_for_all_namespaces().items
     assert not [j for j in jobs if j.spec.template.spec.node_name == node], "a validation Job ran on a paused node"
     assert not any(a["event"] == "validate" for a in h.incident(h.incidents()[0]["id"])["audit"])
+    h.core.patch_node(node, {"metadata": {"annotations": {"vigil.io/remediation": None}}})
+    after = wait_until(lambda: h.incidents()[0]["after_resolve"], 90, what="after_resolve")
+    assert "uncordon" in after and not h.unschedulable(node), after
+
+
+def _resolve(h: Harness, payload: dict) -> None:
+    payload = dict(payload, status="resolved", alerts=[dict(payload["alerts"][0], status="resolved",
+                                                            endsAt=dt.datetime.now(dt.UTC).isoformat())])
+    assert h.post(payload).status_code == 200
+
+
+def test_a_resolve_right_after_the_reboot_still_validates_and_returns_the_node(remediator, k8s_cluster):
+    """No on_resolved in the rule: the ladder that took the node out brings it back (validated)."""
+    install_crds(k8s_cluster)
+    h = remediator(nodes=2, policy=_ladder(), overrides={"repair": FAST_JOBS})
+    node = h.nodes[0]
+    _reboot_agent(h, node)
+    payload = h.xid(node)
+    assert h.post(payload).status_code == 200
+    wait_until(lambda: any(a["type"] == "reboot_node" and a["state"] == "succeeded"
+                           for a in h.incident(h.incidents()[0]["id"])["actions"]), 90, what="the reboot")
+    _resolve(h, payload)  # as the latched fault clears with the new boot ID
+    wait_until(lambda: not h.unschedulable(node), 90, what="the node returned to service")
+    inc = h.incident(h.incidents()[0]["id"])
+    assert inc["status"] == "succeeded", inc
+    assert any(a["event"] == "validate" and a["detail"]["state"] == "succeeded" for a in inc["audit"]) or any(
+        a["type"] == "validate_node" and a["state"] == "succeeded" for a in inc["actions"]), "validated first"
+
+
+def test_one_fault_raising_three_alerts_gives_one_reboot(remediator, k8s_cluster):
+    """XID 79, GpuLost for the same GPU and a second XID on the node: one ladder, one reboot Job."""
+    install_crds(k8s_cluster)
+    ladder = _ladder()["rules"][0]
+    lost = dict(ladder, name="gpu-lost", match=['alertname="GpuLost"'])
+    h = remediator(nodes=2, policy={"rules": [ladder, lost]}, overrides={"repair": FAST_JOBS})
+    node = h.nodes[0]
+    _reboot_agent(h, node)
+    assert h.post(h.xid(node)).status_code == 200
+    assert h.post(body(alert({**xid_labels(node), "alertname": "GpuLost"}))).status_code == 200
+    assert h.post(body(alert(xid_labels(node, gpu="5", xid="48")))).status_code == 200
+    wait_until(lambda: len(h.incidents()) == 3 and all(i["status"] not in ("pending", "acting")
+                                                       for i in h.incidents()), 120, what="all three decided")
+    statuses = sorted(i["status"] for i in h.incidents())
+    assert statuses == ["joined", "joined", "succeeded"], [(i["status"], i["detail"]) for i in h.incidents()]
+    jobs = client.BatchV1Api(h.api).list_namespaced_job("vigil-repair").items
+    reboots = [j for j in jobs if j.spec.template.spec.node_name == node and "reboot" in j.metadata.name]
+    assert len(reboots) == 1, [j.metadata.name for j in reboots]
+
+
+def test_a_reboot_that_never_completes_ends_terminal_cordoned_and_unsilenced(remediator, k8s_cluster, alertmanager):
+    install_crds(k8s_cluster)
+    h = remediator(nodes=2, policy=_ladder(), overrides={"repair": {
+        **FAST_JOBS, "reboot": {"job": {"timeout": "5s"}},
+        "silences": {"alertmanager_url": alertmanager, "grace": "30m"}}})
+    node = h.nodes[0]  # no node agent: the node never comes back with a new boot ID
+    assert h.post(h.xid(node)).status_code == 200
+    [inc] = h.wait_status("failed", "blocked", timeout=120)
+    detail = h.incident(inc["id"])
+    assert inc["reason"], inc
+    assert h.unschedulable(node), "a node whose repair did not finish stays out, with people"
+    sid = next(a["result"]["silence_id"] for a in detail["actions"] if a["type"] == "reboot_node")
+    state = wait_until(lambda: (s := requests.get(f"{alertmanager}/api/v2/silence/{sid}", timeout=5).json()
+                                )["status"]["state"] == "expired" and s, 30, what="the silence expired")
+    assert state["status"]["state"] == "expired"
+
+
+def test_the_gpu_lost_ladder_leaves_no_vigil_taint_behind(remediator, k8s_cluster):
+    install_crds(k8s_cluster)
+    rule = {"name": "gpu-lost", "match": ['alertname="GpuLost"'],
+            "actions": [{"type": "cordon_node", "params": {"node": NODE}},
+                        {"type": "taint_node", "params": {"node": NODE, "key": "vigil.io/gpu-lost",
+                                                          "value": "gpu{{ labels.gpu }}", "effect": "NoSchedule"}},
+                        {"type": "drain_node", "params": {"node": NODE, "timeout": "20s"}},
+                        {"type": "reboot_node", "params": {"node": NODE}},
+                        {"type": "validate_node", "params": {"node": NODE, "uuid": "{{ labels.uuid }}"}},
+                        {"type": "uncordon_node", "params": {"node": NODE}}]}
+    h = remediator(nodes=2, policy={"rules": [rule]}, overrides={"repair": FAST_JOBS})
+    node = h.nodes[0]
+    _reboot_agent(h, node)
+    assert h.post(body(alert({**xid_labels(node), "alertname": "GpuLost"}))).status_code == 200
+    [inc] = h.wait_status("succeeded", "failed", "blocked", timeout=120)
+    assert inc["status"] == "succeeded", h.incident(inc["id"])["actions"]
+    n = h.core.read_node(node)
+    assert not n.spec.unschedulable
+    assert not [t for t in n.spec.taints or [] if t.key.startswith("vigil.io/")], n.spec.taints
+    assert "vigil.io/taints" not in (n.metadata.annotations or {})

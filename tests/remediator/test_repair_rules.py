@@ -90,16 +90,15 @@ def test_the_repeat_offender_rail_blocks_a_repair_step_and_says_why():
     assert d.outcome == "act" and "repeat_offenders: ok: under 3 repairs of this node and GPU in 7 days" in d.trace
 
 
-def test_explain_prints_every_rail_for_each_step_of_the_xid_ladder(tmp_path):
+def _explain(tmp_path, **labels: str) -> str:
+    """`remediator explain` of one firing alert against the example policy."""
     import json
     import os
     import subprocess
     import sys
     from pathlib import Path
 
-    payload = tmp_path / "xid.json"
-    labels = {"alertname": "GpuXidCritical", "node": "gpu-node-1", "gpu": "3", "uuid": "GPU-abc", "xid": "79",
-              "severity": "critical", "remediation": "auto"}
+    payload = tmp_path / "alert.json"
     payload.write_text(json.dumps({"version": "4", "status": "firing", "receiver": "vigil-remediator",
                                    "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
                                    "externalURL": "", "groupKey": "x", "truncatedAlerts": 0, "alerts": [{
@@ -112,9 +111,100 @@ def test_explain_prints_every_rail_for_each_step_of_the_xid_ladder(tmp_path):
                        env={**os.environ, "VIGIL_WEBHOOK_TOKEN": "t",
                             "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert r.returncode == 0, r.stderr
-    out = r.stdout
+    return r.stdout
+
+
+XID = {"alertname": "GpuXidCritical", "node": "gpu-node-1", "gpu": "3", "uuid": "GPU-abc", "severity": "critical",
+       "remediation": "auto"}
+
+
+def test_explain_prints_every_rail_for_each_step_of_the_xid_ladder(tmp_path):
+    out = _explain(tmp_path, **XID, xid="79")
     assert "first: cordon_node(gpu-node-1), drain_node(gpu-node-1), reboot_node(gpu-node-1), " \
            "validate_node(gpu-node-1), uncordon_node(gpu-node-1)" in out
     assert "on_failure: replace_node(gpu-node-1)" in out
     for rail in ("paused", "stale", "target", "ownership", "cooldown", "repeat_offenders", "breaker", "budgets"):
         assert out.count(f"{rail}: ok") == 2, rail  # the first step and the on_failure step
+
+
+# ---- the example policy: a rule for every critical GPU alert --------------------------------------
+
+def _example_rules():
+    from pathlib import Path
+
+    import yaml
+
+    from remediator.config import parse_config
+
+    data = yaml.safe_load((Path(__file__).resolve().parents[2] / "remediator/examples/vigil.yaml").read_text())
+    return parse_config({k: data[k] for k in ("policy", "repair", "prometheus")}, "vigil.yaml").rules
+
+
+def _critical_gpu_alerts() -> dict[str, dict[str, str]]:
+    """Each critical alert of the GPU health group, with the labels its firing promtool case expects."""
+    from alerts import testcases
+
+    cases = [c for c in testcases.cases()["gpu.yml"] if c.expect]
+    out = {}
+    for c in cases:
+        for labels, _ in c.expect:
+            if labels["severity"] == "critical" and not c.alert.startswith("GpuExporter"):
+                out.setdefault(c.alert, {"alertname": c.alert, **labels})
+    return out
+
+
+@pytest.mark.parametrize(("alert", "extra", "rule", "first"), [
+    ("GpuXidCritical", {"xid": "79"}, "gpu-xid-node-fatal",
+     ["cordon_node", "drain_node", "reboot_node", "validate_node", "uncordon_node"]),
+    ("GpuXidCritical", {"xid": "119"}, "gpu-xid-node-fatal",
+     ["cordon_node", "drain_node", "reboot_node", "validate_node", "uncordon_node"]),
+    ("GpuXidCritical", {"xid": "48"}, "gpu-xid-ecc-reset", ["drain_node", "reset_gpu"]),
+    ("GpuXidCritical", {"xid": "95"}, "gpu-xid-ecc-reset", ["drain_node", "reset_gpu"]),
+    ("GpuLost", {}, "gpu-lost",
+     ["cordon_node", "taint_node", "drain_node", "reboot_node", "validate_node", "uncordon_node"]),
+    ("GpuEccUncorrectable", {}, "gpu-reset", ["drain_node", "reset_gpu"]),
+    ("GpuRecoveryActionRequired", {"recovery_action": "1"}, "gpu-reset", ["drain_node", "reset_gpu"]),
+    ("GpuRecoveryActionRequired", {"recovery_action": "2"}, "gpu-reboot-requested",
+     ["cordon_node", "drain_node", "reboot_node", "validate_node", "uncordon_node"]),
+    ("GpuRecoveryActionRequired", {"recovery_action": "3"}, "gpu-drain-p2p-reset", ["drain_node", "reset_gpu"]),
+    ("GpuRecoveryActionRequired", {"recovery_action": "4"}, "gpu-reset", ["drain_node", "reset_gpu"]),
+    ("GpuRowRemapFailure", {}, "gpu-row-remap-failure", ["cordon_node", "drain_node", "replace_node"]),
+    ("GpuNvswitchSxidFatal", {}, "nvswitch-sxid-fatal",
+     ["cordon_node", "drain_node", "reboot_node", "validate_node", "uncordon_node"]),
+])
+def test_the_example_policy_has_a_ladder_for_each_actionable_gpu_fault(alert, extra, rule, first):
+    from remediator.domain.decide import match
+
+    labels = {**_critical_gpu_alerts()[alert], **extra}
+    matched, trace = match(_example_rules(), labels)
+    assert matched is not None and matched.name == rule, trace
+    assert [a.type for a in matched.actions] == first
+
+
+def test_every_critical_gpu_alert_is_matched_by_a_rule_of_the_example_policy():
+    from remediator.domain.decide import match
+
+    alerts = _critical_gpu_alerts()
+    assert set(alerts) >= {"GpuXidCritical", "GpuLost", "GpuEccUncorrectable", "GpuRowRemapFailure",
+                           "GpuRecoveryActionRequired", "GpuNvswitchSxidFatal"}
+    for name, labels in alerts.items():
+        assert labels.get("remediation") == "auto", name
+        assert match(_example_rules(), labels)[0] is not None, name
+
+
+@pytest.mark.parametrize("rule", ["gpu-xid-ecc-reset", "gpu-drain-p2p-reset"])
+def test_gpu_scoped_resets_drain_only_the_gpu_and_reboot_only_when_not_verified(rule):
+    r = {x.name: x for x in _example_rules()}[rule]
+    context = {"labels": {"node": "n1", "gpu": "3", "uuid": "GPU-a"}}
+    drain, reset = (a.render(context) for a in r.actions)
+    assert drain["scope"] == "gpu" and drain["uuid"] == "GPU-a" and reset["uuid"] == "GPU-a"
+    assert 'gpu_accessible{uuid="GPU-a"}' in r.verify.render(context)
+    assert [s.type for s in r.escalate.steps] == ["reboot_node"] and r.escalate.max_steps == 1
+    assert r.validate_on_resolved
+
+
+def test_explain_plans_a_gpu_reset_for_xid_48_and_a_reboot_only_as_its_escalation(tmp_path):
+    out = _explain(tmp_path, **XID, xid="48")
+    assert "rule 'gpu-xid-ecc-reset' matches" in out
+    assert "first: drain_node(gpu-node-1), reset_gpu(gpu-node-1)" in out
+    assert "escalation: reboot_node(gpu-node-1)" in out and out.count("reboot_node") == 1

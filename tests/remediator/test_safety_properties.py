@@ -11,6 +11,13 @@ unready. After every step it checks the invariants:
 - nothing changes while paused (globally or the namespace) or after the alert resolved;
 - an unknown check never escalates.
 
+A second machine (LivenessMachine) drives the execution layer: the real engine tick, the real chain
+runner with its admission (every rail again right before each action; a held step requeues its
+incident), resumes after a restart and the real SQLite ledger, against a cluster modelled as data.
+It checks the budget, the pause and the resolve at the moment each change is made, and after the
+random part, eventually: once the world is quiet, every firing fault is acted on or handed over
+within a bounded number of reconcile passes.
+
 Failing sequences are kept in the committed example database (hypothesis-examples/), replayed first
 on every run.
 """
@@ -20,13 +27,16 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
+from remediator.cluster.outcome import Outcome
 from remediator.config import parse_config
 from remediator.domain.actions import ACTIONS
 from remediator.domain.decide import after_verification, decide, plan_escalation, plan_step
@@ -47,10 +57,17 @@ from remediator.domain.models import (
     Taint,
     WorkloadView,
 )
+from remediator.domain.payload import Alert
 from remediator.domain.rails import Step, World
+from remediator.runtime.engine import BREAKER_KEY, Engine
+from remediator.runtime.metrics import Metrics
+from remediator.store.ledger import SQLiteLedger, ts
 
 EXAMPLES = Path(__file__).with_name("hypothesis-examples")
 SEQUENCES = int(os.environ.get("VIGIL_SEQUENCES", 10_000))  # make test runs 10,000; lower it to iterate
+# ~20 ms of CPU a sequence (an engine and a SQLite ledger each), ~60 ms wall on 2 busy cores: 10,000
+# would take ~10 min there, so 1,000 (~60 s) by default; with SEQUENCES that is 11,000 in all.
+LIVE_SEQUENCES = int(os.environ.get("VIGIL_LIVE_SEQUENCES", 1_000))
 START = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 NODES = tuple(f"n{i}" for i in range(6))
 POOL = {n: ("a" if i < 3 else "b") for i, n in enumerate(NODES)}
@@ -326,3 +343,248 @@ def test_the_decision_core_and_follow_up_planning_keep_the_invariants():
         max_examples=SEQUENCES, stateful_step_count=12, deadline=None, derandomize=False,
         database=DirectoryBasedExampleDatabase(EXAMPLES), suppress_health_check=list(HealthCheck)))
     assert SafetyMachine.runs >= SEQUENCES
+
+
+# ---- liveness: the execution layer, through the real ledger and admission ----------------------
+
+LIVE_POOL_MAX, LIVE_GLOBAL_MAX = 1, 2
+LIVE_CONFIG = parse_config({
+    "engine": {"reconcile_interval": "30s", "max_wait": "24h"},
+    "safety": {"max_alert_age": "1h", "budget": {"max_nodes": LIVE_GLOBAL_MAX, "min_nodes": 1,
+                                                 "pools": {"label": "pool", "default": {"max_nodes": LIVE_POOL_MAX}}},
+               "breaker": {"max_actions": 25, "window": "10m"}},
+    "policy": {"rules": [
+        {"name": "xid", "match": ['alertname="Xid"'],
+         "actions": [{"type": "cordon_node", "params": {"node": "{{ labels.node }}"}},
+                     {"type": "taint_node", "params": {"node": "{{ labels.node }}"}}],
+         "on_resolved": {"uncordon": True}},
+    ]},
+})
+# The bound on reconcile passes once quiet: one per firing fault (each pass acts on at least the head
+# of the queue, since the faults acted on are repaired and free their slot), plus SETTLE.
+ROUNDS_PER_INCIDENT, SETTLE = 1, 2
+
+
+class ModelExecutors:
+    """The cluster as data: an executed cordon makes the node unschedulable in the model's view;
+    the budget is checked against the model at the moment a change is made."""
+
+    def __init__(self, machine: LivenessMachine) -> None:
+        self.m = machine
+
+    def execute(self, kube, type_, params, incident, deadlines=None, repair=None) -> Outcome:
+        m, node = self.m, params["node"]
+        if m.paused:
+            m.violations.append(f"{type_}({node}) ran while paused")
+        if m.resolved.get(int(incident)):
+            m.violations.append(f"{type_}({node}) ran for incident {incident} after its alert resolved")
+        if type_ in ("cordon_node", "taint_node") and node not in m.out():
+            after = m.out() | {node}
+            if len(after) > LIVE_GLOBAL_MAX or len([n for n in after if POOL[n] == POOL[node]]) > LIVE_POOL_MAX:
+                m.violations.append(f"{type_}({node}) takes {sorted(after)} out: over budget")
+        if type_ == "cordon_node":
+            m.cordoned[node] = incident
+        elif type_ == "taint_node":
+            m.tainted.add(node)
+        m.acted.add(int(incident))
+        return Outcome("succeeded", f"{type_}({node}) in the model")
+
+
+class LivenessMachine(RuleBasedStateMachine):
+    """The real engine's tick (`Engine._tick`: due, queue order, decide, `_wait_or_hand_over`,
+    save), the real chain runner (`Engine._run_chain` -> `Runner.run_action`: admission with every
+    rail, requeue when one holds), the real SQLite ledger and resumes after a restart; the cluster
+    is the model's data. After the random part the world goes quiet and every firing remediable
+    incident must reach an action or a hand-over within a bounded number of reconcile passes."""
+    runs = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        LivenessMachine.runs += 1
+        self.dir = tempfile.TemporaryDirectory(dir="/dev/shm" if os.path.isdir("/dev/shm") else None)  # no fsync cost
+        self.ledger = SQLiteLedger(os.path.join(self.dir.name, "ledger.db"))
+        self.now = START
+        self.cordoned: dict[str, str] = {}  # node -> the incident whose cordon it is ("kubectl": someone else)
+        self.tainted: set[str] = set()
+        self.paused = False
+        self.faults: dict[int, str] = {}  # incident id -> node
+        self.alerts: dict[int, Alert] = {}
+        self.resolved: dict[int, bool] = {}
+        self.acted: set[int] = set()
+        self.pending: list[tuple[int, list[int]]] = []  # chains behind busy workers
+        self.violations: list[str] = []
+        self.engine = self._engine()
+
+    def teardown(self) -> None:
+        try:
+            self.quiesce_and_check()
+        finally:
+            self.ledger.close()
+            self.dir.cleanup()
+
+    def _engine(self) -> Engine:
+        engine = Engine(LIVE_CONFIG, self.ledger, None, Metrics(self.ledger.counts_by_status), clock=lambda: self.now)
+        engine._cluster_view = self.view
+        engine.runner.kube, engine.runner.executors, engine.runner.rails = object(), ModelExecutors(self), None
+        engine._submit = lambda incident_id, chain: self.pending.append((incident_id, list(chain)))
+        engine._submit_task = lambda key, fn, *args, on_error=None: None  # follow-ups: the model returns nodes
+        engine.followup.verify_and_escalate = lambda incident_id: None
+        engine.followup.on_failure = lambda incident_id: None
+        return engine
+
+    def out(self) -> set[str]:
+        return set(self.cordoned) | self.tainted
+
+    def view(self) -> ClusterView:
+        nodes = {n: NodeView(n, n in self.cordoned, 8,
+                             {INCIDENT_ANNOTATION: self.cordoned[n]} if self.cordoned.get(n, "kubectl") != "kubectl"
+                             else {}, {"pool": POOL[n]}, True,
+                             (Taint("vigil.io/unhealthy", "NoSchedule"),) if n in self.tainted else (), True,
+                             ("kubectl" if self.cordoned[n] == "kubectl" else FIELD_MANAGER) if n in self.cordoned
+                             else "") for n in NODES}
+        return ClusterView(nodes, frozenset(), True, {}, {}, {})
+
+    # ---- what happens ---------------------------------------------------------------------------
+
+    @rule(node=st.sampled_from(NODES))
+    def fault(self, node: str) -> None:
+        fp = f"fp-{node}-{len(self.alerts)}"
+        a = Alert("firing", {"alertname": "Xid", "node": node}, {}, self.now - dt.timedelta(seconds=5),
+                  self.now + dt.timedelta(hours=1), fp)
+        self.ledger.record([a], self.now)
+        inc = next(i for i in self.ledger.firing() if i.fingerprint == fp)
+        self.faults[inc.id], self.alerts[inc.id], self.resolved[inc.id] = node, a, False
+
+    def _resolve(self, incident_id: int) -> None:
+        """The fault is repaired: its alert resolves and its node returns (uncordoned, untainted)."""
+        a = self.alerts[incident_id]
+        self.ledger.record([dataclasses.replace(a, status="resolved", ends_at=self.now)], self.now)
+        self.resolved[incident_id] = True
+        node = self.faults[incident_id]
+        if self.cordoned.get(node) == str(incident_id):
+            del self.cordoned[node]
+            self.tainted.discard(node)
+
+    @precondition(lambda self: self.faults)
+    @rule(i=st.integers(0, 1000))
+    def repaired(self, i: int) -> None:
+        ids = sorted(self.faults)
+        self._resolve(ids[i % len(ids)])
+
+    @rule()
+    def tick(self) -> None:
+        self.engine._tick()
+
+    @precondition(lambda self: self.pending)
+    @rule(i=st.integers(0, 1000))
+    def worker_runs_a_chain(self, i: int) -> None:
+        incident_id, chain = self.pending.pop(i % len(self.pending))
+        self.engine._run_chain(incident_id, chain)
+
+    @rule()
+    def restart(self) -> None:
+        """The process restarts: chains behind the workers are lost; the ledger's planned ones are resumed."""
+        self.pending = []
+        self.engine = self._engine()
+        self.engine._resume()
+
+    @rule(paused=st.booleans())
+    def pause(self, paused: bool) -> None:
+        self.paused = paused
+        self.engine.set_paused(paused, self.now, by="test")
+
+    @rule(open_=st.booleans())
+    def breaker(self, open_: bool) -> None:
+        if open_:
+            self.ledger.set_state(BREAKER_KEY, ts(self.now))
+        else:
+            self.engine.reset_breaker(self.now, by="test")
+
+    @rule(node=st.sampled_from(NODES), cordon=st.booleans())
+    def operator(self, node: str, cordon: bool) -> None:
+        if cordon and node not in self.cordoned:
+            self.cordoned[node] = "kubectl"
+        elif not cordon and self.cordoned.get(node) == "kubectl":
+            del self.cordoned[node]
+
+    # No step past max_alert_age (1h) yet: a chain admitted more than max_alert_age after its alert
+    # started is refused as stale at its admission (the xfail test below); add 7200 once it is fixed.
+    @rule(seconds=st.sampled_from([1, 30, 300]))
+    def time_passes(self, seconds: int) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+    @invariant()
+    def nothing_harmful(self) -> None:
+        assert not self.violations, self.violations
+
+    # ---- eventually ----------------------------------------------------------------------------
+
+    def quiesce_and_check(self) -> None:
+        """No new faults; the operator's cordons lifted; not paused; the breaker closed. Each reconcile
+        pass: the interval passes, the engine ticks, the workers run every chain, and the faults that
+        were acted on are repaired (their nodes return, freeing the budget)."""
+        if self.violations:
+            return
+        self.paused = False
+        self.engine.set_paused(False, self.now, by="test")
+        self.engine.reset_breaker(self.now, by="test")
+        for node in [n for n, who in self.cordoned.items() if who == "kubectl"]:
+            del self.cordoned[node]
+        # The breaker stays closed while draining: 12 steps make at most 12 faults, 24 actions, under its
+        # max_actions (25). Longer sequences can trip it during the drain (correctly: a storm), and then
+        # the faults wait for its reset, which this quiet world never does.
+        firing = [i for i, r in self.resolved.items() if not r]
+        bound = ROUNDS_PER_INCIDENT * len(firing) + SETTLE
+        for _ in range(bound):
+            self.now += dt.timedelta(seconds=LIVE_CONFIG.queue.reconcile_interval)
+            self.engine._tick()
+            while self.pending:
+                self.engine._run_chain(*self.pending.pop(0))
+            assert not self.violations, self.violations
+            for i in firing:
+                if i in self.acted and not self.resolved[i]:
+                    self._resolve(i)
+        stuck = {}
+        for i in firing:
+            inc = self.ledger.get_incident(i)
+            if i not in self.acted and inc["status"] != "handed_over":
+                stuck[i] = (self.faults[i], inc["status"], inc["reason"], inc["detail"])
+        assert not stuck, f"not acted on nor handed over within {bound} reconcile passes: {stuck}"
+
+
+def test_every_firing_fault_is_acted_on_or_handed_over_once_the_world_is_quiet():
+    LivenessMachine.runs = 0
+    run_state_machine_as_test(LivenessMachine, settings=settings(
+        max_examples=LIVE_SEQUENCES, stateful_step_count=12, deadline=None, derandomize=False,
+        database=DirectoryBasedExampleDatabase(EXAMPLES), suppress_health_check=list(HealthCheck)))
+    assert LivenessMachine.runs >= LIVE_SEQUENCES
+
+
+@pytest.mark.xfail(strict=True, reason="bug: the admission's stale rail measures the alert's age at run time")
+def test_a_fault_that_waited_past_max_alert_age_for_the_budget_is_still_acted_on():
+    """n0 and n1 of pool a fail together; the pool's budget (1) lets n0 be cordoned and holds n1 back
+    (waiting). n0's repair takes 2 h. When n0 returns, n1 is decided again: act (the stale rail takes
+    the age when Vigil learnt of the alert: waiting does not make it stale). But the admission right
+    before the cordon runs rebuilds the incident with `runtime.followup.incident_of`, which drops
+    `received_at`, so the stale rail measures 2 h and refuses it for good: `blocked (stale)`, a held
+    fault dropped, neither acted on nor handed over."""
+    m = LivenessMachine()
+    try:
+        m.fault("n0")
+        m.fault("n1")
+        m.tick()
+        while m.pending:
+            m.worker_runs_a_chain(0)
+        first, second = sorted(m.faults)
+        assert first in m.acted and m.ledger.get_incident(second)["status"] == "waiting"
+        m.time_passes(7200)
+        m.repaired(0)
+        m.now += dt.timedelta(seconds=LIVE_CONFIG.queue.reconcile_interval)
+        m.tick()
+        while m.pending:
+            m.worker_runs_a_chain(0)
+        inc = m.ledger.get_incident(second)
+        assert second in m.acted, (inc["status"], inc["reason"], inc["detail"])
+    finally:
+        m.ledger.close()
+        m.dir.cleanup()

@@ -283,8 +283,8 @@ def test_node_and_namespace_pause_and_global_pause_during_escalation(served):
     wait_until(lambda: any(a["type"] == "restart_pod" and a["state"] == "succeeded" for i in s.incidents()
                            for a in s.incident(i["id"])["actions"]), 30, interval=0.05, what="restart done")
     assert s.s.post(f"{s.url}/api/pause", json={"paused": True}, timeout=10).status_code == 200
-    wait_until(lambda: any(a["event"] == "escalation:blocked" for i in s.incidents()
-                           for a in s.incident(i["id"])["audit"]), 30, what="escalation blocked")
+    wait_until(lambda: any(a["event"] == "escalation:wait" for i in s.incidents()
+                           for a in s.incident(i["id"])["audit"]), 30, what="escalation held by the pause")
     assert not s.h.unschedulable(s.h.nodes[0])
     assert not [a for i in s.incidents() for a in s.incident(i["id"])["actions"] if a["type"] == "rollout_restart"]
     s.assert_blocked("paused", at_least=3)
