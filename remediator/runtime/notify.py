@@ -43,6 +43,10 @@ class Event:
 def decision_events(incident: Incident, d: Decision) -> list[Event]:
     """A blocked decision, a dry-run one (what Vigil would have done), and a wait handed to people
     (VigilRemediationStalled), as notifications."""
+    if d.outcome == "handed_over" and d.reason == "denied" and incident.id is not None:  # a person said no
+        action, _, target = d.step.partition("(")
+        return [Event("gave_up", incident.id, action or "none", "denied", target.rstrip(")"),
+                      f"{incident.alertname}: {d.step} denied, handed to people", d.detail)]
     if d.outcome == "handed_over" and incident.id is not None:
         return [Event("gave_up", incident.id, "none", "handed_over", incident.labels.get("node", ""),
                       f"{incident.alertname}: waited too long, handed to people ({d.reason})", d.detail,

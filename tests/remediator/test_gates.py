@@ -163,3 +163,13 @@ policy:
     assert f"{path}:11: " in text and "no window 'monthly'" in text
     assert "approval': required or auto, got 'maybe'" in text
     assert f"{path}:14: " in text and "only a rule's actions can wait" in text
+
+
+def test_a_denial_is_notified_as_denied_not_as_a_stalled_wait():
+    from remediator.runtime.notify import decision_events
+
+    no = {7: {"taint_node(n1)": Approval("denied", DAY, by="bob", reason="not on a Friday")}}
+    d = decide(incident(), CONFIG.rules, [], CLUSTER, CONFIG.safety, SafetyState(), DAY, approvals=no)
+    [e] = decision_events(incident(), d)
+    assert (e.alertname, e.result, e.action, e.target) == ("VigilRemediation", "denied", "taint_node", "n1")
+    assert "denied by bob" in e.detail
