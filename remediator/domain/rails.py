@@ -401,6 +401,13 @@ def _gated(step: Step) -> PlannedAction | None:
     return step.actions[0] if step.kind == "first" and step.actions else None
 
 
+def _later(step: Step, gate: str) -> str:
+    """The later actions of a chain this gate holds at their own turn, for the trace (and explain)."""
+    later = [step_key(p) for p in step.actions[1:] if (step.rule.gate_of(p.type)[0] if gate == "approval"
+                                                       else step.rule.gate_of(p.type)[1])]
+    return f"; at its turn, {', '.join(later)} waits for its {gate}" if later and step.kind == "first" else ""
+
+
 def denied(step: Step, world: World) -> Verdict:
     """A person denied a step of this incident: nothing more is done, the incident is theirs."""
     mine = world.approvals.get(step.incident.id) or {} if step.incident.id is not None else {}
@@ -418,7 +425,7 @@ def window(step: Step, world: World) -> Verdict:
         return ok(f"not gated for {step.kind} steps")
     _, names = step.rule.gate_of(p.type)
     if not names:
-        return ok("no maintenance window")
+        return ok("no maintenance window" + _later(step, "window"))
     closes = []
     for name in names:
         w = world.safety.windows.get(name)
@@ -429,7 +436,7 @@ def window(step: Step, world: World) -> Verdict:
             return Verdict(False, f"{step_key(p)}: window {name} opens at {state.opens_at.isoformat()}",
                            reason="window", not_before=state.opens_at, step=step_key(p))
         closes.append(f"{name} until {state.closes_at.isoformat()}")
-    return ok(f"{step_key(p)} inside window {', '.join(closes)}")
+    return ok(f"{step_key(p)} inside window {', '.join(closes)}" + _later(step, "window"))
 
 
 def approval(step: Step, world: World) -> Verdict:
@@ -438,7 +445,7 @@ def approval(step: Step, world: World) -> Verdict:
         return ok(f"not gated for {step.kind} steps")
     needed, _ = step.rule.gate_of(p.type)
     if not needed:
-        return ok("no approval required")
+        return ok("no approval required" + _later(step, "approval"))
     key = step_key(p)
     a = (world.approvals.get(step.incident.id) or {}).get(key) if step.incident.id is not None else None
     if a is not None and a.valid(world.now, world.safety.approval_ttl):

@@ -173,3 +173,9 @@ def test_a_denial_is_notified_as_denied_not_as_a_stalled_wait():
     [e] = decision_events(incident(), d)
     assert (e.alertname, e.result, e.action, e.target) == ("VigilRemediation", "denied", "taint_node", "n1")
     assert "denied by bob" in e.detail
+
+
+def test_the_trace_says_which_later_action_will_wait_at_its_turn():
+    d = decide(incident(), CONFIG.rules, [], CLUSTER, CONFIG.safety, SafetyState(), DAY)
+    assert "window: ok: no maintenance window; at its turn, taint_node(n1) waits for its window" in d.trace
+    assert "approval: ok: no approval required; at its turn, taint_node(n1) waits for its approval" in d.trace
