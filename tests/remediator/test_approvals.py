@@ -117,7 +117,10 @@ def test_a_reboot_needing_approval_drains_at_once_waits_through_a_restart_and_go
         assert r.returncode == 0, r.stderr
         assert f"reboot_node({node}) approved by" in r.stdout
         r = _remediator_cli(f"http://127.0.0.1:{server.effective_port}", "approve", str(incident), "--reason", "x")
-        assert r.returncode in (0, 2)  # already answered: 409 unless the first answer raced it
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr  # answered: nothing waits
+        assert "is not waiting for approval" in r.stderr
+        r = _remediator_cli(f"http://127.0.0.1:{server.effective_port}", "deny", str(incident))  # no --reason
+        assert r.returncode == 2 and "--reason" in r.stderr
     finally:
         server.close()
     done = wait_until(lambda: (i := h.incident(incident))["status"] in ("succeeded", "failed", "blocked") and i, 90,
