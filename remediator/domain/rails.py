@@ -432,6 +432,8 @@ def window(step: Step, world: World) -> Verdict:
         if w is None:
             return block("unknown_window", f"{step_key(p)}: no maintenance window named {name!r}")
         state = w.state(world.now)
+        if not state.open and world.dry_run:  # dry-run asks nobody and waits for nothing: it says what would
+            return ok(f"dry-run: {step_key(p)} would wait for window {name} (opens at {state.opens_at.isoformat()})")
         if not state.open:
             return Verdict(False, f"{step_key(p)}: window {name} opens at {state.opens_at.isoformat()}",
                            reason="window", not_before=state.opens_at, step=step_key(p))
@@ -450,6 +452,8 @@ def approval(step: Step, world: World) -> Verdict:
     a = (world.approvals.get(step.incident.id) or {}).get(key) if step.incident.id is not None else None
     if a is not None and a.valid(world.now, world.safety.approval_ttl):
         return ok(f"{key} approved by {a.by} at {a.at.isoformat()} ({a.reason})")
+    if world.dry_run:
+        return ok(f"dry-run: {key} would wait for approval")
     expired = (f" (the approval by {a.by} at {a.at.isoformat()} expired: approval_ttl "
                f"{world.safety.approval_ttl:.0f} s)" if a is not None and a.verdict == "approved" else "")
     return Verdict(False, f"{key} needs approval{expired}: remediator approve {step.incident.id} --reason ...",

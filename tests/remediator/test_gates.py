@@ -179,3 +179,11 @@ def test_the_trace_says_which_later_action_will_wait_at_its_turn():
     d = decide(incident(), CONFIG.rules, [], CLUSTER, CONFIG.safety, SafetyState(), DAY)
     assert "window: ok: no maintenance window; at its turn, taint_node(n1) waits for its window" in d.trace
     assert "approval: ok: no approval required; at its turn, taint_node(n1) waits for its approval" in d.trace
+
+
+def test_dry_run_asks_nobody_and_says_what_would_wait():
+    d = decide(incident("Lost"), CONFIG.rules, [], CLUSTER, CONFIG.safety, SafetyState(), DAY, dry_run=True)
+    assert d.outcome == "dry_run"
+    assert any(t.startswith("window: ok: dry-run: cordon_node(n1) would wait for window nightly") for t in d.trace)
+    w = dataclasses.replace(world(NIGHT_OPEN), dry_run=True)
+    assert plan_step(rails.Step("first", incident(at=NIGHT_OPEN), XID, (TAINT,)), w).outcome == "dry_run"
