@@ -2,7 +2,7 @@
 needs approval cordons and drains at once, then waits; the request reaches a real Alertmanager
 with the approve command; it survives a restart; `remediator approve` (the CLI, over HTTP) lets the
 ladder go on with every rail checked again, `deny` leaves the node cordoned and hands the incident
-over. A window with an injected clock: the gated step waits until the window opens and runs
+over. A window with an injected clock (through a restart): the gated step waits until the window opens and runs
 inside it; a step running at the close finishes; nothing new starts after."""
 
 from __future__ import annotations
@@ -18,7 +18,11 @@ import requests
 from kubernetes import client
 from waitress import create_server
 
+from remediator.cluster.kube import Kube
 from remediator.runtime.approvals import Approvals
+from remediator.runtime.engine import Engine
+from remediator.runtime.metrics import Metrics
+from remediator.store.ledger import SQLiteLedger
 from remediator.web.app import create_app
 from tests.k8s.controlplane import wait_until
 from tests.stack import Stack
@@ -164,6 +168,17 @@ class Clock:
         return dt.datetime.now(dt.UTC) + self.offset
 
 
+def _restart_with(h: Harness, clock: Clock) -> None:
+    h.engine.stop()
+    h.ledger.close()
+    h.ledger = SQLiteLedger(h.config.ledger_path)
+    h.metrics = Metrics(h.ledger.counts_by_status)
+    kube = Kube(h.config.kubeconfig, node_selector=h.config.node_selector)
+    h.engine = Engine(h.config, h.ledger, kube, h.metrics, clock=clock)
+    h.http = create_app(h.config, h.ledger, h.engine, h.metrics).test_client()
+    h.engine.start()
+
+
 def _taints(h: Harness, node: str) -> list[str]:
     return [t.key for t in h.core.read_node(node).spec.taints or []]
 
@@ -196,6 +211,8 @@ def test_a_step_waits_for_its_window_runs_inside_it_and_nothing_new_starts_after
     [w] = h.http.get("/api/status", headers=h.headers).get_json()["windows"]
     assert (w["name"], w["open"], w["waiting"]) == ("soon", False, [inc["id"]])
     assert w["opens_at"].startswith(opens.strftime("%Y-%m-%dT%H:%M:00"))
+    _restart_with(h, clock)  # the wait is ledger state: a restarted remediator waits for the same opening
+    assert h.incident(inc["id"])["status"] == "waiting"
 
     # the window opens: the drain starts (and is held by the PDB, so it is still running at the close)
     clock.offset = opens - dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
