@@ -47,9 +47,14 @@ def gate_of(a: dict, where: str) -> tuple[bool, str | None]:
     return approval == "required", window
 
 
+def _get(raw: dict, section: str, key: str) -> object:
+    sec = raw.get(section)
+    return sec.get(key) if isinstance(sec, dict) else None
+
+
 def check_gates(raw_rules: list, windows: dict[str, Window], where: str) -> None:
-    """Every window a rule or action names exists; only a rule's `actions` are gated (an escalation
-    or on_failure step cannot wait for a person or a window yet: it would stop the ladder)."""
+    """Every window a rule or action names exists; a rule's `actions` and `escalate.steps` can be
+    gated (an on_failure step cannot wait for a person or a window yet: it would stop the ladder)."""
     known = ", ".join(sorted(windows)) or "none defined"
     for raw in raw_rules:
         if not isinstance(raw, dict):
@@ -59,14 +64,15 @@ def check_gates(raw_rules: list, windows: dict[str, Window], where: str) -> None
         if name is not None and name not in windows:
             report(ConfigError(f"{rw}: key 'maintenance_window': no window {name!r} in policy.maintenance_windows "
                                f"(known: {known})", at=(raw, "maintenance_window")))
-        for j, a in enumerate(raw.get("actions") or []):
-            if isinstance(a, dict) and isinstance(a.get("window"), str) and a["window"] not in windows:
-                report(ConfigError(f"{rw}: key 'actions[{j}]': key 'window': no window {a['window']!r} in "
-                                   f"policy.maintenance_windows (known: {known})", at=(a, "window")))
-        for key, steps in (("escalate.steps", (raw.get("escalate") or {}).get("steps")),
-                           ("on_failure.steps", (raw.get("on_failure") or {}).get("steps"))):
+        for key, steps in (("actions", raw.get("actions")), ("escalate.steps", _get(raw, "escalate", "steps"))):
+            for j, a in enumerate(steps if isinstance(steps, list) else []):
+                if isinstance(a, dict) and isinstance(a.get("window"), str) and a["window"] not in windows:
+                    report(ConfigError(f"{rw}: key '{key}[{j}]': key 'window': no window {a['window']!r} in "
+                                       f"policy.maintenance_windows (known: {known})", at=(a, "window")))
+        for key, steps in (("on_failure.steps", _get(raw, "on_failure", "steps")),):
             for j, a in enumerate(steps if isinstance(steps, list) else []):
                 for k in GATE_KEYS:
                     if isinstance(a, dict) and k in a:
-                        report(ConfigError(f"{rw}: key '{key}[{j}]': key {k!r}: only a rule's actions can wait for "
-                                           "an approval or a window (put the step in a rule's actions)", at=(a, k)))
+                        report(ConfigError(f"{rw}: key '{key}[{j}]': key {k!r}: an on_failure step cannot wait for "
+                                           "an approval or a window (put the step in a rule's actions or "
+                                           "escalate.steps)", at=(a, k)))

@@ -136,10 +136,11 @@ class Rule:
     def matches(self, labels: dict[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
 
-    def gate_of(self, action_type: str) -> tuple[bool, tuple[str, ...]]:
-        """What gates an action of this rule's chain (by its type): approval required or not, and
-        the windows it must start in (the rule's and the action's own)."""
-        action = next((a for a in self.actions if a.type == action_type), None)
+    def gate_of(self, action_type: str, kind: str = "first") -> tuple[bool, tuple[str, ...]]:
+        """What gates an action of this rule's chain or escalation ladder (by its type): approval
+        required or not, and the windows it must start in (the rule's and the action's own)."""
+        steps = {"first": self.actions, "escalation": self.escalate.steps}.get(kind, ())
+        action = next((a for a in steps if a.type == action_type), None)
         windows = tuple(w for w in (self.maintenance_window, action.window if action else None) if w)
         return (action.approval if action else False), windows
 

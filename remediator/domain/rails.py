@@ -395,10 +395,11 @@ def budgets(step: Step, world: World) -> Verdict:
 
 
 def _gated(step: Step) -> PlannedAction | None:
-    """The action the gates (window, approval) apply to: the first of a rule's chain. A chain starts
-    only when its first action may; each later action is gated again at its own admission, right
-    before it runs, so the actions before a gated one run at once (cordon now, reboot tonight)."""
-    return step.actions[0] if step.kind == "first" and step.actions else None
+    """The action the gates (window, approval) apply to: the first of a rule's chain, or an
+    escalation step (one action; a held escalation is tried again later). A chain starts only when
+    its first action may; each later action is gated again at its own admission, right before it
+    runs, so the actions before a gated one run at once (cordon now, reboot tonight)."""
+    return step.actions[0] if step.kind in ("first", "escalation") and step.actions else None
 
 
 def _later(step: Step, gate: str) -> str:
@@ -423,7 +424,7 @@ def window(step: Step, world: World) -> Verdict:
     p = _gated(step)
     if p is None:
         return ok(f"not gated for {step.kind} steps")
-    _, names = step.rule.gate_of(p.type)
+    _, names = step.rule.gate_of(p.type, step.kind)
     if not names:
         return ok("no maintenance window" + _later(step, "window"))
     closes = []
@@ -445,7 +446,7 @@ def approval(step: Step, world: World) -> Verdict:
     p = _gated(step)
     if p is None:
         return ok(f"not gated for {step.kind} steps")
-    needed, _ = step.rule.gate_of(p.type)
+    needed, _ = step.rule.gate_of(p.type, step.kind)
     if not needed:
         return ok("no approval required" + _later(step, "approval"))
     key = step_key(p)

@@ -238,3 +238,26 @@ def test_a_step_waits_for_its_window_runs_inside_it_and_nothing_new_starts_after
         raise AssertionError((i["status"], i["reason"], i["detail"], i["trace"][-3:],
                               [(a["type"], a["state"], a["result"]) for a in i["actions"]][-4:])) from None
     assert node_key in _taints(h, node) and final[0]["id"] == inc["id"]
+
+
+def test_an_escalation_step_waits_for_approval_and_runs_once_approved(remediator):
+    """The cordon does not help (the alert keeps firing): the escalation's drain needs a person."""
+    h = remediator(nodes=2, overrides={"engine": {"reconcile_interval": "2s"}}, policy={"rules": [{
+        "name": "esc", "match": ['alertname="GpuXidCritical"'],
+        "actions": [{"type": "cordon_node", "params": {"node": NODE}}],
+        "verify": {"alert_resolved": True, "deadline": "1s", "interval": "500ms"},
+        "escalate": {"steps": [{"type": "taint_node", "params": {"node": NODE, "key": "vigil.io/escalated"},
+                                "approval": "required"}]}}]})
+    node = h.nodes[0]
+    assert h.post(h.xid(node)).status_code == 200
+    [inc] = h.wait_status("succeeded", timeout=60)
+
+    def asked():
+        return Approvals(h.ledger, h.engine.clock, lambda e: None).pending(inc["id"])
+    assert wait_until(asked, 30, what="the escalation's approval request") == [f"taint_node({node})"]
+    assert "vigil.io/escalated" not in _taints(h, node)
+    r = h.http.post(f"/api/incidents/{inc['id']}/approve", json={"reason": "go on"}, headers=h.headers)
+    assert r.status_code == 200, r.get_json()
+    wait_until(lambda: "vigil.io/escalated" in _taints(h, node), 30, what="the approved escalation step")
+    events = [e["event"] for e in h.incident(inc["id"])["audit"]]
+    assert events.count("approval_requested") == 1 and "escalation:act" in events

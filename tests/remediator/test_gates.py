@@ -162,7 +162,7 @@ policy:
     assert f"{path}:8: " in text and "no window 'weekly'" in text
     assert f"{path}:11: " in text and "no window 'monthly'" in text
     assert "approval': required or auto, got 'maybe'" in text
-    assert f"{path}:14: " in text and "only a rule's actions can wait" in text
+    assert f"{path}:14: " in text and "an on_failure step cannot wait" in text
 
 
 def test_a_denial_is_notified_as_denied_not_as_a_stalled_wait():
@@ -187,3 +187,20 @@ def test_dry_run_asks_nobody_and_says_what_would_wait():
     assert any(t.startswith("window: ok: dry-run: cordon_node(n1) would wait for window nightly") for t in d.trace)
     w = dataclasses.replace(world(NIGHT_OPEN), dry_run=True)
     assert plan_step(rails.Step("first", incident(at=NIGHT_OPEN), XID, (TAINT,)), w).outcome == "dry_run"
+
+
+def test_an_escalation_step_can_wait_for_approval_and_a_window():
+    from remediator.domain.decide import plan_escalation
+
+    cfg = parse_config({"policy": {**RULES, "rules": [{
+        "name": "esc", "match": ['alertname="Xid"'], "verify": {"alert_resolved": True},
+        "actions": [{"type": "cordon_node", "params": {"node": "{{ labels.node }}"}}],
+        "escalate": {"steps": [{"type": "drain_node", "params": {"node": "{{ labels.node }}"}, "approval": "required",
+                                "window": "nightly"}]}}]}})
+    [rule] = cfg.rules
+    held = plan_escalation(incident(), rule, 0, world(DAY))
+    assert (held.outcome, held.reason, held.step) == ("wait", "window", "drain_node(n1)")
+    held = plan_escalation(incident(at=NIGHT_OPEN), rule, 0, world(NIGHT_OPEN))
+    assert (held.outcome, held.reason, held.step) == ("wait", "approval", "drain_node(n1)")
+    ok = {7: {"drain_node(n1)": Approval("approved", NIGHT_OPEN, by="alice", reason="checked")}}
+    assert plan_escalation(incident(at=NIGHT_OPEN), rule, 0, world(NIGHT_OPEN, ok)).outcome == "act"
