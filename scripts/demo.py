@@ -5,7 +5,9 @@ rules, Alertmanager with Vigil's routing and the remediator acting on the cluste
 pull path. For each: injected -> scraped -> alert firing -> webhook received -> node cordoned ->
 drained (pods moved) -> rebooted (a simulated node agent acts on the reboot Job and clears the
 exporter's fault) -> validated -> uncordoned, with seconds per hop and the floor implied by the
-configured intervals. Then a node that keeps failing ends as an RMA candidate.
+configured intervals. Then a storm larger than the disruption budget drains through the queue
+(printed as it empties), one fault raising two alerts gets one ladder, and a node that keeps
+failing ends as an RMA candidate.
 Then a service fault: zone A's model servers slow down, the latency SLO burn alert fires, and
 the remediator moves the HTTPRoute's weight to zone B (restored when the alert resolves).
 
@@ -23,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import requests
 from kubernetes import client
 
 from tests.pipeline import Pipeline, Timeline
@@ -84,6 +87,70 @@ def repeat_offender(p: Pipeline, node: str) -> bool:
     return label == "true" and bool(n.spec.unschedulable)
 
 
+def _queue(p: Pipeline) -> list[dict]:
+    r = requests.get(f"{p.remediator_url}/api/queue", headers={"Authorization": f"Bearer {p.token}"}, timeout=10)
+    return r.json()["items"]
+
+
+def _out(p: Pipeline, nodes: list[str]) -> list[str]:
+    core = client.CoreV1Api(p.cp.api_client())
+    return [n for n in nodes if core.read_node(n).spec.unschedulable]
+
+
+def storm(p: Pipeline, nodes: list[str], timeout: float = 300) -> bool:
+    """XID 79 on every node at once, more than the budget allows out: the rest wait in the queue and
+    go on, in order, as repaired nodes return. Prints the queue whenever it changes."""
+    started = time.monotonic()
+    for node in nodes:
+        p.inject(node, {"gpu": 6, "fault": "xid", "xid": 79})
+    seen, peak, last = set(), 0, None
+    while time.monotonic() - started < timeout:
+        out, queue = _out(p, nodes), _queue(p)
+        peak = max(peak, len(out))
+        line = (f"out of service: {', '.join(out) or '-'}; waiting: "
+                + (", ".join(f"#{q['position']} {q['target']} ({q['reason']})" for q in queue) or "-"))
+        if line != last:
+            print(f"   {time.monotonic() - started:6.1f} s  {line}")
+            last = line
+        seen |= set(out)
+        if seen >= set(nodes) and not out and not queue:
+            print(f"   all {len(nodes)} repaired and back in {time.monotonic() - started:.1f} s; at most {peak} out at "
+                  f"once (budget {p.nodes // 2})")
+            return peak <= p.nodes // 2
+        time.sleep(0.5)
+    print(f"   not drained within {timeout:.0f} s")
+    return False
+
+
+def two_alerts(p: Pipeline, node: str, timeout: float = 180) -> bool:
+    """XID 79 and the GPU falling off the bus on one GPU: two alerts (GpuXidCritical, GpuLost), one
+    ladder, one reboot."""
+    batch = client.BatchV1Api(p.cp.api_client())
+
+    def reboots() -> int:
+        return len([j for j in batch.list_namespaced_job("vigil-repair").items
+                    if j.spec.template.spec.node_name == node and "reboot" in j.metadata.name])
+    before, known = reboots(), {i["id"] for i in p.incidents()}
+    p.inject(node, {"gpu": 4, "fault": "xid", "xid": 79})
+    p.inject(node, {"gpu": 4, "fault": "lost"})
+
+    def new() -> list[dict]:
+        return [i for i in p.incidents() if i["id"] not in known and i["labels"].get("node") == node]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:  # both alerts seen, repaired (one reboot) and resolved with the repair
+        mine = new()
+        if len({i["alertname"] for i in mine}) == 2 and all(i["alert_status"] == "resolved" for i in mine):
+            break
+        time.sleep(0.5)
+    latest = new()
+    for i in latest:
+        print(f"   incident {i['id']} {i['alertname']}: {i['status']}"
+              + (f" ({i['reason']}: {i['detail'][:100]})" if i["reason"] else ""))
+    n = reboots() - before
+    print(f"   reboot Jobs for {node}: {n} (one fault, one ladder)")
+    return n == 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--keep", action="store_true", help="keep everything running after the scenario")
@@ -105,6 +172,11 @@ def main() -> int:
         show_timeline(pull, floors["pull"])
         print("\n== the cluster now (both nodes were cordoned, drained, rebooted, validated and returned):")
         show_cluster(p)
+        print(f"\n== a storm: XID 79 on gpu-node-0, -2 and -3 at once; the budget allows {p.nodes // 2} out, the "
+              "third waits in the queue")
+        drained = storm(p, ["gpu-node-0", "gpu-node-2", "gpu-node-3"])
+        print("\n== one fault, two alerts: XID 79 and GPU 4 off the bus on gpu-node-3 (GpuXidCritical + GpuLost)")
+        one_ladder = two_alerts(p, "gpu-node-3")
         print("\n== a repeat offender: gpu-node-1 keeps failing (repair.repeat_offenders.max_repairs: 2 here)")
         rma = repeat_offender(p, "gpu-node-1")
         print(f"\n== a service fault: zone A's model servers slow down (3 s to the first token); HTTPRoute "
@@ -118,7 +190,8 @@ def main() -> int:
               "+ group_wait (1 s)")
         print("\n   managed auto-repair for comparison: EKS acts on GPU conditions after 10 min, GKE after ~10 min "
               "NotReady")
-        ok = fast.acted is not None and pull.acted is not None and lat.acted is not None and rma
+        ok = fast.acted is not None and pull.acted is not None and lat.acted is not None and rma and drained \
+            and one_ladder
         if not args.keep:  # the URLs would be dead by the time anyone reads them
             print("\n== tearing down (`make demo DEMO_ARGS=--keep` leaves everything running to explore)")
             return 0 if ok else 1

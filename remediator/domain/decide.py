@@ -93,7 +93,7 @@ def plan_step(step: Step, world: World, trace: Sequence[str] = ()) -> Decision:
         verdict = rail(step, world)
         budget = verdict.budget or budget
         if not verdict.passed:
-            outcome = "wait" if waits(verdict.reason) else "joined" if verdict.joined else verdict.outcome
+            outcome = "wait" if waits(verdict.reason) else verdict.outcome
             word = {"defer": "defer", "wait": f"wait ({verdict.reason})",
                     "handed_over": f"handed over ({verdict.reason})"}.get(outcome, f"blocked ({verdict.reason})")
             lines.append(f"{name}: {word}: {verdict.line}")

@@ -161,6 +161,7 @@ class PastAction:
     workload: str = ""  # for pod actions: the pod's workload, for the per-workload budget
     amount: float = 0.0  # for shift_traffic: the share of traffic moved (percent)
     admitted: bool = True  # its incident's chain has started (an action was claimed): it holds its budget
+    done_at: dt.datetime | None = None  # when it finished (the cluster view may lag a change just made)
 
 
 @dataclass(frozen=True)

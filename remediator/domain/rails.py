@@ -44,7 +44,7 @@ KINDS = ("first", "escalation", "restore", "uncordon", "on_failure")
 # outside scope, not Vigil's to undo, a repeat offender, a template error) and is final.
 # (An unavailable cluster view defers: decided again in a few seconds.)
 WAITS = frozenset({"paused", "budget", "breaker_open", "cooldown", "rate_limit", "availability", "guard",
-                   "guard_unavailable", "pdb", "node_busy", "window", "approval"})
+                   "guard_unavailable", "node_busy", "joined", "node_settling", "window", "approval"})
 
 
 def waits(reason: str) -> bool:
@@ -96,7 +96,6 @@ class Verdict:
     open_breaker: bool = False
     budget: BudgetUse | None = None
     step: str = ""  # the gated step a wait for approval or a window is for, "reboot_node(node-7)"
-    joined: int | None = None  # one_repair: the incident whose running repair this one joined
 
 
 def ok(line: str, **kw) -> Verdict:
@@ -218,10 +217,16 @@ def _node_of(p: PlannedAction | PastAction) -> str:
     return p.target.split("/")[0] if ACTIONS[p.type].target_kind == "node" else ""
 
 
+SETTLE = 120.0  # seconds after a repair of a node during which its other alerts may still resolve
+
+
 def one_repair(step: Step, world: World) -> Verdict:
-    """One repair per node, across rules and alert names: while another incident's ladder has steps
-    planned or running on this node, a first step for the node joins it (it asks for no more than
-    that ladder does) or waits for it to end; it never starts a second ladder beside it."""
+    """One repair per node, across rules and alert names (NVSentinel's equivalence groups): while
+    another incident's ladder has steps planned or running on this node, a first step for the node
+    joins it (it asks for no more: it waits for that ladder to end, and its alert usually resolves
+    with the repair) or, asking for more, waits for it to end; it never starts a second ladder
+    beside it. For SETTLE seconds after a repair of the node ended, a new plan for it waits too:
+    the node's other alerts, raised by the fault that was just repaired, are still resolving."""
     if step.kind != "first":
         return ok(f"not checked for {step.kind} steps")
     mine = {n for p in step.actions if (n := _node_of(p))}
@@ -229,15 +234,27 @@ def one_repair(step: Step, world: World) -> Verdict:
     for a in world.history:
         if a.incident_id != step.incident.id and a.state in IN_FLIGHT and _node_of(a) in mine:
             running.setdefault(a.incident_id, []).append(a)
-    if not running:
-        return ok("no other repair runs on this node")
-    other = min(running)
-    theirs = max((ACTIONS[a.type].harshness for a in running[other]), default=0)  # the registry ranks them
+    if running:
+        return _join_or_wait(step, min(running), running[min(running)])
+    ended = [a for a in world.history if a.incident_id != step.incident.id and a.state == "succeeded"
+             and ACTIONS[a.type].repair and _node_of(a) in mine and a.done_at is not None
+             and (world.now - a.done_at).total_seconds() < SETTLE]
+    if ended:
+        last = max(ended, key=lambda a: a.done_at)
+        return block("node_settling", f"node {_node_of(last)} was repaired by incident {last.incident_id} "
+                     f"{(world.now - last.done_at).total_seconds():.0f} s ago; its other alerts get {SETTLE:.0f} s "
+                     "to resolve before another repair", not_before=last.done_at + dt.timedelta(seconds=SETTLE))
+    return ok("no other repair runs on this node")
+
+
+def _join_or_wait(step: Step, other: int, theirs: list[PastAction]) -> Verdict:
+    harsh = max((ACTIONS[a.type].harshness for a in theirs), default=0)  # the registry ranks them
     ours = max((ACTIONS[p.type].harshness for p in step.actions), default=0)
-    node = _node_of(running[other][0])
-    if ours <= theirs:
+    node = _node_of(theirs[0])
+    if ours <= harsh:
         return block("joined", f"incident {other}'s repair of node {node} already does as much "
-                     f"({', '.join(sorted({a.type for a in running[other]}))}): this fault joins it", joined=other)
+                     f"({', '.join(sorted({a.type for a in theirs}))}): this fault joins it and is decided again "
+                     "when it ends (it usually resolves with the repair)")
     return block("node_busy", f"incident {other}'s repair of node {node} is running; this harsher repair waits for "
                  "it to end")
 
@@ -340,14 +357,22 @@ def _pod_budgets(step: Step, world: World) -> Verdict | None:
     return None
 
 
+VIEW_LAG = 10.0  # seconds a node taken out just now counts as out before the cluster view shows it
+
+
 def _in_flight(world: World) -> set[str]:
     """Nodes Vigil's plans take out: planned or running, and what a still-firing incident took out
-    and has not put back (the cluster view can lag a moment behind a cordon that just succeeded)."""
+    in the last VIEW_LAG seconds (the view can lag a cordon that just succeeded; after that the view
+    decides, so a node someone returned is not counted out, and taking it out again is not free)."""
     removes = set(ACTIONS.of("removes_node"))
     out = {a.target for a in world.history if a.state in IN_FLIGHT and a.type in removes}
-    undone = {(a.incident_id, a.target) for a in world.history if a.state == "succeeded" and ACTIONS[a.type].undoes}
+    since = world.now - dt.timedelta(seconds=VIEW_LAG)
+    undone: dict[str, dt.datetime] = {}  # node -> the latest undo (uncordon) that finished
+    for a in world.history:
+        if a.state == "succeeded" and ACTIONS[a.type].undoes and a.done_at is not None:
+            undone[a.target] = max(undone.get(a.target, a.done_at), a.done_at)
     out |= {a.target for a in world.history if a.state == "succeeded" and a.incident_firing and a.type in removes
-            and (a.incident_id, a.target) not in undone}
+            and a.done_at is not None and a.done_at >= since and undone.get(a.target, a.done_at) <= a.done_at}
     if world.dry_run:  # what dry-run would have taken out, while its alert still fires
         out |= {a.target for a in world.history if a.state == "dry_run" and a.incident_firing and a.type in removes}
     return out

@@ -48,6 +48,7 @@ from remediator.store.ledger import DUE_BATCH, ActionRow, Ledger, from_ts, ts
 
 log = logging.getLogger(__name__)
 BREAKER_KEY = "breaker_opened_at"
+LISTED_VIEW_AGE = 1.0  # seconds a LISTed cluster view (an engine without a cache) is shared
 ESCALATIONS_KEY = "escalations_waiting"  # {incident id: next try}: escalation steps a rail holds back
 PAUSE_KEY = pausing.PAUSE_KEY
 
@@ -110,6 +111,7 @@ class Engine:
         self._thread = threading.Thread(target=self._run, name="vigil-engine", daemon=True)
         self._busy: set[object] = set()
         self._escalations: dict[int, dt.datetime] = {}  # incident -> when its held escalation is tried again
+        self._listed: tuple[ClusterView | None, float] = (None, 0.0)  # the last LISTed view (no cache), when
         self._futures: set[futures.Future] = set()
         self._busy_lock = threading.Lock()
         self.notifier = Notifier(config.notifications, metrics.registry)
@@ -281,15 +283,23 @@ class Engine:
             self._wake.clear()
 
     def _cluster_view(self) -> ClusterView:
+        """The cache's view; without a cache a LIST, shared for LISTED_VIEW_AGE seconds by the
+        admissions and decisions that ask meanwhile (Vigil's own recent changes are counted from the
+        ledger, not from the view); a LIST that fails is an unavailable view (unknown)."""
         if self.kube is None:
             return ClusterView(available=False)
         if self.cache is not None:
             return self.cache.view()  # unavailable while unsynced or stale: decisions defer
+        view, at = self._listed
+        if view is not None and time.monotonic() - at < LISTED_VIEW_AGE:
+            return view
         try:
-            return read_cluster_view(self.kube)
+            view = read_cluster_view(self.kube)
         except Exception as exc:  # KubeError, or anything the client raised: defer, never fail
             log.warning("cluster view unavailable: %s: %s", type(exc).__name__, exc)
             return ClusterView(available=False)
+        self._listed = (view, time.monotonic())
+        return view
 
     def _changed(self) -> bool:
         """Whether something a waiting incident may wait for changed since the last tick: a nudge

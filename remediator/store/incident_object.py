@@ -241,7 +241,7 @@ def past_actions(obj: dict, since: str) -> list[PastAction]:
     firing = st["alertStatus"] == "firing"
     admitted = any(a.get("startedAt") for a in st["actions"])
     return [PastAction(st["id"], a["rule"], a["type"], a["target"], from_ts(a["plannedAt"]), a["state"], firing,
-                       a.get("workload", ""), a.get("amount", 0.0), admitted)
+                       a.get("workload", ""), a.get("amount", 0.0), admitted, from_ts(a.get("finishedAt")))
             for a in st["actions"]
             if a["plannedAt"] >= since or a["state"] in ("planned", "running")
             or (a["state"] in ("dry_run", "succeeded") and firing)]

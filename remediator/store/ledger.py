@@ -380,7 +380,8 @@ class SQLiteLedger(LedgerViews):
                               " OR (a.state IN ('dry_run','succeeded') AND i.alert_status='firing')",
                               (ts(since),)).fetchall()
         return [PastAction(r["incident_id"], r["rule"], r["type"], r["target"], from_ts(r["planned_at"]),
-                           r["state"], r["alert_status"] == "firing", r["workload"], r["amount"], bool(r["admitted"]))
+                           r["state"], r["alert_status"] == "firing", r["workload"], r["amount"], bool(r["admitted"]),
+                           _time_or_none(r["finished_at"]))
                 for r in rows]
 
     def repairs(self, since: dt.datetime) -> list[RepairRecord]:

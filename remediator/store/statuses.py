@@ -4,16 +4,16 @@ place, so the two backends can never disagree.
 An incident's life: pending (new) -> decided: acting (a plan runs), waiting (held by a rail that can
 clear: it keeps its place in the queue), deferred (decided again at not_before), or final: blocked
 (refused by the policy), dry_run, ignored (no rule), cancelled (resolved before anything ran),
-handed_over (waited longer than max_wait, or given to people), joined (another incident's running
-repair of the same node does as much). A chain ends succeeded, failed or blocked."""
+handed_over (waited longer than max_wait, or given to people). A chain ends succeeded, failed or
+blocked."""
 
 from __future__ import annotations
 
 STATUS_OF = {"act": "acting", "dry_run": "dry_run", "wait": "waiting", "blocked": "blocked", "defer": "deferred",
-             "no_match": "ignored", "resolved": "resolved", "handed_over": "handed_over", "joined": "joined"}
+             "no_match": "ignored", "resolved": "resolved", "handed_over": "handed_over"}
 ACTION_STATE_OF = {"act": "planned", "dry_run": "dry_run", "blocked": "blocked"}
 DECIDABLE = ("pending", "deferred", "waiting")  # statuses the engine (re)decides
-TERMINAL = ("succeeded", "failed", "blocked", "dry_run", "cancelled", "ignored", "resolved", "handed_over", "joined")
+TERMINAL = ("succeeded", "failed", "blocked", "dry_run", "cancelled", "ignored", "resolved", "handed_over")
 def final_status(states: set[str]) -> str:
     """An incident's status once its chain is done, saying what happened to the cluster: a chain
     cut short by a resolve after something ran is `succeeded` (it changed the cluster), never

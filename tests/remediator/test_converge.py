@@ -143,13 +143,12 @@ def test_a_wait_that_outlasts_max_wait_is_handed_to_people(remediator):
     assert not h.unschedulable(h.nodes[0])
 
 
-def test_plans_resumed_into_a_stricter_budget_obey_it(remediator):
-    """Five cordons planned under a budget of 6 (as a previous run left them in the ledger), resumed by
-    an engine whose budget is 2: each is admitted against the new limit right before it runs."""
-    h = remediator(nodes=5, policy=CORDON, overrides={"safety": {"budget": {"max_nodes": 2}}})
+def _planned_then_resumed(h, n: int) -> tuple[Peak, Engine]:
+    """n cordons planned (as a previous run under a looser config left them in the ledger), then
+    resumed by a new engine with h's (stricter) config: each is admitted against it right before it runs."""
     h.engine.stop()
     now = dt.datetime.now(dt.UTC)
-    h.ledger.record([_alert_of(n) for n in h.nodes], now)
+    h.ledger.record([_alert_of(node) for node in h.nodes[:n]], now)
     for inc in h.ledger.due(now):
         h.ledger.save_decision(inc.id, Decision("act", "xid", (PlannedAction("cordon_node", inc.labels["node"],
                                                                              {"node": inc.labels["node"]}),)), now)
@@ -157,12 +156,32 @@ def test_plans_resumed_into_a_stricter_budget_obey_it(remediator):
     kube = Kube(h.config.kubeconfig, node_selector=h.config.node_selector)  # the stopped engine's client is stopped
     engine = Engine(h.config, h.ledger, kube, Metrics(h.ledger.counts_by_status))
     engine.start()
+    return peak, engine
+
+
+def test_plans_resumed_into_a_stricter_budget_obey_it(remediator):
+    h = remediator(nodes=5, policy=CORDON, overrides={"safety": {"budget": {"max_nodes": 2}}})
+    peak, engine = _planned_then_resumed(h, 5)
     try:
         # the five chains are admitted one at a time on four workers: wait for all three held back
         waiting = wait_until(lambda: len(peak.out()) == 2 and len(w := [i for i in h.ledger.waiting()
                                                                         if i["reason"] == "budget"]) == 3 and w, 60,
                              what="2 admitted, the rest waiting for the budget")
         assert len(waiting) == 3
+    finally:
+        assert peak.stop() <= 2
+        engine.stop()
+
+
+def test_plans_resumed_into_a_stricter_breaker_obey_it(remediator):
+    h = remediator(nodes=5, policy=CORDON, overrides={"safety": {"budget": {"max_nodes": 5},
+                                                                 "breaker": {"max_actions": 2, "window": "5m"}}})
+    peak, engine = _planned_then_resumed(h, 5)
+    try:
+        waiting = wait_until(lambda: len(peak.out()) == 2 and len(w := [i for i in h.ledger.waiting()
+                                                                        if i["reason"] == "breaker_open"]) == 3
+                             and w, 60, what="2 admitted, then the breaker opened and holds the rest")
+        assert len(waiting) == 3 and h.ledger.get_state(BREAKER_KEY) is not None
     finally:
         assert peak.stop() <= 2
         engine.stop()

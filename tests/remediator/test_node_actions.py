@@ -102,17 +102,19 @@ def test_stale_alert_is_recorded_not_acted_on(remediator):
     assert not h.unschedulable(h.nodes[0])
 
 
-def test_over_budget_is_blocked_with_the_reason(remediator):
+def test_over_budget_waits_with_the_reason_and_goes_on_when_the_budget_frees(remediator):
     h = remediator(nodes=5, overrides={"safety": {"budget": {"max_nodes": 1, "min_nodes": 1}}})
     h.core.patch_node(h.nodes[4], {"spec": {"unschedulable": True}})  # an operator's maintenance
     h.post(h.xid(h.nodes[0]))
-    [inc] = h.wait_status("blocked")
+    [inc] = h.wait_status("waiting")
     assert inc["reason"] == "budget" and h.nodes[4] in inc["detail"]
     assert not h.unschedulable(h.nodes[0])
+    h.core.patch_node(h.nodes[4], {"spec": {"unschedulable": False}})  # the maintenance ends
+    wait_until(lambda: h.unschedulable(h.nodes[0]), 45, what="the held fault acted on")
 
 
 def test_alert_storm_opens_the_breaker_and_stays_within_the_budget(remediator):
-    h = remediator(nodes=20, overrides={"safety": {"budget": {"max_nodes": 3, "max_percent": 50},
+    h = remediator(nodes=20, overrides={"safety": {"budget": {"max_nodes": 6, "max_percent": 50},
                                                    "breaker": {"max_actions": 8, "window": "5m"}}})
     for i in range(100):  # e.g. Prometheus lost every target: 5 alerts per node
         labels = xid_labels(h.nodes[i % 20], gpu=str(i // 20))
@@ -120,10 +122,10 @@ def test_alert_storm_opens_the_breaker_and_stays_within_the_budget(remediator):
     wait_until(lambda: not [i for i in h.incidents(limit=500) if i["status"] in ("pending", "acting")], 60,
                what="all 100 incidents decided")
     cordoned = [n for n in h.nodes if h.unschedulable(n)]
-    assert 1 <= len(cordoned) <= 3, cordoned
+    assert 1 <= len(cordoned) <= 4, cordoned  # 4 plans of 2 actions: the 4th would exceed the breaker's 8
     state = h.http.get("/api/state", headers=h.headers).get_json()
     assert state["breaker_open"] is True
-    reasons = {i["reason"] for i in h.incidents(limit=500, status="blocked")}
+    reasons = {i["reason"] for i in h.incidents(limit=500, status="waiting")}  # held, not dropped
     assert "breaker_open" in reasons
     assert h.metrics.breaker_open._value.get() == 1
     # only an authenticated reset closes it
@@ -181,7 +183,7 @@ def test_node_annotation_pauses_remediation(remediator):
     h = remediator(nodes=2)
     h.core.patch_node(h.nodes[0], {"metadata": {"annotations": {"vigil.io/remediation": "disabled"}}})
     h.post(h.xid(h.nodes[0]))
-    [inc] = h.wait_status("blocked")
+    [inc] = h.wait_status("waiting")
     assert inc["reason"] == "paused" and not h.unschedulable(h.nodes[0])
 
 
@@ -191,5 +193,5 @@ def test_global_pause_is_authenticated_and_blocks(remediator):
     assert h.http.post("/api/pause", json={"paused": "yes"}, headers=h.headers).status_code == 400
     assert h.http.post("/api/pause", json={"paused": True}, headers=h.headers).status_code == 200
     h.post(h.xid(h.nodes[0]))
-    [inc] = h.wait_status("blocked")
+    [inc] = h.wait_status("waiting")
     assert inc["reason"] == "paused" and not h.unschedulable(h.nodes[0])

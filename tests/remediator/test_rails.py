@@ -242,7 +242,7 @@ def test_a_second_fault_on_a_node_joins_the_repair_already_running_there():
     """XID 79 then GpuLost on the same node: one ladder (NVSentinel's equivalence groups), across rules."""
     d = plan_step(step(actions=[PlannedAction("cordon_node", "n1", {"node": "n1"})]),
                   world(history=[_running("n1", "reboot_node")]))
-    assert d.outcome == "joined" and d.reason == "joined" and "incident 3" in d.detail, d.trace
+    assert d.outcome == "wait" and d.reason == "joined" and "incident 3" in d.detail, d.trace
     assert not d.actions
 
 
@@ -255,3 +255,32 @@ def test_a_harsher_repair_waits_for_the_one_running_on_its_node():
 def test_a_repair_on_another_node_is_not_held_by_a_running_one():
     d = plan_step(step(), world(history=[_running("n2", "reboot_node")]))
     assert d.outcome == "act", d.trace
+
+
+def test_a_repair_of_a_node_just_repaired_waits_for_its_other_alerts_to_resolve():
+    done = dataclasses.replace(_running("n1", "reboot_node"), state="succeeded", done_at=NOW - dt.timedelta(seconds=30))
+    d = plan_step(step(), world(history=[done]))
+    assert d.outcome == "wait" and d.reason == "node_settling", d.trace
+    assert d.not_before == done.done_at + dt.timedelta(seconds=rails.SETTLE)
+    later = dataclasses.replace(done, done_at=NOW - dt.timedelta(seconds=rails.SETTLE + 1))
+    assert plan_step(step(), world(history=[later])).outcome == "act"
+
+
+def test_explain_says_what_a_plan_would_wait_for(tmp_path, capsys):
+    from remediator.store.ledger import SQLiteLedger
+
+    from .payloads import alert, body
+
+    ledger = SQLiteLedger(str(tmp_path / "l.db"))
+    ledger.set_state("paused", json.dumps({"paused": True, "reason": "maintenance", "by": "ops"}))
+    ledger.close()
+    cfg = tmp_path / "vigil.yaml"
+    cfg.write_text(yaml.safe_dump({"ledger": {"path": str(tmp_path / "l.db")}, "policy": {"rules": [{
+        "name": "xid", "match": ['alertname="Xid"'],
+        "actions": [{"type": "cordon_node", "params": {"node": "{{ labels.node }}"}}]}]}}))
+    payload = tmp_path / "p.json"
+    payload.write_text(json.dumps(body(alert({"alertname": "Xid", "node": "n1"}))))
+    assert main(["explain", "--config", str(cfg), str(payload)]) == 0
+    out = capsys.readouterr().out
+    assert "=> would wait for paused: remediation is paused globally" in out, out
+    assert "blocked" not in out.split("=>")[-1]

@@ -82,20 +82,20 @@ def test_prometheus_down_during_verify_never_escalates(remediator):
 
 # ---- availability before pod actions -----------------------------------------------------------
 
-def test_restart_pod_refuses_the_only_replica(remediator):
+def test_restart_pod_holds_back_on_the_only_replica(remediator):
     h = remediator(nodes=1, policy={"rules": [rule("restart", "InferenceEndpointDown",
                                                    [{"type": "restart_pod", "params": NS_POD}])]})
     h.deploy("llm", 1)
     [pod] = h.running("llm")
     h.post(pod_alert(h, pod.metadata.name))
-    [inc] = h.wait_status("blocked")
+    [inc] = h.wait_status("waiting")  # held back, not dropped
     assert inc["reason"] == "availability" and f"Deployment/{h.namespace}/llm" in inc["detail"]
     assert "0 other Ready of 1" in inc["detail"]
     assert [p.metadata.uid for p in h.running("llm")] == [pod.metadata.uid]
     assert h.metrics.blocked.labels("availability")._value.get() == 1
 
 
-def test_restart_pod_refuses_the_only_running_pod_of_three(remediator):
+def test_restart_pod_holds_back_on_the_only_running_pod_of_three(remediator):
     h = remediator(nodes=1, policy={"rules": [rule("restart", "InferenceEndpointDown",
                                                    [{"type": "restart_pod", "params": NS_POD}])]})
     spec = {"containers": [{"name": "app", "image": "example.invalid/llm:1",
@@ -106,12 +106,12 @@ def test_restart_pod_refuses_the_only_running_pod_of_three(remediator):
                                               "template": {"metadata": {"labels": {"app": "llm"}}, "spec": spec}}})
     [pod] = h.wait_running("llm", 1)  # one node of 8 GPUs: the other two stay Pending
     h.post(pod_alert(h, pod.metadata.name))
-    [inc] = h.wait_status("blocked")
+    [inc] = h.wait_status("waiting")  # held back, not dropped
     assert inc["reason"] == "availability" and "0 other Ready of 3" in inc["detail"]
     assert [p.metadata.uid for p in h.running("llm")] == [pod.metadata.uid]
 
 
-def test_quarantine_refuses_to_empty_a_service(remediator):
+def test_quarantine_holds_back_rather_than_empty_a_service(remediator):
     h = remediator(nodes=1, policy={"rules": [rule("quarantine", "InferenceEndpointDown",
                                                    [{"type": "quarantine_pod", "params": NS_POD}])]})
     h.deploy("llm", 1)
@@ -119,7 +119,7 @@ def test_quarantine_refuses_to_empty_a_service(remediator):
         "selector": {"app": "llm"}, "ports": [{"port": 80}]}})
     [pod] = h.running("llm")
     h.post(pod_alert(h, pod.metadata.name))
-    [inc] = h.wait_status("blocked")
+    [inc] = h.wait_status("waiting")  # held back, not dropped
     assert inc["reason"] == "availability" and f"Service {h.namespace}/llm" in inc["detail"]
     assert "0 ready endpoints of 1" in inc["detail"]
     assert (h.core.read_namespaced_pod(pod.metadata.name, h.namespace).metadata.labels or {}).get("app") == "llm"
@@ -177,7 +177,7 @@ def test_not_ready_nodes_count_against_the_budget(remediator):
         spec["metadata"]["annotations"] = {}
         h.core.create_node(spec)
     h.post(h.xid(h.nodes[0]))
-    [inc] = h.wait_status("blocked")
+    [inc] = h.wait_status("waiting")  # held back, not dropped
     assert inc["reason"] == "budget" and "NotReady" in inc["detail"] and f"{h.pool}-sick0" in inc["detail"]
     assert "3 unavailable nodes would exceed" in inc["detail"]
     assert any("3 of 6 managed nodes unavailable" in line for line in h.incident(inc["id"])["trace"])
@@ -193,7 +193,7 @@ def test_drain_respects_a_paused_namespace(remediator):
     h.deploy("llm", 2, nodeSelector={"kubernetes.io/hostname": victim})
     h.core.patch_namespace(h.namespace, {"metadata": {"annotations": {"vigil.io/remediation": "disabled"}}})
     h.post(h.xid(victim))
-    [inc] = h.wait_status("blocked")
+    [inc] = h.wait_status("waiting")  # held back, not dropped
     assert inc["reason"] == "paused" and h.namespace in inc["detail"]
     assert len(h.running("llm")) == 2 and not h.unschedulable(victim)
 

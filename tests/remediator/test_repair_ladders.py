@@ -222,10 +222,11 @@ def test_one_fault_raising_three_alerts_gives_one_reboot(remediator, k8s_cluster
     assert h.post(h.xid(node)).status_code == 200
     assert h.post(body(alert({**xid_labels(node), "alertname": "GpuLost"}))).status_code == 200
     assert h.post(body(alert(xid_labels(node, gpu="5", xid="48")))).status_code == 200
-    wait_until(lambda: len(h.incidents()) == 3 and all(i["status"] not in ("pending", "acting")
-                                                       for i in h.incidents()), 120, what="all three decided")
-    statuses = sorted(i["status"] for i in h.incidents())
-    assert statuses == ["joined", "joined", "succeeded"], [(i["status"], i["detail"]) for i in h.incidents()]
+    wait_until(lambda: len(h.incidents()) == 3 and any(i["status"] == "succeeded" for i in h.incidents()), 120,
+               what="the first ladder done")
+    others = [i for i in h.incidents() if i["status"] != "succeeded"]
+    assert [i["status"] for i in others] == ["waiting", "waiting"], [(i["status"], i["detail"]) for i in others]
+    assert {i["reason"] for i in others} <= {"joined", "node_settling"}, others  # their alerts resolve with the repair
     jobs = client.BatchV1Api(h.api).list_namespaced_job("vigil-repair").items
     reboots = [j for j in jobs if j.spec.template.spec.node_name == node and "reboot" in j.metadata.name]
     assert len(reboots) == 1, [j.metadata.name for j in reboots]

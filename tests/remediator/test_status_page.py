@@ -112,7 +112,7 @@ def test_the_page_names_the_leader_shows_dry_run_reasons_and_unverifiable(make_a
     assert '<span class="status-unverifiable">unverifiable</span>' in page
     assert "<th>reason</th>" in page and f'<td class="reason">{listed["reason"] or "-"}</td>' in page
     r = http.get("/api/incidents?status=nonsense", headers=read)
-    assert r.status_code == 400 and "is not one of pending, deferred, acting" in r.get_json()["detail"]
+    assert r.status_code == 400 and "is not one of pending, deferred, waiting, acting" in r.get_json()["detail"]
 
 
 def test_admins_get_a_resume_button_that_works_without_javascript(make_app, monkeypatch):
