@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # chromium: the status page is tested in headless Chromium (a screenshot and the DOM against the API).
-DEBIAN_PACKAGES := prometheus prometheus-alertmanager docker-compose chromium
+# wrk: the remediator benchmark's load generator (its smoke run is part of the tests).
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager docker-compose chromium wrk
 
 .PHONY: all venv deps lint test demo bench k8s-bins cluster cluster-down alerts dashboards podresources-stubs clean
 
@@ -42,7 +43,6 @@ demo: venv deps k8s-bins
 	$(PY) scripts/demo.py $(DEMO_ARGS)
 
 bench: venv deps
-	@$(MAKE) --no-print-directory deps DEBIAN_PACKAGES=wrk
 	$(PY) -m bench
 
 clean:

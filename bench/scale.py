@@ -120,8 +120,8 @@ def _ready(url: str) -> bool:
         return False
 
 
-def run() -> list[tuple[str, str, str, str]]:
-    n = int(os.environ.get("VIGIL_BENCH_NODES", "5000"))
+def run(*, smoke: bool = False) -> list[tuple[str, str, str, str]]:
+    n = 20 if smoke else int(os.environ.get("VIGIL_BENCH_NODES", "5000"))
     tmp = Path(tempfile.mkdtemp(prefix="vigil-bench-scale-"))
     cp = start(tmp / "k8s", "api", timeout=180)
     try:

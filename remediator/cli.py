@@ -65,7 +65,11 @@ def _kube(config: Config):
 
 def _started(config: Config, engine) -> None:
     engine.metrics.watch_queue(engine.queue)
-    _log_start_state(config, engine)
+    try:
+        _log_start_state(config, engine)
+    except Exception as exc:  # the ledger not answering yet: reported, never fatal (the lease is held by now)
+        log.warning("could not read the pause and breaker state at start (%s: %s); the engine reads it again "
+                    "before acting", type(exc).__name__, exc)
     gc.freeze()  # start-up's objects live as long as the process: full collections need not scan them
 
 
@@ -168,7 +172,8 @@ def serve(args: argparse.Namespace) -> int:
              ha.describe(config), leader.identity)
     if args.insecure_no_auth:
         log.warning("webhook authentication is OFF (--insecure-no-auth)")
-    _started(config, engine)
+    # on its own thread: a ledger still retrying must not keep the server from answering /readyz (503)
+    threading.Thread(target=_started, args=(config, engine), name="vigil-started", daemon=True).start()
 
     def shutdown() -> None:
         """Readiness is off; intake keeps answering (what arrives is recorded and decided after the

@@ -25,12 +25,14 @@ from remediator.domain.policy import (
 )
 from remediator.domain.repair import RepairSettings
 from remediator.domain.safety import Breaker, Budget, Safety
+from remediator.domain.scope import Namespaces, Scope
 from remediator.ha_config import LeaderElection, LedgerSettings, parse_leader_election, parse_ledger
 from remediator.oncall_config import UI, Notifications, parse_notifications, parse_ui
 from remediator.queue_config import AlertSource, QueueSettings, parse_alert_source, parse_queue
 from vigil_common.config import ConfigError, Section, guarded, load_yaml, report
 from vigil_common.hostport import parse_hostport
 
+SA_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"  # the pod's own namespace
 SERVER_THREADS = 16  # waitress threads: a webhook mostly waits for its group commit, so more of them share one
 
 
@@ -151,7 +153,7 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
     rw = f"{where}: rule {name!r}" if isinstance(name, str) and name else f"{where}: rule #{i + 1}"
     sec = Section(raw, rw, ("name", "match", "actions", "cooldown", "max_actions", "window", "min_firing",
                              "allow_stale", "guard", "verify", "escalate", "on_resolved", "description",
-                             "on_failure", "min_available", "maintenance_window"))
+                             "on_failure", "min_available", "scope", "maintenance_window"))
     if not isinstance(name, str) or not name:
         sec.fail("name", "required")
         name = f"#{i + 1}"
@@ -186,7 +188,55 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
         on_failure=tuple(guarded(lambda: _actions(on_failure.get("steps"), f"{rw}: key 'on_failure.steps",
                                                   required=False), at=(on_failure.raw, "steps")) or ()),
         min_available=_min_available(sec), maintenance_window=sec.string("maintenance_window", None),
+        namespaces=_rule_scope(sec.get("scope"), f"{rw}: key 'scope'"),
     )
+
+
+def _namespaces(raw: Any, where: str) -> Namespaces:
+    """{include: [...], exclude: [...]}: lists of namespace names."""
+    sec = Section(raw, where, ("include", "exclude"))
+    lists = {}
+    for key in ("include", "exclude"):
+        value = sec.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(n, str) and n for n in value):
+            sec.fail(key, "a list of namespace names")
+            value = []
+        lists[key] = tuple(value)
+    return Namespaces(lists["include"], lists["exclude"])
+
+
+def _rule_scope(raw: Any, where: str) -> Namespaces | None:
+    """A rule's `scope: {namespaces: {include, exclude}}`: narrows kubernetes.namespaces."""
+    if raw is None:
+        return None
+    sec = Section(raw, where, ("namespaces",))
+    return _namespaces(sec.get("namespaces"), f"{where}.namespaces")
+
+
+def _own_namespaces(ledger: LedgerSettings, election: LeaderElection) -> tuple[str, ...]:
+    """Vigil's own namespaces (excluded by default): the pod's, the ledger's and the lease's."""
+    own = [ledger.namespace] if ledger.backend == "kubernetes" else []
+    if election.namespace:
+        own.append(election.namespace)
+    try:
+        with open(SA_NAMESPACE) as f:
+            own.append(f.read().strip())
+    except OSError:
+        pass  # not in a cluster
+    return tuple(dict.fromkeys(n for n in own if n))
+
+
+def _narrower(rules: tuple[Rule, ...], scope: Scope, raw_rules: list, where: str) -> None:
+    """A rule may narrow scope, never widen it: its include may name only namespaces in scope."""
+    for r in rules:
+        for ns in (r.namespaces.include if r.namespaces else ()):
+            why = scope.refuses(ns)
+            if why:
+                at = next((i for i, raw in enumerate(raw_rules) if isinstance(raw, dict) and raw.get("name") == r.name),
+                          None)
+                report(ConfigError(f"{where}: rule {r.name!r}: key 'scope.namespaces.include': {why}; a rule can "
+                                   "narrow kubernetes.namespaces, never widen it",
+                                   at=(raw_rules, at) if at is not None else None))
 
 
 def _min_available(sec: Section) -> int | str | None:
@@ -245,7 +295,7 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
     ledger_path, ledger = parse_ledger(top.get("ledger"), f"{path}: ledger")
     kube = Section(top.get("kubernetes"), f"{path}: kubernetes", ("kubeconfig", "event_namespace", "node_selector",
                                                                    "request_timeout", "action_deadline",
-                                                                   "action_deadlines"))
+                                                                   "action_deadlines", "namespaces"))
     engine = Section(top.get("engine"), f"{path}: engine", ("workers", "reconcile_interval", "max_wait"))
     safety = Section(top.get("safety"), f"{path}: safety", ("dry_run", "max_alert_age", "budget", "breaker"))
     budget = Section(safety.get("budget"), f"{path}: safety.budget",
@@ -266,6 +316,11 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
     rules = tuple(r for r in parsed if r is not None)
     windows = parse_windows(policy.get("maintenance_windows"), f"{path}: policy.maintenance_windows")
     check_gates(raw_rules, windows, f"{path}: policy")
+    leader_election = parse_leader_election(top.get("leader_election"), f"{path}: leader_election",
+                                            dry_run=safety.boolean("dry_run", False))
+    scope = Scope(_namespaces(kube.get("namespaces"), kube.key("namespaces")),
+                  _own_namespaces(ledger, leader_election))
+    _narrower(rules, scope, raw_rules, f"{path}: policy")
     needs_prometheus = [r.name for r in rules if (r.guard and r.guard.query) or (r.verify and r.verify.query)
                         or (r.uncordon_on_resolved and r.uncordon_on_resolved.query)]
     if needs_prometheus and not prom.string("url", None):
@@ -285,8 +340,7 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
         notifications=parse_notifications(top.get("notifications"), f"{path}: notifications"),
         ui=parse_ui(top.get("ui"), f"{path}: ui"),
         ledger_path=ledger_path, ledger=ledger,
-        leader_election=parse_leader_election(top.get("leader_election"), f"{path}: leader_election",
-                                              dry_run=safety.boolean("dry_run", False)),
+        leader_election=leader_election,
         kubeconfig=kube.string("kubeconfig", None), event_namespace=_event_namespace(kube),
         node_selector=kube.string("node_selector", ""),
         kube_request_timeout=kube.duration("request_timeout", 10.0, positive=True),
@@ -309,6 +363,7 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
                             window=breaker.duration("window", 300.0),
                             reset_after=breaker.duration("reset_after", 0.0)),
             windows=windows, approval_ttl=policy.duration("approval_ttl", 3600.0, positive=True),
+            scope=scope,
         ),
         rules=rules,
         repair=guarded(lambda: parse_repair(top.get("repair"), path), at=(top.raw, "repair")) or RepairSettings(),

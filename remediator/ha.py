@@ -15,15 +15,23 @@ SA_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
 def open_ledger(config: Config, kube, *, watch: bool = True):
-    """The ledger backend the config names: SQLite (one replica) or VigilIncident objects."""
+    """The ledger backend the config names: SQLite (one replica) or VigilIncident objects. Events
+    that name an incident carry the ledger's uid (a new ledger's ids start at 1 again)."""
+    ledger = _open_ledger(config, kube, watch=watch)
+    if kube is not None:
+        kube.event_scope = ledger.uid
+    return ledger
+
+
+def _open_ledger(config: Config, kube, *, watch: bool):
     if config.ledger.backend == "kubernetes":
         from remediator.cluster.incidents_api import IncidentsAPI
         from remediator.store.kubernetes import KubernetesLedger
 
         if kube is None:
             raise ValueError("ledger.backend kubernetes needs a cluster (kubernetes.kubeconfig or in-cluster)")
-        return KubernetesLedger(IncidentsAPI(kube.api, config.ledger.namespace), retention=config.ledger.retention,
-                                watch=watch)
+        return KubernetesLedger(IncidentsAPI(kube.api, config.ledger.namespace, timeout=config.kube_request_timeout),
+                                retention=config.ledger.retention, watch=watch)
     from remediator.store.ledger import SQLiteLedger
 
     return SQLiteLedger(config.ledger_path)

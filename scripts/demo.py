@@ -101,8 +101,8 @@ def storm(p: Pipeline, nodes: list[str], timeout: float = 300) -> bool:
     """XID 79 on every node at once, more than the budget allows out: the rest wait in the queue and
     go on, in order, as repaired nodes return. Prints the queue whenever it changes."""
     started = time.monotonic()
-    for node in nodes:
-        p.inject(node, {"gpu": 6, "fault": "xid", "xid": 79})
+    for node, gpu in zip(nodes, (6, 7, 0, 4), strict=False):  # GPUs not repaired before (simulated UUIDs repeat)
+        p.inject(node, {"gpu": gpu, "fault": "xid", "xid": 79})
     seen, peak, last = set(), 0, None
     while time.monotonic() - started < timeout:
         out, queue = _out(p, nodes), _queue(p)

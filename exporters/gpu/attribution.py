@@ -16,16 +16,26 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import grpc
+from typing import TYPE_CHECKING
 
 from exporters.gpu.device import Sample
-from exporters.gpu.podresources.v1 import api_pb2, api_pb2_grpc
 from exporters.gpu.session import NvmlSession, text
+
+if TYPE_CHECKING:  # grpc and protobuf are loaded only when pod attribution is on (exporter.build)
+    from exporters.gpu.podresources.client import PodResourcesClient
+    from exporters.gpu.podresources.v1 import api_pb2
 
 log = logging.getLogger(__name__)
 
 KUBELET_SOCKET = "/var/lib/kubelet/pod-resources/kubelet.sock"
+
+
+class PodResourcesError(Exception):
+    """A failed call to the kubelet's pod-resources API; `code` is the gRPC status name."""
+
+    def __init__(self, code: str, detail: str = "") -> None:
+        super().__init__(f"{code}: {detail}" if detail else code)
+        self.code = code
 _GKE = re.compile(r"^nvidia(\d+)(?:/.*)?$")
 
 
@@ -78,28 +88,6 @@ def parent_gpu(device_id: str, *, mig: Callable[[str], str | None], by_index: di
     return by_index.get(m.group(1)) if m else None
 
 
-class PodResourcesClient:
-    def __init__(self, socket_path: str, *, timeout: float = 5.0) -> None:
-        self.timeout = timeout
-        self._channel = grpc.insecure_channel(f"unix://{socket_path}")
-        self._stub = api_pb2_grpc.PodResourcesListerStub(self._channel)
-
-    def list(self) -> api_pb2.ListPodResourcesResponse:
-        return self._stub.List(api_pb2.ListPodResourcesRequest(), timeout=self.timeout)
-
-    def allocatable(self) -> api_pb2.AllocatableResourcesResponse | None:
-        """None where the kubelet does not implement it (before 1.21, or the feature gate off)."""
-        try:
-            return self._stub.GetAllocatableResources(api_pb2.AllocatableResourcesRequest(), timeout=self.timeout)
-        except grpc.RpcError as err:
-            if err.code() == grpc.StatusCode.UNIMPLEMENTED:
-                return None
-            raise
-
-    def close(self) -> None:
-        self._channel.close()
-
-
 class Attribution:
     """Refreshes allocations every `interval` seconds on a daemon thread; scrapes read the result."""
 
@@ -131,9 +119,9 @@ class Attribution:
         try:
             listed = self.client.list()
             allocatable = self.client.allocatable()
-        except grpc.RpcError as err:
+        except PodResourcesError as err:
             if self.up:
-                log.warning("kubelet pod-resources API failed: %s", err.code())
+                log.warning("kubelet pod-resources API failed: %s", err.code)
             self.up, self._allocations = False, ()  # stale attribution would name the wrong pods
             return
         self._allocations = self._map(listed)

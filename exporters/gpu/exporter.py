@@ -8,7 +8,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
-from exporters.gpu.attribution import Attribution, PodResourcesClient
+from exporters.gpu.attribution import Attribution
 from exporters.gpu.collector import GpuCollector
 from exporters.gpu.errors import ErrorCounts
 from exporters.gpu.exposition import Renderer
@@ -89,6 +89,13 @@ def load_backend(name: str, simulated_gpus: int = 8, kernel_log: str | None = No
     raise ValueError(f"unknown backend {name!r}")
 
 
+def _attribution(cfg: PodResourcesConfig, session: NvmlSession) -> Attribution:
+    """Imported here: grpc and protobuf are loaded only when pod attribution is on."""
+    from exporters.gpu.podresources.client import PodResourcesClient
+
+    return Attribution(PodResourcesClient(cfg.socket, timeout=cfg.timeout), session, interval=cfg.interval)
+
+
 def build(nvml: Any, *, collect_timeout: float = 5.0, min_interval: float = 0.0, nvlink_interval: float = 10.0,
           xid_precreate: tuple[int, ...] = DEFAULT_XIDS,
           backoff: tuple[float, float] = (1.0, 30.0), xid_wait_ms: int = 1000,
@@ -105,8 +112,7 @@ def build(nvml: Any, *, collect_timeout: float = 5.0, min_interval: float = 0.0,
     pushes = ErrorCounts(("dropped", "failure", "success"), "failure") if push else None
     reader = (KernelLogReader(kernel_log, session=session, xids=xids, sxids=SxidCounts(), listeners=watcher.listeners)
               if kernel_log is not None else None)
-    attribution = (Attribution(PodResourcesClient(pod_resources.socket, timeout=pod_resources.timeout), session,
-                               interval=pod_resources.interval) if pod_resources is not None else None)
+    attribution = _attribution(pod_resources, session) if pod_resources is not None else None
     extras = tuple(x for x in (reader, attribution, faults) if x is not None)
     collector = GpuCollector(sampler, session, xids, errors, timeout=collect_timeout, pushes=pushes, extras=extras)
     registry = CollectorRegistry(auto_describe=True)

@@ -59,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"service-exporter: every error: service-exporter check-config {args.config}", file=sys.stderr)
         return 2
     exp = build(config)
+    # with static targets, a discovery that cannot start is retried by its thread (which logs why)
+    if exp.discovery is not None and not exp.discovery.try_connect() and not config.targets:
+        print(f"service-exporter: nothing to probe: no static targets, and discovery cannot start: "
+              f"{exp.discovery.reason}", file=sys.stderr)
+        return 2
     host, port = args.listen
     httpd = serve_or_report(make_app(exp), host, port, "service-exporter")
     if httpd is None:

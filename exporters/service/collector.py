@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporters import __version__
-from exporters.service.discovery import LABEL_NAMES, Target, Targets
+from exporters.service.discovery import LABEL_NAMES, KubeDiscovery, Target, Targets
 from exporters.service.probes import REASONS, Result
 from exporters.service.scheduler import Scheduler
 
@@ -70,6 +70,12 @@ class ServiceMetrics:
                                         "Kubernetes discovery list/watch errors.", registry=r)
         Gauge("service_exporter_build_info", "Exporter build; always 1.", ["version"], registry=r) \
             .labels(__version__).set(1)
+
+    def discovery_up(self, discovery: KubeDiscovery) -> None:
+        """service_exporter_discovery_up, exported only when discovery is configured."""
+        Gauge("service_exporter_discovery_up", "1 if Kubernetes discovery works: the client is made and every "
+              "EndpointSlice watch's last list succeeded.", registry=self.registry) \
+            .set_function(lambda: 1 if discovery.up else 0)
 
     def observe(self, target: Target, result: Result) -> None:
         agg = (target.labels.get("namespace", ""), target.labels.get("service", ""), target.labels.get("zone", ""),

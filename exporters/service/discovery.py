@@ -96,6 +96,7 @@ class EndpointSliceWatch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"watch-{d.service}", daemon=True)
         self._watch = None
+        self.healthy = True  # False from a failed list or watch until the next list succeeds
 
     def start(self) -> None:
         self._thread.start()
@@ -117,6 +118,7 @@ class EndpointSliceWatch:
                 listed = api.list_namespaced_endpoint_slice(self.d.namespace, label_selector=selector)
                 slices = {s.metadata.name: s for s in listed.items}
                 self.targets.replace(self.source, slice_targets(self.d, list(slices.values())))
+                self.healthy = True
                 rv = listed.metadata.resource_version
                 self._watch = watch.Watch()
                 for event in self._watch.stream(api.list_namespaced_endpoint_slice, self.d.namespace,
@@ -132,12 +134,94 @@ class EndpointSliceWatch:
                 delay = 1.0
             except ApiException as exc:
                 if exc.status != 410:  # 410 Gone: the resourceVersion expired; relist at once
+                    self.healthy = False
                     self.on_error()
                     log.warning("discovery %s: %s", self.source, exc.reason)
                     self._stop.wait(delay)
                     delay = min(delay * 2, 30.0)
             except Exception as exc:  # connection errors: keep the last known targets, retry
+                self.healthy = False
                 self.on_error()
                 log.warning("discovery %s: %s", self.source, exc)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)
+
+
+def kube_client(kubeconfig: str | None) -> Any:
+    """A Kubernetes API client from the kubeconfig, or from the in-cluster config without one.
+    Raises DiscoveryUnavailable with a one-line reason (no file, no service account, bad config)."""
+    from kubernetes import client
+    from kubernetes import config as kconfig
+
+    cfg = client.Configuration()
+    try:
+        if kubeconfig:
+            kconfig.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        else:
+            kconfig.load_incluster_config(client_configuration=cfg)
+    except (kconfig.ConfigException, OSError, ValueError, TypeError, KeyError) as exc:
+        where = f"kubeconfig {kubeconfig}" if kubeconfig else "in-cluster config"
+        raise DiscoveryUnavailable(f"{where}: {' '.join(str(exc).split()) or type(exc).__name__}") from exc
+    return client.ApiClient(cfg)
+
+
+class DiscoveryUnavailable(Exception):
+    """Discovery cannot start: no Kubernetes client can be made. The message is one line."""
+
+
+class KubeDiscovery:
+    """Kubernetes discovery's lifecycle. The client is made on a thread of its own, retried with
+    backoff while it cannot be (Prometheus keeps running when a service discovery fails, and says so
+    in a metric); the static targets are probed meanwhile. `up` is what
+    service_exporter_discovery_up exports: the client is made and every watch's last list worked."""
+
+    def __init__(self, discoveries: list[Discovery], targets: Targets, *, connect: Callable[[], Any],
+                 on_error: Callable[[], None] = lambda: None, backoff: tuple[float, float] = (1.0, 60.0)) -> None:
+        self.discoveries, self.targets, self.connect, self.on_error = discoveries, targets, connect, on_error
+        self.backoff = backoff
+        self.watches: list[EndpointSliceWatch] = []
+        self.reason = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="discovery", daemon=True)
+
+    @property
+    def up(self) -> bool:
+        return bool(self.watches) and all(w.healthy for w in self.watches)
+
+    def try_connect(self) -> bool:
+        """One attempt to make the client and start the watches; False with `reason` set if it failed."""
+        if self.watches:
+            return True
+        try:
+            api_client = self.connect()
+        except DiscoveryUnavailable as exc:
+            self.reason = str(exc)
+            self.on_error()
+            return False
+        self.reason = ""
+        self.watches = [EndpointSliceWatch(d, self.targets, api_client, on_error=self.on_error)
+                        for d in self.discoveries]
+        if not self._stop.is_set():
+            for w in self.watches:
+                w.start()
+        return True
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for w in self.watches:
+            w.stop()
+
+    def _run(self) -> None:
+        delay, logged = self.backoff[0], ""
+        while not self._stop.is_set() and not self.try_connect():
+            if self.reason != logged:
+                log.warning("discovery cannot start (static targets are still probed; retrying with backoff): %s",
+                            self.reason)
+                logged = self.reason
+            self._stop.wait(delay)
+            delay = min(delay * 2, self.backoff[1])
+        if self.watches and logged:
+            log.info("discovery started after: %s", logged)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from exporters.service.collector import ServiceMetrics
 from exporters.service.config import Config
-from exporters.service.discovery import EndpointSliceWatch, Targets, static_targets
+from exporters.service.discovery import KubeDiscovery, Targets, kube_client, static_targets
 from exporters.service.probes import Prober
 from exporters.service.scheduler import Scheduler
 
@@ -18,16 +18,16 @@ class ServiceExporter:
     prober: Prober
     scheduler: Scheduler
     metrics: ServiceMetrics
-    watches: list[EndpointSliceWatch] = field(default_factory=list)
+    discovery: KubeDiscovery | None = None
 
     def start(self) -> None:
-        for w in self.watches:
-            w.start()
+        if self.discovery is not None:
+            self.discovery.start()
         self.scheduler.start()
 
     def stop(self) -> None:
-        for w in self.watches:
-            w.stop()
+        if self.discovery is not None:
+            self.discovery.stop()
         self.scheduler.stop()
 
 
@@ -41,16 +41,8 @@ def build(config: Config, *, api_client=None) -> ServiceExporter:
     metrics.attach(scheduler, targets)
     exp = ServiceExporter(config, targets, prober, scheduler, metrics)
     if config.discovery:
-        if api_client is None:
-            from kubernetes import client
-            from kubernetes import config as kconfig
-
-            cfg = client.Configuration()
-            if config.kubeconfig:
-                kconfig.load_kube_config(config_file=config.kubeconfig, client_configuration=cfg)
-            else:
-                kconfig.load_incluster_config(client_configuration=cfg)
-            api_client = client.ApiClient(cfg)
-        exp.watches = [EndpointSliceWatch(d, targets, api_client, on_error=metrics.discovery_errors.inc)
-                       for d in config.discovery]
+        connect = (lambda: api_client) if api_client is not None else (lambda: kube_client(config.kubeconfig))
+        exp.discovery = KubeDiscovery(list(config.discovery), targets, connect=connect,
+                                      on_error=metrics.discovery_errors.inc)
+        metrics.discovery_up(exp.discovery)
     return exp

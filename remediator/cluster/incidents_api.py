@@ -4,7 +4,8 @@
 Expected outcomes are return values: create -> None on 409 AlreadyExists, replace -> None on 409
 Conflict (a stale resourceVersion) or 404, get -> None on 404. The API being unreachable, slow,
 overloaded or refusing (5xx, 429, 401/403, 422) raises ConnectionError: the ledger's caller
-answers 503 and retries, it never guesses."""
+answers 503 and retries, it never guesses; a refusal that retrying cannot change (401, 403, 422...)
+raises its subclass ConnectionRefusedError, which the ledger does not retry."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from kubernetes import client, watch
 from kubernetes.client.rest import ApiException
 
 from remediator.cluster.bounded import Bounded
-from remediator.cluster.retry import request, timeouts
+from remediator.cluster.retry import TRANSIENT_STATUS, request, timeouts
 
 GROUP, VERSION = "vigil.io", "v1alpha1"
 FIELD_MANAGER = "vigil-remediator"
@@ -30,8 +31,13 @@ def _reason(exc: ApiException) -> str:
 
 
 def _unavailable(exc: Exception, what: str) -> ConnectionError:
+    """ConnectionError for what may pass (no answer, 408, 429, 5xx); its subclass
+    ConnectionRefusedError for an answer that will not change by retrying (401, 403, 422...)."""
     if isinstance(exc, ApiException):
-        return ConnectionError(f"{what}: {exc.status} {exc.reason} {_reason(exc)}".rstrip())
+        text = f"{what}: {exc.status} {exc.reason} {_reason(exc)}".rstrip()
+        if exc.status and 400 <= exc.status < 500 and exc.status not in TRANSIENT_STATUS:
+            return ConnectionRefusedError(text)
+        return ConnectionError(text)
     return ConnectionError(f"{what}: {type(exc).__name__}: {exc}")
 
 

@@ -42,10 +42,15 @@ _wrap = wrap  # the name workloads.py imports
 MAX_CALLS = 64  # given-up requests whose threads still wait on a trickle: beyond, requests fail at once
 
 
-def _event_name(obj_name: str, reason: str, incident: str) -> str:
-    """One Event per (object, reason, incident): a resumed action re-creating it gets 409, not a twin."""
-    tail = re.sub(r"[^a-z0-9-]", "-", f"vigil-{incident}-{reason}".lower())
-    return f"{obj_name[:200]}.{tail[:50]}"
+EVENT_INCIDENT = "vigil.io/incident"  # the Event's annotation: "<ledger uid>/<incident id>"
+
+
+def _event_name(obj_name: str, reason: str, incident: str, scope: str = "") -> str:
+    """One Event per (object, reason, ledger, incident): a resumed action re-creating it gets 409,
+    not a twin. `scope` is the ledger's uid: a new ledger's incident ids start at 1 again, and its
+    Events must not take an older ledger's as their own."""
+    tail = re.sub(r"[^a-z0-9-]", "-", f"vigil-{scope[:12]}-{incident}-{reason}".lower().replace("--", "-"))
+    return f"{obj_name[:170]}.{tail[:80]}"
 
 
 @dataclass
@@ -87,6 +92,7 @@ class Kube:
         self.core = client.CoreV1Api(api_client)
         self.policy = client.PolicyV1Api(api_client)
         self.event_namespace = event_namespace
+        self.event_scope = ""  # the ledger's uid, in Event names (ha.open_ledger sets it)
         self.node_selector = node_selector
         self.retrier = Retrier(retry or RetryPolicy(), stopping=stopping, clock=clock)
         self._clock = clock
@@ -340,15 +346,31 @@ class Kube:
 
     # ---- events ------------------------------------------------------------------------------
 
+    def _event_exists(self, namespace: str, body: Any, owner: str) -> None:
+        """After a 409: the Event there is ours (an earlier attempt, or before a restart) only if it
+        names the same incident of the same ledger; anyone else's gets ours beside it, renamed."""
+        try:
+            there = self.call(self.core.read_namespaced_event, body.metadata.name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            there = None  # deleted meanwhile: write ours under a name of its own
+        if there is not None and ((there.metadata.annotations or {}).get(EVENT_INCIDENT) == owner):
+            return
+        body.metadata.name = f"{body.metadata.name[:230]}.{uuid.uuid4().hex[:10]}"
+        self.call(self.core.create_namespaced_event, namespace, body)
+
     def event(self, obj: Any, reason: str, message: str, type_: str = "Normal", *, incident: str | None = None) -> None:
         """A Kubernetes Event on the object, so `kubectl describe` shows what Vigil did. With an
         incident, its name is fixed: writing it again (a retry, a resume) finds it there (409)."""
         now = dt.datetime.now(dt.UTC)
         namespace = obj.metadata.namespace or self.event_namespace
-        name = _event_name(obj.metadata.name, reason, incident) if incident else \
+        name = _event_name(obj.metadata.name, reason, incident, self.event_scope) if incident else \
             f"{obj.metadata.name}.vigil.{uuid.uuid4().hex[:10]}"
+        owner = f"{self.event_scope}/{incident}" if incident else ""
         body = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(name=name, namespace=namespace),
+            metadata=client.V1ObjectMeta(name=name, namespace=namespace,
+                                         annotations={EVENT_INCIDENT: owner} if owner else None),
             involved_object=client.V1ObjectReference(kind=obj.kind or "Node", name=obj.metadata.name,
                                                      namespace=obj.metadata.namespace, uid=obj.metadata.uid,
                                                      api_version=obj.api_version or "v1"),
@@ -361,8 +383,9 @@ class Kube:
             try:
                 self.call(self.core.create_namespaced_event, namespace, body)
             except ApiException as exc:
-                if exc.status != 409:  # 409: written before (by an earlier attempt or before a restart)
+                if exc.status != 409:
                     raise
+                self._event_exists(namespace, body, owner)
 
         try:  # retried like any step of the action: a lost Event is lost for good (`kubectl describe`)
             self.attempt(f"event {reason}", create)

@@ -23,12 +23,13 @@ def pod_availability(p: PlannedAction, spec: int | str | None, cluster: ClusterV
     pod = cluster.pods.get(p.target)
     if pod is None:
         return ""
-    if p.type == "restart_pod" and pod.workload:
+    if pod.workload:  # every pod action keeps the workload's Ready replicas, a Service selecting it or not
         others = [k for k, v in cluster.pods.items() if v.workload == pod.workload and v.ready and k != p.target]
         desired = cluster.workloads[pod.workload].desired if pod.workload in cluster.workloads else len(others) + 1
         need = min_available(spec, desired)
         if len(others) < need:
-            return (f"{pod.workload}: restarting {p.target} would leave {len(others)} other Ready of {desired} "
+            verb = "quarantining" if p.type == "quarantine_pod" else "restarting"
+            return (f"{pod.workload}: {verb} {p.target} would leave {len(others)} other Ready of {desired} "
                     f"replicas, min_available {need}")
     if p.type == "quarantine_pod":
         for svc in pod.services:

@@ -11,6 +11,7 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from remediator.domain.matchers import MatcherError, parse_matchers
+from remediator.domain.scope import Namespaces
 
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 
@@ -131,6 +132,7 @@ class Rule:
     min_available: int | str | None = None  # pod actions: replicas/endpoints to keep Ready (n or "n%"); None: 1
     validate_on_resolved: bool = False  # and, before that, validate_node passes on the cordoned node
     on_failure: tuple[Action, ...] = ()  # run in order when an action of the ladder fails (e.g. replace, mark)
+    namespaces: Namespaces | None = None  # scope.namespaces: narrows kubernetes.namespaces, never widens it
     maintenance_window: str | None = None  # every action of the rule starts only inside this window
 
     def matches(self, labels: dict[str, str]) -> bool:

@@ -161,21 +161,41 @@ def target(step: Step, world: World) -> Verdict:
     if not cluster.available:
         return ok("cluster view unavailable; targets not checked")
     for p in step.actions:
-        kind = ACTIONS[p.type].target_kind
-        if kind == "node":
-            node = cluster.nodes.get(p.target)
-            if node is None:
-                return block("unknown_target", f"{p.type}: no node named {p.target!r}")
-            if not node.managed:
-                return block("outside_node_selector", f"{p.type}: node {p.target} is outside node_selector")
-        elif kind == "pod":
-            pod = cluster.pods.get(p.target)
-            if pod is None:
-                return block("unknown_target", f"{p.type}: no pod {p.target}")
-            if not pod.workload and str(p.params.get("allow_bare", "")).lower() not in ("true", "1", "yes"):
-                return block("bare_pod", f"{p.target} has no controller; the rule does not allow restarting "
-                             "bare pods")
-    return ok("targets exist and are managed")
+        why = _outside_namespaces(p, step, world) or _target_object(p, cluster)
+        if why:
+            return why
+    return ok("targets exist and are in scope")
+
+
+def _outside_namespaces(p: PlannedAction, step: Step, world: World) -> Verdict | None:
+    """Every action on a namespaced object: its namespace inside kubernetes.namespaces and the rule's."""
+    ns = p.params.get("namespace")
+    if ACTIONS[p.type].target_kind == "node" or ns is None:
+        return None
+    why = world.safety.scope.refuses(str(ns), step.rule.namespaces, step.rule.name)
+    return block("outside_scope", f"{p.type}({p.target}): {why}") if why else None
+
+
+def _target_object(p: PlannedAction, cluster: ClusterView) -> Verdict | None:
+    kind = ACTIONS[p.type].target_kind
+    if kind == "node":
+        node = cluster.nodes.get(p.target)
+        if node is None:
+            return block("unknown_target", f"{p.type}: no node named {p.target!r}")
+        if not node.managed:
+            return block("outside_node_selector", f"{p.type}: node {p.target} is outside node_selector")
+    elif kind == "pod":
+        pod = cluster.pods.get(p.target)
+        if pod is None:
+            return block("unknown_target", f"{p.type}: no pod {p.target}")
+        node = cluster.nodes.get(pod.node) if pod.node else None
+        if pod.node and (node is None or not node.managed):
+            return block("outside_scope", f"{p.type}({p.target}): the pod runs on node {pod.node}, outside "
+                         "kubernetes.node_selector")
+        if not pod.workload and str(p.params.get("allow_bare", "")).lower() not in ("true", "1", "yes"):
+            return block("bare_pod", f"{p.target} has no controller; the rule does not allow restarting "
+                         "bare pods")
+    return None
 
 
 def _still_needed(p: PlannedAction, step: Step, world: World) -> str:
@@ -225,8 +245,9 @@ def one_repair(step: Step, world: World) -> Verdict:
     another incident's ladder has steps planned or running on this node, a first step for the node
     joins it (it asks for no more: it waits for that ladder to end, and its alert usually resolves
     with the repair) or, asking for more, waits for it to end; it never starts a second ladder
-    beside it. For SETTLE seconds after a repair of the node ended, a new plan for it waits too:
-    the node's other alerts, raised by the fault that was just repaired, are still resolving."""
+    beside it. For SETTLE seconds after a repair of the node ended, a plan for an alert raised before
+    that repair ended waits too: it may be the repaired fault's other alert, still resolving (an
+    alert that started after the repair is a new fault and is not held)."""
     if step.kind != "first":
         return ok(f"not checked for {step.kind} steps")
     mine = {n for p in step.actions if (n := _node_of(p))}
@@ -238,7 +259,8 @@ def one_repair(step: Step, world: World) -> Verdict:
         return _join_or_wait(step, min(running), running[min(running)])
     ended = [a for a in world.history if a.incident_id != step.incident.id and a.state == "succeeded"
              and ACTIONS[a.type].repair and _node_of(a) in mine and a.done_at is not None
-             and (world.now - a.done_at).total_seconds() < SETTLE]
+             and (world.now - a.done_at).total_seconds() < SETTLE
+             and step.incident.starts_at < a.done_at]  # raised before that repair ended: maybe its fault
     if ended:
         last = max(ended, key=lambda a: a.done_at)
         return block("node_settling", f"node {_node_of(last)} was repaired by incident {last.incident_id} "

@@ -44,7 +44,7 @@ from remediator.runtime.notify import Notifier, decision_events
 from remediator.runtime.reconcile import AlertReconciler, ReconcileLoop
 from remediator.runtime.repairs import RepairRails
 from remediator.runtime.runner import ClusterOps, Nudge, Runner
-from remediator.store.ledger import DUE_BATCH, ActionRow, Ledger, from_ts, ts
+from remediator.store.ledger import DUE_BATCH, ActionRow, Ledger, LedgerUnavailable, from_ts, ts
 
 log = logging.getLogger(__name__)
 BREAKER_KEY = "breaker_opened_at"
@@ -112,6 +112,7 @@ class Engine:
         self._busy: set[object] = set()
         self._escalations: dict[int, dt.datetime] = {}  # incident -> when its held escalation is tried again
         self._listed: tuple[ClusterView | None, float] = (None, 0.0)  # the last LISTed view (no cache), when
+        self._stranded = threading.Event()  # a chain left planned by an unavailable ledger: resume it
         self._futures: set[futures.Future] = set()
         self._busy_lock = threading.Lock()
         self.notifier = Notifier(config.notifications, metrics.registry)
@@ -266,8 +267,9 @@ class Engine:
         while not self._stop.is_set():
             leading = self.leader.is_leader()
             self.metrics.leader.set(1 if leading else 0)
-            if leading and not was_leading:
-                self._resume()
+            if leading and (not was_leading or self._stranded.is_set()):
+                self._stranded.clear()
+                self._resume()  # a new term; or chains a ledger outage left planned (not failed)
             was_leading = leading
             timeout = 1.0
             try:
@@ -364,7 +366,8 @@ class Engine:
             self._after_decision(incident, decision, ids.get(incident.id, []))
 
     def _after_decision(self, incident: Incident, decision: Decision, ids: list[int]) -> None:
-        log.info("incident %s %s: %s %s", incident.id, incident.alertname, decision.outcome,
+        again = decision.outcome == "wait" and incident.waiting_since is not None  # logged when it began
+        (log.debug if again else log.info)("incident %s %s: %s %s", incident.id, incident.alertname, decision.outcome,
                  decision.detail or ", ".join(f"{a.type}({a.target})" for a in decision.actions))
         if ids:
             self._submit(incident.id, ids)
@@ -379,7 +382,15 @@ class Engine:
         self.ledger.mark_after_resolve(incident_id, f"failed: {type(exc).__name__}: {exc}"[:1000], self.clock())
 
     def incident_failed(self, incident_id: int | None, stage: str, exc: BaseException) -> None:
-        """Processing an incident raised: failed, with the exception in its record, audit and a metric."""
+        """Processing an incident raised: failed, with the exception in its record, audit and a metric.
+        Not for a ledger that stayed unavailable past its retries (transient): the incident is left as
+        it is (pending, or its chain planned or running) for the next tick or term to take up."""
+        if isinstance(exc, LedgerUnavailable):
+            log.warning("incident %s: the ledger is unavailable in %s (%s); left to retry, not failed",
+                        incident_id, stage, exc)
+            self.metrics.incident_errors.labels("ledger_unavailable").inc()
+            self._stranded.set()  # its chain, if it has one, is taken up again at the next tick
+            return
         log.error("incident %s failed in %s: %s: %s", incident_id, stage, type(exc).__name__, exc,
                   exc_info=(type(exc), exc, exc.__traceback__))
         self.metrics.incident_errors.labels(stage).inc()

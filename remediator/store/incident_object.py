@@ -124,10 +124,14 @@ def _new_action(incident_id: int, seq: int, rule: str, type_: str, target: str, 
             "plannedAt": t, "startedAt": None, "finishedAt": None, "claim": None}
 
 
-def decide(obj: dict, decision: Decision, now: dt.datetime) -> list[int] | None:
-    """Store a decision; None if the incident is no longer to be decided (resolved or decided)."""
+def decide(obj: dict, decision: Decision, now: dt.datetime, key: str = "") -> list[int] | None:
+    """Store a decision; None if the incident is no longer to be decided (resolved or decided).
+    With a key: the decision stored under the same key before (a retry whose first write applied)
+    returns its action ids again, unless the chain has moved on since."""
     st, t = obj["status"], ts(now)
     if st["status"] not in DECIDABLE:
+        if key and st.get("decisionKey") == key and st["status"] == "acting":
+            return [a["id"] for a in st["actions"] if a.get("decisionKey") == key]
         return None
     again = decision.outcome == "wait" and st["status"] == "waiting" and st["reason"] == decision.reason
     status = STATUS_OF[decision.outcome]
@@ -141,8 +145,12 @@ def decide(obj: dict, decision: Decision, now: dt.datetime) -> list[int] | None:
         for p in decision.actions:
             a = _new_action(st["id"], len(st["actions"]), decision.rule or "", p.type, p.target, p.params, state,
                             t, p.workload, p.amount)
+            if key:
+                a["decisionKey"] = key
             st["actions"].append(a)
             ids.append(a["id"])
+    if key:
+        st["decisionKey"] = key
     if not again:  # a wait decided again for the same reason is not written to the audit every pass
         add_audit(obj, f"decision:{decision.outcome}", {"rule": decision.rule, "reason": decision.reason,
                                                          "detail": decision.detail}, t)
@@ -218,9 +226,16 @@ def fail(obj: dict, stage: str, exc: BaseException, now: dt.datetime) -> None:
     add_audit(obj, "internal_error", {"stage": stage, "exception": type(exc).__name__, "message": str(exc)[:1000]}, t)
 
 
-def append(obj: dict, rule: str, type_: str, target: str, params: dict, now: dt.datetime) -> int:
+def append(obj: dict, rule: str, type_: str, target: str, params: dict, now: dt.datetime, key: str = "") -> int:
+    """A later step (escalation). With a key, appending again (a retry whose first write applied)
+    returns the step appended under it, never a second one."""
     st, t = obj["status"], ts(now)
+    done = next((a for a in st["actions"] if key and a.get("appendKey") == key), None)
+    if done is not None:
+        return done["id"]
     a = _new_action(st["id"], len(st["actions"]), rule, type_, target, params, "planned", t)
+    if key:
+        a["appendKey"] = key
     st["actions"].append(a)
     st.update(status="acting", updatedAt=t)
     add_audit(obj, "escalate", {"type": type_, "target": target}, t, a["id"])

@@ -15,13 +15,25 @@ This module does not import `kubernetes`: it talks to an injected `ObjectAPI`
 (remediator.cluster.incidents_api implements it with the official client). Expected outcomes are
 return values (None: exists, conflict, not found); a backend that cannot be reached raises
 ConnectionError, which the ledger turns into LedgerUnavailable (intake answers 503).
+
+Transient faults (429, 5xx, resets, timeouts) never reach the caller as a first answer: every call
+is retried with capped, jittered backoff until a deadline (RETRY_DEADLINE; intake's shorter, so
+Alertmanager gets its 503 and resends in time); a refusal (ConnectionRefusedError: 401, 403, 422...)
+is raised at once. A retried write may have applied with its answer lost: the retry then gets 409,
+re-reads and re-applies the change, and the changes are idempotent for that (a decision or an
+appended step carries a key, a claim by the same holder is the same claim), so nothing is doubled.
+A first LIST that fails does not stop the process: the watch thread retries it, and until it has
+succeeded `ping` fails (/readyz 503) and nothing is due (an empty cache would mean a blind budget).
 """
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import datetime as dt
+import hashlib
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -34,11 +46,18 @@ from remediator.domain.queue import severity_rank
 from remediator.domain.repair import REPAIR_ACTIONS, RepairRecord
 from remediator.store import incident_object as io
 from remediator.store.ledger import DUE_BATCH, ActionRow, LedgerUnavailable, Recorded
+from remediator.store.probe import WriteProbe
 from remediator.store.views import from_ts, ts
 
 log = logging.getLogger(__name__)
 STATE_NAME = "vigil"
 MAX_ATTEMPTS = 10
+RETRY_DEADLINE = 30.0  # seconds a ledger call retries transient API errors (an engine step's)
+INTAKE_DEADLINE = 5.0  # the same for intake: Alertmanager gets a 503 and resends, in time
+PROBE_DEADLINE = 2.0  # /readyz's read of the API: its answer must come in bounded time
+BACKOFF = (0.1, 2.0)  # first and largest sleep between attempts (full jitter)
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("ledger_deadline", default=None)
+WRITE_PROBE_INTERVAL = 30.0  # /readyz writes the state object at most this often, and not after other writes
 _NO_CHANGE = object()
 
 
@@ -61,10 +80,19 @@ def _rv(obj: dict) -> int:
 
 
 class KubernetesLedger:
+    uid = ""  # incident ids are hashes of (fingerprint, startsAt): the same in every ledger, never reused
+
     def __init__(self, api: ObjectAPI, *, retention: float = 7 * 86400.0, watch: bool = True,
                  token: Callable[[], tuple[str, int] | None] = lambda: None,
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+                 retry_deadline: float = RETRY_DEADLINE, intake_deadline: float = INTAKE_DEADLINE) -> None:
         self.api, self.retention, self._token, self._clock = api, retention, token, clock
+        self.retry_deadline, self.intake_deadline = retry_deadline, intake_deadline
+        self.retries = 0  # transient API errors retried (a metric's worth; tests read it)
+        self._salt = f"{random.getrandbits(64):016x}"  # in decision keys: this process's own
+        self._synced = threading.Event()  # the first LIST succeeded
+        self._state_cache: dict | None = None  # the VigilState object as the state watch saw it
+        self._state_watched = threading.Event()  # the state watch has listed: the cache is the state
         self._fenced = False
         self._wake: Callable[[], None] = lambda: None
         self._intake_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vigil-intake")
@@ -74,10 +102,23 @@ class KubernetesLedger:
         self._stop = threading.Event()
         self._changes, self._miss_listed_at = 0, -1  # cache changes; their count at the last LIST for a miss
         self._last_ok = time.monotonic()
-        self._list_rv = self.resync()
+        self._last_write_ok = float("-inf")
+        self._write_probe = WriteProbe(self._probe_write, interval=WRITE_PROBE_INTERVAL)
+        self._list_rv: str | None = None
+        token = _DEADLINE.set(self.intake_deadline)  # start-up does not wait long: the watch thread goes on
+        try:
+            self._list_rv = self.resync()
+        except LedgerUnavailable as exc:
+            if not watch:  # a one-off reader (explain): the caller says so
+                raise
+            log.warning("ledger: the first LIST failed (%s); retrying in the background, not ready until then", exc)
+        finally:
+            _DEADLINE.reset(token)
         self._thread = threading.Thread(target=self._watch_loop, name="vigil-ledger-watch", daemon=True)
+        self._state_thread = threading.Thread(target=self._state_watch_loop, name="vigil-state-watch", daemon=True)
         if watch:
             self._thread.start()
+            self._state_thread.start()
 
     def set_listener(self, wake: Callable[[], None]) -> None:
         """Called when the watch brings an incident with work to do (created or resolved elsewhere):
@@ -96,11 +137,25 @@ class KubernetesLedger:
     # ---- the cache ---------------------------------------------------------------------------
 
     def _call(self, fn: Callable, *args: Any) -> Any:
-        try:
-            out = fn(*args)
-        except ConnectionError as exc:
-            raise LedgerUnavailable(f"the Kubernetes API did not answer: {exc}") from exc
+        """One API call, retried on transient errors until the deadline; a refusal is raised at once."""
+        deadline = time.monotonic() + (_DEADLINE.get() or self.retry_deadline)
+        delay = BACKOFF[0]
+        while True:
+            try:
+                out = fn(*args)
+                break
+            except ConnectionRefusedError as exc:  # the API answered and refused: retrying will not help
+                raise LedgerUnavailable(f"the Kubernetes API refused: {exc}") from exc
+            except ConnectionError as exc:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stop.is_set():
+                    raise LedgerUnavailable(f"the Kubernetes API did not answer: {exc}") from exc
+                self.retries += 1
+                self._stop.wait(min(random.uniform(0, delay), left))
+                delay = min(2 * delay, BACKOFF[1])
         self._last_ok = time.monotonic()
+        if fn in (self.api.create, self.api.replace):
+            self._last_write_ok = self._last_ok
         return out
 
     def _put(self, obj: dict) -> None:
@@ -125,6 +180,7 @@ class KubernetesLedger:
         with self._lock:
             self._objs = {o["metadata"]["name"]: o for o in items}
             self._by_id = {o["status"]["id"]: o["metadata"]["name"] for o in items}
+        self._synced.set()
         return rv
 
     def _snapshot(self) -> list[dict]:
@@ -133,6 +189,12 @@ class KubernetesLedger:
 
     def _watch_loop(self) -> None:
         rv, swept = self._list_rv, 0.0
+        while rv is None and not self._stop.is_set():  # the first LIST failed at start: until it works
+            try:
+                rv = self.resync()
+            except LedgerUnavailable as exc:
+                log.warning("ledger list failed: %s", exc)
+                self._stop.wait(1.0)
         while not self._stop.is_set():
             try:
                 for kind, obj in self.api.watch(io.INCIDENTS, rv, 60):
@@ -162,6 +224,38 @@ class KubernetesLedger:
             if time.monotonic() - swept > 60:
                 swept = time.monotonic()
                 self.sweep(self._clock())
+
+    def _state_watch_loop(self) -> None:
+        """The VigilState object (pause, breaker) kept by a watch: the runner reads the pause before
+        every action, from here, not with a GET each."""
+        rv = None
+        while not self._stop.is_set():
+            try:
+                if rv is None:
+                    items, rv = self._call(self.api.list, io.STATES)
+                    self._cache_state(next((o for o in items if o["metadata"]["name"] == STATE_NAME), None), True)
+                    self._state_watched.set()
+                for kind, obj in self.api.watch(io.STATES, rv, 60):
+                    if kind == "ERROR":
+                        raise ConnectionError("watch expired")
+                    rv = obj["metadata"].get("resourceVersion", rv)
+                    if obj["metadata"].get("name") == STATE_NAME and kind != "BOOKMARK":
+                        self._cache_state(None if kind == "DELETED" else obj, kind == "DELETED")
+                    if self._stop.is_set():
+                        return
+            except Exception as exc:
+                if self._stop.is_set():
+                    return
+                log.warning("state watch: %s; listing again", exc)
+                self._state_watched.clear()  # reads GET until the watch has listed again
+                rv = None
+                self._stop.wait(1.0)
+
+    def _cache_state(self, obj: dict | None, replace: bool = False) -> None:
+        with self._lock:
+            old = self._state_cache
+            if replace or obj is None or old is None or _rv(obj) >= _rv(old):
+                self._state_cache = obj
 
     def sweep(self, now: dt.datetime) -> int:
         """Retention: delete resolved incidents whose alert resolved longer than `retention` ago
@@ -208,6 +302,8 @@ class KubernetesLedger:
             if written is not None:
                 if plural == io.INCIDENTS:
                     self._put(written)
+                elif name == STATE_NAME:
+                    self._cache_state(written)
                 return result
             obj = None  # someone else wrote first: read again, decide again
         raise LedgerUnavailable(f"{name}: still conflicting after {MAX_ATTEMPTS} attempts")
@@ -245,7 +341,14 @@ class KubernetesLedger:
 
     def _record_one(self, name: str, alerts: list[Alert], now: dt.datetime) -> tuple[int, int, int, int]:
         """(new, duplicates, resolved, cancelled) for the alerts of one incident. As SQLite: a new
-        alert twice in one body is one incident, recorded once."""
+        alert twice in one body is one incident, recorded once. Retried within intake's deadline."""
+        token = _DEADLINE.set(self.intake_deadline)
+        try:
+            return self._record_alerts(name, alerts, now)
+        finally:
+            _DEADLINE.reset(token)
+
+    def _record_alerts(self, name: str, alerts: list[Alert], now: dt.datetime) -> tuple[int, int, int, int]:
         first = alerts[0]
         with self._lock:
             known = name in self._objs
@@ -271,6 +374,8 @@ class KubernetesLedger:
         """As SQLiteLedger.due: waiting ones whose time came (all with `wake_waiting`), the head of the
         queue first, then new ones, then deferred ones; an object that cannot be read goes to
         `on_unreadable` (default: marked failed), so it never blocks the ones after it."""
+        if not self._synced.is_set():
+            return []  # deciding from a cache that missed the API's state would budget blind
         t = ts(now)
         objs = [o for o in self._snapshot() if _is_due(o["status"], t, wake_waiting)]
         objs.sort(key=_due_order)
@@ -303,12 +408,17 @@ class KubernetesLedger:
         self._update_id(incident_id, lambda obj: _or_no_change(io.requeue(obj, decision, now)))
 
     def save_decision(self, incident_id: int, decision: Decision, now: dt.datetime) -> list[int]:
-        out = self._update_id(incident_id, lambda obj: _or_no_change(io.decide(obj, decision, now)))
+        """The decision's action ids. Idempotent: storing the same decision again (a retry after a
+        lost answer, or the engine's one-by-one retry of a batch) returns the ids stored the first time,
+        so a stored decision always gets its chain started."""
+        key = _decision_key(self._salt, incident_id, decision, now)
+        out = self._update_id(incident_id, lambda obj: _or_no_change(io.decide(obj, decision, now, key=key)))
         return out or []
 
     def save_decisions(self, decided: list[tuple[int, Decision]], now: dt.datetime) -> dict[int, list[int]]:
-        """One write per incident (each its own object), in parallel."""
-        ids = self._intake_pool.map(lambda d: self.save_decision(d[0], d[1], now), decided)
+        """One write per incident (each its own object), in parallel. A write that failed raises
+        after the others finished; the engine's retry one by one then finds those stored (same key)."""
+        ids = list(self._intake_pool.map(lambda d: self.save_decision(d[0], d[1], now), decided))
         return {incident_id: out for (incident_id, _), out in zip(decided, ids, strict=True)}
 
     def claim_action(self, action_id: int, now: dt.datetime) -> ActionRow | None:
@@ -344,7 +454,9 @@ class KubernetesLedger:
 
     def append_action(self, incident_id: int, rule: str, type_: str, target: str, params: dict,
                       now: dt.datetime) -> int:
-        return self._update_id(incident_id, lambda obj: io.append(obj, rule, type_, target, params, now))
+        """Idempotent per call: a retried append whose first write applied finds its step there."""
+        key = f"{time.time_ns():x}-{random.getrandbits(32):08x}"
+        return self._update_id(incident_id, lambda obj: io.append(obj, rule, type_, target, params, now, key=key))
 
     def set_verification(self, incident_id: int, result: str, detail: str, now: dt.datetime) -> None:
         def change(obj: dict) -> None:
@@ -375,6 +487,12 @@ class KubernetesLedger:
         return self._call(self.api.create, io.STATES, body) or self._call(self.api.get, io.STATES, STATE_NAME)
 
     def get_state(self, key: str) -> str | None:
+        """From the state watch's cache once it has listed (the runner asks before every action),
+        else from the API."""
+        if self._state_watched.is_set():
+            with self._lock:
+                obj = self._state_cache
+            return ((obj or {}).get("spec") or {}).get("state", {}).get(key)
         return (self._state_object().get("spec") or {}).get("state", {}).get(key)
 
     def set_state(self, key: str, value: str | None) -> None:
@@ -424,10 +542,34 @@ class KubernetesLedger:
         return counts
 
     def ping(self) -> None:
-        """Intake readiness: the API answered within the last 30 s, or answers now."""
-        if time.monotonic() - self._last_ok < 30:
-            return
-        self._call(self.api.get, io.STATES, STATE_NAME)
+        """Intake readiness: the API answered within the last 30 s, or answers now; and it took a
+        write within the last WRITE_PROBE_INTERVAL, or takes the write probe's (rate-limited)."""
+        if not self._synced.is_set():
+            raise LedgerUnavailable("the ledger has not listed its incidents yet (retrying)")
+        if time.monotonic() - self._last_ok >= 30:
+            token = _DEADLINE.set(PROBE_DEADLINE)  # /readyz answers in bounded time
+            try:
+                self._call(self.api.get, io.STATES, STATE_NAME)
+            finally:
+                _DEADLINE.reset(token)
+        self._write_probe.check()
+
+    def _probe_write(self) -> None:
+        if time.monotonic() - self._last_write_ok < WRITE_PROBE_INTERVAL:
+            return  # intake or the engine wrote since: that was the probe
+        token = _DEADLINE.set(self.intake_deadline)
+        try:
+            self.set_state("readyz_write_probe", ts(self._clock()))
+        finally:
+            _DEADLINE.reset(token)
+
+
+def _decision_key(salt: str, incident_id: int, decision: Decision, now: dt.datetime) -> str:
+    """The same decision stored twice by this process has the same key: the incident, when, and
+    what. The salt is the process's: another replica's decision is never taken for ours."""
+    what = "|".join(f"{a.type}:{a.target}" for a in decision.actions)
+    text = f"{salt}|{incident_id}|{ts(now)}|{decision.outcome}|{decision.rule}|{what}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _is_due(st: dict, t: str, wake_waiting: bool) -> bool:

@@ -14,10 +14,12 @@ bookkeeping, which the engine redoes, and every action is idempotent.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,6 +30,7 @@ from remediator.domain.queue import SEVERITY_RANK, UNKNOWN_SEVERITY
 from remediator.domain.repair import REPAIR_ACTIONS, RepairRecord
 from remediator.store.checkpoint import Checkpointer
 from remediator.store.intake import GroupCommit, Recorded
+from remediator.store.probe import Inconclusive, WriteProbe
 from remediator.store.statuses import ACTION_STATE_OF, DECIDABLE, STATUS_OF, final_status
 from remediator.store.views import LedgerViews, from_ts, ts
 
@@ -49,10 +52,13 @@ class ActionRow:
     state: str
 
 
+WRITE_PROBE_INTERVAL = 5.0  # seconds between /readyz's write probes of the ledger
 DUE_BATCH = 200  # incidents decided per engine tick: a backlog never makes one tick (or intake) slow
 
 
 class Ledger(Protocol):
+    uid: str  # this ledger's identity, in names that must not collide with another ledger's (Events)
+
     def record(self, alerts: Iterable[Alert], now: dt.datetime) -> Recorded: ...
     def due(self, now: dt.datetime, limit: int = DUE_BATCH,
             on_unreadable: Callable[[int, Exception], None] | None = None,
@@ -187,10 +193,14 @@ class SQLiteLedger(LedgerViews):
         intake.executescript(_SCHEMA)
         _migrate(intake)
         intake.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job, off the webhooks' path
+        # ids restart at 1 with a new file: the uid tells its incident 1 from an older ledger's
+        intake.execute("INSERT OR IGNORE INTO state (key, value) VALUES ('ledger_uid', ?)", (uuid.uuid4().hex,))
+        self.uid: str = intake.execute("SELECT value FROM state WHERE key='ledger_uid'").fetchone()[0]
         self._intake = GroupCommit(intake, self._audit)
         self._db = _connect(path, "NORMAL")
         self._lock = threading.Lock()
         self._checkpoint = Checkpointer(path)
+        self._write_probe = WriteProbe(self._probe_write, interval=WRITE_PROBE_INTERVAL)
 
     def close(self) -> None:
         self._checkpoint.close()
@@ -463,8 +473,27 @@ class SQLiteLedger(LedgerViews):
             self._audit(db, event, detail, ts(now), incident_id, action_id)
 
     def ping(self) -> None:
+        """Readiness: the ledger can be read, and written (the rate-limited write probe: a full disk
+        must take intake out of the webhook Service)."""
         with self._tx() as db:
             db.execute("SELECT 1").fetchone()
+        self._write_probe.check()
+
+    def _probe_write(self) -> None:
+        """One durable write on a connection of its own (FULL, as intake), bounded by a 2 s lock wait."""
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=2.0)
+        try:
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT OR REPLACE INTO state (key, value) VALUES ('readyz_write_probe', ?)",
+                       (ts(dt.datetime.now(dt.UTC)),))
+            db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise Inconclusive(str(exc)) from exc
+            raise
+        finally:
+            db.close()
 
 
 class _Tx:
@@ -477,13 +506,33 @@ class _Tx:
         self.lock.acquire()
         try:
             self.db.execute(self.begin)
-        except BaseException:
+        except BaseException as exc:
             self.lock.release()
+            _raise_unavailable(exc)
             raise
         return self.db
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            try:
+                self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+            except sqlite3.OperationalError as err:
+                if exc_type is None:
+                    with contextlib.suppress(sqlite3.Error):
+                        self.db.execute("ROLLBACK")
+                    _raise_unavailable(err)
+                raise
         finally:
             self.lock.release()
+        if exc is not None:
+            _raise_unavailable(exc)
+
+
+_UNAVAILABLE = ("disk is full", "disk i/o error", "database is locked", "readonly", "unable to open")
+
+
+def _raise_unavailable(exc: BaseException) -> None:
+    """A full disk, an I/O error or a lock held too long is the ledger being unavailable (temporary,
+    not the incident's fault: LedgerUnavailable), not a bug in the incident; anything else is left as is."""
+    if isinstance(exc, sqlite3.OperationalError) and any(m in str(exc).lower() for m in _UNAVAILABLE):
+        raise LedgerUnavailable(f"the ledger could not be written: {exc}") from exc

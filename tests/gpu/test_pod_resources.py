@@ -108,3 +108,25 @@ def test_device_ids_map_to_the_parent_gpu(device_id, want):
 def test_the_committed_stubs_are_what_the_pinned_generator_makes():
     r = subprocess.run([sys.executable, "scripts/podresources_stubs.py", "--check"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("with_socket", [False, True])
+def test_grpc_and_protobuf_are_loaded_only_with_pod_resources(tmp_path, with_socket):
+    """Without --pod-resources-socket the exporter never imports grpc or protobuf (their ~10 MiB of
+    resident memory); with it, the client is there and its errors are the exporter's own."""
+    pod_resources = f"PodResourcesConfig({str(tmp_path / 'absent.sock')!r}, 10.0)" if with_socket else "None"
+    code = f"""
+import sys
+import exporters.gpu.cli
+from exporters.gpu.exporter import PodResourcesConfig, build
+from exporters.gpu.simulated import SimulatedNVML
+exp = build(SimulatedNVML(2), pod_resources={pod_resources})
+loaded = sorted(m for m in sys.modules if m == "grpc" or m.startswith(("grpc.", "google.protobuf")))
+print("loaded" if loaded else "none")
+if exp.attribution is not None:
+    exp.attribution.refresh()
+    print("up", exp.attribution.up)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == (["loaded", "up", "False"] if with_socket else ["none"])

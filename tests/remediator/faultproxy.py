@@ -2,7 +2,8 @@
 into a share of the requests: 429 with Retry-After, 500, a connection reset before forwarding, a
 reset after forwarding (the write applied, its answer lost), delays (some past the client's
 request timeout, so the client gives up while the write still applies), and a trickle: the real
-answer, a byte at a time, each within the client's read timeout (only a total deadline ends it)."""
+answer, a byte at a time, each within the client's read timeout (only a total deadline ends it).
+Watches are relayed as they stream."""
 
 from __future__ import annotations
 
@@ -103,6 +104,8 @@ class FaultProxy:
                 if fault in ("delay", "slow"):
                     time.sleep(proxy.slow if fault == "slow" else proxy.rng.uniform(0.1, 1.0))
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
+                if "watch=true" in self.path.lower():
+                    return self._watch(fault, body, headers)
                 resp = proxy.pool.request(self.command, proxy.upstream + self.path, body=body, headers=headers,
                                           retries=False, redirect=False, timeout=30, preload_content=True)
                 if fault == "reset_after":
@@ -111,6 +114,33 @@ class FaultProxy:
                 if fault == "trickle":
                     return self._trickle(resp.status, resp.data, out)
                 self._reply(resp.status, resp.data, out)
+                return None
+
+            def _watch(self, fault: str, body: bytes | None, headers: dict[str, str]) -> None:
+                """A watch is relayed as it streams (chunked), as the API server sends it: buffering it
+                whole would hand the client a minute's events at once and make every watch-fed cache
+                that far behind, which no real API server does."""
+                resp = proxy.pool.request(self.command, proxy.upstream + self.path, body=body, headers=headers,
+                                          retries=False, redirect=False, preload_content=False,
+                                          timeout=urllib3.Timeout(connect=10, read=600))
+                try:
+                    if fault == "reset_after":
+                        return self._reset()
+                    self.send_response(resp.status)
+                    for k, v in resp.headers.items():
+                        if k.lower() not in HOP:
+                            self.send_header(k, v)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    while not proxy.closed.is_set() and (chunk := resp.read1(65536)):
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+                except OSError:  # the client gave up on the watch: close ours
+                    self.close_connection = True
+                finally:
+                    resp.release_conn()
                 return None
 
             def _trickle(self, status: int, body: bytes, headers: dict[str, str]) -> None:

@@ -20,7 +20,8 @@ import pytest
 import requests
 from kubernetes import client
 
-from tests.k8s.controlplane import add_gpu_nodes, wait_until
+from tests.k8s.controlplane import _write_kubeconfig, add_gpu_nodes, wait_until
+from tests.remediator.faultproxy import FaultProxy
 from tests.remediator.payloads import alert, body, xid_labels
 from tests.remediator.replicas import Replicas, node_events
 
@@ -71,7 +72,10 @@ def deliver(slots: Slots, i: int, payload: dict) -> bool:
     return acked
 
 
-def test_three_replicas_leader_killed_every_10s_acts_exactly_once(vigil_crds_cluster, tmp_path, unique):
+@pytest.mark.parametrize("fault_rate", [0.0, 0.1], ids=["no-faults", "faults-10%"])
+def test_three_replicas_leader_killed_every_10s_acts_exactly_once(vigil_crds_cluster, tmp_path, unique,
+                                                                   fault_rate):
+    """With faults: every replica's API requests (ledger, lease, actions) through the fault proxy."""
     cp = vigil_crds_cluster
     api = cp.api_client()
     core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
@@ -82,10 +86,15 @@ def test_three_replicas_leader_killed_every_10s_acts_exactly_once(vigil_crds_clu
     selector = f"vigil.io/pool={pool}"
     wait_until(lambda: sum(any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
                            for n in core.list_node(label_selector=selector).items) == NODES, 120, what="nodes Ready")
+    kubeconfig, proxy = cp.kubeconfig, None
+    if fault_rate:
+        proxy = FaultProxy(cp.server, cp.ca, tmp_path / "proxy-pki", rate=fault_rate, seed=21, slow=2.5)
+        kubeconfig = tmp_path / "via-proxy.kubeconfig"
+        _write_kubeconfig(kubeconfig, proxy.url, proxy.ca, cp.token)
     reps = Replicas(tmp_path, {
         "auth": {"bearer_token_env": "VIGIL_TEST_TOKEN"},
         "ledger": {"backend": "kubernetes", "namespace": ns},
-        "kubernetes": {"kubeconfig": str(cp.kubeconfig), "node_selector": selector},
+        "kubernetes": {"kubeconfig": str(kubeconfig), "node_selector": selector, "request_timeout": "2s"},
         "leader_election": {"namespace": ns, "lease_duration": "6s", "renew_deadline": "4s", "retry_period": "1s"},
         "safety": {"max_alert_age": "1h", "budget": {"max_nodes": MAX_NODES, "min_nodes": 1},
                    "breaker": {"max_actions": 100000, "window": "5m"}},
@@ -133,6 +142,9 @@ def test_three_replicas_leader_killed_every_10s_acts_exactly_once(vigil_crds_clu
     finally:
         stop.set()
         reps.stop_all()
+        if proxy is not None:
+            proxy.close()
+            print(f"\nfaults injected: {dict(proxy.counts)}")
 
     assert slots.kills >= 4, f"the leader was killed {slots.kills} times"
     assert sum(acked) == len(payloads), f"{len(payloads) - sum(acked)} deliveries never acknowledged"

@@ -96,11 +96,15 @@ def test_cli_against_a_running_remediator(live):
     r = live.cli("state", who="viewer")
     assert r.returncode == 0 and "PAUSED by oncall@127.0.0.1: node maintenance in zone-a" in r.stdout
 
-    # While paused: the next fault is recorded and blocked, nothing is changed.
+    # While paused: the next fault is recorded and waits in the queue, nothing is changed.
     assert post_xid(live, live.nodes[1]).status_code == 200
-    blocked = incident_for(live, live.nodes[1], "blocked")
-    assert blocked["reason"] == "paused"
+    held = incident_for(live, live.nodes[1], "waiting")
+    assert held["reason"] == "paused"
     assert not client.CoreV1Api(live.api).read_node(live.nodes[1]).spec.unschedulable
+    r = live.cli("queue", who="viewer")
+    assert r.returncode == 0, r.stderr
+    assert re.search(rf"^1\s+{held['id']}\s+GpuXidCritical\s+{live.nodes[1]}\s+-\s+paused\s", r.stdout, re.M), r.stdout
+    assert "(1 waiting)" in r.stdout
 
     # A second process on the same ledger says at start that remediation is paused, why and until when.
     proc, _ = live.spawn_serve("remediator-2")
@@ -112,6 +116,9 @@ def test_cli_against_a_running_remediator(live):
 
     assert live.cli("resume").returncode == 0
     assert oc.get(live, "/api/state")["paused"] is False
+    incident_for(live, live.nodes[1], "succeeded")  # the held fault goes on after the resume
+    assert client.CoreV1Api(live.api).read_node(live.nodes[1]).spec.unschedulable
+    assert live.cli("queue", who="viewer").stdout.strip() == "nothing waits"
     r = live.cli("breaker-reset")
     assert r.returncode == 0 and "already closed" in r.stdout
 
@@ -128,7 +135,7 @@ def test_cli_against_a_running_remediator(live):
     (("incidents",), None, None, "HTTP 401: unauthorized: missing or wrong credentials (no token was sent: set "
                                  "VIGIL_TOKEN, VIGIL_TOKEN_FILE or --token-file"),
     (("incidents", "--status", "nonsense"), "viewer", None,
-     "HTTP 400: invalid_query: status 'nonsense' is not one of pending, deferred, acting, succeeded"),
+     "HTTP 400: invalid_query: status 'nonsense' is not one of pending, deferred, waiting, acting, succeeded"),
     (("show", "999999"), "viewer", None, "HTTP 404: not_found: no incident 999999"),
     (("pause", "--reason", "x", "--for", "1.5h"), "oncall", None, "HTTP 400: invalid_body: for: not a valid duration"),
     (("pause", "--reason", "  "), "oncall", None, "--reason must say why"),

@@ -258,12 +258,14 @@ def test_a_repair_on_another_node_is_not_held_by_a_running_one():
 
 
 def test_a_repair_of_a_node_just_repaired_waits_for_its_other_alerts_to_resolve():
-    done = dataclasses.replace(_running("n1", "reboot_node"), state="succeeded", done_at=NOW - dt.timedelta(seconds=30))
+    done = dataclasses.replace(_running("n1", "reboot_node"), state="succeeded", done_at=NOW - dt.timedelta(seconds=20))
     d = plan_step(step(), world(history=[done]))
     assert d.outcome == "wait" and d.reason == "node_settling", d.trace
     assert d.not_before == done.done_at + dt.timedelta(seconds=rails.SETTLE)
     later = dataclasses.replace(done, done_at=NOW - dt.timedelta(seconds=rails.SETTLE + 1))
     assert plan_step(step(), world(history=[later])).outcome == "act"
+    fresh = dataclasses.replace(inc(), starts_at=NOW - dt.timedelta(seconds=10))  # a new fault, after the repair
+    assert plan_step(step(incident=fresh), world(history=[done])).outcome == "act"
 
 
 def test_explain_says_what_a_plan_would_wait_for(tmp_path, capsys):
