@@ -5,6 +5,7 @@
     remediator check-config vigil.yaml [--check-secrets]
     remediator example-config [NAME | --list | --write DIR]
     remediator incidents|show ID|queue|pause --reason R [--for 2h]|resume|breaker-reset|state   (on call)
+    remediator approve|deny ID --reason R [--step S]   (on call: a step waiting for approval)
 
 The on-call subcommands talk to a running remediator: --url (env VIGIL_URL) and a bearer token
 from --token-file (env VIGIL_TOKEN_FILE) or VIGIL_TOKEN.

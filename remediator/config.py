@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from remediator.config_gates import GATE_KEYS, check_gates, gate_of, parse_windows
 from remediator.config_repair import parse_repair
 from remediator.credentials import Auth, parse_auth
 from remediator.domain.actions import ACTIONS
@@ -76,7 +77,7 @@ def _action(a: Any, aw: str) -> Action:
     if spec is None:
         raise ConfigError(f"{aw}: unknown action type {a['type']!r} (known: {', '.join(sorted(ACTIONS))})",
                           at=(a, "type"))
-    unknown = sorted(set(a) - {"type", "params"})
+    unknown = sorted(set(a) - {"type", "params", *GATE_KEYS})
     if unknown:
         raise ConfigError(f"{aw}: unknown key {unknown[0]!r}", at=(a, unknown[0]))
     params = a.get("params") or {}
@@ -98,7 +99,8 @@ def _action(a: Any, aw: str) -> Action:
             spec.amount_of(params)
         except ValueError as exc:
             raise ConfigError(f"{aw}.params: {exc}", at=(params, spec.amount_param)) from exc
-    return Action(a["type"], compiled)
+    approval, window = gate_of(a, aw)
+    return Action(a["type"], compiled, approval=approval, window=window)
 
 
 def _actions(raw: Any, where: str, *, required: bool) -> list[Action]:
@@ -151,7 +153,7 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
     rw = f"{where}: rule {name!r}" if isinstance(name, str) and name else f"{where}: rule #{i + 1}"
     sec = Section(raw, rw, ("name", "match", "actions", "cooldown", "max_actions", "window", "min_firing",
                              "allow_stale", "guard", "verify", "escalate", "on_resolved", "description",
-                             "on_failure", "min_available", "scope"))
+                             "on_failure", "min_available", "scope", "maintenance_window"))
     if not isinstance(name, str) or not name:
         sec.fail("name", "required")
         name = f"#{i + 1}"
@@ -185,7 +187,7 @@ def _rule(raw: Any, i: int, where: str) -> Rule:
         validate_on_resolved=on_resolved.boolean("validate", False),
         on_failure=tuple(guarded(lambda: _actions(on_failure.get("steps"), f"{rw}: key 'on_failure.steps",
                                                   required=False), at=(on_failure.raw, "steps")) or ()),
-        min_available=_min_available(sec),
+        min_available=_min_available(sec), maintenance_window=sec.string("maintenance_window", None),
         namespaces=_rule_scope(sec.get("scope"), f"{rw}: key 'scope'"),
     )
 
@@ -304,7 +306,7 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
         v = budget.number(k, None)
         if v is not None and v > 100:
             budget.fail(k, "a percentage, at most 100")
-    policy = Section(top.get("policy"), f"{path}: policy", ("rules",))
+    policy = Section(top.get("policy"), f"{path}: policy", ("rules", "maintenance_windows", "approval_ttl"))
     raw_rules = policy.get("rules") or []
     if not isinstance(raw_rules, list):
         policy.fail("rules", "must be a list")
@@ -312,6 +314,8 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
     parsed = [guarded(lambda r=r, i=i: _rule(r, i, f"{path}: policy"), at=(raw_rules, i))
               for i, r in enumerate(raw_rules)]
     rules = tuple(r for r in parsed if r is not None)
+    windows = parse_windows(policy.get("maintenance_windows"), f"{path}: policy.maintenance_windows")
+    check_gates(raw_rules, windows, f"{path}: policy")
     leader_election = parse_leader_election(top.get("leader_election"), f"{path}: leader_election",
                                             dry_run=safety.boolean("dry_run", False))
     scope = Scope(_namespaces(kube.get("namespaces"), kube.key("namespaces")),
@@ -358,6 +362,7 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
             breaker=Breaker(max_actions=breaker.number("max_actions", 10, integer=True, minimum=1),
                             window=breaker.duration("window", 300.0),
                             reset_after=breaker.duration("reset_after", 0.0)),
+            windows=windows, approval_ttl=policy.duration("approval_ttl", 3600.0, positive=True),
             scope=scope,
         ),
         rules=rules,

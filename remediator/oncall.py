@@ -6,10 +6,11 @@
     remediator resume
     remediator breaker-reset
     remediator state
+    remediator approve|deny ID --reason "checked the node" [--step "reboot_node(node-7)"]
 
 Where and who: --url (or VIGIL_URL, default http://127.0.0.1:9095) and a bearer token from
 --token-file (or VIGIL_TOKEN_FILE) or the VIGIL_TOKEN environment variable. Reading needs a
-credential with the read role, pause/resume/breaker-reset one with admin. Any failure (no
+credential with the read role, pause/resume/breaker-reset/approve/deny one with admin. Any failure (no
 answer, a refusal, bad input) is one line on stderr and exit status 2."""
 
 from __future__ import annotations
@@ -155,6 +156,26 @@ def resume(c: Client, args: argparse.Namespace) -> Any:
     return p if args.json else "remediation resumed"
 
 
+def _answer(c: Client, args: argparse.Namespace, verb: str) -> Any:
+    if not args.reason.strip():
+        raise ClientError("--reason must say why (it is kept in the audit trail)")
+    r = c.call("POST", f"/api/incidents/{args.id}/{verb}", {"reason": args.reason,
+                                                            **({"step": args.step} if args.step else {})})
+    if args.json:
+        return r
+    then = "it goes on, every rail checked again" if verb == "approve" else \
+        "the incident is handed to people; nothing more is done"
+    return f"incident {r['incident']}: {', '.join(r['steps'])} {r['verdict']} by {r['by']}: {then}"
+
+
+def approve(c: Client, args: argparse.Namespace) -> Any:
+    return _answer(c, args, "approve")
+
+
+def deny(c: Client, args: argparse.Namespace) -> Any:
+    return _answer(c, args, "deny")
+
+
 def breaker_reset(c: Client, args: argparse.Namespace) -> Any:
     r = c.call("POST", "/api/breaker/reset")
     return r if args.json else ("circuit breaker closed (it was open)" if r["was_open"] else
@@ -193,6 +214,8 @@ COMMANDS: dict[str, tuple[Callable[[Client, argparse.Namespace], Any], str]] = {
     "breaker-reset": (breaker_reset, "close the circuit breaker (admin)"),
     "state": (state, "pause, breaker and dry-run"),
     "queue": (queue, "what waits (budget, pause, breaker, ...), in the order it goes on, and since when"),
+    "approve": (approve, "approve the step an incident waits for (admin): it goes on, every rail checked again"),
+    "deny": (deny, "deny the step an incident waits for (admin): the incident is handed to people"),
 }
 
 
@@ -223,6 +246,11 @@ def add_parsers(sub: Any, formatter: type[argparse.HelpFormatter]) -> None:
             p.add_argument("--limit", type=int, default=50, help="at most this many (1-500)")
         elif name == "show":
             p.add_argument("id", type=int, help="incident id")
+        elif name in ("approve", "deny"):
+            p.add_argument("id", type=int, help="incident id")
+            p.add_argument("--reason", required=True, help="why (kept in the audit trail)")
+            p.add_argument("--step", default=None, help="the step, e.g. 'reboot_node(node-7)' (default: every step "
+                           "the incident waits for)")
         elif name == "pause":
             p.add_argument("--reason", required=True, help="why (shown on the status page, kept in the audit)")
             p.add_argument("--for", dest="for_", default=None, metavar="DURATION",

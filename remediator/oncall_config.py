@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from remediator.credentials import read_secret
 from vigil_common.config import Section
 
-EVENTS = ("acted", "blocked", "gave_up")
+EVENTS = ("acted", "blocked", "gave_up", "awaiting_approval")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import jinja2
 
 from remediator.domain.actions import ACTIONS
+from remediator.domain.approvals import Approvals
 from remediator.domain.models import (
     HOLDS,
     IN_FLIGHT,
@@ -93,11 +94,13 @@ def plan_step(step: Step, world: World, trace: Sequence[str] = ()) -> Decision:
         budget = verdict.budget or budget
         if not verdict.passed:
             outcome = "wait" if waits(verdict.reason) else verdict.outcome
-            word = {"defer": "defer", "wait": f"wait ({verdict.reason})"}.get(outcome, f"blocked ({verdict.reason})")
+            word = {"defer": "defer", "wait": f"wait ({verdict.reason})",
+                    "handed_over": f"handed over ({verdict.reason})"}.get(outcome, f"blocked ({verdict.reason})")
             lines.append(f"{name}: {word}: {verdict.line}")
             return Decision(outcome, step.rule.name, (),
                             reason=verdict.reason, detail=verdict.line, trace=tuple(lines), kind=step.kind,
-                            not_before=verdict.not_before, open_breaker=verdict.open_breaker, budget=budget)
+                            not_before=verdict.not_before, open_breaker=verdict.open_breaker, budget=budget,
+                            step=verdict.step)
         lines.append(f"{name}: ok: {verdict.line}")
     outcome = "dry_run" if world.dry_run else "act"
     lines.append("dry-run: would act, changing nothing" if world.dry_run else "act")
@@ -151,7 +154,7 @@ def match(rules: Sequence[Rule], labels: dict[str, str]) -> tuple[Rule | None, l
 def decide(incident: Incident, rules: Sequence[Rule], history: Sequence[PastAction], cluster: ClusterView,
            safety: Safety, state: SafetyState, now: dt.datetime, *, dry_run: bool | None = None,
            guard: CheckResult | None = None, repairs: Sequence[RepairRecord] = (),
-           repair: RepairSettings | None = None) -> Decision:
+           repair: RepairSettings | None = None, approvals: Approvals | None = None) -> Decision:
     """The first actions for an incident: match a rule, render its actions, run the rails."""
     trace = [f"alert {incident.alertname or '?'} fingerprint {incident.fingerprint} "
              f"startsAt {incident.starts_at.isoformat()} status {incident.alert_status}"]
@@ -168,7 +171,7 @@ def decide(incident: Incident, rules: Sequence[Rule], history: Sequence[PastActi
         trace.append(f"blocked (template_error): {exc}")
         return Decision("blocked", rule.name, reason="template_error", detail=str(exc), trace=tuple(trace))
     world = World(cluster, history, safety, state, now, safety.dry_run if dry_run is None else dry_run, guard,
-                  repairs, repair)
+                  repairs, repair, approvals=approvals or {})
     return plan_step(Step("first", incident, rule, planned), world, trace)
 
 

@@ -199,3 +199,4 @@ class Decision:
     open_breaker: bool = False
     budget: BudgetUse | None = None
     kind: str = "first"  # first | escalation | restore | uncordon: which step of the incident this gates
+    step: str = ""  # a wait for approval or a window, a denial: the gated step, "reboot_node(node-7)"

@@ -72,6 +72,8 @@ class Matcher:
 class Action:
     type: str
     params: dict[str, Any]  # values: jinja2 Template (str params) or plain values
+    approval: bool = False  # `approval: required`: the step waits for a person's approval at its turn
+    window: str | None = None  # the maintenance window the step may start in (policy.maintenance_windows)
 
     def render(self, context: dict[str, Any]) -> dict[str, Any]:
         """Raises jinja2.UndefinedError (missing label) or jinja2.TemplateError."""
@@ -131,9 +133,18 @@ class Rule:
     validate_on_resolved: bool = False  # and, before that, validate_node passes on the cordoned node
     on_failure: tuple[Action, ...] = ()  # run in order when an action of the ladder fails (e.g. replace, mark)
     namespaces: Namespaces | None = None  # scope.namespaces: narrows kubernetes.namespaces, never widens it
+    maintenance_window: str | None = None  # every action of the rule starts only inside this window
 
     def matches(self, labels: dict[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
+
+    def gate_of(self, action_type: str, kind: str = "first") -> tuple[bool, tuple[str, ...]]:
+        """What gates an action of this rule's chain or escalation ladder (by its type): approval
+        required or not, and the windows it must start in (the rule's and the action's own)."""
+        steps = {"first": self.actions, "escalation": self.escalate.steps}.get(kind, ())
+        action = next((a for a in steps if a.type == action_type), None)
+        windows = tuple(w for w in (self.maintenance_window, action.window if action else None) if w)
+        return (action.approval if action else False), windows
 
 
 def _compile(env: SandboxedEnvironment, value: Any, where: str) -> Any:

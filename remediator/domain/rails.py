@@ -1,21 +1,23 @@
 """The safety rails: small named checks that every state-changing step passes, in a fixed order.
 
-paused -> stale -> min_firing -> target -> ownership -> one_repair -> availability -> cooldown ->
-rate_limit -> repeat_offenders -> guard -> breaker -> budgets. Each rail reads the step (what would
-change, for which incident and rule, and why: a first action, an escalation step, a restore or an
-uncordon on resolve) and the world (cluster view, history, settings, safety state, clock), and
-returns a Verdict: passed with a trace line, or stopped with a reason. A stop by a rail that can
-clear (WAITS) makes the step wait; any other stop refuses it. Pure: no I/O.
+paused -> stale -> min_firing -> target -> ownership -> one_repair -> denied -> availability ->
+cooldown -> rate_limit -> repeat_offenders -> guard -> breaker -> budgets -> window -> approval. Each
+rail reads the step (what would change, for which incident and rule, and why: a first action, an
+escalation step, a restore or an uncordon on resolve) and the world (cluster view, history,
+settings, safety state, people's approvals, clock), and returns a Verdict: passed with a trace
+line, or stopped with a reason. A stop by a rail that can clear (WAITS) makes the step wait; a
+denial hands the incident to people; any other stop refuses it. Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from remediator.domain import budget as nodebudget
 from remediator.domain.actions import ACTIONS
+from remediator.domain.approvals import DENIED, Approvals, step_key
 from remediator.domain.availability import pod_availability, scale_availability
 from remediator.domain.models import (
     ATTEMPTED,
@@ -42,7 +44,7 @@ KINDS = ("first", "escalation", "restore", "uncordon", "on_failure")
 # outside scope, not Vigil's to undo, a repeat offender, a template error) and is final.
 # (An unavailable cluster view defers: decided again in a few seconds.)
 WAITS = frozenset({"paused", "budget", "breaker_open", "cooldown", "rate_limit", "availability", "guard",
-                   "guard_unavailable", "node_busy", "joined", "node_settling"})
+                   "guard_unavailable", "node_busy", "joined", "node_settling", "window", "approval"})
 
 
 def waits(reason: str) -> bool:
@@ -77,6 +79,7 @@ class World:
     # the engine acts on this plan: an unavailable cluster view defers it instead of skipping the cluster rails
     # (`explain` without a cluster leaves it False and shows what the other rails say)
     needs_cluster: bool = False
+    approvals: Approvals = field(default_factory=dict)  # people's word on gated steps (from the ledger)
 
     def live(self) -> list[PastAction]:
         counted = (*LIVE_STATES, "dry_run") if self.dry_run else LIVE_STATES
@@ -92,6 +95,7 @@ class Verdict:
     not_before: dt.datetime | None = None
     open_breaker: bool = False
     budget: BudgetUse | None = None
+    step: str = ""  # the gated step a wait for approval or a window is for, "reboot_node(node-7)"
 
 
 def ok(line: str, **kw) -> Verdict:
@@ -439,6 +443,73 @@ def budgets(step: Step, world: World) -> Verdict:
     return _node_budget(step, world)
 
 
+def _gated(step: Step) -> PlannedAction | None:
+    """The action the gates (window, approval) apply to: the first of a rule's chain, or an
+    escalation step (one action; a held escalation is tried again later). A chain starts only when
+    its first action may; each later action is gated again at its own admission, right before it
+    runs, so the actions before a gated one run at once (cordon now, reboot tonight)."""
+    return step.actions[0] if step.kind in ("first", "escalation") and step.actions else None
+
+
+def _later(step: Step, gate: str) -> str:
+    """The later actions of a chain this gate holds at their own turn, for the trace (and explain)."""
+    later = [step_key(p) for p in step.actions[1:] if (step.rule.gate_of(p.type)[0] if gate == "approval"
+                                                       else step.rule.gate_of(p.type)[1])]
+    return f"; at its turn, {', '.join(later)} waits for its {gate}" if later and step.kind == "first" else ""
+
+
+def denied(step: Step, world: World) -> Verdict:
+    """A person denied a step of this incident: nothing more is done, the incident is theirs."""
+    mine = world.approvals.get(step.incident.id) or {} if step.incident.id is not None else {}
+    for p in step.actions:
+        a = mine.get(step_key(p))
+        if a is not None and a.verdict == DENIED:
+            return Verdict(False, f"{step_key(p)} was denied by {a.by or 'someone'} ({a.reason}); handed to people, "
+                           "nothing more is done", reason="denied", outcome="handed_over", step=step_key(p))
+    return ok("no step of this incident was denied")
+
+
+def window(step: Step, world: World) -> Verdict:
+    p = _gated(step)
+    if p is None:
+        return ok(f"not gated for {step.kind} steps")
+    _, names = step.rule.gate_of(p.type, step.kind)
+    if not names:
+        return ok("no maintenance window" + _later(step, "window"))
+    closes = []
+    for name in names:
+        w = world.safety.windows.get(name)
+        if w is None:
+            return block("unknown_window", f"{step_key(p)}: no maintenance window named {name!r}")
+        state = w.state(world.now)
+        if not state.open and world.dry_run:  # dry-run asks nobody and waits for nothing: it says what would
+            return ok(f"dry-run: {step_key(p)} would wait for window {name} (opens at {state.opens_at.isoformat()})")
+        if not state.open:
+            return Verdict(False, f"{step_key(p)}: window {name} opens at {state.opens_at.isoformat()}",
+                           reason="window", not_before=state.opens_at, step=step_key(p))
+        closes.append(f"{name} until {state.closes_at.isoformat()}")
+    return ok(f"{step_key(p)} inside window {', '.join(closes)}" + _later(step, "window"))
+
+
+def approval(step: Step, world: World) -> Verdict:
+    p = _gated(step)
+    if p is None:
+        return ok(f"not gated for {step.kind} steps")
+    needed, _ = step.rule.gate_of(p.type, step.kind)
+    if not needed:
+        return ok("no approval required" + _later(step, "approval"))
+    key = step_key(p)
+    a = (world.approvals.get(step.incident.id) or {}).get(key) if step.incident.id is not None else None
+    if a is not None and a.valid(world.now, world.safety.approval_ttl):
+        return ok(f"{key} approved by {a.by} at {a.at.isoformat()} ({a.reason})")
+    if world.dry_run:
+        return ok(f"dry-run: {key} would wait for approval")
+    expired = (f" (the approval by {a.by} at {a.at.isoformat()} expired: approval_ttl "
+               f"{world.safety.approval_ttl:.0f} s)" if a is not None and a.verdict == "approved" else "")
+    return Verdict(False, f"{key} needs approval{expired}: remediator approve {step.incident.id} --reason ...",
+                   reason="approval", step=key)
+
+
 Rail = Callable[[Step, World], Verdict]
 def repeat_offenders(step: Step, world: World) -> Verdict:
     """A node or GPU repaired max_repairs times within the window is not repaired again: the shell
@@ -460,7 +531,8 @@ def repeat_offenders(step: Step, world: World) -> Verdict:
 
 RAILS: tuple[tuple[str, Rail], ...] = (
     ("paused", paused), ("stale", stale), ("min_firing", min_firing), ("target", target),
-    ("ownership", ownership), ("one_repair", one_repair), ("availability", availability), ("cooldown", cooldown),
+    ("ownership", ownership), ("one_repair", one_repair), ("denied", denied), ("availability", availability),
+    ("cooldown", cooldown),
     ("rate_limit", rate_limit), ("repeat_offenders", repeat_offenders), ("guard", guard), ("breaker", breaker),
-    ("budgets", budgets),
+    ("budgets", budgets), ("window", window), ("approval", approval),
 )

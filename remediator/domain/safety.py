@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from remediator.domain.budget import Limits, Pools
 from remediator.domain.scope import Scope
+from remediator.domain.windows import Window
 
 
 @dataclass(frozen=True)
@@ -41,3 +42,5 @@ class Safety:
     budget: Budget = field(default_factory=Budget)
     breaker: Breaker = field(default_factory=Breaker)
     scope: Scope = field(default_factory=Scope)  # the nodes' and namespaces' Vigil may change (kubernetes.*)
+    windows: dict[str, Window] = field(default_factory=dict)  # policy.maintenance_windows, by name
+    approval_ttl: float = 3600.0  # seconds an approval lets its step start

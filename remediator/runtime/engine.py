@@ -36,6 +36,7 @@ from remediator.domain.models import (
 )
 from remediator.domain.rails import Step, World
 from remediator.runtime import pause as pausing
+from remediator.runtime.approvals import Approvals
 from remediator.runtime.followup import Followup, incident_of
 from remediator.runtime.intake import IntakeGate
 from remediator.runtime.metrics import Metrics
@@ -76,6 +77,7 @@ class _Context:
         self.history: list[PastAction] = engine.ledger.history(now - window)
         self.repairs = engine.repair_history(now)
         self.state: SafetyState = engine.safety_state(now)
+        self.approvals = engine.approvals.read()
         self._view: ClusterView | None = None
         self._view_at = 0.0
 
@@ -114,6 +116,7 @@ class Engine:
         self._futures: set[futures.Future] = set()
         self._busy_lock = threading.Lock()
         self.notifier = Notifier(config.notifications, metrics.registry)
+        self.approvals = Approvals(ledger, clock, self.notifier.notify, on_change=self.nudge.set)
         sleep = kube.retrier.sleep if kube is not None else time.sleep  # waits end when the process stops
         self.repair = RepairContext(kube, config.repair, self.prom, sleep=sleep,
                                     held=self._global_hold) if kube is not None else None
@@ -303,7 +306,7 @@ class Engine:
         or the pause or breaker as the ledger holds them (changed by another replica)."""
         nudged = self.nudge.take()
         seen = (tuple(i.version for i in self.cache.informers) if self.cache is not None else (),
-                self.ledger.get_state(PAUSE_KEY), self.ledger.get_state(BREAKER_KEY))
+                self.ledger.get_state(PAUSE_KEY), self.ledger.get_state(BREAKER_KEY), self.approvals.version())
         moved, self._seen = seen != self._seen, seen
         return nudged or moved
 
@@ -418,7 +421,7 @@ class Engine:
         else:  # the guard (a PromQL query) only once every other rail passed: a paused queue asks nothing
             def plan(guard: CheckResult | None) -> Decision:
                 return decide(incident, self.config.rules, history, cluster, self.config.safety, state, now,
-                              guard=guard, repairs=ctx.repairs, repair=self.config.repair)
+                              guard=guard, repairs=ctx.repairs, repair=self.config.repair, approvals=ctx.approvals)
             decision = plan(None)
             if decision.outcome in ("act", "dry_run") and self._guarded(incident):
                 decision = plan(self._guard(incident))
@@ -438,7 +441,7 @@ class Engine:
         once it has waited max_wait, hands it to people: it is never silently dropped."""
         since = incident.waiting_since or now
         waited = (now - since).total_seconds()
-        if waited < self.config.queue.max_wait:
+        if waited < self.config.queue.max_wait or decision.reason in ("approval", "window"):  # people or a clock
             return dataclasses.replace(decision, not_before=self._recheck_at(decision.not_before))
         detail = (f"waited {waited:.0f} s (max_wait {self.config.queue.max_wait:.0f} s) for {decision.reason}: "
                   f"{decision.detail}; handed to people, nothing was done")
@@ -468,6 +471,7 @@ class Engine:
         """What every decision (first action or later step) does to the shared state: open the
         breaker when it says so, count it in the metrics. A wait decided again is not counted or
         notified again (a queue is decided every reconcile interval)."""
+        self.approvals.ask(incident, decision)  # once per step: recorded, audited and notified
         if decision.outcome == "wait" and incident.waiting_since is not None and not decision.open_breaker:
             return
         if decision.open_breaker:
@@ -491,7 +495,7 @@ class Engine:
         window = dt.timedelta(seconds=self.config.history_window)
         return World(self._cluster_view(), self.ledger.history(now - window), self.config.safety,
                      self.safety_state(now), now, self.config.safety.dry_run, repairs=self.repair_history(now),
-                     repair=self.config.repair, needs_cluster=self.kube is not None)
+                     repair=self.config.repair, needs_cluster=self.kube is not None, approvals=self.approvals.read())
 
     def _guarded(self, incident: Incident) -> bool:
         rule = next((r for r in self.config.rules if r.matches(incident.labels)), None)

@@ -60,8 +60,13 @@ class _QueueCollector:
         for reason in sorted(set(counts) | {"budget", "paused", "breaker_open"}):
             waiting.add_metric([reason], counts.get(reason, 0))
         yield waiting
+        stuck = [i["waited_seconds"] for i in items if i["reason"] not in BY_DESIGN]
         yield GaugeMetricFamily("vigil_oldest_waiting_seconds", "Seconds the longest-waiting incident has waited "
-                                "(0 when nothing waits).", value=max((i["waited_seconds"] for i in items), default=0.0))
+                                "(0 when nothing waits); waits for an approval or a maintenance window are by "
+                                "design and not counted.", value=max(stuck, default=0.0))
+
+
+BY_DESIGN = ("approval", "window")  # waits the policy asked for: they are not a queue stuck
 
 
 class _Count:

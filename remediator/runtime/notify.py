@@ -29,19 +29,24 @@ QUEUE_SIZE = 1000
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # acted | blocked | gave_up
+    kind: str  # acted | blocked | gave_up | awaiting_approval
     incident: int
     action: str
-    result: str  # succeeded, failed, blocked, dry_run, gave_up
+    result: str  # succeeded, failed, blocked, dry_run, gave_up, awaiting_approval
     target: str
     summary: str
     detail: str = ""
+    annotations: tuple[tuple[str, str], ...] = ()  # more annotations (the approve and deny commands)
     alertname: str = "VigilRemediation"  # VigilRemediationStalled: a wait handed to people
 
 
 def decision_events(incident: Incident, d: Decision) -> list[Event]:
     """A blocked decision, a dry-run one (what Vigil would have done), and a wait handed to people
     (VigilRemediationStalled), as notifications."""
+    if d.outcome == "handed_over" and d.reason == "denied" and incident.id is not None:  # a person said no
+        action, _, target = d.step.partition("(")
+        return [Event("gave_up", incident.id, action or "none", "denied", target.rstrip(")"),
+                      f"{incident.alertname}: {d.step} denied, handed to people", d.detail)]
     if d.outcome == "handed_over" and incident.id is not None:
         return [Event("gave_up", incident.id, "none", "handed_over", incident.labels.get("node", ""),
                       f"{incident.alertname}: waited too long, handed to people ({d.reason})", d.detail,
@@ -55,6 +60,15 @@ def decision_events(incident: Incident, d: Decision) -> list[Event]:
         return [Event(kind, incident.id, "none", result, "", f"{what} ({d.reason})", detail)]
     return [Event(kind, incident.id, a.type, result, a.target, f"{what}: {a.type} {a.target}", detail)
             for a in d.actions]
+
+
+def approval_event(incident: Incident, step: str, action: str, target: str, detail: str) -> Event:
+    """A gated step waits for a person: what, where, and the commands that answer."""
+    approve = f"remediator approve {incident.id} --reason '...'"
+    deny = f"remediator deny {incident.id} --reason '...'"
+    return Event("awaiting_approval", incident.id or 0, action, "awaiting_approval", target,
+                 f"Vigil awaits approval for {step} (incident {incident.id}, {incident.alertname or '?'})", detail,
+                 (("step", step), ("approve_command", approve), ("deny_command", deny)))
 
 
 def action_event(incident_id: int, action: str, state: str, target: str, detail: str) -> Event:
@@ -108,7 +122,7 @@ class Notifier:
                   "result": e.result, "target": e.target, "event": e.kind}
         labels = {k: v for k, v in labels.items() if v}  # an empty value is no label in Alertmanager
         return {"labels": labels, "annotations": {"summary": e.summary, **({"description": e.detail}
-                                                                           if e.detail else {})},
+                                                                           if e.detail else {}), **dict(e.annotations)},
                 "startsAt": _rfc3339(now), "endsAt": _rfc3339(now + dt.timedelta(seconds=self.cfg.ends_after))}
 
     def _run(self) -> None:

@@ -121,7 +121,9 @@ class Runner:
         with self.admission:  # one at a time: two admissions never both take the last budget slot
             planned = _row(incident, action_id)
             stop = self.held(incident, planned, kind) if planned is not None else None
-            if stop is not None and stop.outcome in ("wait", "defer"):
+            again = stop is not None and (stop.outcome in ("wait", "defer") or  # a denial: decided afresh
+                                          (stop.outcome == "handed_over" and kind == "first"))
+            if again:
                 return self._requeue(incident_id, planned, stop) if kind == "first" else self._held_back(planned, stop)
             row = self.ledger.claim_action(action_id, self.clock())
         if row is None:  # cancelled (the alert resolved) or finished before a restart

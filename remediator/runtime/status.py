@@ -45,6 +45,7 @@ class Snapshot:
     incidents: list[dict] = field(default_factory=list)
     total_incidents: int = 0
     queue: list[dict] = field(default_factory=list)  # what waits, in the order it goes on
+    windows: list[dict] = field(default_factory=list)  # each maintenance window: open or its next opening, who waits
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +75,18 @@ def budget_rows(engine: Engine, now: dt.datetime) -> tuple[list[BudgetRow] | Non
     return rows, ""
 
 
+def window_rows(engine: Engine, now: dt.datetime, queue: list[dict]) -> list[dict]:
+    """Each maintenance window: open (until when) or its next opening, and the incidents waiting for it."""
+    rows = []
+    for name, w in sorted(engine.config.safety.windows.items()):
+        state = w.state(now)
+        waiting = [q["id"] for q in queue if q["reason"] == "window" and f": window {name} opens" in q["detail"]]
+        rows.append({"name": name, "schedule": w.schedule, "duration_seconds": w.duration, "time_zone": w.time_zone,
+                     "open": state.open, "opens_at": ts(state.opens_at) if state.opens_at else None,
+                     "closes_at": ts(state.closes_at) if state.closes_at else None, "waiting": waiting})
+    return rows
+
+
 def leader_of(engine: Engine) -> str | None:
     """The identity holding the leader Lease as this replica last saw it ("local" without leader
     election): a pod name, never the elector object."""
@@ -97,4 +110,5 @@ def snapshot(engine: Engine, now: dt.datetime, *, limit: int = 20) -> Snapshot:
     return Snapshot(version=__version__, now=ts(now), dry_run=engine.config.safety.dry_run,
                     pause=engine.pause().as_dict() | {"paused": state.paused}, breaker_open=state.breaker_open,
                     breaker_opened_at=engine.ledger.get_state(BREAKER_KEY), budget=budget, budget_note=note,
-                    leader=leader_of(engine), incidents=incidents, total_incidents=total, queue=queue)
+                    leader=leader_of(engine), incidents=incidents, total_incidents=total, queue=queue,
+                    windows=window_rows(engine, now, queue))

@@ -14,11 +14,11 @@ from remediator.config import Config
 from remediator.runtime.engine import Engine
 from remediator.runtime.metrics import Metrics
 from remediator.store.ledger import Ledger
-from remediator.web import control, health, incidents, intake, status
+from remediator.web import approvals, control, health, incidents, intake, status
 from remediator.web.context import Vigil, error, http_error
 
 log = logging.getLogger(__name__)
-BLUEPRINTS = (incidents.bp, control.bp, health.bp, status.bp)
+BLUEPRINTS = (incidents.bp, control.bp, approvals.bp, health.bp, status.bp)
 
 
 def _unexpected(exc: Exception):

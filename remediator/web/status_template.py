@@ -77,6 +77,27 @@ PAGE = """<!doctype html>
  <td>{{ q.position }}</td><td>{{ q.id }}</td><td>{{ q.alertname }}</td><td>{{ q.target or '-' }}</td>
  <td>{{ q.pool or '-' }}</td><td title="{{ q.detail }}">{{ q.reason }}</td>
  <td>{{ q.since }} ({{ q.waited_seconds|round|int }} s)</td>
+</tr>
+{% if q.reason in ('approval', 'window') %}<tr class="gate" data-incident="{{ q.id }}"><td></td>
+ <td colspan="6">{{ q.detail }}
+ {% if q.reason == 'approval' and admin %}
+ <form class="approve" method="post" action="/incidents/{{ q.id }}/approve">
+  <input name="reason" placeholder="reason" required maxlength="500"> <button type="submit">Approve</button></form>
+ <form class="deny" method="post" action="/incidents/{{ q.id }}/deny">
+  <input name="reason" placeholder="reason" required maxlength="500"> <button type="submit">Deny</button></form>
+ {% elif q.reason == 'approval' %}<div>answer (admin): <code>remediator approve {{ q.id }} --reason ...</code> or
+  <code>remediator deny {{ q.id }} --reason ...</code></div>{% endif %}
+ </td></tr>{% endif %}{% endfor %}
+</table>{% endif %}
+
+{% if s.windows %}<h2>Maintenance windows</h2>
+<table id="windows">
+<tr><th>window</th><th>schedule</th><th>state</th><th>waiting for it</th></tr>
+{% for w in s.windows %}<tr class="window" data-window="{{ w.name }}" data-open="{{ w.open|lower }}">
+ <td>{{ w.name }}</td><td><code>{{ w.schedule }}</code> for {{ (w.duration_seconds / 3600)|round(2) }} h,
+  {{ w.time_zone }}</td>
+ <td>{% if w.open %}open until {{ w.closes_at }}{% else %}next opens at {{ w.opens_at }}{% endif %}</td>
+ <td>{% for i in w.waiting %}incident {{ i }}{% if not loop.last %}, {% endif %}{% else %}-{% endfor %}</td>
 </tr>{% endfor %}
 </table>{% endif %}
 

@@ -111,7 +111,8 @@ class Harness:
 def remediator(k8s_cluster, tmp_path, unique) -> Iterator[Callable[..., Harness]]:
     made: list[Harness] = []
 
-    def make(nodes: int = 3, overrides: dict | None = None, policy: dict | None = None) -> Harness:
+    def make(nodes: int = 3, overrides: dict | None = None, policy: dict | None = None,
+             clock: Callable[[], dt.datetime] | None = None) -> Harness:
         pool = f"pool-{unique}"
         api = k8s_cluster.api_client()
         names = [f"{pool}-n{i}" for i in range(nodes)]
@@ -139,7 +140,7 @@ def remediator(k8s_cluster, tmp_path, unique) -> Iterator[Callable[..., Harness]
         ledger = SQLiteLedger(config.ledger_path)
         metrics = Metrics(ledger.counts_by_status)
         kube = Kube(config.kubeconfig, node_selector=config.node_selector)
-        engine = Engine(config, ledger, kube, metrics)
+        engine = Engine(config, ledger, kube, metrics, **({"clock": clock} if clock else {}))
         app = create_app(config, ledger, engine, metrics)
         engine.start()
         h = Harness(config, ledger, engine, metrics, app.test_client(), api, pool, names, ns, app=app)

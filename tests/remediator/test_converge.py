@@ -164,8 +164,9 @@ def test_plans_resumed_into_a_stricter_budget_obey_it(remediator):
     h = remediator(nodes=5, policy=CORDON, overrides={"safety": {"budget": {"max_nodes": 2}}})
     peak, engine = _planned_then_resumed(h, 5)
     try:
-        waiting = wait_until(lambda: len(peak.out()) == 2 and [i for i in h.ledger.waiting()
-                                                              if i["reason"] == "budget"], 60,
+        # the five chains are admitted one at a time on four workers: wait for all three held back
+        waiting = wait_until(lambda: len(peak.out()) == 2 and len(w := [i for i in h.ledger.waiting()
+                                                                        if i["reason"] == "budget"]) == 3 and w, 60,
                              what="2 admitted, the rest waiting for the budget")
         assert len(waiting) == 3
     finally:
