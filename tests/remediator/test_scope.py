@@ -139,7 +139,8 @@ def test_a_pod_on_an_unknown_node_is_outside_scope():
 def test_quarantining_the_last_ready_replica_is_refused_with_or_without_a_service(services):
     _, d = verdict(config(), "quarantine_pod", view=cluster(replicas=1, services=services))
     assert d.outcome == "blocked" and d.reason == "availability"
-    assert "Deployment/ml/w: quarantining ml/p0 would leave 0 other Ready of 1" in d.detail
+    assert ("Service ml/svc: quarantining ml/p0 would leave 0 ready endpoints of 1" if services else
+            "Deployment/ml/w: quarantining ml/p0 would leave 0 other Ready of 1") in d.detail
 
 
 def test_quarantining_one_of_three_replicas_without_a_service_passes():
