@@ -20,17 +20,12 @@ def min_available(spec: int | str | None, total: int) -> int:
 
 
 def pod_availability(p: PlannedAction, spec: int | str | None, cluster: ClusterView) -> str:
+    """Why this pod action would go below min_available ("" if it would not): a quarantine first by
+    the Services that select the pod (their ready endpoints), then, like a restart, by its
+    workload's Ready replicas, whether or not a Service selects it."""
     pod = cluster.pods.get(p.target)
     if pod is None:
         return ""
-    if pod.workload:  # every pod action keeps the workload's Ready replicas, a Service selecting it or not
-        others = [k for k, v in cluster.pods.items() if v.workload == pod.workload and v.ready and k != p.target]
-        desired = cluster.workloads[pod.workload].desired if pod.workload in cluster.workloads else len(others) + 1
-        need = min_available(spec, desired)
-        if len(others) < need:
-            verb = "quarantining" if p.type == "quarantine_pod" else "restarting"
-            return (f"{pod.workload}: {verb} {p.target} would leave {len(others)} other Ready of {desired} "
-                    f"replicas, min_available {need}")
     if p.type == "quarantine_pod":
         for svc in pod.services:
             ready = cluster.service_endpoints.get(svc, frozenset())
@@ -39,6 +34,14 @@ def pod_availability(p: PlannedAction, spec: int | str | None, cluster: ClusterV
             if left < need:
                 return (f"Service {svc}: quarantining {p.target} would leave {left} ready endpoints of "
                         f"{len(ready)}, min_available {need}")
+    if pod.workload:  # every pod action keeps the workload's Ready replicas, a Service selecting it or not
+        others = [k for k, v in cluster.pods.items() if v.workload == pod.workload and v.ready and k != p.target]
+        desired = cluster.workloads[pod.workload].desired if pod.workload in cluster.workloads else len(others) + 1
+        need = min_available(spec, desired)
+        if len(others) < need:
+            verb = "quarantining" if p.type == "quarantine_pod" else "restarting"
+            return (f"{pod.workload}: {verb} {p.target} would leave {len(others)} other Ready of {desired} "
+                    f"replicas, min_available {need}")
     return ""
 
 

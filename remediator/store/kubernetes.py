@@ -47,6 +47,7 @@ from remediator.domain.repair import REPAIR_ACTIONS, RepairRecord
 from remediator.store import incident_object as io
 from remediator.store.ledger import DUE_BATCH, ActionRow, LedgerUnavailable, Recorded
 from remediator.store.probe import WriteProbe
+from remediator.store.state_cache import StateCache
 from remediator.store.views import from_ts, ts
 
 log = logging.getLogger(__name__)
@@ -91,8 +92,6 @@ class KubernetesLedger:
         self.retries = 0  # transient API errors retried (a metric's worth; tests read it)
         self._salt = f"{random.getrandbits(64):016x}"  # in decision keys: this process's own
         self._synced = threading.Event()  # the first LIST succeeded
-        self._state_cache: dict | None = None  # the VigilState object as the state watch saw it
-        self._state_watched = threading.Event()  # the state watch has listed: the cache is the state
         self._fenced = False
         self._wake: Callable[[], None] = lambda: None
         self._intake_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vigil-intake")
@@ -115,10 +114,10 @@ class KubernetesLedger:
         finally:
             _DEADLINE.reset(token)
         self._thread = threading.Thread(target=self._watch_loop, name="vigil-ledger-watch", daemon=True)
-        self._state_thread = threading.Thread(target=self._state_watch_loop, name="vigil-state-watch", daemon=True)
+        self._state = StateCache(api, io.STATES, STATE_NAME, call=self._call, stop=self._stop)
         if watch:
             self._thread.start()
-            self._state_thread.start()
+            self._state.start()
 
     def set_listener(self, wake: Callable[[], None]) -> None:
         """Called when the watch brings an incident with work to do (created or resolved elsewhere):
@@ -225,38 +224,6 @@ class KubernetesLedger:
                 swept = time.monotonic()
                 self.sweep(self._clock())
 
-    def _state_watch_loop(self) -> None:
-        """The VigilState object (pause, breaker) kept by a watch: the runner reads the pause before
-        every action, from here, not with a GET each."""
-        rv = None
-        while not self._stop.is_set():
-            try:
-                if rv is None:
-                    items, rv = self._call(self.api.list, io.STATES)
-                    self._cache_state(next((o for o in items if o["metadata"]["name"] == STATE_NAME), None), True)
-                    self._state_watched.set()
-                for kind, obj in self.api.watch(io.STATES, rv, 60):
-                    if kind == "ERROR":
-                        raise ConnectionError("watch expired")
-                    rv = obj["metadata"].get("resourceVersion", rv)
-                    if obj["metadata"].get("name") == STATE_NAME and kind != "BOOKMARK":
-                        self._cache_state(None if kind == "DELETED" else obj, kind == "DELETED")
-                    if self._stop.is_set():
-                        return
-            except Exception as exc:
-                if self._stop.is_set():
-                    return
-                log.warning("state watch: %s; listing again", exc)
-                self._state_watched.clear()  # reads GET until the watch has listed again
-                rv = None
-                self._stop.wait(1.0)
-
-    def _cache_state(self, obj: dict | None, replace: bool = False) -> None:
-        with self._lock:
-            old = self._state_cache
-            if replace or obj is None or old is None or _rv(obj) >= _rv(old):
-                self._state_cache = obj
-
     def sweep(self, now: dt.datetime) -> int:
         """Retention: delete resolved incidents whose alert resolved longer than `retention` ago
         and whose work is finished."""
@@ -303,7 +270,7 @@ class KubernetesLedger:
                 if plural == io.INCIDENTS:
                     self._put(written)
                 elif name == STATE_NAME:
-                    self._cache_state(written)
+                    self._state.put(written)
                 return result
             obj = None  # someone else wrote first: read again, decide again
         raise LedgerUnavailable(f"{name}: still conflicting after {MAX_ATTEMPTS} attempts")
@@ -489,9 +456,8 @@ class KubernetesLedger:
     def get_state(self, key: str) -> str | None:
         """From the state watch's cache once it has listed (the runner asks before every action),
         else from the API."""
-        if self._state_watched.is_set():
-            with self._lock:
-                obj = self._state_cache
+        known, obj = self._state.get()
+        if known:
             return ((obj or {}).get("spec") or {}).get("state", {}).get(key)
         return (self._state_object().get("spec") or {}).get("state", {}).get(key)
 

@@ -138,8 +138,9 @@ def test_a_pod_on_an_unknown_node_is_outside_scope():
 @pytest.mark.parametrize("services", [(), ("ml/svc",)], ids=["no-service", "service"])
 def test_quarantining_the_last_ready_replica_is_held_back_with_or_without_a_service(services):
     _, d = verdict(config(), "quarantine_pod", view=cluster(replicas=1, services=services))
-    assert d.outcome == "wait" and d.reason == "availability"  # held back until a replica is Ready again
-    assert "Deployment/ml/w: quarantining ml/p0 would leave 0 other Ready of 1" in d.detail
+    assert d.outcome == "wait" and d.reason == "availability"  # held back until a replica is Ready
+    assert ("Service ml/svc: quarantining ml/p0 would leave 0 ready endpoints of 1" if services else
+            "Deployment/ml/w: quarantining ml/p0 would leave 0 other Ready of 1") in d.detail
 
 
 def test_quarantining_one_of_three_replicas_without_a_service_passes():
