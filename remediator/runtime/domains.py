@@ -15,7 +15,17 @@ import time
 from collections.abc import Callable
 
 from remediator.domain.models import ClusterView
-from remediator.domain.topology import Correlation, Topology, correlate, domain_alert, resolved_alert
+from remediator.domain.topology import (
+    DOMAIN_ALERT,
+    EVIDENCE_ANNOTATION,
+    MEMBERS_ANNOTATION,
+    Correlation,
+    Topology,
+    correlate,
+    domain_alert,
+    resolved_alert,
+)
+from remediator.runtime.notify import Event
 from remediator.store.ledger import Ledger
 
 log = logging.getLogger(__name__)
@@ -25,8 +35,9 @@ IDLE_EVERY = 2.0  # seconds between correlations when nothing is due (a resolve 
 class DomainIncidents:
     """Opens and resolves domain incidents; a no-op when topology.domains is empty."""
 
-    def __init__(self, ledger: Ledger, topology: Topology, clock: Callable[[], dt.datetime]) -> None:
-        self.ledger, self.topology, self.clock = ledger, topology, clock
+    def __init__(self, ledger: Ledger, topology: Topology, clock: Callable[[], dt.datetime],
+                 notify: Callable[[Event], None] = lambda event: None) -> None:
+        self.ledger, self.topology, self.clock, self.notify = ledger, topology, clock, notify
         self._last = 0.0
 
     @property
@@ -60,3 +71,24 @@ class DomainIncidents:
             log.info("domain incident %s resolved: %s domain %s is no longer degraded", i.id,
                      i.labels.get("domain_kind", ""), i.labels.get("domain", ""))
         return True
+
+    def hand_over(self, incident_id: int) -> None:
+        """A domain incident's ladder ran to its end: the domain is out, and its shared cause (a switch
+        tray, power, cooling) is for people. The hand-over is recorded (audit `handed_over`) and
+        notified (VigilRemediation, result handed_over) with the evidence: which nodes, which
+        signals, in what order."""
+        if not self.enabled:
+            return
+        inc = self.ledger.get_incident(incident_id)
+        if not inc or inc.get("alertname") != DOMAIN_ALERT or inc.get("alert_status") != "firing":
+            return
+        labels, notes = inc.get("labels") or {}, inc.get("annotations") or {}
+        domain = f"{labels.get('domain_kind', '')} domain {labels.get('domain', '')}"
+        evidence = notes.get(EVIDENCE_ANNOTATION, "")
+        done = [f"{a['type']}({a['target']})" for a in inc.get("actions", []) if a["state"] == "succeeded"]
+        detail = {"domain": labels.get("domain", ""), "kind": labels.get("domain_kind", ""),
+                  "members": notes.get(MEMBERS_ANNOTATION, ""), "evidence": evidence, "done": done}
+        self.ledger.audit("handed_over", detail, self.clock(), incident_id=incident_id)
+        self.notify(Event("acted", incident_id, "none", "handed_over", labels.get("domain", ""),
+                          f"{domain} taken out ({len(done)} actions); handed to people", evidence))
+        log.warning("domain incident %d handed to people: %s", incident_id, evidence)

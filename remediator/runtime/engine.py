@@ -100,7 +100,7 @@ class Engine:
         self._wake = threading.Event()
         self.prom = PromChecker(config.prometheus_url, config.prometheus_timeout) if config.prometheus_url else None
         self.rules = {r.name: r for r in (*config.rules, *config.domain_rules)}
-        self.domains = DomainIncidents(ledger, config.topology, clock)
+        self.domains = DomainIncidents(ledger, config.topology, clock, notify=lambda e: self.notifier.notify(e))
         self.nudge = Nudge(self._wake)  # something a waiting incident waits for may have changed
         if cache is not None:
             cache.listen(self.nudge.set)  # a node returned: the head of the queue goes on at once
@@ -551,5 +551,6 @@ class Engine:
                 break
         if ok and not self._stop.is_set() and self.leader.is_leader():
             self.followup.verify_and_escalate(incident_id)
+            self.domains.hand_over(incident_id)  # a domain incident's ladder ends with people
         if not self._stop.is_set():
             self.repair_rails.expire(incident_id)

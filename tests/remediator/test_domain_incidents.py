@@ -6,6 +6,9 @@ degraded domain waiting in the queue."""
 
 from __future__ import annotations
 
+import datetime as dt
+import secrets
+
 import pytest
 from kubernetes import client
 
@@ -27,7 +30,8 @@ TOPOLOGY = {
 }
 DOMAIN_RULES = [{"name": "nvlink-domain", "match": [f'alertname="{DOMAIN_ALERT}"', 'domain_kind="nvlink"'],
                  "actions": [{"type": "cordon_node", "params": {"node": NODE}},
-                             {"type": "drain_node", "params": {"node": NODE, "timeout": "20s"}}]}]
+                             {"type": "drain_node", "params": {"node": NODE, "timeout": "20s"}}],
+                 "on_resolved": {"uncordon": True}}]
 
 
 def _domains(h: Harness) -> dict[str, list[str]]:
@@ -46,9 +50,17 @@ def _start(remediator, k8s_cluster) -> tuple[Harness, dict[str, list[str]]]:
     return h, _domains(h)
 
 
-def _fire(h: Harness, nodes: list[str]) -> None:
+def _fire(h: Harness, nodes: list[str]) -> dict:
     """The faults within seconds of each other, in one notification (Alertmanager groups them)."""
-    assert h.post(body(*(alert(xid_labels(n)) for n in nodes))).status_code == 200
+    payload = body(*(alert(xid_labels(n)) for n in nodes))
+    assert h.post(payload).status_code == 200
+    return payload
+
+
+def _resolve(h: Harness, payload: dict) -> None:
+    now = dt.datetime.now(dt.UTC).isoformat()
+    alerts = [dict(a, status="resolved", endsAt=now) for a in payload["alerts"]]
+    assert h.post(dict(payload, status="resolved", alerts=alerts)).status_code == 200
 
 
 def _reboot_jobs(h: Harness, nodes: list[str]) -> list:
@@ -80,6 +92,9 @@ def test_three_member_faults_open_one_domain_incident_and_no_node_reboot(remedia
     assert not any(a["type"] == "reboot_node" for i in nodes for a in h.incident(i["id"])["actions"])
     assert not _reboot_jobs(h, members), "no per-node reboot requested"
     assert len(_domain_incidents(h)) == 1
+    handed = wait_until(lambda: [a for a in h.incident(domain["id"])["audit"] if a["event"] == "handed_over"], 30,
+                        what="the hand-over record")
+    assert handed[0]["detail"]["evidence"] == evidence and len(handed[0]["detail"]["done"]) == 8, handed
     # the other domain is untouched, and a single fault there runs its normal ladder
     other = cliques[f"{h.pool}.B"][0]
     _reboot_agent(h, other)
@@ -107,3 +122,41 @@ def test_max_domains_keeps_a_second_degraded_domain_waiting_in_the_queue(remedia
     assert not any(h.unschedulable(n) for n in b), "domain B stays in service while A is out"
     assert len(_domain_incidents(h)) == 2
     assert not _reboot_jobs(h, [*a, *b])
+
+
+def test_a_domain_incident_resolves_with_its_faults_and_returns_the_members_together(remediator, k8s_cluster):
+    h, cliques = _start(remediator, k8s_cluster)
+    members = cliques[f"{h.pool}.A"]
+    faults = _fire(h, members[:2])
+    wait_until(lambda: [i for i in _domain_incidents(h) if i["status"] == "succeeded"], 60, what="domain out")
+    assert all(h.unschedulable(n) for n in members)
+    _resolve(h, faults)
+    [domain] = wait_until(lambda: [i for i in _domain_incidents(h) if i["alert_status"] == "resolved"
+                                   and i["after_resolve"]] or None, 60, what="the domain incident resolved")
+    wait_until(lambda: not any(h.unschedulable(n) for n in members), 30, what="the members returned together")
+    assert "uncordon" in domain["after_resolve"], domain
+
+
+def test_a_running_member_ladder_stops_when_its_domain_degrades_and_never_undoes_the_domain(remediator,
+                                                                                           k8s_cluster):
+    """a0's own ladder is rebooting when a1 and a2 fail: the domain incident takes over; a0's ladder
+    stops before its validation and uncordon (no second repair, no node returned under the domain)."""
+    h, cliques = _start(remediator, k8s_cluster)
+    a = cliques[f"{h.pool}.A"]
+    _fire(h, a[:1])
+    wait_until(lambda: _reboot_jobs(h, a[:1]), 60, what="a0's reboot requested")
+    _fire(h, a[1:3])
+    [domain] = wait_until(lambda: [i for i in _domain_incidents(h) if i["status"] == "succeeded"] or None, 90,
+                          what="the domain incident's ladder done")
+    h.core.patch_node_status(a[0], {"status": {"nodeInfo": {"bootID": secrets.token_hex(8)}}})  # a0 is back
+    first = wait_until(lambda: [i for i in h.incidents(limit=500) if i["labels"].get("node") == a[0]
+                                and i["status"] in ("blocked", "succeeded", "failed")] or None, 90,
+                       what="a0's ladder ended")[0]
+    steps = [(x["type"], x["state"]) for x in h.incident(first["id"])["actions"]]
+    assert first["status"] == "blocked" and first["reason"] == "domain", (first, steps)
+    assert ("validate_node", "blocked") in steps and ("uncordon_node", "succeeded") not in steps, steps
+    assert f"domain incident {domain['id']} takes over" in first["detail"]
+    assert len(_reboot_jobs(h, a)) == 1, "only a0's reboot, requested before the domain degraded"
+    assert all(h.unschedulable(n) for n in a), "the domain stays out"
+    others = [i for i in h.incidents(limit=500) if i["labels"].get("node") in a[1:3]]
+    assert {i["status"] for i in others} == {"joined"}
