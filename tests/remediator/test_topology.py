@@ -172,3 +172,28 @@ def test_a_second_domain_incident_for_one_domain_joins_the_first():
 def test_topology_config_errors_name_the_key(raw, error):
     with pytest.raises(ConfigError, match=error):
         parse_config(raw)
+
+
+def test_explain_decides_a_domain_incident_with_the_domain_rules(tmp_path, capsys):
+    import json
+
+    import yaml
+
+    from remediator.cli import main
+
+    from .payloads import alert, body
+
+    cfg = tmp_path / "vigil.yaml"
+    cfg.write_text(yaml.safe_dump({
+        "ledger": {"path": str(tmp_path / "none.db")},
+        "topology": {"domains": [{"kind": "nvlink", "label": CLIQUE}]},
+        "policy": {"rules": [], "domain_rules": [
+            {"name": "nvlink-domain", "match": [f'alertname="{DOMAIN_ALERT}"'],
+             "actions": [{"type": "cordon_node", "params": {"node": NODE}}]}]}}))
+    payload = tmp_path / "p.json"
+    payload.write_text(json.dumps(body(alert({"alertname": DOMAIN_ALERT, "domain_kind": "nvlink", "domain": "c.1"},
+                                             annotations={"members": "m0,m1"}))))
+    assert main(["explain", "--json", "--config", str(cfg), str(payload)]) == 0
+    [r] = json.loads(capsys.readouterr().out)
+    assert r["rule"] == "nvlink-domain" and r["outcome"] == "act", r
+    assert [(a["type"], a["target"]) for a in r["actions"]] == [("cordon_node", "m0"), ("cordon_node", "m1")]
