@@ -136,8 +136,9 @@ class Correlation:
         return [d for k, d in sorted(self.degraded.items()) if k not in self.open]
 
     def to_resolve(self) -> list[Incident]:
-        """Domain incidents whose domain is no longer degraded (its faults resolved)."""
-        return [i for k, i in sorted(self.open.items()) if k not in self.degraded]
+        """Vigil's own domain incidents whose domain is no longer degraded (its faults resolved); one
+        Prometheus delivered (GpuDomainDegraded) resolves when Prometheus says so."""
+        return [i for k, i in sorted(self.open.items()) if k not in self.degraded and i.fingerprint == fingerprint(k)]
 
 
 def _signal(labels: Mapping[str, str]) -> str:

@@ -101,6 +101,8 @@ def test_an_open_domain_incident_resolves_when_its_domain_recovers():
     assert is_domain_incident(inc) and inc.fingerprint == fingerprint(("nvlink", "cluster-1.A"))
     assert correlate([fault("a0"), fault("a1"), inc], cluster(), CONFIG.topology).to_open() == []
     assert correlate([fault("a0"), inc], cluster(), CONFIG.topology).to_resolve() == [inc]
+    delivered = dataclasses.replace(inc, fingerprint="from-alertmanager")  # the Prometheus rule's: its own resolve
+    assert correlate([fault("a0"), delivered], cluster(), CONFIG.topology).to_resolve() == []
 
 
 def test_a_members_first_step_waits_while_the_domain_incident_opens_then_joins_it():
