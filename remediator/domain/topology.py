@@ -110,6 +110,11 @@ class Degraded:
         return self.kind, self.domain
 
     @property
+    def since(self) -> dt.datetime:
+        """When it became degraded: the start of the fault that reached the threshold."""
+        return self.faults[min(self.threshold, len(self.faults)) - 1].starts_at
+
+    @property
     def faulty(self) -> tuple[str, ...]:
         return tuple(sorted({f.node for f in self.faults}))
 
@@ -197,13 +202,14 @@ def correlate(firing: Iterable[Incident], cluster: ClusterView, topology: Topolo
 
 def domain_alert(d: Degraded, now: dt.datetime) -> Alert:
     """The alert a domain incident is recorded from, like any alert: its labels name the domain, its
-    fingerprint is the domain's (idempotent), it starts with the domain's first correlated fault, and
-    its annotations carry the members and the evidence."""
+    fingerprint is the domain's (idempotent), it starts when the domain became degraded (a later
+    degradation of the same domain is a new incident, as a re-fired alert), and its annotations carry
+    the members and the evidence."""
     labels = {"alertname": DOMAIN_ALERT, KIND_LABEL: d.kind, DOMAIN_LABEL: d.domain, "severity": "critical"}
     annotations = {MEMBERS_ANNOTATION: ",".join(d.members), "faulty": ",".join(d.faulty),
                    EVIDENCE_ANNOTATION: d.evidence(),
                    "summary": f"{d.kind} domain {d.domain}: {len(d.faulty)} of {len(d.members)} members faulty"}
-    return Alert("firing", labels, annotations, d.faults[0].starts_at, ZERO_TIME, fingerprint(d.key))
+    return Alert("firing", labels, annotations, d.since, ZERO_TIME, fingerprint(d.key))
 
 
 def resolved_alert(incident: Incident, now: dt.datetime) -> Alert:

@@ -99,6 +99,9 @@ def test_an_open_domain_incident_resolves_when_its_domain_recovers():
     corr = correlate([fault("a0"), fault("a1")], cluster(), CONFIG.topology)
     inc = opened(corr)
     assert is_domain_incident(inc) and inc.fingerprint == fingerprint(("nvlink", "cluster-1.A"))
+    assert inc.starts_at == fault("a1").starts_at, "it starts when the threshold was reached"
+    again = correlate([fault("a0"), fault("a1", 300)], cluster(), CONFIG.topology)  # a1 resolved and failed again
+    assert opened(again).starts_at != inc.starts_at, "a later degradation is a new incident"
     assert correlate([fault("a0"), fault("a1"), inc], cluster(), CONFIG.topology).to_open() == []
     assert correlate([fault("a0"), inc], cluster(), CONFIG.topology).to_resolve() == [inc]
     delivered = dataclasses.replace(inc, fingerprint="from-alertmanager")  # the Prometheus rule's: its own resolve
