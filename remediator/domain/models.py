@@ -89,11 +89,13 @@ class NodeView:
 @dataclass(frozen=True)
 class PodView:
     """workload: "Kind/namespace/name" of its controller ("" = bare pod); ready: the Ready condition
-    is True; node: spec.nodeName; services: "namespace/name" of the Services that select it."""
+    is True; node: spec.nodeName; services: "namespace/name" of the Services that select it;
+    job: the (multi-node) job it belongs to: its JobSet or LeaderWorkerSet, else its workload."""
     workload: str = ""
     ready: bool = True
     node: str = ""
     services: tuple[str, ...] = ()
+    job: str = ""
 
 
 @dataclass(frozen=True)

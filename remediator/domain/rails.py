@@ -227,17 +227,18 @@ def topology(step: Step, world: World) -> Verdict:
     step of a ladder already running: it stops there) joins the domain incident, or waits while the
     engine opens it. Restores and uncordons on resolve go on."""
     corr = world.topology
-    if corr is None or not corr.degraded:
-        return ok("no degraded domain" if corr is not None else "topology not correlated here")
+    if corr is None:
+        return ok("topology not correlated here")
     if topo.is_domain_incident(step.incident):
         first = corr.open.get(topo.key_of(step.incident))
         if step.kind == "first" and first is not None and first.id is not None and first.id != step.incident.id:
             return block("domain", f"domain incident {first.id} already handles this domain", joined=first.id)
         d = corr.degraded.get(topo.key_of(step.incident))
         return ok(d.evidence() if d is not None else "the domain is no longer degraded")
+    nodes = sorted({n for p in step.actions if (n := _node_of(p))})
     if step.kind not in ("first", "escalation", "on_failure"):
         return ok(f"not checked for {step.kind} steps")
-    for node in sorted({n for p in step.actions if (n := _node_of(p))}):
+    for node in nodes:
         d = corr.degraded_for(node)
         if d is None:
             continue
@@ -246,7 +247,9 @@ def topology(step: Step, world: World) -> Verdict:
                          f"its domain incident is being opened. {d.evidence()}")
         return block("domain", f"node {node} is a member of degraded {d.kind} domain {d.domain}: domain incident "
                      f"{d.incident.id} takes over. {d.evidence()}", joined=d.incident.id)
-    return ok("no node of this step is a member of a degraded domain")
+    out = [p.target for p in step.actions if ACTIONS[p.type].removes_node]
+    spanning = topo.jobs_spanning(corr, world.cluster, out) if out and world.cluster.available else []
+    return ok("; ".join(["no node of this step is a member of a degraded domain", *spanning]))
 
 
 def one_repair(step: Step, world: World) -> Verdict:

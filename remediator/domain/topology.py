@@ -146,6 +146,26 @@ class Correlation:
         return [i for k, i in sorted(self.open.items()) if k not in self.degraded and i.fingerprint == fingerprint(k)]
 
 
+def jobs_spanning(corr: Correlation, cluster: ClusterView, nodes: Iterable[str]) -> list[str]:
+    """For taking `nodes` out: each multi-node job with pods on one of them and on other members of
+    the same domain, which losing the node breaks as surely as losing the domain ("" jobs skipped)."""
+    wanted = set(nodes)
+    on: dict[str, set[str]] = {}  # job -> nodes it runs on
+    for pod in cluster.pods.values():
+        if pod.job and pod.node:
+            on.setdefault(pod.job, set()).add(pod.node)
+    lines = []
+    for node in sorted(wanted):
+        for key in corr.domains_of.get(node, ()):
+            members = set(corr.members.get(key, ()))
+            for job, where in sorted(on.items()):
+                spread = where & members
+                if node in spread and len(spread) > 1:
+                    lines.append(f"taking {node} out breaks {job}, which spans {len(spread)} nodes of {key[0]} "
+                                 f"domain {key[1]} ({', '.join(sorted(spread))})")
+    return lines
+
+
 def _signal(labels: Mapping[str, str]) -> str:
     skip = {"alertname", "node", "severity", "uuid", "instance", "job", "remediation"}
     return " ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in skip)

@@ -160,3 +160,31 @@ def test_a_running_member_ladder_stops_when_its_domain_degrades_and_never_undoes
     assert all(h.unschedulable(n) for n in a), "the domain stays out"
     others = [i for i in h.incidents(limit=500) if i["labels"].get("node") in a[1:3]]
     assert {i["status"] for i in others} == {"joined"}
+
+
+def test_the_cluster_view_and_cache_name_the_multi_node_job_of_a_pod(remediator, k8s_cluster):
+    """A JobSet's pods on two members of a domain: both views name the JobSet (not each child Job),
+    so a node step's trace can say which multi-node job taking the node out breaks."""
+    from remediator.cluster.cache import ClusterCache, Needs
+    from remediator.cluster.kube import Kube
+    from remediator.cluster.view import read_cluster_view
+
+    h, cliques = _start(remediator, k8s_cluster)
+    a = cliques[f"{h.pool}.A"]
+    for i, node in enumerate(a[:2]):
+        h.core.create_namespaced_pod(h.namespace, {
+            "metadata": {"name": f"train-{i}", "labels": {"jobset.sigs.k8s.io/jobset-name": "train"}},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "example.invalid/train:1"}]}})
+    kube = Kube(h.config.kubeconfig, node_selector=h.config.node_selector)
+    cache = ClusterCache(kube, Needs(pods=True))
+    cache.start()
+    try:
+        assert cache.wait_synced(30)
+        for view in (read_cluster_view(kube), wait_until(lambda: len([p for k, p in cache.view().pods.items()
+                                                                      if k.startswith(h.namespace)]) == 2
+                                                         and cache.view(), 30, what="the pods in the cache")):
+            pods = {k: p for k, p in view.pods.items() if k.startswith(f"{h.namespace}/")}
+            assert {p.job for p in pods.values()} == {f"JobSet/{h.namespace}/train"}, pods
+            assert {p.node for p in pods.values()} == set(a[:2])
+    finally:
+        cache.stop()

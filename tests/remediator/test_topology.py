@@ -202,3 +202,17 @@ def test_explain_decides_a_domain_incident_with_the_domain_rules(tmp_path, capsy
     [r] = json.loads(capsys.readouterr().out)
     assert r["rule"] == "nvlink-domain" and r["outcome"] == "act", r
     assert [(a["type"], a["target"]) for a in r["actions"]] == [("cordon_node", "m0"), ("cordon_node", "m1")]
+
+
+def test_a_node_step_says_which_multi_node_job_spanning_its_domain_it_breaks():
+    from remediator.domain.models import PodView
+
+    view = dataclasses.replace(cluster(), pods={
+        "ml/train-0": PodView("Job/ml/train-workers-0", node="a0", job="JobSet/ml/train"),
+        "ml/train-1": PodView("Job/ml/train-workers-1", node="a1", job="JobSet/ml/train"),
+        "ml/web-0": PodView("Deployment/ml/web", node="a0", job="Deployment/ml/web")})
+    corr = correlate([], view, CONFIG.topology)
+    d = decide(fault("a0", i=1), CONFIG.rules, [], view, CONFIG.safety, SafetyState(), NOW, topology=corr)
+    [line] = [x for x in d.trace if x.startswith("topology: ok")]
+    assert "taking a0 out breaks JobSet/ml/train, which spans 2 nodes of nvlink domain cluster-1.A (a0, a1)" in line
+    assert "web" not in line, "a workload on one node of the domain is not a multi-node job"
