@@ -323,7 +323,9 @@ def check_config(args: argparse.Namespace) -> int:
     config = result.config
     from remediator import ha
 
-    print(f"{args.config}: ok ({len(config.rules)} rules, dry_run={config.safety.dry_run}, "
+    domains = (f", topology {'/'.join(d.kind for d in config.topology.domains)} with {len(config.domain_rules)} "
+               "domain rules" if config.topology.domains else "")
+    print(f"{args.config}: ok ({len(config.rules)} rules{domains}, dry_run={config.safety.dry_run}, "
           f"auth={'configured' if config.auth.configured else 'NOT configured'}, {ha.describe(config)}"
           f"{', secrets checked' if args.check_secrets else ', secrets not checked'})")
     return 0
