@@ -130,6 +130,24 @@ class ClusterView:
         return {n: v for n, v in self.nodes.items() if v.managed}
 
     @functools.cached_property
+    def jobs(self) -> dict[str, frozenset[str]]:
+        """The nodes each pod's job (PodView.job) runs on."""
+        on: dict[str, set[str]] = {}
+        for pod in self.pods.values():
+            if pod.job and pod.node:
+                on.setdefault(pod.job, set()).add(pod.node)
+        return {job: frozenset(nodes) for job, nodes in on.items()}
+
+    @functools.cached_property
+    def jobs_of(self) -> dict[str, tuple[str, ...]]:
+        """The jobs with a pod on each node."""
+        out: dict[str, set[str]] = {}
+        for job, nodes in self.jobs.items():
+            for n in nodes:
+                out.setdefault(n, set()).add(job)
+        return {n: tuple(sorted(jobs)) for n, jobs in out.items()}
+
+    @functools.cached_property
     def out_of_service(self) -> dict[str, str]:
         """Managed nodes out of service by their own state, with why (NotReady, cordoned, tainted)."""
         return {name: n.unavailable for name, n in self.managed.items() if n.unavailable}

@@ -149,17 +149,15 @@ class Correlation:
 def jobs_spanning(corr: Correlation, cluster: ClusterView, nodes: Iterable[str]) -> list[str]:
     """For taking `nodes` out: each multi-node job with pods on one of them and on other members of
     the same domain, which losing the node breaks as surely as losing the domain ("" jobs skipped)."""
-    wanted = set(nodes)
-    on: dict[str, set[str]] = {}  # job -> nodes it runs on
-    for pod in cluster.pods.values():
-        if pod.job and pod.node:
-            on.setdefault(pod.job, set()).add(pod.node)
+    wanted = sorted({n for n in nodes if corr.domains_of.get(n)})
+    if not wanted:
+        return []
     lines = []
-    for node in sorted(wanted):
-        for key in corr.domains_of.get(node, ()):
+    for node in wanted:
+        for key in corr.domains_of[node]:
             members = set(corr.members.get(key, ()))
-            for job, where in sorted(on.items()):
-                spread = where & members
+            for job in cluster.jobs_of.get(node, ()):  # both computed once per view
+                spread = cluster.jobs[job] & members
                 if node in spread and len(spread) > 1:
                     lines.append(f"taking {node} out breaks {job}, which spans {len(spread)} nodes of {key[0]} "
                                  f"domain {key[1]} ({', '.join(sorted(spread))})")
