@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from vigil_common import sxid, xid
+from vigil_common import sxid, topology, xid
 from vigil_common.generated import write_or_check
 from vigil_common.pushed_alerts import PUSHED, REMEDIATE
 from vigil_common.runbooks import RUNBOOK_URL
@@ -54,6 +54,10 @@ class Settings:
     latency_bound_seconds: str = "2.5"  # of service_probe_duration_seconds
     ttft_bound_seconds: str = "1.0"  # of service_probe_time_to_first_token_seconds
     gpu_interval: str = "5s"  # rule group evaluation; the fault -> webhook floor includes it
+    # An NVLink domain (GPU Feature Discovery's nvidia.com/gpu.clique, <clusterUuid>.<cliqueId>) is degraded at
+    # max(domain_min_nodes, domain_min_share of its members) faulty members: the remediator's topology defaults.
+    domain_min_nodes: int = 2
+    domain_min_share: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -288,6 +292,35 @@ def nvswitch_alerts(s: Settings) -> list[Alert]:
                       "Possibly none; possibly the same as a fatal SXid.", diagnosis,
                       "Look the code up in NVIDIA's NVSwitch SXid documentation; treat it as fatal if the "
                       "fabric is degraded.", "None.")),
+    ]
+
+
+def domain_alerts(s: Settings) -> list[Alert]:
+    """Several members of one NVLink domain faulty at once: the cause is likely shared (an NVSwitch tray,
+    power, cooling), so the domain is one incident, not N node repairs."""
+    faulty = topology.faulty_members(s.gpu_job, _seconds(s.xid_window))
+    return [
+        Alert("GpuDomainDegraded",
+              f"({faulty} >= {s.domain_min_nodes}) and on (domain) "
+              f"({faulty} / on (domain) count by (domain) ({topology.members(s.gpu_job)}) "
+              f">= {s.domain_min_share:g})", "critical",
+              "Several nodes of one NVLink domain are faulty at once.",
+              "{{ $value }} members of NVLink domain {{ $labels.domain }} have a pending GPU fault or a fatal "
+              "NVSwitch SXid.",
+              Runbook("At least " + f"{s.domain_min_nodes} nodes (and {s.domain_min_share:.0%}) of one NVLink "
+                      "partition (the nodes whose GPUs share a `gpu_fabric_info` cluster_uuid and clique_id, "
+                      "GPU Feature Discovery's `nvidia.com/gpu.clique`) have a pending XID or lost-GPU fault or "
+                      "a recent fatal SXid.",
+                      "The shared part (NVSwitch tray, power shelf, cooling) likely failed: multi-node jobs on "
+                      "the domain fail, and per-node reboots fix nothing.",
+                      "`kubectl get nodes -L nvidia.com/gpu.clique`; which members fault and in what order "
+                      "(the domain incident's evidence); the Fabric Manager log; the rack's power and cooling.",
+                      "Take the domain out together, then service the shared part; return the members together.",
+                      "Routed to the remediator, which also correlates it itself (`topology:`): one domain "
+                      "incident runs the `policy.domain_rules` ladder (the example cordons and drains every "
+                      "member and leaves the domain to people with the evidence); the members' own ladders "
+                      "join it, and `safety.budget.domains` caps how many domains are out at once."),
+              labels={**REMEDIATE, "domain_kind": "nvlink"}),
     ]
 
 
@@ -528,6 +561,7 @@ def pipeline_alerts(s: Settings) -> list[Alert]:
 def groups(s: Settings) -> list[Group]:
     return [
         Group("vigil-gpu-health", "gpu.yml", gpu_alerts(s) + nvswitch_alerts(s), interval=s.gpu_interval),
+        Group("vigil-gpu-domains", "gpu.yml", domain_alerts(s), interval=s.gpu_interval),
         Group("vigil-gpu-exporter", "gpu.yml", exporter_alerts(s)),
         Group("vigil-service-availability.rules", "service.yml", slo_recording(s, "probe_errors"), interval="30s"),
         Group("vigil-service-latency.rules", "service.yml", slo_recording(s, "probe_slow"), interval="30s"),

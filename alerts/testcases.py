@@ -61,8 +61,27 @@ def _burn(name: str, metric_ok: str, metric_all: str, ok_bucket: str | None, des
     ]
 
 
+def _domain(faulty: list[str], sxid_node: str | None = None) -> list[tuple[str, str]]:
+    """Two NVLink domains of 4 nodes (c1.1: m0-m3, c1.2: m4-m7), and pending faults on `faulty`."""
+    out = [(f'gpu_fabric_info{{{EXPORTER.replace("n1", f"m{i}")},gpu="0",uuid="GPU-m{i}",cluster_uuid="c1",'
+            f'clique_id="{1 + i // 4}"}}', "1x40") for i in range(8)]
+    out += [(f'gpu_fault_pending{{{EXPORTER.replace("n1", n)},gpu="0",uuid="GPU-{n}",kind="xid",xid="79"}}', "1x40")
+            for n in faulty]
+    if sxid_node:
+        out.append((f'gpu_nvswitch_sxid_last_timestamp_seconds{{{SW.replace("n1", sxid_node)},sxid="24007",'
+                    f'severity="fatal"}}', "10x40"))
+    return out
+
+
+DOMAIN_1 = {"domain": "c1.1", "domain_kind": "nvlink", "severity": "critical", "remediation": "auto"}
+
+
 def cases() -> dict[str, list[Case]]:
     gpu = [
+        Case("GpuDomainDegraded", "30s", _domain(["m0", "m1"], sxid_node="m2"),
+             [(DOMAIN_1, "3 members of NVLink domain c1.1 have a pending GPU fault or a fatal NVSwitch SXid.")]),
+        Case("GpuDomainDegraded", "30s", _domain(["m0", "m4"])),  # one fault in each domain: independent
+        Case("GpuDomainDegraded", "30s", _domain(["m0"], sxid_node="m0")),  # one node, two signals
         Case("GpuXidCritical", "30s", [(f'gpu_xid_last_timestamp_seconds{{{GPU},xid="79"}}', "10x200")],
              [({**GPU_LABELS, "xid": "79", "severity": "critical", "remediation": "auto"},
                "GPU 3 (GPU-3) on node n1 reported XID 79 20s ago.")]),

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from dashboards.model import Dashboard, Panel, Row, Target, Variable, export_variant
-from vigil_common import xid
+from vigil_common import topology, xid
 from vigil_common.generated import write_or_check
 from vigil_common.runbooks import RUNBOOK_BASE
 
@@ -27,6 +27,7 @@ GPU = 'job="vigil-gpu-exporter", node=~"$node"'
 SVC = 'job="vigil-service-exporter", namespace=~"$namespace", service=~"$service"'
 REM = 'job="vigil-remediator"'
 RED_AT = [(None, "green"), (1, "red")]
+DOMAIN_WINDOW = 600  # seconds a fatal SXid makes its node a faulty member (as the alert rules' xid_window)
 
 
 def links(current: str) -> list[dict]:
@@ -85,6 +86,23 @@ def gpu_fleet() -> Dashboard:
             Panel("state-timeline", "Clock throttling reasons", "Which clock-event (throttle) reasons are active.",
                   [Target(f'sum by (reason) (gpu_clock_event_active{{{GPU}, reason!="gpu_idle"}})', "{{reason}}")],
                   w=12, thresholds=[(None, "green"), (1, "orange")]),
+        ]),
+        Row("NVLink domains", [
+            stat("NVLink domains", "NVLink partitions (gpu_fabric_info cluster_uuid.clique_id, GPU Feature "
+                 "Discovery's nvidia.com/gpu.clique) of the nodes shown.",
+                 f"count(count by (domain) ({topology.members(GPU)})) or vector(0)"),
+            stat("Domains degraded", "NVLink domains with several faulty members at once: one domain incident "
+                 "each in the remediator, not N node repairs.",
+                 'count(ALERTS{alertname="GpuDomainDegraded", alertstate="firing"}) or vector(0)',
+                 thresholds=RED_AT, links=runbook("GpuDomainDegraded")),
+            Panel("bargauge", "Faulty members by domain", "Share of each NVLink domain's nodes with a pending GPU "
+                  "fault or a recent fatal NVSwitch SXid; GpuDomainDegraded fires at 2 nodes and 25 %.",
+                  [Target(f"(({topology.faulty_members(GPU, DOMAIN_WINDOW)}) or 0 * count by (domain) "
+                          f"({topology.members(GPU)})) / count by (domain) ({topology.members(GPU)})",
+                          "{{domain}}", instant=True)],
+                  unit="percentunit", min=0, max=1, w=16, h=4,
+                  thresholds=[(None, "green"), (0.01, "orange"), (0.25, "red")],
+                  links=runbook("GpuDomainDegraded")),
         ]),
         Row("Load", [
             ts("GPU utilization by node", "Mean SM utilization of each node's GPUs.",

@@ -237,12 +237,16 @@ def _explain_one(config: Config, incident, world) -> dict:
     """The first decision and, for a rule with an escalation ladder, each step's rail-by-rail trace
     as if verification did not hold after the steps before it."""
     from remediator.domain.decide import decide, plan_escalation, plan_on_failure
+    from remediator.domain.topology import correlate, is_domain_incident
 
-    d = decide(incident, config.rules, world.history, world.cluster, config.safety, world.state, world.now,
-               repairs=world.repairs, repair=world.repair)
+    # a domain incident is decided with policy.domain_rules, over its domain's members as the nodes' labels say
+    rules = config.domain_rules if is_domain_incident(incident) else config.rules
+    topology = correlate([incident], world.cluster, config.topology) if config.topology.domains else None
+    d = decide(incident, rules, world.history, world.cluster, config.safety, world.state, world.now,
+               repairs=world.repairs, repair=world.repair, topology=topology)
     out = {"alert": incident.labels, "outcome": d.outcome, "rule": d.rule, "reason": d.reason, "detail": d.detail,
            "actions": [vars(p) for p in d.actions], "trace": list(d.trace), "escalation": [], "on_failure": []}
-    rule = next((r for r in config.rules if r.name == d.rule), None)
+    rule = next((r for r in rules if r.name == d.rule), None)
     if rule is None or d.outcome not in ("act", "dry_run"):
         return out
     if rule.verify is not None:
@@ -325,7 +329,9 @@ def check_config(args: argparse.Namespace) -> int:
     config = result.config
     from remediator import ha
 
-    print(f"{args.config}: ok ({len(config.rules)} rules, dry_run={config.safety.dry_run}, "
+    domains = (f", topology {'/'.join(d.kind for d in config.topology.domains)} with {len(config.domain_rules)} "
+               "domain rules" if config.topology.domains else "")
+    print(f"{args.config}: ok ({len(config.rules)} rules{domains}, dry_run={config.safety.dry_run}, "
           f"auth={'configured' if config.auth.configured else 'NOT configured'}, {ha.describe(config)}"
           f"{', secrets checked' if args.check_secrets else ', secrets not checked'})")
     return 0

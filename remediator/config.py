@@ -10,6 +10,7 @@ from typing import Any
 
 from remediator.config_gates import GATE_KEYS, check_gates, gate_of, parse_windows
 from remediator.config_repair import parse_repair
+from remediator.config_topology import parse_domain_budget, parse_topology
 from remediator.credentials import Auth, parse_auth
 from remediator.domain.actions import ACTIONS
 from remediator.domain.budget import Limits, Pools
@@ -26,6 +27,7 @@ from remediator.domain.policy import (
 from remediator.domain.repair import RepairSettings
 from remediator.domain.safety import Breaker, Budget, Safety
 from remediator.domain.scope import Namespaces, Scope
+from remediator.domain.topology import Topology
 from remediator.ha_config import LeaderElection, LedgerSettings, parse_leader_election, parse_ledger
 from remediator.oncall_config import UI, Notifications, parse_notifications, parse_ui
 from remediator.queue_config import AlertSource, QueueSettings, parse_alert_source, parse_queue
@@ -63,11 +65,14 @@ class Config:
     ui: UI = field(default_factory=UI)
     queue: QueueSettings = field(default_factory=QueueSettings)
     alertmanager: AlertSource = field(default_factory=AlertSource)
+    topology: Topology = field(default_factory=Topology)
+    domain_rules: tuple[Rule, ...] = ()  # policy.domain_rules: for domain incidents (GpuDomainDegraded)
 
     @property
     def history_window(self) -> float:
         """How far back decisions look: the breaker's window and every rule's window and cooldown."""
-        return max([self.safety.breaker.window, *(max(r.window, r.cooldown) for r in self.rules)])
+        return max([self.safety.breaker.window, *(max(r.window, r.cooldown) for r in (*self.rules,
+                                                                                      *self.domain_rules))])
 
 
 def _action(a: Any, aw: str) -> Action:
@@ -282,7 +287,7 @@ def _pools(raw: Any, where: str) -> Pools | None:
 
 def parse_config(data: Any, path: str = "<config>") -> Config:
     top = Section(data, path, ("server", "auth", "ledger", "kubernetes", "engine", "safety", "policy", "prometheus",
-                               "notifications", "ui", "leader_election", "repair", "alertmanager"))
+                               "notifications", "ui", "leader_election", "repair", "alertmanager", "topology"))
     prom = Section(top.get("prometheus"), f"{path}: prometheus", ("url", "timeout"))
     server = Section(top.get("server"), f"{path}: server",
                      ("listen", "max_body_bytes", "shutdown_delay", "threads"))
@@ -300,32 +305,35 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
     safety = Section(top.get("safety"), f"{path}: safety", ("dry_run", "max_alert_age", "budget", "breaker"))
     budget = Section(safety.get("budget"), f"{path}: safety.budget",
                       ("max_nodes", "max_percent", "max_gpu_percent", "min_nodes", "max_pod_restarts_per_workload",
-                       "max_traffic_shift_percent", "window", "pools"))
+                       "max_traffic_shift_percent", "window", "pools", "domains"))
     breaker = Section(safety.get("breaker"), f"{path}: safety.breaker", ("max_actions", "window", "reset_after"))
     for k in ("max_percent", "max_gpu_percent", "max_traffic_shift_percent"):
         v = budget.number(k, None)
         if v is not None and v > 100:
             budget.fail(k, "a percentage, at most 100")
-    policy = Section(top.get("policy"), f"{path}: policy", ("rules", "maintenance_windows", "approval_ttl"))
-    raw_rules = policy.get("rules") or []
-    if not isinstance(raw_rules, list):
-        policy.fail("rules", "must be a list")
-        raw_rules = []
-    parsed = [guarded(lambda r=r, i=i: _rule(r, i, f"{path}: policy"), at=(raw_rules, i))
-              for i, r in enumerate(raw_rules)]
-    rules = tuple(r for r in parsed if r is not None)
+    policy = Section(top.get("policy"), f"{path}: policy", ("rules", "domain_rules", "maintenance_windows",
+                                                           "approval_ttl"))
+    rules = _rules(policy, "rules", f"{path}: policy")
+    topology = guarded(lambda: parse_topology(top.get("topology"), f"{path}: topology"),
+                       at=(top.raw, "topology")) or Topology()
+    domain_rules = _rules(policy, "domain_rules", f"{path}: policy.domain_rules")
+    if topology.domains and not domain_rules:
+        policy.fail("domain_rules", "topology.domains is set: at least one rule for GpuDomainDegraded incidents")
+    plain_rules = policy.get("rules") if isinstance(policy.get("rules"), list) else []
+    raw_rules = [r for k in ("rules", "domain_rules") if isinstance(policy.get(k), list) for r in policy.get(k)]
     windows = parse_windows(policy.get("maintenance_windows"), f"{path}: policy.maintenance_windows")
-    check_gates(raw_rules, windows, f"{path}: policy")
+    check_gates(plain_rules, windows, f"{path}: policy")
     leader_election = parse_leader_election(top.get("leader_election"), f"{path}: leader_election",
                                             dry_run=safety.boolean("dry_run", False))
     scope = Scope(_namespaces(kube.get("namespaces"), kube.key("namespaces")),
                   _own_namespaces(ledger, leader_election))
-    _narrower(rules, scope, raw_rules, f"{path}: policy")
-    needs_prometheus = [r.name for r in rules if (r.guard and r.guard.query) or (r.verify and r.verify.query)
+    _narrower(rules, scope, plain_rules, f"{path}: policy")
+    needs_prometheus = [r.name for r in (*rules, *domain_rules)
+                        if (r.guard and r.guard.query) or (r.verify and r.verify.query)
                         or (r.uncordon_on_resolved and r.uncordon_on_resolved.query)]
     if needs_prometheus and not prom.string("url", None):
         prom.fail("url", f"rule {needs_prometheus[0]!r} has a PromQL guard or verify")
-    names = [r.name for r in rules]
+    names = [r.name for r in (*rules, *domain_rules)]
     dupes = sorted({n for n in names if names.count(n) > 1})
     for dupe in dupes:
         report(ConfigError(f"{path}: policy: rule {dupe!r}: key 'name': used twice",
@@ -358,16 +366,28 @@ def parse_config(data: Any, path: str = "<config>") -> Config:
                           max_pod_restarts_per_workload=budget.number("max_pod_restarts_per_workload", 0, integer=True),
                           max_traffic_shift_percent=budget.number("max_traffic_shift_percent", None),
                           window=budget.duration("window", 3600.0),
-                          pools=_pools(budget.get("pools"), f"{path}: safety.budget.pools")),
+                          pools=_pools(budget.get("pools"), f"{path}: safety.budget.pools"),
+                          domains=guarded(lambda: parse_domain_budget(budget.get("domains"),
+                                                                      f"{path}: safety.budget.domains", topology),
+                                          at=(budget.raw, "domains")) or {}),
             breaker=Breaker(max_actions=breaker.number("max_actions", 10, integer=True, minimum=1),
                             window=breaker.duration("window", 300.0),
                             reset_after=breaker.duration("reset_after", 0.0)),
             windows=windows, approval_ttl=policy.duration("approval_ttl", 3600.0, positive=True),
             scope=scope,
         ),
-        rules=rules,
+        rules=rules, topology=topology, domain_rules=domain_rules,
         repair=guarded(lambda: parse_repair(top.get("repair"), path), at=(top.raw, "repair")) or RepairSettings(),
     )
+
+
+def _rules(policy: Section, key: str, where: str) -> tuple[Rule, ...]:
+    raw_rules = policy.get(key) or []
+    if not isinstance(raw_rules, list):
+        policy.fail(key, "must be a list")
+        return ()
+    parsed = [guarded(lambda r=r, i=i: _rule(r, i, where), at=(raw_rules, i)) for i, r in enumerate(raw_rules)]
+    return tuple(r for r in parsed if r is not None)
 
 
 def _event_namespace(kube: Section) -> str:

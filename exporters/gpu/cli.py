@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 from exporters import __version__
@@ -51,6 +52,15 @@ def _read_secret(path: str, flag: str) -> str:
     if not value:
         raise SystemExit(f"gpu-exporter: {flag}: {path} is empty")
     return value
+
+
+def fabric_arg(text: str) -> tuple[str, int]:
+    """<clusterUuid>.<cliqueId>, e.g. 7f0c3a52-5d3e-4c1b-9a0e-1f2e3d4c5b6a.1."""
+    cluster, _, clique = text.rpartition(".")
+    try:
+        return str(uuid.UUID(cluster)), int(clique)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected <clusterUuid>.<cliqueId>, got {text!r}") from exc
 
 
 def kernel_log_path(args: argparse.Namespace) -> str | None:
@@ -119,6 +129,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("nvml", "simulated"), default="nvml")
     p.add_argument("--simulated-gpus", type=positive_int, default=8,
                    help="GPUs of the simulated backend (default 8)")
+    p.add_argument("--simulated-fabric", type=fabric_arg, default=None, metavar="CLUSTER_UUID.CLIQUE_ID",
+                   help="the simulated GPUs' NVLink partition, as GPU Feature Discovery's nvidia.com/gpu.clique "
+                        "(default: none, as PCIe GPUs)")
     p.add_argument("--collect-timeout", type=float, default=5.0,
                    help="upper bound in seconds on one NVML collection (default 5)")
     p.add_argument("--min-interval", type=float, default=0.0,
@@ -168,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup(args.log_level, args.log_format)
     kmsg = kernel_log_path(args)
     simulated_log = kmsg if args.backend == "simulated" and kmsg and not is_char_device(kmsg) else None
-    exporter = build(load_backend(args.backend, args.simulated_gpus, simulated_log),
+    exporter = build(load_backend(args.backend, args.simulated_gpus, simulated_log, args.simulated_fabric),
                      collect_timeout=args.collect_timeout, min_interval=args.min_interval,
                      nvlink_interval=args.nvlink_interval, push=push,
                      kernel_log=KernelLogConfig(kmsg) if kmsg else None,

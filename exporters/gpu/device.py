@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import uuid as uuid_mod
 from typing import Any, NamedTuple
 
 from exporters.gpu.errors import DriverFailure, ErrorCounts, GpuLost, Outcome, classify
@@ -24,8 +26,9 @@ class _Reader:
         self.base = (str(dev.index), dev.uuid)
         self.out: list[Sample] = []
 
-    def call(self, fn: str, *args: Any) -> Any:
-        key = (fn, args)
+    def call(self, fn: str, *args: Any, key: tuple | None = None) -> Any:
+        """`key`: how an unsupported call is remembered, where the arguments are fresh buffers."""
+        key = key or (fn, args)
         if key in self.dev.unsupported:
             return _MISSING
         try:
@@ -133,7 +136,22 @@ def read_device(nvml: Any, dev: Device, errors: ErrorCounts) -> list[Sample]:
             r.add("gpu_clock_event_active", 1 if mask & getattr(nvml, const) else 0, reason)
 
     r.add("gpu_performance_state", r.call("nvmlDeviceGetPerformanceState"))
+    _fabric(r, nvml)
     return r.out
+
+
+def _fabric(r: _Reader, nvml: Any) -> None:
+    """The GPU's NVLink fabric partition, once the fabric manager registered it: `clusterUuid` and
+    `cliqueId` (GPU Feature Discovery's `nvidia.com/gpu.clique` is `<clusterUuid>.<cliqueId>`).
+    GPUs without an NVLink fabric answer NOT_SUPPORTED: no series."""
+    info = nvml.c_nvmlGpuFabricInfo_t()
+    fn = "nvmlDeviceGetGpuFabricInfo"
+    if r.call(fn, ctypes.byref(info), key=(fn,)) is _MISSING:
+        return
+    if info.state != nvml.NVML_GPU_FABRIC_STATE_COMPLETED or info.status != nvml.NVML_SUCCESS:
+        return
+    cluster = str(uuid_mod.UUID(bytes=bytes(info.clusterUuid)))
+    r.add("gpu_fabric_info", 1, cluster, str(info.cliqueId))
 
 
 def read_nvlink(nvml: Any, dev: Device, errors: ErrorCounts) -> list[Sample]:

@@ -78,10 +78,13 @@ class GpuExporter:
                 part.stop()
 
 
-def load_backend(name: str, simulated_gpus: int = 8, kernel_log: str | None = None) -> Any:
-    """`kernel_log`: for the simulated backend, the file its injected faults are logged to."""
+def load_backend(name: str, simulated_gpus: int = 8, kernel_log: str | None = None,
+                 fabric: tuple[str, int] | None = None) -> Any:
+    """`kernel_log`: for the simulated backend, the file its injected faults are logged to; `fabric`:
+    its NVLink partition (clusterUuid, cliqueId), None for none."""
     if name == "simulated":
-        return SimulatedNVML(simulated_gpus, kernel_log=SimulatedKernelLog(kernel_log) if kernel_log else None)
+        return SimulatedNVML(simulated_gpus, kernel_log=SimulatedKernelLog(kernel_log) if kernel_log else None,
+                             fabric=fabric)
     if name == "nvml":
         import pynvml  # nvidia-ml-py; loads libnvidia-ml.so.1 only at nvmlInit
 

@@ -20,6 +20,9 @@ _SPECS = [
     Spec("gpu_info", "gauge", "GPU identity; always 1. Join on uuid for name, driver and bus id.",
          ("gpu", "uuid", "name", "pci_bus_id", "serial", "vbios_version", "driver_version",
           "cuda_driver_version", "mig_mode")),
+    Spec("gpu_fabric_info", "gauge", "The GPU's NVLink fabric partition; always 1. <cluster_uuid>.<clique_id> is "
+         "the NVLink domain (GPU Feature Discovery's nvidia.com/gpu.clique). Absent without an NVLink fabric.",
+         ("gpu", "uuid", "cluster_uuid", "clique_id")),
     Spec("gpu_accessible", "gauge", "1 if NVML can read the GPU, 0 if it is lost (fell off the bus) or needs a reset."),
     Spec("gpu_utilization_ratio", "gauge", "Share of the last sample period a kernel ran on the GPU (0-1)."),
     Spec("gpu_memory_utilization_ratio", "gauge",

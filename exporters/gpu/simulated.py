@@ -104,8 +104,10 @@ class SimulatedNVML:
         retired_pages_supported: bool = False,
         kernel_log: SimulatedKernelLog | None = None,
         mig: dict[int, int] | None = None,
+        fabric: tuple[str, int] | None = None,
     ) -> None:
         self._clock = clock
+        self.fabric = fabric  # (clusterUuid, cliqueId) of this node's NVLink partition; None: no NVLink fabric
         self.kernel_log = kernel_log  # where injected XIDs and SXIDs are also logged, as the driver does
         self._mig: dict[bytes, tuple[Any, Any]] = {}  # MIG UUID -> (its struct, its handle)
         self._mig_parent: dict[int, _Gpu] = {}  # MIG handle address -> parent GPU
@@ -513,6 +515,19 @@ class SimulatedNVML:
             mask |= pynvml.nvmlClocksEventReasonHwPowerBrakeSlowdown
             mask |= pynvml.nvmlClocksEventReasonHwSlowdown
         return mask
+
+    def nvmlDeviceGetGpuFabricInfo(self, device: Any, gpuFabricInfo: Any) -> int:
+        """Fills the c_nvmlGpuFabricInfo_t (passed by reference) as a registered GPU of an NVL72-style
+        partition; NOT_SUPPORTED without a fabric, as on PCIe GPUs."""
+        self._gpu(device)
+        if self.fabric is None:
+            raise _err(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        info = getattr(gpuFabricInfo, "_obj", gpuFabricInfo)
+        info.clusterUuid[:] = list(uuid_mod.UUID(self.fabric[0]).bytes)
+        info.cliqueId = self.fabric[1]
+        info.state = pynvml.NVML_GPU_FABRIC_STATE_COMPLETED
+        info.status = pynvml.NVML_SUCCESS
+        return pynvml.NVML_SUCCESS
 
     def nvmlDeviceGetPerformanceState(self, handle: Any) -> int:
         g = self._gpu(handle)

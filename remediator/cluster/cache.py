@@ -25,7 +25,7 @@ from kubernetes.client.rest import ApiException
 
 from remediator.cluster.kube import GPU_RESOURCE, Interrupted, Kube
 from remediator.cluster.selector import compile_selector
-from remediator.cluster.workloads import workload_of_raw
+from remediator.cluster.workloads import job_of, workload_of_raw
 from remediator.domain.models import PAUSE_ANNOTATION, ClusterView, NodeView, PodView, Taint, WorkloadView
 
 log = logging.getLogger(__name__)
@@ -100,6 +100,7 @@ class _Pod(NamedTuple):
     ready: bool
     node: str
     labels: dict[str, str]
+    job: str = ""
 
 
 def _pod(obj: dict) -> tuple[str, _Pod | None]:
@@ -108,8 +109,9 @@ def _pod(obj: dict) -> tuple[str, _Pod | None]:
     if meta.get("deletionTimestamp"):
         return key, None
     ready = (obj.get("status") or {}).get("phase") == "Running" and _condition(obj, "Ready")
-    return key, _Pod(workload_of_raw(meta), ready, (obj.get("spec") or {}).get("nodeName") or "",
-                     _intern(meta.get("labels")))
+    workload, labels = workload_of_raw(meta), _intern(meta.get("labels"))
+    return key, _Pod(workload, ready, (obj.get("spec") or {}).get("nodeName") or "", labels,
+                     job_of(labels, meta["namespace"], workload))
 
 
 def _service(obj: dict) -> tuple[str, dict[str, str] | None]:
@@ -321,7 +323,7 @@ class ClusterCache:
             return {}, {}
         raw: dict[str, _Pod] = dict(self.pods.items)
         if self.services is None:
-            return {k: PodView(p.workload, p.ready, p.node) for k, p in raw.items()}, {}
+            return {k: PodView(p.workload, p.ready, p.node, job=p.job) for k, p in raw.items()}, {}
         by_ns: dict[str, list[tuple[str, dict[str, str]]]] = {}
         for key, selector in dict(self.services.items).items():
             by_ns.setdefault(key.split("/", 1)[0], []).append((key, selector))
@@ -329,7 +331,7 @@ class ClusterCache:
         for key, p in raw.items():
             svcs = tuple(s for s, sel in by_ns.get(key.split("/", 1)[0], [])
                          if all(p.labels.get(k) == v for k, v in sel.items()))
-            view[key] = PodView(p.workload, p.ready, p.node, svcs)
+            view[key] = PodView(p.workload, p.ready, p.node, svcs, job=p.job)
             for s in svcs if p.ready else ():
                 endpoints[s].add(key)
         return view, {k: frozenset(v) for k, v in endpoints.items()}

@@ -10,7 +10,7 @@ from kubernetes.client.rest import ApiException
 
 from remediator.cluster.kube import Kube, _wrap
 from remediator.cluster.nodeview import condition, node_view
-from remediator.cluster.workloads import _workload_of
+from remediator.cluster.workloads import _workload_of, job_of
 from remediator.domain.models import PAUSE_ANNOTATION, ClusterView, NodeView, PodView, WorkloadView
 
 TIMEOUT = 10
@@ -45,7 +45,9 @@ def _pods(kube: Kube) -> tuple[dict[str, PodView], dict[str, frozenset[str]]]:
         svcs = tuple(f"{s.metadata.namespace}/{s.metadata.name}" for s in by_ns.get(p.metadata.namespace, [])
                      if _selects(s.spec.selector, labels))
         ready = p.status is not None and p.status.phase == "Running" and condition(p, "Ready")
-        view[key] = PodView(_workload_of(p), ready, p.spec.node_name or "", svcs)
+        workload = _workload_of(p)
+        view[key] = PodView(workload, ready, p.spec.node_name or "", svcs,
+                            job=job_of(labels, p.metadata.namespace, workload))
         for s in svcs if ready else ():
             endpoints[s].add(key)
     return view, {k: frozenset(v) for k, v in endpoints.items()}

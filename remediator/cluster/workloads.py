@@ -29,6 +29,19 @@ def _workload_of(pod: Any) -> str:
     return ""
 
 
+# Multi-node jobs whose pods are spread over several controllers: the label that names the whole job.
+JOB_LABELS = (("jobset.sigs.k8s.io/jobset-name", "JobSet"), ("leaderworkerset.sigs.k8s.io/name", "LeaderWorkerSet"))
+
+
+def job_of(labels: dict[str, str], namespace: str, workload: str) -> str:
+    """The job a pod belongs to, for telling which multi-node job spans a domain: its JobSet or
+    LeaderWorkerSet by their labels, else its controller (a Kubeflow PyTorchJob, a Job, a StatefulSet)."""
+    for label, kind in JOB_LABELS:
+        if labels.get(label):
+            return f"{kind}/{namespace}/{labels[label]}"
+    return workload
+
+
 def workload_of_raw(meta: dict) -> str:
     """As `_workload_of`, from a pod's metadata as plain JSON (the watch cache)."""
     ns = meta.get("namespace", "")

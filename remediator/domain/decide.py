@@ -33,6 +33,7 @@ from remediator.domain.policy import Action, Rule, context_of
 from remediator.domain.rails import KINDS, RAILS, Step, World, waits
 from remediator.domain.repair import RepairRecord, RepairSettings
 from remediator.domain.safety import Safety
+from remediator.domain.topology import MEMBERS_ANNOTATION, Correlation, is_domain_incident, key_of
 
 
 class TemplateFailure(ValueError):
@@ -68,6 +69,26 @@ def render(actions: Sequence[Action], incident: Incident) -> tuple[PlannedAction
     return tuple(planned)
 
 
+def members_of(incident: Incident, topology: Correlation | None) -> tuple[str, ...]:
+    """A domain incident's members: as the nodes' labels say now, else as recorded when it opened."""
+    found = topology.members.get(key_of(incident)) if topology is not None else None
+    return found or tuple(n for n in incident.annotations.get(MEMBERS_ANNOTATION, "").split(",") if n)
+
+
+def render_domain(actions: Sequence[Action], incident: Incident, names: Sequence[str]) -> tuple[PlannedAction, ...]:
+    """A domain rule's actions for a domain incident: each node action once per member (as if the
+    alert named that node: `{{ labels.node }}`), all members' first, then the next action; any other
+    action once. Raises TemplateFailure."""
+    planned: list[PlannedAction] = []
+    for action in actions:
+        if ACTIONS[action.type].target_kind != "node":
+            planned += render((action,), incident)
+            continue
+        for name in names:
+            planned += render((action,), dataclasses.replace(incident, labels={**incident.labels, "node": name}))
+    return tuple(planned)
+
+
 def guard_query(rule: Rule, incident: Incident) -> str | None:
     """The rule's guard PromQL, rendered from the alert, for the shell to evaluate."""
     return rule.guard.render(context_of(incident.labels, incident.annotations)) if rule.guard else None
@@ -93,7 +114,7 @@ def plan_step(step: Step, world: World, trace: Sequence[str] = ()) -> Decision:
         verdict = rail(step, world)
         budget = verdict.budget or budget
         if not verdict.passed:
-            outcome = "wait" if waits(verdict.reason) else verdict.outcome
+            outcome = "wait" if waits(verdict.reason) else "joined" if verdict.joined else verdict.outcome
             word = {"defer": "defer", "wait": f"wait ({verdict.reason})",
                     "handed_over": f"handed over ({verdict.reason})"}.get(outcome, f"blocked ({verdict.reason})")
             lines.append(f"{name}: {word}: {verdict.line}")
@@ -154,8 +175,10 @@ def match(rules: Sequence[Rule], labels: dict[str, str]) -> tuple[Rule | None, l
 def decide(incident: Incident, rules: Sequence[Rule], history: Sequence[PastAction], cluster: ClusterView,
            safety: Safety, state: SafetyState, now: dt.datetime, *, dry_run: bool | None = None,
            guard: CheckResult | None = None, repairs: Sequence[RepairRecord] = (),
-           repair: RepairSettings | None = None, approvals: Approvals | None = None) -> Decision:
-    """The first actions for an incident: match a rule, render its actions, run the rails."""
+           repair: RepairSettings | None = None, approvals: Approvals | None = None,
+           topology: Correlation | None = None) -> Decision:
+    """The first actions for an incident: match a rule, render its actions, run the rails. A domain
+    incident's node actions are rendered once per member of its domain."""
     trace = [f"alert {incident.alertname or '?'} fingerprint {incident.fingerprint} "
              f"startsAt {incident.starts_at.isoformat()} status {incident.alert_status}"]
     if incident.alert_status != "firing":
@@ -166,12 +189,13 @@ def decide(incident: Incident, rules: Sequence[Rule], history: Sequence[PastActi
     if rule is None:
         return Decision("no_match", trace=tuple(trace), reason="no_match", detail="no rule matches this alert")
     try:
-        planned = render(rule.actions, incident)
+        planned = (render_domain(rule.actions, incident, members_of(incident, topology))
+                   if is_domain_incident(incident) else render(rule.actions, incident))
     except TemplateFailure as exc:
         trace.append(f"blocked (template_error): {exc}")
         return Decision("blocked", rule.name, reason="template_error", detail=str(exc), trace=tuple(trace))
     world = World(cluster, history, safety, state, now, safety.dry_run if dry_run is None else dry_run, guard,
-                  repairs, repair, approvals=approvals or {})
+                  repairs, repair, approvals=approvals or {}, topology=topology)
     return plan_step(Step("first", incident, rule, planned), world, trace)
 
 

@@ -89,11 +89,13 @@ class NodeView:
 @dataclass(frozen=True)
 class PodView:
     """workload: "Kind/namespace/name" of its controller ("" = bare pod); ready: the Ready condition
-    is True; node: spec.nodeName; services: "namespace/name" of the Services that select it."""
+    is True; node: spec.nodeName; services: "namespace/name" of the Services that select it;
+    job: the (multi-node) job it belongs to: its JobSet or LeaderWorkerSet, else its workload."""
     workload: str = ""
     ready: bool = True
     node: str = ""
     services: tuple[str, ...] = ()
+    job: str = ""
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,24 @@ class ClusterView:
     @functools.cached_property
     def managed(self) -> dict[str, NodeView]:
         return {n: v for n, v in self.nodes.items() if v.managed}
+
+    @functools.cached_property
+    def jobs(self) -> dict[str, frozenset[str]]:
+        """The nodes each pod's job (PodView.job) runs on."""
+        on: dict[str, set[str]] = {}
+        for pod in self.pods.values():
+            if pod.job and pod.node:
+                on.setdefault(pod.job, set()).add(pod.node)
+        return {job: frozenset(nodes) for job, nodes in on.items()}
+
+    @functools.cached_property
+    def jobs_of(self) -> dict[str, tuple[str, ...]]:
+        """The jobs with a pod on each node."""
+        out: dict[str, set[str]] = {}
+        for job, nodes in self.jobs.items():
+            for n in nodes:
+                out.setdefault(n, set()).add(job)
+        return {n: tuple(sorted(jobs)) for n, jobs in out.items()}
 
     @functools.cached_property
     def out_of_service(self) -> dict[str, str]:

@@ -1,12 +1,13 @@
 """The safety rails: small named checks that every state-changing step passes, in a fixed order.
 
-paused -> stale -> min_firing -> target -> ownership -> one_repair -> denied -> availability ->
-cooldown -> rate_limit -> repeat_offenders -> guard -> breaker -> budgets -> window -> approval. Each
-rail reads the step (what would change, for which incident and rule, and why: a first action, an
-escalation step, a restore or an uncordon on resolve) and the world (cluster view, history,
-settings, safety state, people's approvals, clock), and returns a Verdict: passed with a trace
-line, or stopped with a reason. A stop by a rail that can clear (WAITS) makes the step wait; a
-denial hands the incident to people; any other stop refuses it. Pure: no I/O.
+paused -> stale -> min_firing -> target -> ownership -> topology -> one_repair -> denied ->
+availability -> cooldown -> rate_limit -> repeat_offenders -> guard -> breaker -> budgets -> window ->
+approval. Each rail reads the step (what would change, for which incident and rule, and why: a first
+action, an escalation step, a restore or an uncordon on resolve) and the world (cluster view,
+history, settings, safety state, people's approvals, the degraded domains, clock), and returns a
+Verdict: passed with a trace line, or stopped with a reason. A stop by a rail that can clear (WAITS)
+makes the step wait; a denial hands the incident to people; joining a domain incident ends a
+member's own; any other stop refuses it. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from remediator.domain import budget as nodebudget
+from remediator.domain import topology as topo
 from remediator.domain.actions import ACTIONS
 from remediator.domain.approvals import DENIED, Approvals, step_key
 from remediator.domain.availability import pod_availability, scale_availability
@@ -44,7 +46,8 @@ KINDS = ("first", "escalation", "restore", "uncordon", "on_failure")
 # outside scope, not Vigil's to undo, a repeat offender, a template error) and is final.
 # (An unavailable cluster view defers: decided again in a few seconds.)
 WAITS = frozenset({"paused", "budget", "breaker_open", "cooldown", "rate_limit", "availability", "guard",
-                   "guard_unavailable", "node_busy", "joined", "node_settling", "window", "approval"})
+                   "guard_unavailable", "node_busy", "joined", "node_settling", "window", "approval",
+                   "domain_opening"})
 
 
 def waits(reason: str) -> bool:
@@ -80,6 +83,7 @@ class World:
     # (`explain` without a cluster leaves it False and shows what the other rails say)
     needs_cluster: bool = False
     approvals: Approvals = field(default_factory=dict)  # people's word on gated steps (from the ledger)
+    topology: topo.Correlation | None = None  # the degraded domains (None: not correlated here)
 
     def live(self) -> list[PastAction]:
         counted = (*LIVE_STATES, "dry_run") if self.dry_run else LIVE_STATES
@@ -96,6 +100,7 @@ class Verdict:
     open_breaker: bool = False
     budget: BudgetUse | None = None
     step: str = ""  # the gated step a wait for approval or a window is for, "reboot_node(node-7)"
+    joined: int | None = None  # topology: the domain incident a member's incident joins (its own ends there)
 
 
 def ok(line: str, **kw) -> Verdict:
@@ -237,6 +242,36 @@ def _node_of(p: PlannedAction | PastAction) -> str:
     return p.target.split("/")[0] if ACTIONS[p.type].target_kind == "node" else ""
 
 
+def topology(step: Step, world: World) -> Verdict:
+    """One incident per degraded domain: a step of a member node's own ladder (its first step, or a
+    step of a ladder already running: it stops there) joins the domain incident, or waits while the
+    engine opens it. Restores and uncordons on resolve go on."""
+    corr = world.topology
+    if corr is None:
+        return ok("topology not correlated here")
+    if topo.is_domain_incident(step.incident):
+        first = corr.open.get(topo.key_of(step.incident))
+        if step.kind == "first" and first is not None and first.id is not None and first.id != step.incident.id:
+            return block("domain", f"domain incident {first.id} already handles this domain", joined=first.id)
+        d = corr.degraded.get(topo.key_of(step.incident))
+        return ok(d.evidence() if d is not None else "the domain is no longer degraded")
+    nodes = sorted({n for p in step.actions if (n := _node_of(p))})
+    if step.kind not in ("first", "escalation", "on_failure"):
+        return ok(f"not checked for {step.kind} steps")
+    for node in nodes:
+        d = corr.degraded_for(node)
+        if d is None:
+            continue
+        if d.incident is None or d.incident.id is None:
+            return block("domain_opening", f"node {node} is a member of degraded {d.kind} domain {d.domain}; "
+                         f"its domain incident is being opened. {d.evidence()}")
+        return block("domain", f"node {node} is a member of degraded {d.kind} domain {d.domain}: domain incident "
+                     f"{d.incident.id} takes over. {d.evidence()}", joined=d.incident.id)
+    out = [p.target for p in step.actions if ACTIONS[p.type].removes_node]
+    spanning = topo.jobs_spanning(corr, world.cluster, out) if out and world.cluster.available else []
+    return ok("; ".join(["no node of this step is a member of a degraded domain", *spanning]))
+
+
 SETTLE = 120.0  # seconds after a repair of a node during which its other alerts may still resolve
 
 
@@ -250,6 +285,8 @@ def one_repair(step: Step, world: World) -> Verdict:
     alert that started after the repair is a new fault and is not held)."""
     if step.kind != "first":
         return ok(f"not checked for {step.kind} steps")
+    if topo.is_domain_incident(step.incident):
+        return ok("a domain incident takes over its members' repairs")
     mine = {n for p in step.actions if (n := _node_of(p))}
     running: dict[int, list[PastAction]] = {}
     for a in world.history:
@@ -432,6 +469,24 @@ def _node_budget(step: Step, world: World) -> Verdict:
     return ok(line, budget=use)
 
 
+def _domain_budget(step: Step, world: World) -> Verdict:
+    """A domain incident takes its domain out as one unit: it is counted against the domain budget
+    of its kind (default 1 domain out at a time), not node by node. A domain is out while any of its
+    managed members is out of service, whoever took it out, or a Vigil plan takes one out."""
+    kind, domain = topo.key_of(step.incident)
+    limit = world.safety.budget.domains.get(kind, 1)
+    out = nodebudget.unavailable(world.cluster, _in_flight(world))
+    groups = world.topology.members if world.topology is not None else {}
+    down = {k: sorted(set(ms) & set(out)) for k, ms in groups.items() if k[0] == kind and set(ms) & set(out)}
+    after = set(down) | {(kind, domain)}
+    line = f"{len(after)} of {len(groups) or 1} {kind} domains out with this plan, max_domains {limit}"
+    if len(after) > limit and (kind, domain) not in down:
+        listed = ", ".join(f"{k[1]} ({', '.join(f'{n}: {out[n]}' for n in ns)})" for k, ns in sorted(down.items()))
+        return block("budget", f"{line}: taking {kind} domain {domain} out would exceed the domain budget; "
+                     f"out now: {listed}")
+    return ok(f"{line} (the node budget counts members of a domain incident as one domain)")
+
+
 def budgets(step: Step, world: World) -> Verdict:
     pods = _pod_budgets(step, world)
     if pods is not None:
@@ -440,6 +495,8 @@ def budgets(step: Step, world: World) -> Verdict:
         return ok("no node taken out of service")
     if not world.cluster.available:
         return ok("cluster view unavailable; node budget not checked")
+    if topo.is_domain_incident(step.incident):
+        return _domain_budget(step, world)
     return _node_budget(step, world)
 
 
@@ -531,7 +588,8 @@ def repeat_offenders(step: Step, world: World) -> Verdict:
 
 RAILS: tuple[tuple[str, Rail], ...] = (
     ("paused", paused), ("stale", stale), ("min_firing", min_firing), ("target", target),
-    ("ownership", ownership), ("one_repair", one_repair), ("denied", denied), ("availability", availability),
+    ("ownership", ownership), ("topology", topology), ("one_repair", one_repair), ("denied", denied),
+    ("availability", availability),
     ("cooldown", cooldown),
     ("rate_limit", rate_limit), ("repeat_offenders", repeat_offenders), ("guard", guard), ("breaker", breaker),
     ("budgets", budgets), ("window", window), ("approval", approval),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from remediator.domain.budget import Limits, Pools
@@ -22,6 +23,7 @@ class Budget:
     max_traffic_shift_percent: float | None = None  # share of a route's traffic moved per window
     window: float = 3600.0
     pools: Pools | None = None
+    domains: Mapping[str, int] = field(default_factory=dict)  # domain kind -> max_domains out at once (default 1)
 
     @property
     def limits(self) -> Limits:

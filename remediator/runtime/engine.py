@@ -35,8 +35,10 @@ from remediator.domain.models import (
     SafetyState,
 )
 from remediator.domain.rails import Step, World
+from remediator.domain.topology import Correlation, is_domain_incident
 from remediator.runtime import pause as pausing
 from remediator.runtime.approvals import Approvals
+from remediator.runtime.domains import DomainIncidents
 from remediator.runtime.followup import Followup, incident_of
 from remediator.runtime.intake import IntakeGate
 from remediator.runtime.metrics import Metrics
@@ -80,6 +82,7 @@ class _Context:
         self.approvals = engine.approvals.read()
         self._view: ClusterView | None = None
         self._view_at = 0.0
+        self.topology: Correlation | None = None  # the degraded domains, correlated once per tick
 
     def cluster(self) -> ClusterView:
         if self._view is None or time.monotonic() - self._view_at > 2.0:
@@ -101,7 +104,8 @@ class Engine:
         self.cache = cache  # decisions read it (no API request); without one, each view is LISTed
         self._wake = threading.Event()
         self.prom = PromChecker(config.prometheus_url, config.prometheus_timeout) if config.prometheus_url else None
-        self.rules = {r.name: r for r in config.rules}
+        self.rules = {r.name: r for r in (*config.rules, *config.domain_rules)}
+        self.domains = DomainIncidents(ledger, config.topology, clock, notify=lambda e: self.notifier.notify(e))
         self.nudge = Nudge(self._wake)  # something a waiting incident waits for may have changed
         if cache is not None:
             cache.listen(self.nudge.set)  # a node returned: the head of the queue goes on at once
@@ -317,7 +321,10 @@ class Engine:
                               wake_waiting=changed)
         ctx = _Context(self) if due else None
         if ctx is not None:
+            ctx.topology = self._domains(ctx.cluster())
             due = self._in_queue_order(due, ctx)
+        elif self.domains.due():
+            self._domains(self._cluster_view())
         decided: list[tuple[Incident, Decision]] = []
         for incident in due:
             self.intake.yield_to_intake()
@@ -339,6 +346,14 @@ class Engine:
                 return
             self._submit_task(f"after:{inc['id']}", self._after_resolve, inc,
                               on_error=lambda exc, i=inc["id"]: self._after_failed(i, exc))
+
+    def _domains(self, cluster: ClusterView) -> Correlation | None:
+        """Open and resolve domain incidents; the correlation this tick's decisions read."""
+        corr = self.domains.correlate(cluster)
+        if self.domains.sync(corr):
+            self._wake.set()  # the new domain incidents are decided at the next tick
+            corr = self.domains.correlate(cluster)  # with their ids: members join them at once
+        return corr
 
     def _record(self, decided: list[tuple[Incident, Decision]]) -> None:
         """The tick's decisions in one short transaction (intake's commits wait on no more than it);
@@ -419,9 +434,12 @@ class Engine:
                                 trace=("the cluster view is unavailable; waiting for it",),
                                 not_before=now + dt.timedelta(seconds=5))
         else:  # the guard (a PromQL query) only once every other rail passed: a paused queue asks nothing
+            rules = self.config.domain_rules if is_domain_incident(incident) else self.config.rules
+
             def plan(guard: CheckResult | None) -> Decision:
-                return decide(incident, self.config.rules, history, cluster, self.config.safety, state, now,
-                              guard=guard, repairs=ctx.repairs, repair=self.config.repair, approvals=ctx.approvals)
+                return decide(incident, rules, history, cluster, self.config.safety, state, now, guard=guard,
+                              repairs=ctx.repairs, repair=self.config.repair, approvals=ctx.approvals,
+                              topology=ctx.topology)
             decision = plan(None)
             if decision.outcome in ("act", "dry_run") and self._guarded(incident):
                 decision = plan(self._guard(incident))
@@ -460,7 +478,8 @@ class Engine:
             since = from_ts(i.get("waiting_since")) or from_ts(i["updated_at"]) or now
             labels = i["labels"]
             out.append({"position": position, "id": i["id"], "alertname": i["alertname"],
-                        "target": labels.get("node") or labels.get("pod") or labels.get("service", ""),
+                        "target": labels.get("node") or labels.get("pod") or labels.get("service")
+                        or labels.get("domain", ""),
                         "severity": labels.get("severity", ""), "pool": waiting_queue.pool_of(labels, cluster, pools),
                         "reason": i["reason"], "detail": i["detail"], "since": ts(since),
                         "waited_seconds": round(max((now - since).total_seconds(), 0.0), 1),
@@ -493,16 +512,20 @@ class Engine:
     def world(self, now: dt.datetime) -> World:
         """What the rails read for a later step (escalation, restore, uncordon): fresh, not cached."""
         window = dt.timedelta(seconds=self.config.history_window)
-        return World(self._cluster_view(), self.ledger.history(now - window), self.config.safety,
+        cluster = self._cluster_view()
+        return World(cluster, self.ledger.history(now - window), self.config.safety,
                      self.safety_state(now), now, self.config.safety.dry_run, repairs=self.repair_history(now),
-                     repair=self.config.repair, needs_cluster=self.kube is not None, approvals=self.approvals.read())
+                     repair=self.config.repair, needs_cluster=self.kube is not None, approvals=self.approvals.read(),
+                     topology=self.domains.correlate(cluster))
 
     def _guarded(self, incident: Incident) -> bool:
-        rule = next((r for r in self.config.rules if r.matches(incident.labels)), None)
+        rules = self.config.domain_rules if is_domain_incident(incident) else self.config.rules
+        rule = next((r for r in rules if r.matches(incident.labels)), None)
         return rule is not None and rule.guard is not None
 
     def _guard(self, incident: Incident) -> CheckResult | None:
-        rule = next((r for r in self.config.rules if r.matches(incident.labels)), None)
+        rules = self.config.domain_rules if is_domain_incident(incident) else self.config.rules
+        rule = next((r for r in rules if r.matches(incident.labels)), None)
         if rule is None or rule.guard is None or incident.alert_status != "firing":
             return None
         query = guard_query(rule, incident)
@@ -566,6 +589,7 @@ class Engine:
                 break
         if ok and not self._stop.is_set() and self.leader.is_leader():
             self._verify_and_escalate(incident_id)
+            self.domains.hand_over(incident_id)  # a domain incident's ladder ends with people
         if not self._stop.is_set():
             self.repair_rails.expire(incident_id)
 

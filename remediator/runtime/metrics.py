@@ -12,7 +12,7 @@ from remediator.domain.actions import ACTIONS
 from remediator.domain.models import Decision
 
 INCIDENT_STATUSES = ("pending", "deferred", "waiting", "acting", "succeeded", "failed", "blocked", "dry_run",
-                     "cancelled", "ignored", "resolved", "handed_over")
+                     "cancelled", "ignored", "resolved", "handed_over", "joined")
 DELAY_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600)
 
 
@@ -148,7 +148,8 @@ class Metrics:
                                  "Per-pool budget at the last check: unavailable (with that plan), allowed, total.",
                                  ["pool", "state"], registry=r)
         Gauge("vigil_build_info", "Remediator build; always 1.", ["version"], registry=r).labels(__version__).set(1)
-        for outcome in ("act", "dry_run", "wait", "blocked", "defer", "no_match", "resolved", "handed_over"):
+        for outcome in ("act", "dry_run", "wait", "blocked", "defer", "no_match", "resolved", "handed_over",
+                        "joined"):
             self.decisions.labels(outcome)
         for status in ("firing", "resolved"):
             self.notifications.labels(status)

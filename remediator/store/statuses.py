@@ -10,10 +10,10 @@ blocked."""
 from __future__ import annotations
 
 STATUS_OF = {"act": "acting", "dry_run": "dry_run", "wait": "waiting", "blocked": "blocked", "defer": "deferred",
-             "no_match": "ignored", "resolved": "resolved", "handed_over": "handed_over"}
+             "no_match": "ignored", "resolved": "resolved", "handed_over": "handed_over", "joined": "joined"}
 ACTION_STATE_OF = {"act": "planned", "dry_run": "dry_run", "blocked": "blocked"}
 DECIDABLE = ("pending", "deferred", "waiting")  # statuses the engine (re)decides
-TERMINAL = ("succeeded", "failed", "blocked", "dry_run", "cancelled", "ignored", "resolved", "handed_over")
+TERMINAL = ("succeeded", "failed", "blocked", "dry_run", "cancelled", "ignored", "resolved", "handed_over", "joined")
 def final_status(states: set[str]) -> str:
     """An incident's status once its chain is done, saying what happened to the cluster: a chain
     cut short by a resolve after something ran is `succeeded` (it changed the cluster), never

@@ -180,7 +180,8 @@ def test_every_panel_that_should_have_data_has_data(tmp_path):
 
     kubelet = FakeKubelet(tmp_path / "kubelet.sock")  # pod attribution, for "Pods on each GPU"
     kubelet.set_pods(pod("ml", "llm-0", {"server": [("nvidia.com/gpu", ["GPU-5a1e0000-0000-4000-8000-000000000000"])]}))
-    sim = SimulatedNVML(8, kernel_log=SimulatedKernelLog(tmp_path / "kmsg"))
+    sim = SimulatedNVML(8, kernel_log=SimulatedKernelLog(tmp_path / "kmsg"),
+                        fabric=("7f0c3a52-5d3e-4c1b-9a0e-1f2e3d4c5b6a", 1))  # an NVLink domain, for its panels
     gpu = make_exporter(sim, nvlink_interval=1, kernel_log=KernelLogConfig(str(tmp_path / "kmsg"), poll=0.1),
                         pod_resources=PodResourcesConfig(str(kubelet.socket), interval=1))
     gpu_http = serve(gpu_app(gpu), "127.0.0.1", 0)

@@ -22,6 +22,7 @@ GPU3 = {"gpu": "3", "uuid": "GPU-5a1e0000-0000-4000-8000-000000000003"}
 OPTIONAL = {n for n in SPECS if n.startswith(("gpu_exporter_kernel_log", "gpu_nvswitch", "gpu_exporter_pod_resources"))}
 OPTIONAL |= {"gpu_allocation_info", "gpu_xid_follow_on_errors_total"}
 OPTIONAL |= {"gpu_fault_pending", "gpu_fault_pending_since_timestamp_seconds"}  # only while a fault is pending
+OPTIONAL |= {"gpu_fabric_info"}  # only on GPUs of an NVLink fabric (tests/gpu/test_fabric.py)
 HEALTHY = set(SPECS) - OPTIONAL - {"gpu_retired_pages_total", "gpu_retired_pages_pending",
                                    "gpu_xid_last_timestamp_seconds",
                                    "gpu_exporter_alert_pushes_total"}  # only with the fast path on
@@ -76,9 +77,10 @@ def test_not_supported_is_omitted_and_counted(exporter):
     s = scrape(exporter)
     assert not pick(s, "gpu_retired_pages_total")  # Hopper: NOT_SUPPORTED, never a fake 0
     assert not pick(s, "gpu_retired_pages_pending")
-    assert one(s, "gpu_exporter_nvml_errors_total", error="not_supported") == 8 * 3
+    assert not pick(s, "gpu_fabric_info")  # no NVLink fabric in the default simulation
+    assert one(s, "gpu_exporter_nvml_errors_total", error="not_supported") == 8 * 4
     again = scrape(exporter)  # a capability gap is not re-probed on every scrape
-    assert one(again, "gpu_exporter_nvml_errors_total", error="not_supported") == 8 * 3
+    assert one(again, "gpu_exporter_nvml_errors_total", error="not_supported") == 8 * 4
 
 
 def test_retired_pages_on_a_pre_ampere_gpu(clock):

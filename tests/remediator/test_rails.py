@@ -83,9 +83,9 @@ def test_the_rails_run_in_the_fixed_order_and_each_adds_a_line():
     d = plan_step(step(), world())
     names = [line.split(":")[0] for line in d.trace[1:-1]]
     assert names == [name for name, _ in rails.RAILS] == ["paused", "stale", "min_firing", "target", "ownership",
-                                                         "one_repair", "denied", "availability", "cooldown",
-                                                         "rate_limit", "repeat_offenders", "guard", "breaker",
-                                                         "budgets", "window", "approval"]
+                                                         "topology", "one_repair", "denied", "availability",
+                                                         "cooldown", "rate_limit", "repeat_offenders", "guard",
+                                                         "breaker", "budgets", "window", "approval"]
     assert d.outcome == "act"
 
 
