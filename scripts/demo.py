@@ -98,11 +98,21 @@ def _out(p: Pipeline, nodes: list[str]) -> list[str]:
 
 
 def storm(p: Pipeline, nodes: list[str], timeout: float = 300) -> bool:
-    """XID 79 on every node at once, more than the budget allows out: the rest wait in the queue and
-    go on, in order, as repaired nodes return. Prints the queue whenever it changes."""
+    """XID 79 on more nodes than the budget allows out: the ones seen only through the pull path first
+    (their alerts take a scrape and an evaluation), then, once those are out, the fast-path ones, so
+    that they arrive while the budget is used up: they wait in the queue and go on, in order, as
+    repaired nodes return. Prints the queue whenever it changes."""
     started = time.monotonic()
-    for node, gpu in zip(nodes, (6, 7, 0, 4), strict=False):  # GPUs not repaired before (simulated UUIDs repeat)
-        p.inject(node, {"gpu": gpu, "fault": "xid", "xid": 79})
+    gpus = dict(zip(nodes, (6, 7, 0, 4), strict=False))  # GPUs not repaired before (simulated UUIDs repeat)
+    pull = [n for n in nodes if p.node_names.index(n) >= p.fast_nodes]
+    for node in pull:
+        p.inject(node, {"gpu": gpus[node], "fault": "xid", "xid": 79})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(_out(p, pull)) < min(len(pull), p.nodes // 2):
+        time.sleep(0.1)
+    for node in nodes:
+        if node not in pull:
+            p.inject(node, {"gpu": gpus[node], "fault": "xid", "xid": 79})
     seen, peak, last = set(), 0, None
     while time.monotonic() - started < timeout:
         out, queue = _out(p, nodes), _queue(p)
