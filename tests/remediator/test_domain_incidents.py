@@ -47,7 +47,11 @@ def _start(remediator, k8s_cluster) -> tuple[Harness, dict[str, list[str]]]:
     install_crds(k8s_cluster)
     policy = {**_ladder(), "domain_rules": DOMAIN_RULES}
     h = remediator(nodes=8, policy=policy, overrides=TOPOLOGY)
-    return h, _domains(h)
+    cliques = _domains(h)
+    # the labels are in the view the engine decides from (a LISTed view is shared for a second)
+    wait_until(lambda: all(CLIQUE in h.engine._cluster_view().nodes[n].labels for n in h.nodes), 30,
+               what="the engine's view with the clique labels")
+    return h, cliques
 
 
 def _fire(h: Harness, nodes: list[str]) -> dict:
