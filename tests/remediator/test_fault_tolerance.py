@@ -222,7 +222,8 @@ def test_100_incidents_behind_a_proxy_faulting_30_percent_of_requests(k8s_cluste
         if i["status"] != "succeeded":
             assert i["reason"] and i["detail"], i  # every non-success says why
         full = ledger.get_incident(i["id"])
-        assert len(full["actions"]) == 1, full["actions"]  # one cordon per incident, never two
+        ran = [a for a in full["actions"] if a["state"] != "cancelled"]  # a plan held at its admission (the
+        assert len(ran) == 1, full["actions"]  # view unavailable) is cancelled, re-planned: one cordon ran, never two
     nodes = {n.metadata.name: n for n in core.list_node(label_selector=f"vigil.io/pool={pool}").items}
     done = {i["labels"]["node"] for i in items if i["status"] == "succeeded"}
     assert all(nodes[n].spec.unschedulable and nodes[n].metadata.annotations.get("vigil.io/incident") for n in done)

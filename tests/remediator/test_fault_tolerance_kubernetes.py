@@ -90,7 +90,8 @@ def test_100_incidents_on_the_kubernetes_ledger_behind_a_faulting_proxy(vigil_cr
             assert i["reason"] and i["detail"], i  # every non-success says why
             assert i["reason"] != "internal_error", i  # a transient fault is never a failure
         full = ledger.get_incident(i["id"])
-        assert len(full["actions"]) == 1, full["actions"]  # one cordon per incident, never two
+        ran = [a for a in full["actions"] if a["state"] != "cancelled"]  # a plan held at its admission (the
+        assert len(ran) == 1, full["actions"]  # view unavailable) is cancelled, re-planned: one cordon ran, never two
     nodes = {n.metadata.name: n for n in core.list_node(label_selector=f"vigil.io/pool={pool}").items}
     done = {i["labels"]["node"] for i in items if i["status"] == "succeeded"}
     assert all(nodes[n].spec.unschedulable for n in done)
