@@ -73,7 +73,7 @@ def test_100_incidents_on_the_kubernetes_ledger_behind_a_faulting_proxy(vigil_cr
 
         def settled():
             counts = ledger.counts_by_status()
-            return counts if sum(counts.values()) == 100 and not set(counts) & {"pending", "deferred",
+            return counts if sum(counts.values()) == 100 and not set(counts) & {"pending", "deferred", "waiting",
                                                                                  "acting"} else None
         counts = wait_until(settled, 500, interval=1, what="every incident settled")
     finally:
