@@ -86,7 +86,7 @@ class _Context:
 
     def cluster(self) -> ClusterView:
         if self._view is None or time.monotonic() - self._view_at > 2.0:
-            self._view, self._view_at = self.engine._cluster_view(), time.monotonic()
+            self._view, self._view_at = self.engine._cluster_view(fresh=True), time.monotonic()
         return self._view
 
 
@@ -285,7 +285,7 @@ class Engine:
             self._wake.wait(timeout)
             self._wake.clear()
 
-    def _cluster_view(self) -> ClusterView:
+    def _cluster_view(self, fresh: bool = False) -> ClusterView:
         """The cache's view; without a cache a LIST, shared for LISTED_VIEW_AGE seconds by the
         admissions and decisions that ask meanwhile (Vigil's own recent changes are counted from the
         ledger, not from the view); a LIST that fails is an unavailable view (unknown)."""
@@ -294,8 +294,8 @@ class Engine:
         if self.cache is not None:
             return self.cache.view()  # unavailable while unsynced or stale: decisions defer
         view, at = self._listed
-        if view is not None and time.monotonic() - at < LISTED_VIEW_AGE:
-            return view
+        if view is not None and not fresh and time.monotonic() - at < LISTED_VIEW_AGE:
+            return view  # a tick's decisions LIST afresh; admissions share the latest
         try:
             view = read_cluster_view(self.kube)
         except Exception as exc:  # KubeError, or anything the client raised: defer, never fail

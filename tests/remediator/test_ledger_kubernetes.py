@@ -162,7 +162,7 @@ def test_explain_reads_the_safety_state_from_the_kubernetes_ledger(vigil_crds, n
     assert r.returncode == 0, r.stderr
     assert "ledger unavailable" not in r.stdout
     [result] = json.loads(r.stdout[r.stdout.index("["):])
-    assert (result["outcome"], result["reason"]) == ("blocked", "paused"), result
+    assert (result["outcome"], result["reason"]) == ("wait", "paused"), result  # held back, not refused
 
 
 def test_the_watch_wakes_the_leader_for_work_recorded_elsewhere(vigil_crds, ns, opened):

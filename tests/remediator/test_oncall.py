@@ -103,7 +103,8 @@ def test_cli_against_a_running_remediator(live):
     assert not client.CoreV1Api(live.api).read_node(live.nodes[1]).spec.unschedulable
     r = live.cli("queue", who="viewer")
     assert r.returncode == 0, r.stderr
-    assert re.search(rf"^1\s+{held['id']}\s+GpuXidCritical\s+{live.nodes[1]}\s+-\s+paused\s", r.stdout, re.M), r.stdout
+    assert re.search(rf"^1\s+{held['id']}\s+GpuXidCritical\s+{live.nodes[1]}\s+\S+\s+paused\s", r.stdout, re.M), \
+        r.stdout
     assert "(1 waiting)" in r.stdout
 
     # A second process on the same ledger says at start that remediation is paused, why and until when.
