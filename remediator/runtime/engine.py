@@ -235,7 +235,7 @@ class Engine:
         now = self.clock()
         inc = incident_of(incident)
         step = Step(kind, inc, rule, (PlannedAction(row.type, row.target, row.params),))
-        world = self.world(now)
+        world = self.world(now, fresh=False)
         decision = recheck(step, world)
         if decision is None and self._guarded(inc):  # the guard's query only once every other rail passed
             decision = recheck(step, dataclasses.replace(world, guard=self._guard(inc)))
@@ -509,10 +509,11 @@ class Engine:
         """Repair attempts within the repeat-offender window, for the rails."""
         return self.ledger.repairs(now - dt.timedelta(seconds=self.config.repair.window))
 
-    def world(self, now: dt.datetime) -> World:
-        """What the rails read for a later step (escalation, restore, uncordon): fresh, not cached."""
+    def world(self, now: dt.datetime, fresh: bool = True) -> World:
+        """What the rails read for a later step (escalation, restore, uncordon): fresh, not cached
+        (`fresh=False`, an admission: without a cache, the latest LIST, at most a second old)."""
         window = dt.timedelta(seconds=self.config.history_window)
-        cluster = self._cluster_view()
+        cluster = self._cluster_view(fresh=fresh)
         return World(cluster, self.ledger.history(now - window), self.config.safety,
                      self.safety_state(now), now, self.config.safety.dry_run, repairs=self.repair_history(now),
                      repair=self.config.repair, needs_cluster=self.kube is not None, approvals=self.approvals.read(),
