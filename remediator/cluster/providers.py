@@ -189,9 +189,10 @@ def _replaced(ctx: RepairContext, node: str, data: dict[str, Any]) -> str:
             if _absent(lambda: ctx.kube.call(objects.get_namespaced_custom_object, CAPI_GROUP,
                                              ctx.settings.cluster_api_version, ns, "machines", name)):
                 return f"Machine {data['machine']} deleted"
-        if "nodeclaim" in data and _absent(lambda: ctx.kube.call(objects.get_cluster_custom_object, *NODECLAIMS,
-                                                                 data["nodeclaim"])):
-            return f"NodeClaim {data['nodeclaim']} deleted"
+        if "nodeclaim" in data:  # listed, as the provider found it (its RBAC lists and deletes NodeClaims)
+            claims = ctx.kube.call(objects.list_cluster_custom_object, *NODECLAIMS)["items"]
+            if data["nodeclaim"] not in {c["metadata"]["name"] for c in claims}:
+                return f"NodeClaim {data['nodeclaim']} deleted"
         if _absent(lambda: ctx.kube.call(ctx.kube.core.read_node, node)):
             return f"Node {node} deleted"
     except (ApiException, KubeError) as exc:  # unknown is not done: looked at again until the timeout
