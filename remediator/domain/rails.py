@@ -292,8 +292,9 @@ def one_repair(step: Step, world: World) -> Verdict:
     for a in world.history:
         if a.incident_id != step.incident.id and a.state in IN_FLIGHT and _node_of(a) in mine:
             running.setdefault(a.incident_id, []).append(a)
-    if running:
-        return _join_or_wait(step, min(running), running[min(running)])
+    if running:  # the ladder does as much as all its steps, those done included
+        other = min(running)
+        return _join_or_wait(step, other, [a for a in world.history if a.incident_id == other and _node_of(a)])
     ended = [a for a in world.history if a.incident_id != step.incident.id and a.state == "succeeded"
              and ACTIONS[a.type].repair and _node_of(a) in mine and a.done_at is not None
              and (world.now - a.done_at).total_seconds() < SETTLE
