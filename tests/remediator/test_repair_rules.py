@@ -137,7 +137,9 @@ def _example_rules():
     from remediator.config import parse_config
 
     data = yaml.safe_load((Path(__file__).resolve().parents[2] / "remediator/examples/vigil.yaml").read_text())
-    return parse_config({k: data[k] for k in ("policy", "repair", "prometheus")}, "vigil.yaml").rules
+    config = parse_config({k: data[k] for k in ("policy", "repair", "prometheus", "topology") if k in data},
+                          "vigil.yaml")
+    return config.rules + config.domain_rules  # a degraded domain is decided with the domain rules
 
 
 def _critical_gpu_alerts() -> dict[str, dict[str, str]]:

@@ -133,7 +133,7 @@ class SafetyMachine(RuleBasedStateMachine):
 
     # ---- the model as the rails see it ----------------------------------------------------------
 
-    def view(self) -> ClusterView:
+    def view(self, fresh: bool = False) -> ClusterView:
         nodes = {n: NodeView(n, self.unschedulable[n], 8, self.annotations(n), {"pool": POOL[n]}, self.ready[n],
                              (Taint("vigil.io/unhealthy", "NoSchedule"),) if n in self.tainted else (), True,
                              self.owner[n] if self.unschedulable[n] else "") for n in NODES}
@@ -434,7 +434,7 @@ class LivenessMachine(RuleBasedStateMachine):
     def out(self) -> set[str]:
         return set(self.cordoned) | self.tainted
 
-    def view(self) -> ClusterView:
+    def view(self, fresh: bool = False) -> ClusterView:
         nodes = {n: NodeView(n, n in self.cordoned, 8,
                              {INCIDENT_ANNOTATION: self.cordoned[n]} if self.cordoned.get(n, "kubectl") != "kubectl"
                              else {}, {"pool": POOL[n]}, True,
