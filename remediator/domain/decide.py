@@ -144,23 +144,6 @@ def recheck(step: Step, world: World) -> Decision | None:
     return None if decision.outcome in ("act", "dry_run") else decision
 
 
-# What can change in the moment between a follow-up step's planning (escalation, on_failure: through
-# every rail) and its run: a pause (global, node, namespace) and the target.
-MOMENT = ("paused", "target")
-
-
-def recheck_moment(step: Step, world: World) -> Decision | None:
-    """The rails in MOMENT, right before a step planned a moment ago runs; an unavailable view
-    says nothing new (the step passed every rail when planned)."""
-    if not world.cluster.available:
-        return None
-    for name, rail in RAILS:
-        if name in MOMENT and not (verdict := rail(step, world)).passed:
-            return Decision("wait" if waits(verdict.reason) else "blocked", step.rule.name, reason=verdict.reason,
-                            detail=verdict.line, trace=(f"{name}: {verdict.line}",), kind=step.kind)
-    return None
-
-
 def match(rules: Sequence[Rule], labels: dict[str, str]) -> tuple[Rule | None, list[str]]:
     rule = next((r for r in rules if r.matches(labels)), None)
     lines = []

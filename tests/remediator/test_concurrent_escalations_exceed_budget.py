@@ -4,8 +4,8 @@ the node budget against the same history and all run: the budget is exceeded.
 `Engine._retry_escalations` submits one `escalate:<id>` task per held incident to the worker pool when
 something changed; each runs `Followup._escalate` (remediator/runtime/followup.py), which plans the step
 with `plan_escalation` against `self.world(now)` *outside* the runner's admission lock, appends it, and
-runs it through the runner, whose admission (`Engine._held`; once `recheck_moment`,
-remediator/domain/decide.py) checks only MOMENT = ("paused", "target"), not the budget. Two escalations
+runs it through the runner, whose admission (`Engine._held`) once checked only the pause and the
+target, not the budget. Two escalations
 planned concurrently both see the budget free. Real Followup, Runner and SQLite ledger; the two worker
 threads are lined up with a barrier at the moment each reads the world (the overlap the pool produces)."""
 
