@@ -36,6 +36,7 @@ from remediator.runtime.metrics import Metrics
 from remediator.runtime.notify import Event
 from remediator.runtime.runner import ClusterOps, Runner
 from remediator.store.ledger import Ledger, from_ts
+from remediator.store.views import bookkeeping_time
 
 log = logging.getLogger(__name__)
 VERIFICATION = {HOLDS: "verified", DOES_NOT_HOLD: "not_verified", UNKNOWN: "unverifiable"}
@@ -75,14 +76,8 @@ def incident_of(inc: dict) -> Incident:
     is taken there: a plan admitted long after its alert started, after waiting, is not stale)."""
     return Incident(inc["fingerprint"], from_ts(inc["startsAt"]) or dt.datetime.now(dt.UTC), inc["labels"],
                     inc.get("annotations", {}), inc["alert_status"], id=inc["id"],
-                    received_at=_time(inc.get("received_at")), waiting_since=_time(inc.get("waiting_since")))
-
-
-def _time(value: object) -> dt.datetime | None:
-    try:
-        return from_ts(value) if isinstance(value, str) else None
-    except ValueError:
-        return None
+                    received_at=bookkeeping_time(inc.get("received_at")),
+                    waiting_since=bookkeeping_time(inc.get("waiting_since")))
 
 
 @dataclass

@@ -32,7 +32,7 @@ from remediator.store.checkpoint import Checkpointer
 from remediator.store.intake import GroupCommit, Recorded
 from remediator.store.probe import Inconclusive, WriteProbe
 from remediator.store.statuses import ACTION_STATE_OF, DECIDABLE, STATUS_OF, final_status
-from remediator.store.views import LedgerViews, from_ts, ts
+from remediator.store.views import LedgerViews, bookkeeping_time, from_ts, ts
 
 
 class LedgerUnavailable(Exception):
@@ -152,16 +152,8 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 def _incident(row: sqlite3.Row) -> Incident:
     return Incident(fingerprint=row["fingerprint"], starts_at=from_ts(row["starts_at"]),
                     labels=json.loads(row["labels"]), annotations=json.loads(row["annotations"]),
-                    alert_status=row["alert_status"], id=row["id"], received_at=_time_or_none(row["received_at"]),
-                    waiting_since=_time_or_none(row["waiting_since"]))
-
-
-def _time_or_none(value: str | None) -> dt.datetime | None:
-    """Vigil's own bookkeeping times: one that does not read back is unknown, not the incident's failure."""
-    try:
-        return from_ts(value)
-    except ValueError:
-        return None
+                    alert_status=row["alert_status"], id=row["id"], received_at=bookkeeping_time(row["received_at"]),
+                    waiting_since=bookkeeping_time(row["waiting_since"]))
 
 
 def _migrate(db: sqlite3.Connection) -> None:
@@ -399,7 +391,7 @@ class SQLiteLedger(LedgerViews):
                               (ts(since),)).fetchall()
         return [PastAction(r["incident_id"], r["rule"], r["type"], r["target"], from_ts(r["planned_at"]),
                            r["state"], r["alert_status"] == "firing", r["workload"], r["amount"], bool(r["admitted"]),
-                           _time_or_none(r["finished_at"]))
+                           bookkeeping_time(r["finished_at"]))
                 for r in rows]
 
     def repairs(self, since: dt.datetime) -> list[RepairRecord]:

@@ -30,6 +30,15 @@ def from_ts(s: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(s.replace("Z", "+00:00")) if s else None
 
 
+def bookkeeping_time(value: object) -> dt.datetime | None:
+    """Vigil's own bookkeeping times (received, waiting since, finished): one that does not read back
+    is unknown, not the incident's failure."""
+    try:
+        return from_ts(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
 class LedgerViews:
     """Mixed into SQLiteLedger; uses its `_read()`."""
 
